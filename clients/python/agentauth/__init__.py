@@ -1,0 +1,38 @@
+"""Python SDK for agentauth, the auth control plane for AI agents.
+
+The generated protobuf and gRPC modules live in :mod:`agentauth.v1`
+(``agentauth.v1.admin_pb2``, ``agentauth.v1.admin_pb2_grpc``, ...).
+"""
+
+from agentauth._client import ControlPlaneClient, client_interceptors
+from agentauth._errors import (
+    AgentAuthError,
+    AlreadyExistsError,
+    FailedPreconditionError,
+    InternalError,
+    InvalidArgumentError,
+    NotFoundError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+    UnauthenticatedError,
+    UnavailableError,
+    from_rpc_error,
+)
+from agentauth._version import __version__
+
+__all__ = [
+    "AgentAuthError",
+    "AlreadyExistsError",
+    "ControlPlaneClient",
+    "FailedPreconditionError",
+    "InternalError",
+    "InvalidArgumentError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "ResourceExhaustedError",
+    "UnauthenticatedError",
+    "UnavailableError",
+    "__version__",
+    "client_interceptors",
+    "from_rpc_error",
+]

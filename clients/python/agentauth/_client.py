@@ -1,0 +1,190 @@
+"""Async client for the agentauth control plane."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from types import TracebackType
+from typing import TypeVar
+
+import grpc
+import grpc.aio
+
+from agentauth._errors import from_rpc_error
+from agentauth._version import __version__
+from agentauth.v1 import admin_pb2_grpc, token_pb2_grpc
+
+__all__ = ["ControlPlaneClient", "client_interceptors"]
+
+_Req = TypeVar("_Req")
+_Resp = TypeVar("_Resp")
+
+_AUTHORIZATION = "authorization"
+_USER_AGENT = f"agentauth-python/{__version__}"
+
+
+class _CallDefaults(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
+    """Adds the bearer API key and a default deadline to every call."""
+
+    def __init__(self, api_key: str | None, timeout: float | None) -> None:
+        self._authorization = f"Bearer {api_key}" if api_key else None
+        self._timeout = timeout
+
+    def __repr__(self) -> str:
+        # The default repr is harmless today; pin it so a future attribute
+        # dump can never print the key.
+        return f"{type(self).__name__}(authenticated={self._authorization is not None})"
+
+    def _apply(self, details: grpc.aio.ClientCallDetails) -> grpc.aio.ClientCallDetails:
+        metadata = grpc.aio.Metadata(*(details.metadata or ()))
+        # A per-call authorization header (e.g. another key for one call)
+        # wins; sending two would make the server pick one arbitrarily.
+        if self._authorization is not None and _AUTHORIZATION not in metadata.keys():
+            metadata.add(_AUTHORIZATION, self._authorization)
+        timeout = details.timeout if details.timeout is not None else self._timeout
+        return grpc.aio.ClientCallDetails(
+            details.method,
+            timeout,
+            metadata,
+            details.credentials,
+            details.wait_for_ready,
+        )
+
+    async def intercept_unary_unary(
+        self,
+        continuation: Callable[
+            [grpc.aio.ClientCallDetails, _Req], Awaitable[grpc.aio.UnaryUnaryCall[_Req, _Resp]]
+        ],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request: _Req,
+    ) -> _Resp | grpc.aio.UnaryUnaryCall[_Req, _Resp]:
+        return await continuation(self._apply(client_call_details), request)
+
+    async def intercept_unary_stream(
+        self,
+        continuation: Callable[
+            [grpc.aio.ClientCallDetails, _Req], Awaitable[grpc.aio.UnaryStreamCall[_Req, _Resp]]
+        ],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request: _Req,
+    ) -> AsyncIterator[_Resp] | grpc.aio.UnaryStreamCall[_Req, _Resp]:
+        return await continuation(self._apply(client_call_details), request)
+
+
+class _TypedErrors(grpc.aio.UnaryUnaryClientInterceptor):
+    """Raises :class:`agentauth.AgentAuthError` subclasses instead of AioRpcError."""
+
+    async def intercept_unary_unary(
+        self,
+        continuation: Callable[
+            [grpc.aio.ClientCallDetails, _Req], Awaitable[grpc.aio.UnaryUnaryCall[_Req, _Resp]]
+        ],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request: _Req,
+    ) -> _Resp | grpc.aio.UnaryUnaryCall[_Req, _Resp]:
+        try:
+            call = await continuation(client_call_details, request)
+            return await call
+        except grpc.aio.AioRpcError as err:
+            # "from None": the AioRpcError carries the raw trailers and debug
+            # string, which should not ride along into tracebacks and logs.
+            raise from_rpc_error(err) from None
+
+
+def client_interceptors(
+    api_key: str | None = None, *, timeout: float | None = 10.0
+) -> list[grpc.aio.ClientInterceptor]:
+    """The interceptors :class:`ControlPlaneClient` installs on its channel.
+
+    Use them to build your own ``grpc.aio`` channel (custom options, TLS
+    settings) and hand it to ``ControlPlaneClient(target, channel=...)``.
+    Order matters: errors are converted outermost so that every failure,
+    including a deadline set by the inner interceptor, comes out typed.
+    """
+    return [_TypedErrors(), _CallDefaults(api_key, timeout)]
+
+
+class ControlPlaneClient:
+    """Async client for the agentauth control plane's gRPC API.
+
+    Example::
+
+        async with ControlPlaneClient("localhost:50051", api_key) as client:
+            resp = await client.admin.GetUser(
+                admin_pb2.GetUserRequest(name="orgs/acme/users/u1")
+            )
+
+    Without ``credentials`` the channel is plaintext: terminating TLS in
+    front of the control plane (a sidecar or load balancer) is the
+    deployment's job for now. Pass ``grpc.ssl_channel_credentials()`` to talk
+    TLS directly.
+
+    Failed unary calls raise :class:`agentauth.AgentAuthError` subclasses.
+    Every call gets ``authorization: Bearer <api_key>`` and, unless the call
+    sets its own, a deadline of ``timeout`` seconds (``None`` for none).
+
+    If ``channel`` is given it is used as is and not closed by :meth:`close`;
+    build it with :func:`client_interceptors` to get the key, deadline and
+    typed errors.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        api_key: str | None = None,
+        *,
+        channel: grpc.aio.Channel | None = None,
+        timeout: float | None = 10.0,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
+        self._target = target
+        if channel is not None:
+            if api_key is not None or credentials is not None:
+                # Interceptors cannot be added to an existing channel, so the
+                # key would silently never be sent.
+                raise ValueError(
+                    "pass api_key and credentials to client_interceptors() and the "
+                    "channel constructor when supplying your own channel"
+                )
+            self._channel = channel
+            self._owns_channel = False
+        else:
+            interceptors = client_interceptors(api_key, timeout=timeout)
+            options = [("grpc.primary_user_agent", _USER_AGENT)]
+            if credentials is None:
+                self._channel = grpc.aio.insecure_channel(
+                    target, options=options, interceptors=interceptors
+                )
+            else:
+                self._channel = grpc.aio.secure_channel(
+                    target, credentials, options=options, interceptors=interceptors
+                )
+            self._owns_channel = True
+        # The generated stubs are untyped; "unused-ignore" keeps this line
+        # clean whether or not the mypy config already exempts agentauth.v1.
+        self.admin = admin_pb2_grpc.AdminServiceStub(self._channel)  # type: ignore[no-untyped-call, unused-ignore]
+        self.tokens = token_pb2_grpc.TokenServiceStub(self._channel)  # type: ignore[no-untyped-call, unused-ignore]
+
+    @property
+    def channel(self) -> grpc.aio.Channel:
+        """The underlying channel, e.g. for health checks or other stubs."""
+        return self._channel
+
+    def __repr__(self) -> str:
+        # Never the key: clients end up in logs and tracebacks.
+        return f"{type(self).__name__}(target={self._target!r})"
+
+    async def close(self) -> None:
+        """Close the channel if this client created it; pending calls are cancelled."""
+        if self._owns_channel:
+            await self._channel.close()
+
+    async def __aenter__(self) -> ControlPlaneClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
