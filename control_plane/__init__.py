@@ -1,0 +1,1 @@
+"""agentauth control plane: the server package."""

@@ -1,0 +1,1 @@
+"""agentauth domain layer (see ARCHITECTURE.md)."""

@@ -1,0 +1,1 @@
+"""agentauth storage layer (see ARCHITECTURE.md)."""

@@ -1,0 +1,205 @@
+"""Tables. The organization is the root: every tenant table carries ``org_id``.
+
+Tenant tables (``TENANT_TABLES``) get PostgreSQL row-level security keyed on the
+per-transaction ``app.org_id`` setting (see migrations). Platform tables hold
+deployment-wide state (organizations themselves, platform admin keys, signing
+keys, the platform DEK) and are never queried on behalf of a tenant.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from control_plane.storage.types import UTCDateTime
+
+ID = String(32)
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+    def __repr__(self) -> str:
+        # Never render column values: some rows hold sealed secrets or hashes.
+        return f"<{type(self).__name__}>"
+
+
+def _org_fk() -> Mapped[str]:
+    return mapped_column(
+        ID, ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
+    )
+
+
+# ---------------------------------------------------------------- platform tables
+
+
+class Organization(Base):
+    __tablename__ = "organizations"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(16))
+    request_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    create_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    update_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    __table_args__ = (Index(None, "create_time", "id"),)
+
+
+class PlatformApiKey(Base):
+    __tablename__ = "platform_api_keys"
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    secret_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    key_hint: Mapped[str] = mapped_column(String(8))
+    request_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    create_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    revoke_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    __table_args__ = (Index(None, "create_time", "id"),)
+
+
+class SystemDek(Base):
+    """The platform's own data key (seals signing keys and platform page tokens)."""
+
+    __tablename__ = "system_deks"
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    wrapped_dek: Mapped[bytes] = mapped_column(LargeBinary)
+    kek_version: Mapped[str] = mapped_column(String(64))
+    create_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class SigningKey(Base):
+    __tablename__ = "signing_keys"
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    alg: Mapped[str] = mapped_column(String(16))
+    public_jwk: Mapped[str] = mapped_column(Text)
+    sealed_private_key: Mapped[bytes] = mapped_column(LargeBinary)
+    create_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    publish_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    activate_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    taint_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+# ---------------------------------------------------------------- tenant tables
+
+
+class OrgDek(Base):
+    """One data key per organization and version, wrapped by the KEK."""
+
+    __tablename__ = "org_deks"
+    org_id: Mapped[str] = _org_fk()
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    wrapped_dek: Mapped[bytes] = mapped_column(LargeBinary)
+    kek_version: Mapped[str] = mapped_column(String(64))
+    create_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class User(Base):
+    __tablename__ = "users"
+    org_id: Mapped[str] = _org_fk()
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(255))
+    display_name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320))
+    state: Mapped[str] = mapped_column(String(16))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    create_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    update_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    __table_args__ = (
+        UniqueConstraint("org_id", "external_id"),
+        UniqueConstraint("org_id", "request_id"),
+        Index(None, "org_id", "create_time", "id"),
+    )
+
+
+class Agent(Base):
+    __tablename__ = "agents"
+    org_id: Mapped[str] = _org_fk()
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(String(2000))
+    state: Mapped[str] = mapped_column(String(16))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    create_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    update_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    __table_args__ = (
+        UniqueConstraint("org_id", "request_id"),
+        Index(None, "org_id", "create_time", "id"),
+    )
+
+
+class ServiceAccount(Base):
+    __tablename__ = "service_accounts"
+    org_id: Mapped[str] = _org_fk()
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    purpose: Mapped[str] = mapped_column(String(63))
+    state: Mapped[str] = mapped_column(String(16))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    create_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    update_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    __table_args__ = (
+        UniqueConstraint("org_id", "purpose"),
+        UniqueConstraint("org_id", "request_id"),
+        Index(None, "org_id", "create_time", "id"),
+    )
+
+
+class OrgApiKey(Base):
+    __tablename__ = "org_api_keys"
+    org_id: Mapped[str] = _org_fk()
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    display_name: Mapped[str] = mapped_column(String(200))
+    secret_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    key_hint: Mapped[str] = mapped_column(String(8))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    create_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    revoke_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    __table_args__ = (
+        UniqueConstraint("org_id", "request_id"),
+        Index(None, "org_id", "create_time", "id"),
+    )
+
+
+TENANT_TABLES: tuple[str, ...] = tuple(
+    t.name for t in Base.metadata.sorted_tables if "org_id" in t.c
+)
+PLATFORM_TABLES: tuple[str, ...] = tuple(
+    t.name for t in Base.metadata.sorted_tables if "org_id" not in t.c
+)
+
+__all__ = [
+    "Agent",
+    "Base",
+    "OrgApiKey",
+    "OrgDek",
+    "Organization",
+    "PLATFORM_TABLES",
+    "PlatformApiKey",
+    "ServiceAccount",
+    "SigningKey",
+    "SystemDek",
+    "TENANT_TABLES",
+    "User",
+]
