@@ -1,0 +1,1 @@
+"""agentauth vault layer (see ARCHITECTURE.md)."""
