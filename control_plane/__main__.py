@@ -1,0 +1,3 @@
+from control_plane.cli import main
+import sys
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""agentauth api layer (see ARCHITECTURE.md)."""

@@ -1,0 +1,69 @@
+"""Authorization: a table keyed by full RPC method name. Deny by default.
+
+A method missing from this table is refused for everyone, and a test fails
+when any served RPC lacks an entry, so a new RPC cannot ship unguarded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from control_plane.domain.principals import Role
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    roles: frozenset[Role]
+    public: bool = False
+    audited: bool = False  # mutations: the audit hook records them
+
+
+PUBLIC = Rule(frozenset(), public=True)
+ADMINS = frozenset({Role.PLATFORM_ADMIN, Role.ORG_ADMIN})
+PLATFORM_ONLY = frozenset({Role.PLATFORM_ADMIN})
+
+
+def _read(roles: frozenset[Role] = ADMINS) -> Rule:
+    return Rule(roles)
+
+
+def _write(roles: frozenset[Role] = ADMINS) -> Rule:
+    return Rule(roles, audited=True)
+
+
+_ADMIN = "/agentauth.v1.AdminService/"
+
+RULES: dict[str, Rule] = {
+    # Standard services: liveness and discovery are public by design.
+    "/grpc.health.v1.Health/Check": PUBLIC,
+    "/grpc.health.v1.Health/List": PUBLIC,
+    "/grpc.health.v1.Health/Watch": PUBLIC,
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": PUBLIC,
+    # Published verification keys are public, like /.well-known/jwks.json.
+    "/agentauth.v1.TokenService/GetJwks": PUBLIC,
+    # Organizations: only the platform creates or deletes them.
+    _ADMIN + "CreateOrganization": _write(PLATFORM_ONLY),
+    _ADMIN + "GetOrganization": _read(),
+    _ADMIN + "ListOrganizations": _read(),
+    _ADMIN + "DeleteOrganization": _write(PLATFORM_ONLY),
+    _ADMIN + "CreateUser": _write(),
+    _ADMIN + "GetUser": _read(),
+    _ADMIN + "ListUsers": _read(),
+    _ADMIN + "UpdateUserStatus": _write(),
+    _ADMIN + "DeleteUser": _write(),
+    _ADMIN + "RegisterAgent": _write(),
+    _ADMIN + "GetAgent": _read(),
+    _ADMIN + "ListAgents": _read(),
+    _ADMIN + "DisableAgent": _write(),
+    _ADMIN + "CreateServiceAccount": _write(),
+    _ADMIN + "GetServiceAccount": _read(),
+    _ADMIN + "ListServiceAccounts": _read(),
+    _ADMIN + "DisableServiceAccount": _write(),
+    _ADMIN + "CreateApiKey": _write(),
+    _ADMIN + "ListApiKeys": _read(),
+    _ADMIN + "RevokeApiKey": _write(),
+}
+
+
+def rule_for(method: str) -> Rule | None:
+    return RULES.get(method)

@@ -1,0 +1,88 @@
+"""Domain views → protobuf messages. The only place that knows both."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from google.protobuf import timestamp_pb2
+
+import agentauth.v1.admin_pb2 as pb
+from control_plane.domain import names
+from control_plane.domain.entities import (
+    AgentView,
+    ApiKeyView,
+    OrganizationView,
+    ServiceAccountView,
+    UserView,
+)
+
+
+def ts(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    out = timestamp_pb2.Timestamp()
+    out.FromDatetime(value)
+    return out
+
+
+def organization(o: OrganizationView) -> pb.Organization:
+    return pb.Organization(
+        name=names.org_name(o.id),
+        display_name=o.display_name,
+        state=f"ORGANIZATION_STATE_{o.state}",
+        create_time=ts(o.create_time),
+        update_time=ts(o.update_time),
+    )
+
+
+def user(u: UserView) -> pb.User:
+    return pb.User(
+        name=names.child_name(u.org_id, "users", u.id),
+        external_id=u.external_id,
+        display_name=u.display_name,
+        email=u.email,
+        state=f"USER_STATE_{u.state}",
+        create_time=ts(u.create_time),
+        update_time=ts(u.update_time),
+    )
+
+
+def agent(a: AgentView) -> pb.Agent:
+    return pb.Agent(
+        name=names.child_name(a.org_id, "agents", a.id),
+        display_name=a.display_name,
+        description=a.description,
+        state=f"AGENT_STATE_{a.state}",
+        create_time=ts(a.create_time),
+        update_time=ts(a.update_time),
+    )
+
+
+def service_account(s: ServiceAccountView) -> pb.ServiceAccount:
+    return pb.ServiceAccount(
+        name=names.child_name(s.org_id, "serviceAccounts", s.id),
+        display_name=s.display_name,
+        purpose=s.purpose,
+        state=f"SERVICE_ACCOUNT_STATE_{s.state}",
+        create_time=ts(s.create_time),
+        update_time=ts(s.update_time),
+    )
+
+
+def api_key(k: ApiKeyView) -> pb.ApiKey:
+    name = (
+        names.child_name(k.org_id, "apiKeys", k.id)
+        if k.org_id
+        else names.platform_key_name(k.id)
+    )
+    return pb.ApiKey(
+        name=name,
+        display_name=k.display_name,
+        key_hint=k.key_hint,
+        state=f"API_KEY_STATE_{k.state}",
+        create_time=ts(k.create_time),
+        revoke_time=ts(k.revoke_time),
+    )
+
+
+USER_STATE_FROM_PB = {pb.USER_STATE_ACTIVE: "ACTIVE", pb.USER_STATE_SUSPENDED: "SUSPENDED"}

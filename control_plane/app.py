@@ -1,0 +1,256 @@
+"""Composition root: builds storage, the barrier, keys, services and both servers.
+
+One process runs the ``grpc.aio`` server and the aiohttp app on one event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+import grpc
+from aiohttp import web
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from agentauth.v1 import admin_pb2, admin_pb2_grpc, token_pb2, token_pb2_grpc
+from control_plane.api.admin_servicer import AdminServicer
+from control_plane.api.http import build_http_app
+from control_plane.api.interceptors import chain
+from control_plane.api.metrics import Metrics
+from control_plane.api.token_servicer import TokenServicer
+from control_plane.audit.hook import AuditSink, LogAuditSink
+from control_plane.clock import Clock, SystemClock
+from control_plane.config import Settings, parse_listen
+from control_plane.logs import get_logger
+from control_plane.services.api_keys import ApiKeyService
+from control_plane.services.context import ServiceContext
+from control_plane.storage.db import Database
+from control_plane.storage.models import SystemDek
+from control_plane.storage.repositories import PlatformRepository
+from control_plane.storage.migrate import current_revision, head_revision, upgrade
+from control_plane.tokens.keys import SigningKeyManager
+from control_plane.vault.barrier import Barrier
+from control_plane.vault.kek import EnvKekProvider, FileKekProvider, KekProvider
+
+log = get_logger("agentauth.server")
+SERVICE_NAMES = (
+    admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    token_pb2.DESCRIPTOR.services_by_name["TokenService"].full_name,
+)
+
+
+class StartupError(RuntimeError):
+    """The server must not start; the message says why and what to do."""
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    db: Database
+    barrier: Barrier
+    keys: SigningKeyManager
+    clock: Clock
+    audit: AuditSink
+    metrics: Metrics = field(default_factory=Metrics)
+
+    @property
+    def services(self) -> ServiceContext:
+        return ServiceContext(self.db, self.barrier, self.clock)
+
+    async def close(self) -> None:
+        await self.db.dispose()
+
+
+async def prepare_database(settings: Settings) -> Database:
+    """Embedded SQLite migrates itself; PostgreSQL must have been migrated by an operator."""
+    url = settings.effective_database_url
+    if settings.embedded:
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        await upgrade(url)
+    db = Database(url)
+    try:
+        revision = await current_revision(db)
+    except Exception as exc:
+        await db.dispose()
+        raise StartupError(f"database unreachable ({type(exc).__name__})") from None
+    if revision != head_revision():
+        await db.dispose()
+        raise StartupError(
+            f"database schema is at {revision or 'nothing'}, expected {head_revision()}: "
+            "run `control-plane migrate` first"
+        )
+    return db
+
+
+def kek_provider(settings: Settings, *, may_create: bool) -> KekProvider:
+    if settings.kek_kind == "env":
+        value = os.environ.get("AGENTAUTH_KEK", "")
+        if not value:
+            raise StartupError("AGENTAUTH_KEK_PROVIDER=env but AGENTAUTH_KEK is not set")
+        return EnvKekProvider(value)
+    if settings.kek_kind != "file":
+        raise StartupError(f"unknown KEK provider {settings.kek_kind!r} (use 'file' or 'env')")
+    path: Path = settings.kek_file
+    if path.exists():
+        return FileKekProvider(path)
+    if not may_create:
+        raise StartupError(
+            f"KEK file {path} is missing but the database holds sealed data; "
+            "restore the KEK file (without it nothing can be decrypted)"
+        )
+    provider = FileKekProvider.create(path)
+    log.warning("created development KEK file", path=str(path), mode="0600")
+    return provider
+
+
+async def database_initialized(db: Database) -> bool:
+    """True once the platform data key exists: from then on the KEK must already exist."""
+    async with db.platform_tx() as s:
+        return await PlatformRepository(s).exists(SystemDek)
+
+
+async def open_runtime(
+    settings: Settings, *, clock: Clock | None = None, audit: AuditSink | None = None
+) -> Runtime:
+    clock = clock or SystemClock()
+    db = await prepare_database(settings)
+    try:
+        fresh = not await database_initialized(db)
+        kek = kek_provider(settings, may_create=fresh)
+        barrier = Barrier(db, kek, clock=clock)
+        try:
+            await barrier.initialize(allow_create=fresh)
+        except Exception as exc:
+            raise StartupError(
+                f"the KEK cannot open this database's keys ({type(exc).__name__}): "
+                "wrong or missing KEK; refusing to start"
+            ) from None
+        keys = SigningKeyManager(
+            db,
+            barrier,
+            clock=clock,
+            algorithm="EdDSA" if settings.signing_algorithm == "EdDSA" else "ES256",
+            jwks_cache_ttl=settings.jwks_cache_ttl,
+            max_token_ttl=settings.max_token_ttl,
+        )
+        await keys.load()
+        await keys.ensure_initial_key()
+    except BaseException:
+        await db.dispose()
+        raise
+    return Runtime(settings, db, barrier, keys, clock, audit or LogAuditSink())
+
+
+@dataclass
+class Servers:
+    grpc_server: grpc.aio.Server
+    http_runner: web.AppRunner
+    grpc_port: int
+    http_port: int
+    health: health.aio.HealthServicer
+
+    async def stop(self, grace: float = 2.0) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.grpc_server.stop(grace)
+        await self.http_runner.cleanup()
+
+
+async def start_servers(runtime: Runtime) -> Servers:
+    s = runtime.settings
+    api_keys = ApiKeyService(runtime.services)
+    server = grpc.aio.server(
+        interceptors=chain(runtime.metrics, api_keys.authenticate, runtime.audit),
+        options=[
+            ("grpc.so_reuseport", 1 if s.reuse_port else 0),
+            ("grpc.max_receive_message_length", s.max_message_bytes),
+            ("grpc.max_send_message_length", s.max_message_bytes),
+        ],
+    )
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        AdminServicer(runtime.services), server
+    )
+    token_pb2_grpc.add_TokenServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        TokenServicer(runtime.keys), server
+    )
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    host, port = parse_listen(s.grpc_listen)
+    grpc_port = server.add_insecure_port(f"{host}:{port}")
+    if grpc_port == 0:
+        raise StartupError(f"cannot listen for gRPC on {s.grpc_listen}")
+    await server.start()
+
+    app = build_http_app(
+        runtime.keys, runtime.metrics, runtime.db.ping, int(s.jwks_cache_ttl.total_seconds())
+    )
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    hhost, hport = parse_listen(s.http_listen)
+    site = web.TCPSite(runner, hhost, hport, reuse_port=s.reuse_port)
+    await site.start()
+    http_port = runner.addresses[0][1]
+
+    for name in ("", *SERVICE_NAMES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return Servers(server, runner, grpc_port, http_port, health_servicer)
+
+
+async def key_maintenance(runtime: Runtime) -> None:
+    """Reload keys rotated elsewhere, rotate on schedule, prune expired ones."""
+    interval = runtime.settings.key_reload_seconds
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            if runtime.settings.signing_rotation.total_seconds() > 0:
+                await runtime.keys.maybe_rotate(runtime.settings.signing_rotation)
+            await runtime.keys.prune()
+            await runtime.keys.load()
+        except Exception as exc:  # keep serving with the keys we have
+            log.error("key maintenance failed", error=type(exc).__name__)
+
+
+async def serve(settings: Settings, *, out: TextIO = sys.stdout) -> None:
+    log.info(
+        "starting agentauth control plane",
+        database="embedded SQLite" if settings.embedded else "external",
+        database_path=str(settings.effective_database_url) if settings.embedded else None,
+        kek_provider=settings.kek_kind,
+        kek_file=str(settings.kek_file) if settings.kek_kind == "file" else None,
+        data_dir=str(settings.data_dir),
+        dev_mode=settings.embedded,
+    )
+    runtime = await open_runtime(settings)
+    try:
+        api_keys = ApiKeyService(runtime.services)
+        if settings.embedded and not await api_keys.any_platform_key():
+            _, key = await api_keys.create_platform_key("bootstrap (first dev start)")
+            log.warning("no admin key existed: created a platform admin key, printed once on stdout")
+            print("Platform admin key (shown once; store it now):", file=out)
+            print(key, file=out, flush=True)
+        servers = await start_servers(runtime)
+        log.info("serving", grpc_port=servers.grpc_port, http_port=servers.http_port,
+                 issuer=settings.effective_issuer)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        maintenance = asyncio.create_task(key_maintenance(runtime))
+        await stop.wait()
+        log.info("shutting down")
+        maintenance.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await maintenance
+        await servers.stop()
+    finally:
+        await runtime.close()

@@ -1,0 +1,1 @@
+"""agentauth audit layer (see ARCHITECTURE.md)."""

@@ -1,0 +1,59 @@
+"""The audit seam. Today a structured log stream; the audit issue adds the
+hash-chained ``audit_events`` table behind the same interface.
+
+Audit happens before side effects (Vault's rule): the interceptor records the
+attempt first and refuses the call if that record cannot be written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+from control_plane.logs import get_logger
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEvent:
+    action: str  # full RPC method name
+    phase: str  # "attempt" | "outcome"
+    principal_role: str
+    principal_key: str
+    principal_org: str | None
+    outcome: str  # "pending" or the status code name
+    reason: str = ""
+    time: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+
+class AuditSink(Protocol):
+    async def record(self, event: AuditEvent) -> None: ...
+
+
+class LogAuditSink:
+    def __init__(self) -> None:
+        self._log = get_logger("agentauth.audit")
+
+    async def record(self, event: AuditEvent) -> None:
+        data = asdict(event)
+        data["time"] = event.time.isoformat()
+        self._log.info("audit", **data)
+
+
+class RecordingAuditSink:
+    """Wraps a real sink, keeps what passed through and can inject a failure."""
+
+    def __init__(self, inner: AuditSink | None = None) -> None:
+        self.inner = inner or LogAuditSink()
+        self.events: list[AuditEvent] = []
+        self._next_error: Exception | None = None
+
+    def set_next_error(self, exc: Exception) -> None:
+        self._next_error = exc
+
+    async def record(self, event: AuditEvent) -> None:
+        if self._next_error is not None:
+            exc, self._next_error = self._next_error, None
+            raise exc
+        await self.inner.record(event)
+        self.events.append(event)

@@ -1,0 +1,132 @@
+"""``control-plane``: serve, migrate, bootstrap admin keys, rotate keys."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from control_plane import logs
+from control_plane.app import StartupError, open_runtime, serve
+from control_plane.config import Settings
+from control_plane.services.api_keys import ApiKeyService
+from control_plane.storage.migrate import upgrade
+
+
+def _add_storage_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", type=Path, help="data directory (env AGENTAUTH_DATA_DIR)")
+    p.add_argument(
+        "--database-url",
+        help="postgresql+psycopg://... (env AGENTAUTH_DATABASE_URL); default: embedded SQLite",
+    )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="control-plane", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_serve = sub.add_parser("serve", help="run the gRPC and HTTP servers")
+    _add_storage_flags(p_serve)
+    p_serve.add_argument("--grpc-listen", help="HOST:PORT (env AGENTAUTH_GRPC_LISTEN)")
+    p_serve.add_argument("--http-listen", help="HOST:PORT (env AGENTAUTH_HTTP_LISTEN)")
+
+    p_migrate = sub.add_parser("migrate", help="apply database migrations")
+    _add_storage_flags(p_migrate)
+
+    p_admin = sub.add_parser("admin", help="administration")
+    admin_sub = p_admin.add_subparsers(dest="admin_command", required=True)
+    p_key = admin_sub.add_parser("create-key", help="print a new platform admin key once")
+    _add_storage_flags(p_key)
+    p_key.add_argument("--display-name", default="created by control-plane admin create-key")
+
+    p_keys = sub.add_parser("keys", help="key management")
+    keys_sub = p_keys.add_subparsers(dest="keys_command", required=True)
+    for name, text in (
+        ("rotate-kek", "re-wrap every data key under a new KEK version (resumable)"),
+        ("rotate-signing", "publish a new signing key; it signs after one JWKS cache TTL"),
+        ("list", "list signing keys and their state"),
+        ("taint", "emergency: withdraw a signing key from JWKS at once"),
+    ):
+        p = keys_sub.add_parser(name, help=text)
+        _add_storage_flags(p)
+        if name == "taint":
+            p.add_argument("kid")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """Flags win over ``AGENTAUTH_*`` variables, which win over defaults."""
+    flags = ("data_dir", "database_url", "grpc_listen", "http_listen")
+    given = {f: getattr(args, f) for f in flags if getattr(args, f, None)}
+    return Settings(**given)
+
+
+async def _create_key(settings: Settings, display_name: str) -> None:
+    runtime = await open_runtime(settings)
+    try:
+        _, key = await ApiKeyService(runtime.services).create_platform_key(display_name)
+    finally:
+        await runtime.close()
+    print("Platform admin key (shown once; store it now):")
+    print(key, flush=True)
+
+
+async def _keys(settings: Settings, args: argparse.Namespace) -> None:
+    runtime = await open_runtime(settings)
+    try:
+        if args.keys_command == "rotate-kek":
+
+            def progress(done: int, total: int) -> None:
+                print(f"re-wrapped {done}/{total} data keys", file=sys.stderr, flush=True)
+
+            report = await runtime.barrier.rotate_kek(progress=progress)
+            print(
+                f"KEK rotation done: active {report.active_version}, "
+                f"{report.rewrapped} re-wrapped, {report.skipped} already current, "
+                f"{report.total} total"
+            )
+        elif args.keys_command == "rotate-signing":
+            kid = await runtime.keys.rotate()
+            print(f"new signing key {kid}: published now, signs after the JWKS cache TTL")
+        elif args.keys_command == "taint":
+            await runtime.keys.taint(args.kid)
+            print(f"signing key {args.kid} tainted: removed from JWKS")
+        else:
+            for key in runtime.keys.keys_summary():
+                times = f"publish={key.publish_time:%Y-%m-%dT%H:%M:%SZ} "
+                times += f"activate={key.activate_time:%Y-%m-%dT%H:%M:%SZ}"
+                print(f"{key.kid}  {key.alg}  {key.state}  published={key.published}  {times}")
+    finally:
+        await runtime.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logs.configure()
+    try:
+        settings = _settings(args)
+    except ValueError as exc:
+        print(f"control-plane: {exc}", file=sys.stderr)
+        return 2
+    try:
+        if args.command == "serve":
+            asyncio.run(serve(settings))
+        elif args.command == "migrate":
+            asyncio.run(upgrade(settings.effective_database_url))
+            print("database migrated to head")
+        elif args.command == "admin":
+            asyncio.run(_create_key(settings, args.display_name))
+        elif args.command == "keys":
+            asyncio.run(_keys(settings, args))
+    except StartupError as exc:
+        print(f"control-plane: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Settings from flags, then ``AGENTAUTH_*`` environment variables, then defaults."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+
+def default_data_dir() -> Path:
+    return Path(platformdirs.user_data_dir("agentauth", appauthor=False))
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"AGENTAUTH_{name}", default)
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"listen address must be HOST:PORT, got {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+@dataclass
+class Settings:
+    data_dir: Path = field(default_factory=lambda: Path(_env("DATA_DIR", str(default_data_dir()))))
+    grpc_listen: str = field(default_factory=lambda: _env("GRPC_LISTEN", "127.0.0.1:50051"))
+    http_listen: str = field(default_factory=lambda: _env("HTTP_LISTEN", "127.0.0.1:8080"))
+    database_url: str = field(default_factory=lambda: _env("DATABASE_URL", ""))
+    kek_provider: str = field(default_factory=lambda: _env("KEK_PROVIDER", ""))
+    issuer: str = field(default_factory=lambda: _env("ISSUER", ""))
+    signing_algorithm: str = field(default_factory=lambda: _env("SIGNING_ALGORITHM", "ES256"))
+
+    jwks_cache_ttl: dt.timedelta = field(
+        default_factory=lambda: dt.timedelta(seconds=int(_env("JWKS_CACHE_TTL_SECONDS", "300")))
+    )
+    max_token_ttl: dt.timedelta = field(
+        default_factory=lambda: dt.timedelta(seconds=int(_env("MAX_TOKEN_TTL_SECONDS", "900")))
+    )
+    # 0 disables scheduled rotation; otherwise rotate when the signer is this old.
+    signing_rotation: dt.timedelta = field(
+        default_factory=lambda: dt.timedelta(
+            seconds=int(_env("SIGNING_KEY_ROTATION_SECONDS", str(90 * 24 * 3600)))
+        )
+    )
+    key_reload_seconds: float = field(
+        default_factory=lambda: float(_env("KEY_RELOAD_SECONDS", "30"))
+    )
+    # SO_REUSEPORT lets several processes share one port; off unless asked for,
+    # since a second server would otherwise silently steal half the connections.
+    reuse_port: bool = field(default_factory=lambda: _env("REUSE_PORT", "0") == "1")
+    max_message_bytes: int = 4 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if self.signing_algorithm not in ("ES256", "EdDSA"):
+            raise ValueError("AGENTAUTH_SIGNING_ALGORITHM must be ES256 or EdDSA")
+        parse_listen(self.grpc_listen)
+        parse_listen(self.http_listen)
+
+    @property
+    def embedded(self) -> bool:
+        """Dev mode: no database URL given, so an embedded SQLite file is used."""
+        return not self.database_url
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'agentauth.db'}"
+
+    @property
+    def kek_file(self) -> Path:
+        return self.data_dir / "kek.json"
+
+    @property
+    def kek_kind(self) -> str:
+        if self.kek_provider:
+            return self.kek_provider
+        return "env" if os.environ.get("AGENTAUTH_KEK") else "file"
+
+    @property
+    def effective_issuer(self) -> str:
+        return self.issuer or f"http://{self.http_listen}"

@@ -1,0 +1,97 @@
+"""structlog JSON logging with one redaction choke point.
+
+Every log line — ours and the stdlib loggers of grpc, aiohttp, SQLAlchemy — goes
+through ``redact``: values under secret-looking keys are replaced, and secret-
+shaped substrings (admin keys, bearer credentials, JWTs, PEM blocks) are masked
+wherever they appear, including formatted tracebacks.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Mapping, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+
+REDACTED = "[REDACTED]"
+_SECRET_KEY = re.compile(
+    r"(secret|password|passwd|token|authorization|api_?key|private|kek|dek|credential|cookie|"
+    r"plaintext|assertion)",
+    re.IGNORECASE,
+)
+# Keys that match the pattern above but never hold secrets.
+_SAFE_KEYS = frozenset({"token_type", "key_hint", "principal_key", "kek_version"})
+_SECRET_VALUES = [
+    re.compile(r"aa_(?:org|plat)_[A-Za-z0-9_-]+"),
+    re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"),
+    re.compile(r"eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*"),
+    re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----.*?-----END [A-Z ]*PRIVATE KEY-----", re.S),
+]
+
+
+def scrub(text: str) -> str:
+    for pattern in _SECRET_VALUES:
+        text = pattern.sub(REDACTED, text)
+    return text
+
+
+def _clean(key: str, value: Any, depth: int = 0) -> Any:
+    if key and key not in _SAFE_KEYS and _SECRET_KEY.search(key):
+        return REDACTED
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, bytes):
+        return f"<{len(value)} bytes>"
+    if depth < 4 and isinstance(value, Mapping):
+        return {str(k): _clean(str(k), v, depth + 1) for k, v in value.items()}
+    if depth < 4 and isinstance(value, list | tuple):
+        return [_clean("", v, depth + 1) for v in value]
+    if isinstance(value, int | float | bool) or value is None:
+        return value
+    return scrub(repr(value))
+
+
+def redact(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> Any:
+    """structlog processor: the only place log values are cleaned."""
+    return {k: (scrub(str(v)) if k == "event" else _clean(k, v)) for k, v in event_dict.items()}
+
+
+def configure(level: int = logging.INFO, stream: TextIO | None = None) -> None:
+    """JSON lines to ``stream`` (stderr by default) for structlog and stdlib loggers."""
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        redact,
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.JSONRenderer(),
+        ],
+    )
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        if getattr(old, "_agentauth", False):
+            root.removeHandler(old)
+    handler._agentauth = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level)
+
+
+def get_logger(name: str) -> Any:
+    return structlog.stdlib.get_logger(name)

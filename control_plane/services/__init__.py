@@ -1,0 +1,1 @@
+"""agentauth services layer (see ARCHITECTURE.md)."""

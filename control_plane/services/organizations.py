@@ -1,0 +1,109 @@
+"""Organizations: the root of every tenant's data."""
+
+from __future__ import annotations
+
+from control_plane.domain import validation as v
+from control_plane.domain.entities import OrganizationView, Page
+from control_plane.domain.errors import InvalidArgument, NotFound
+from control_plane.domain.principals import Principal
+from control_plane.ids import new_id
+from control_plane.services.context import ServiceContext, make_page
+from control_plane.storage import models as m
+from control_plane.storage.repositories import PlatformRepository, TenantRepository
+from control_plane.vault.barrier import PLATFORM
+
+DEFAULT_SERVICE_ACCOUNT = "default"
+TENANT_ROW_MODELS: tuple[type[m.Base], ...] = (m.OrgApiKey, m.ServiceAccount, m.Agent, m.User)
+
+
+def org_view(row: m.Organization) -> OrganizationView:
+    return OrganizationView(row.id, row.display_name, row.state, row.create_time, row.update_time)
+
+
+class OrganizationService:
+    def __init__(self, ctx: ServiceContext) -> None:
+        self.ctx = ctx
+
+    async def create(
+        self, principal: Principal, display_name: str, request_id: str
+    ) -> OrganizationView:
+        """Creates the org, its data key and its default service account atomically."""
+        display_name = v.display_name(display_name, "organization.display_name")
+        rid = v.request_id(request_id)
+        fp = v.fingerprint({"display_name": display_name})
+        if rid is not None:
+            async with self.ctx.db.platform_tx() as s:
+                existing = await PlatformRepository(s).find(m.Organization, request_id=rid)
+            if existing is not None:
+                if existing.request_fingerprint != fp:
+                    raise InvalidArgument(
+                        "request_id was already used for a different request",
+                        reason="REQUEST_ID_REUSED",
+                        metadata={"field": "request_id"},
+                    )
+                return org_view(existing)
+        now = self.ctx.clock.now()
+        org_id = new_id()
+        async with self.ctx.db.org_tx(org_id) as s:
+            row = m.Organization(
+                id=org_id,
+                display_name=display_name,
+                state="ACTIVE",
+                request_id=rid,
+                request_fingerprint=fp if rid else None,
+                create_time=now,
+                update_time=now,
+            )
+            await PlatformRepository(s).add(row)
+            await self.ctx.barrier.create_org_key(s, org_id)
+            await TenantRepository(s, org_id).add(
+                m.ServiceAccount(
+                    org_id=org_id,
+                    id=new_id(),
+                    display_name="Default service account",
+                    purpose=DEFAULT_SERVICE_ACCOUNT,
+                    state="ACTIVE",
+                    create_time=now,
+                    update_time=now,
+                )
+            )
+        return org_view(row)
+
+    async def get(self, principal: Principal, org_id: str) -> OrganizationView:
+        org_id = principal.scope_for(org_id)
+        async with self.ctx.db.platform_tx() as s:
+            row = await PlatformRepository(s).get(m.Organization, org_id)
+        if row is None:
+            raise NotFound()
+        return org_view(row)
+
+    async def list(
+        self, principal: Principal, page_size: int, page_token: str
+    ) -> Page[OrganizationView]:
+        """Platform admins see every org; an org admin sees its own."""
+        size = v.page_size(page_size)
+        if not principal.is_platform_admin:
+            if page_token:
+                raise InvalidArgument(
+                    "page_token: is not a page token for this list",
+                    reason="INVALID_PAGE_TOKEN",
+                    metadata={"field": "page_token"},
+                )
+            assert principal.org_id is not None
+            return Page([await self.get(principal, principal.org_id)], "")
+        cursor = await self.ctx.page_tokens.decode(PLATFORM, "organizations", page_token)
+        async with self.ctx.db.platform_tx() as s:
+            rows = await PlatformRepository(s).page(m.Organization, cursor, size + 1)
+        return await make_page(self.ctx, PLATFORM, "organizations", rows, size, org_view)
+
+    async def delete(self, principal: Principal, org_id: str) -> None:
+        """Deletes every row of the org and destroys its data keys (crypto-shredding)."""
+        org_id = principal.scope_for(org_id)
+        async with self.ctx.db.org_tx(org_id) as s:
+            tenant = TenantRepository(s, org_id)
+            if await tenant.org() is None:
+                raise NotFound()
+            for model in TENANT_ROW_MODELS:
+                await tenant.delete_all(model)
+            await self.ctx.barrier.destroy_org_keys(s, org_id)
+            await PlatformRepository(s).delete(m.Organization, org_id)

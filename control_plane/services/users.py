@@ -1,0 +1,83 @@
+"""Users: principals of an org, unique per org by the developer's external id."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from control_plane.domain import validation as v
+from control_plane.domain.entities import Page, UserView
+from control_plane.domain.errors import AlreadyExists, field_error
+from control_plane.domain.principals import Principal
+from control_plane.services.context import ServiceContext
+from control_plane.services.tenant_crud import TenantCrud
+from control_plane.storage import models as m
+from control_plane.storage.repositories import TenantRepository
+
+USER_STATES = ("ACTIVE", "SUSPENDED")
+
+
+def user_view(r: m.User) -> UserView:
+    return UserView(
+        r.org_id, r.id, r.external_id, r.display_name, r.email, r.state,
+        r.create_time, r.update_time,
+    )
+
+
+class UserService(TenantCrud[m.User, UserView]):
+    model = m.User
+    collection = "users"
+
+    def __init__(self, ctx: ServiceContext) -> None:
+        super().__init__(ctx, user_view)
+
+    async def create(
+        self,
+        principal: Principal,
+        org_id: str,
+        external_id: str,
+        display_name: str,
+        email: str,
+        request_id: str,
+    ) -> UserView:
+        fields = {
+            "external_id": v.external_id(external_id),
+            "display_name": v.display_name(display_name, "user.display_name", required=False),
+            "email": v.email(email),
+            "state": "ACTIVE",
+        }
+
+        async def unique_external_id(repo: TenantRepository) -> None:
+            if await repo.find(m.User, external_id=fields["external_id"]) is not None:
+                raise AlreadyExists(
+                    "a user with this external_id already exists",
+                    metadata={"field": "user.external_id"},
+                )
+
+        row, _ = await self._create(
+            principal, org_id, request_id, fields, precheck=unique_external_id
+        )
+        return user_view(row)
+
+    async def get(self, principal: Principal, org_id: str, user_id: str) -> UserView:
+        return await self._get(principal, org_id, user_id)
+
+    async def list(
+        self, principal: Principal, org_id: str, page_size: int, page_token: str
+    ) -> Page[UserView]:
+        return await self._list(principal, org_id, page_size, page_token)
+
+    async def update_status(
+        self, principal: Principal, org_id: str, user_id: str, state: str
+    ) -> UserView:
+        if state not in USER_STATES:
+            raise field_error("state", "must be USER_STATE_ACTIVE or USER_STATE_SUSPENDED")
+
+        def mutate(row: m.User, now: dt.datetime) -> None:
+            if row.state != state:
+                row.state = state
+                row.update_time = now
+
+        return await self._update(principal, org_id, user_id, mutate)
+
+    async def delete(self, principal: Principal, org_id: str, user_id: str) -> None:
+        await self._delete(principal, org_id, user_id)

@@ -1,0 +1,126 @@
+"""In-process control plane with the real interceptor chain, on each database backend."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from agentauth import ControlPlaneClient
+from agentauth.v1 import admin_pb2 as pb
+from control_plane.app import Runtime, Servers, open_runtime, start_servers
+from control_plane.audit.hook import RecordingAuditSink
+from control_plane.clock import SystemClock
+from control_plane.config import Settings
+from control_plane.services.api_keys import ApiKeyService
+from control_plane.storage.db import Database
+from control_plane.storage.models import Base
+
+
+@dataclass
+class Harness:
+    runtime: Runtime
+    servers: Servers
+    audit: RecordingAuditSink
+    platform_key: str
+    database_url: str
+    data_dir: Path
+    _clients: list[ControlPlaneClient]
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.servers.grpc_port}"
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.servers.http_port}"
+
+    def client(self, key: str | None) -> ControlPlaneClient:
+        c = ControlPlaneClient(self.target, key)
+        self._clients.append(c)
+        return c
+
+    @property
+    def platform(self) -> ControlPlaneClient:
+        return self.client(self.platform_key)
+
+    async def new_org(self, name: str = "Acme") -> tuple[str, ControlPlaneClient, str]:
+        """Creates an org and an org admin key; returns (org name, its client, its key)."""
+        admin = self.platform
+        org = (
+            await admin.admin.CreateOrganization(
+                pb.CreateOrganizationRequest(organization=pb.Organization(display_name=name))
+            )
+        ).organization.name
+        created = await admin.admin.CreateApiKey(
+            pb.CreateApiKeyRequest(parent=org, api_key=pb.ApiKey(display_name="org admin"))
+        )
+        return org, self.client(created.secret), created.secret
+
+    async def populate(self, org: str, client: ControlPlaneClient) -> dict[str, str]:
+        """One resource of each kind in ``org``; returns their names."""
+        user = await client.admin.CreateUser(
+            pb.CreateUserRequest(parent=org, user=pb.User(external_id="u-1", display_name="U"))
+        )
+        agent = await client.admin.RegisterAgent(
+            pb.RegisterAgentRequest(parent=org, agent=pb.Agent(display_name="Agent"))
+        )
+        sa = await client.admin.CreateServiceAccount(
+            pb.CreateServiceAccountRequest(
+                parent=org,
+                service_account=pb.ServiceAccount(display_name="SA", purpose="reports"),
+            )
+        )
+        key = await client.admin.CreateApiKey(
+            pb.CreateApiKeyRequest(parent=org, api_key=pb.ApiKey(display_name="k"))
+        )
+        return {
+            "org": org,
+            "user": user.user.name,
+            "agent": agent.agent.name,
+            "sa": sa.service_account.name,
+            "key": key.api_key.name,
+        }
+
+    async def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Every row of every table, read as the owner (RLS does not hide rows)."""
+        owner = Database(self.database_url, app_role=None)
+        try:
+            out: dict[str, list[tuple[Any, ...]]] = {}
+            async with owner.engine.connect() as conn:
+                for table in Base.metadata.sorted_tables:
+                    rows = (await conn.execute(text(f"SELECT * FROM {table.name}"))).all()
+                    out[table.name] = sorted(tuple(r) for r in rows)
+            return out
+        finally:
+            await owner.dispose()
+
+
+@pytest.fixture
+async def harness(database_url: str, tmp_path: Path) -> AsyncIterator[Harness]:
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        grpc_listen="127.0.0.1:0",
+        http_listen="127.0.0.1:0",
+        database_url=database_url,
+        kek_provider="file",
+        jwks_cache_ttl=dt.timedelta(minutes=5),
+    )
+    settings.data_dir.mkdir(mode=0o700)
+    audit = RecordingAuditSink()
+    runtime = await open_runtime(settings, clock=SystemClock(), audit=audit)
+    _, key = await ApiKeyService(runtime.services).create_platform_key("tests")
+    servers = await start_servers(runtime)
+    h = Harness(runtime, servers, audit, key, database_url, settings.data_dir, [])
+    try:
+        yield h
+    finally:
+        for c in h._clients:
+            await c.close()
+        await servers.stop(0)
+        await runtime.close()

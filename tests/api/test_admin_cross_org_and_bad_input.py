@@ -1,0 +1,212 @@
+"""Every AdminService RPC: cross-org probes and malformed input.
+
+OWASP API1:2023 (BOLA): org A's admin naming org B's resources must get exactly
+the answer a missing resource gets, and change nothing. Malformed input gets
+INVALID_ARGUMENT with one ErrorInfo and leaves storage untouched.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from agentauth import AgentAuthError, InvalidArgumentError, NotFoundError
+from agentauth.v1 import admin_pb2 as pb
+
+Names = dict[str, str]
+# RPC name → request built from the names of one org's resources.
+ADDRESSED: dict[str, Callable[[Names], Any]] = {
+    "GetOrganization": lambda n: pb.GetOrganizationRequest(name=n["org"]),
+    "CreateUser": lambda n: pb.CreateUserRequest(parent=n["org"], user=pb.User(external_id="p")),
+    "GetUser": lambda n: pb.GetUserRequest(name=n["user"]),
+    "ListUsers": lambda n: pb.ListUsersRequest(parent=n["org"]),
+    "UpdateUserStatus": lambda n: pb.UpdateUserStatusRequest(
+        name=n["user"], state=pb.USER_STATE_SUSPENDED
+    ),
+    "DeleteUser": lambda n: pb.DeleteUserRequest(name=n["user"]),
+    "RegisterAgent": lambda n: pb.RegisterAgentRequest(
+        parent=n["org"], agent=pb.Agent(display_name="p")
+    ),
+    "GetAgent": lambda n: pb.GetAgentRequest(name=n["agent"]),
+    "ListAgents": lambda n: pb.ListAgentsRequest(parent=n["org"]),
+    "DisableAgent": lambda n: pb.DisableAgentRequest(name=n["agent"]),
+    "CreateServiceAccount": lambda n: pb.CreateServiceAccountRequest(
+        parent=n["org"], service_account=pb.ServiceAccount(display_name="p", purpose="probe")
+    ),
+    "GetServiceAccount": lambda n: pb.GetServiceAccountRequest(name=n["sa"]),
+    "ListServiceAccounts": lambda n: pb.ListServiceAccountsRequest(parent=n["org"]),
+    "DisableServiceAccount": lambda n: pb.DisableServiceAccountRequest(name=n["sa"]),
+    "CreateApiKey": lambda n: pb.CreateApiKeyRequest(
+        parent=n["org"], api_key=pb.ApiKey(display_name="p")
+    ),
+    "ListApiKeys": lambda n: pb.ListApiKeysRequest(parent=n["org"]),
+    "RevokeApiKey": lambda n: pb.RevokeApiKeyRequest(name=n["key"]),
+}
+
+
+def _missing(names: Names) -> Names:
+    """The same shapes with ids that exist nowhere."""
+    fresh = {k: v.rsplit("/", 1)[0] + "/" + uuid.uuid4().hex for k, v in names.items()}
+    return fresh
+
+
+def _error(exc: AgentAuthError) -> tuple[Any, ...]:
+    return (exc.code, exc.reason, exc.domain, exc.message, dict(exc.metadata))
+
+
+async def _call(client, rpc: str, request) -> Any:  # type: ignore[no-untyped-def]
+    return await getattr(client.admin, rpc)(request)
+
+
+def test_every_admin_rpc_is_covered_here() -> None:
+    service = pb.DESCRIPTOR.services_by_name["AdminService"]
+    platform_level = {"CreateOrganization", "ListOrganizations", "DeleteOrganization"}
+    assert {m.name for m in service.methods} == set(ADDRESSED) | platform_level
+
+
+@pytest.mark.parametrize("rpc", sorted(ADDRESSED))
+async def test_cross_org_probe_is_indistinguishable_from_missing(harness, rpc: str) -> None:
+    _, a, _ = await harness.new_org("A")
+    org_b, b, _ = await harness.new_org("B")
+    b_names = await harness.populate(org_b, b)
+    before = await harness.snapshot()
+
+    with pytest.raises(NotFoundError) as cross:
+        await _call(a, rpc, ADDRESSED[rpc](b_names))
+    with pytest.raises(NotFoundError) as missing:
+        await _call(a, rpc, ADDRESSED[rpc](_missing(b_names)))
+    assert _error(cross.value) == _error(missing.value)
+    assert cross.value.reason == "RESOURCE_NOT_FOUND"
+    assert org_b.split("/")[1] not in cross.value.message
+    assert await harness.snapshot() == before
+
+
+async def test_delete_organization_cross_org(harness) -> None:
+    org_a, a, _ = await harness.new_org("A")
+    org_b, _, _ = await harness.new_org("B")
+    from agentauth import PermissionDeniedError
+
+    before = await harness.snapshot()
+    with pytest.raises(PermissionDeniedError):  # only platform admins delete orgs
+        await a.admin.DeleteOrganization(pb.DeleteOrganizationRequest(name=org_b))
+    with pytest.raises(NotFoundError):
+        await harness.platform.admin.DeleteOrganization(
+            pb.DeleteOrganizationRequest(name="orgs/" + uuid.uuid4().hex)
+        )
+    assert await harness.snapshot() == before
+
+
+# ----------------------------------------------------------------- malformed input
+
+BAD_NAMES = [
+    "",
+    "orgs/",
+    "orgs/" + "a" * 31,
+    "orgs/" + "A" * 32,
+    "orgs/" + "a" * 10_000,
+    "orgs/../../etc/passwd",
+    "orgs/' OR 1=1--",
+    "orgs/%00",
+    "users/" + "a" * 32,
+    "/orgs/" + "a" * 32,
+]
+HEX = "0123456789abcdef" * 2
+
+
+def _bad_requests(org: str) -> list[tuple[str, Any]]:
+    """(rpc, request) pairs that must all be INVALID_ARGUMENT."""
+    out: list[tuple[str, Any]] = []
+    long = "x" * 201
+    for bad in BAD_NAMES:
+        out += [
+            ("GetOrganization", pb.GetOrganizationRequest(name=bad)),
+            ("DeleteOrganization", pb.DeleteOrganizationRequest(name=bad)),
+            ("CreateUser", pb.CreateUserRequest(parent=bad, user=pb.User(external_id="x"))),
+            ("ListUsers", pb.ListUsersRequest(parent=bad)),
+            ("RegisterAgent", pb.RegisterAgentRequest(parent=bad, agent=pb.Agent(display_name="a"))),
+            ("ListAgents", pb.ListAgentsRequest(parent=bad)),
+            ("CreateServiceAccount", pb.CreateServiceAccountRequest(
+                parent=bad, service_account=pb.ServiceAccount(display_name="s", purpose="p"))),
+            ("ListServiceAccounts", pb.ListServiceAccountsRequest(parent=bad)),
+            ("ListApiKeys", pb.ListApiKeysRequest(parent=bad or "orgs/")),
+            ("CreateApiKey", pb.CreateApiKeyRequest(parent=bad or "orgs/", api_key=pb.ApiKey(display_name="k"))),
+        ]
+        child = bad.replace("orgs/", f"{org}/users/", 1) if bad.startswith("orgs/") else bad
+        out += [
+            ("GetUser", pb.GetUserRequest(name=child)),
+            ("UpdateUserStatus", pb.UpdateUserStatusRequest(name=child, state=pb.USER_STATE_ACTIVE)),
+            ("DeleteUser", pb.DeleteUserRequest(name=child)),
+            ("GetAgent", pb.GetAgentRequest(name=child.replace("/users/", "/agents/"))),
+            ("DisableAgent", pb.DisableAgentRequest(name=child.replace("/users/", "/agents/"))),
+            ("GetServiceAccount", pb.GetServiceAccountRequest(name=child.replace("/users/", "/serviceAccounts/"))),
+            ("DisableServiceAccount", pb.DisableServiceAccountRequest(name=child.replace("/users/", "/serviceAccounts/"))),
+            ("RevokeApiKey", pb.RevokeApiKeyRequest(name=child.replace("/users/", "/apiKeys/"))),
+        ]
+    # Wrong collection for the RPC.
+    out.append(("GetUser", pb.GetUserRequest(name=f"{org}/agents/{HEX}")))
+    out.append(("RevokeApiKey", pb.RevokeApiKeyRequest(name=f"{org}/users/{HEX}")))
+    # Field rules.
+    out += [
+        ("CreateOrganization", pb.CreateOrganizationRequest()),
+        ("CreateOrganization", pb.CreateOrganizationRequest(organization=pb.Organization(display_name=long))),
+        ("CreateOrganization", pb.CreateOrganizationRequest(organization=pb.Organization(display_name="a\x00b"))),
+        ("CreateOrganization", pb.CreateOrganizationRequest(organization=pb.Organization(display_name=" pad "))),
+        ("CreateOrganization", pb.CreateOrganizationRequest(
+            organization=pb.Organization(display_name="ok"), request_id="' OR 1=1--")),
+        ("CreateUser", pb.CreateUserRequest(parent=org)),
+        ("CreateUser", pb.CreateUserRequest(parent=org, user=pb.User(external_id="has space"))),
+        ("CreateUser", pb.CreateUserRequest(parent=org, user=pb.User(external_id="e" * 256))),
+        ("CreateUser", pb.CreateUserRequest(parent=org, user=pb.User(external_id="ok", email="not-an-email"))),
+        ("CreateUser", pb.CreateUserRequest(parent=org, user=pb.User(external_id="ok", display_name=long))),
+        ("CreateUser", pb.CreateUserRequest(parent=org, user=pb.User(external_id="ok"), request_id="x" * 65)),
+        ("UpdateUserStatus", pb.UpdateUserStatusRequest(name=f"{org}/users/{HEX}")),
+        ("RegisterAgent", pb.RegisterAgentRequest(parent=org, agent=pb.Agent())),
+        ("RegisterAgent", pb.RegisterAgentRequest(parent=org, agent=pb.Agent(display_name="a", description="d" * 2001))),
+        ("CreateServiceAccount", pb.CreateServiceAccountRequest(
+            parent=org, service_account=pb.ServiceAccount(display_name="s", purpose="Has Caps"))),
+        ("CreateServiceAccount", pb.CreateServiceAccountRequest(
+            parent=org, service_account=pb.ServiceAccount(display_name="s"))),
+        ("CreateApiKey", pb.CreateApiKeyRequest(parent=org)),
+        ("ListUsers", pb.ListUsersRequest(parent=org, page_size=-1)),
+        ("ListUsers", pb.ListUsersRequest(parent=org, page_token="garbage")),
+        ("ListUsers", pb.ListUsersRequest(parent=org, page_token="A" * 5000)),
+        ("ListOrganizations", pb.ListOrganizationsRequest(page_size=-5)),
+        ("ListOrganizations", pb.ListOrganizationsRequest(page_token="%%%")),
+    ]
+    return out
+
+
+async def test_malformed_input_is_invalid_argument_and_changes_nothing(harness) -> None:
+    org, _, _ = await harness.new_org()
+    await harness.populate(org, harness.platform)
+    before = await harness.snapshot()
+    cases = _bad_requests(org)
+    assert len(cases) > 150
+    failures = []
+    for rpc, request in cases:
+        try:
+            await _call(harness.platform, rpc, request)
+        except InvalidArgumentError as exc:
+            assert exc.domain == "agentauth"
+            assert exc.reason.isupper() and exc.reason.replace("_", "").isalpha()
+            continue
+        except AgentAuthError as exc:
+            failures.append((rpc, str(request)[:80], exc.code, exc.reason))
+            continue
+        failures.append((rpc, str(request)[:80], "succeeded"))
+    assert failures == []
+    assert await harness.snapshot() == before
+
+
+async def test_oversized_message_is_refused_by_transport(harness) -> None:
+    from agentauth import ResourceExhaustedError
+
+    huge = pb.CreateOrganizationRequest(organization=pb.Organization(display_name="x" * (5 << 20)))
+    before = await harness.snapshot()
+    with pytest.raises((ResourceExhaustedError, AgentAuthError)) as err:
+        await harness.platform.admin.CreateOrganization(huge)
+    assert err.value.code.name == "RESOURCE_EXHAUSTED"
+    assert await harness.snapshot() == before
