@@ -1,0 +1,1 @@
+"""agentauth tokens layer (see ARCHITECTURE.md)."""

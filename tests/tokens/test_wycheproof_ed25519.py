@@ -1,0 +1,59 @@
+"""Wycheproof Ed25519 vectors through our EdDSA verifier, one test per vector.
+
+Source: C2SP/wycheproof ``testvectors_v1/ed25519_test.json`` (byte-for-byte
+under ``shared/vectors/``). Each group's ``publicKeyJwk`` (RFC 8037 OKP key) goes
+through our JWK parser and :func:`control_plane.tokens.jws.verify_signature`:
+valid vectors must verify; invalid ones (truncated or extended signatures,
+s >= L malleability, bad R) must return False without raising.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from control_plane.tokens.jws import verify_signature
+
+VECTORS_FILE = "ed25519_test.json"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _vectors_dir() -> Path | None:
+    configured = os.environ.get("AGENTAUTH_VECTORS_DIR")
+    for candidate in (configured, REPO.parent / "shared" / "vectors"):
+        if candidate and Path(candidate).is_dir():
+            return Path(candidate)
+    return None
+
+
+VECTORS_DIR = _vectors_dir()
+if VECTORS_DIR is None:
+    pytest.skip(
+        "Wycheproof vectors not found: set AGENTAUTH_VECTORS_DIR or put shared/vectors/ "
+        "beside the repository",
+        allow_module_level=True,
+    )
+assert VECTORS_DIR is not None
+# A present folder without the file is a broken checkout: fail, don't skip.
+DOC: dict[str, Any] = json.loads((VECTORS_DIR / VECTORS_FILE).read_text())
+
+CASES = [
+    pytest.param(dict(group["publicKeyJwk"]), test, id=f"tc{test['tcId']}")
+    for group in DOC["testGroups"]
+    for test in group["tests"]
+]
+
+
+def test_every_vector_is_collected() -> None:
+    assert len(CASES) == DOC["numberOfTests"] == 151
+
+
+@pytest.mark.parametrize(("jwk", "vector"), CASES)
+def test_vector(jwk: dict[str, str], vector: dict[str, Any]) -> None:
+    assert vector["result"] in ("valid", "invalid")
+    ok = verify_signature("EdDSA", jwk, bytes.fromhex(vector["msg"]), bytes.fromhex(vector["sig"]))
+    assert ok is (vector["result"] == "valid"), vector["comment"]
