@@ -1,3 +1,5 @@
-from control_plane.cli import main
 import sys
+
+from control_plane.cli import main
+
 sys.exit(main())

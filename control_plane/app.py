@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import TextIO
 
 import grpc
+from agentauth.v1 import admin_pb2, admin_pb2_grpc, token_pb2, token_pb2_grpc
 from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from agentauth.v1 import admin_pb2, admin_pb2_grpc, token_pb2, token_pb2_grpc
 from control_plane.api.admin_servicer import AdminServicer
 from control_plane.api.http import build_http_app
 from control_plane.api.interceptors import chain
@@ -32,9 +32,9 @@ from control_plane.logs import get_logger
 from control_plane.services.api_keys import ApiKeyService
 from control_plane.services.context import ServiceContext
 from control_plane.storage.db import Database
+from control_plane.storage.migrate import current_revision, head_revision, upgrade
 from control_plane.storage.models import SystemDek
 from control_plane.storage.repositories import PlatformRepository
-from control_plane.storage.migrate import current_revision, head_revision, upgrade
 from control_plane.tokens.keys import SigningKeyManager
 from control_plane.vault.barrier import Barrier
 from control_plane.vault.kek import EnvKekProvider, FileKekProvider, KekProvider
@@ -234,12 +234,18 @@ async def serve(settings: Settings, *, out: TextIO = sys.stdout) -> None:
         api_keys = ApiKeyService(runtime.services)
         if settings.embedded and not await api_keys.any_platform_key():
             _, key = await api_keys.create_platform_key("bootstrap (first dev start)")
-            log.warning("no admin key existed: created a platform admin key, printed once on stdout")
+            log.warning(
+                "no admin key existed: created a platform admin key, printed once on stdout"
+            )
             print("Platform admin key (shown once; store it now):", file=out)
             print(key, file=out, flush=True)
         servers = await start_servers(runtime)
-        log.info("serving", grpc_port=servers.grpc_port, http_port=servers.http_port,
-                 issuer=settings.effective_issuer)
+        log.info(
+            "serving",
+            grpc_port=servers.grpc_port,
+            http_port=servers.http_port,
+            issuer=settings.effective_issuer,
+        )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -11,6 +11,7 @@ from pathlib import Path
 from control_plane import logs
 from control_plane.app import StartupError, open_runtime, serve
 from control_plane.config import Settings
+from control_plane.domain.errors import AgentAuthError
 from control_plane.services.api_keys import ApiKeyService
 from control_plane.storage.migrate import upgrade
 
@@ -123,6 +124,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except StartupError as exc:
         print(f"control-plane: {exc}", file=sys.stderr)
         return 2
+    except AgentAuthError as exc:
+        print(f"control-plane: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     return 0

@@ -16,11 +16,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-
 from agentauth import ControlPlaneClient
 from agentauth.v1 import admin_pb2 as pb
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 pytestmark = pytest.mark.slow
 
@@ -57,9 +56,20 @@ async def test_serve_from_clean_data_dir(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     gport, hport = _free_port(), _free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "control_plane", "serve",
-         "--grpc-listen", f"127.0.0.1:{gport}", "--http-listen", f"127.0.0.1:{hport}"],
-        env=_env(data_dir), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "control_plane",
+            "serve",
+            "--grpc-listen",
+            f"127.0.0.1:{gport}",
+            "--http-listen",
+            f"127.0.0.1:{hport}",
+        ],
+        env=_env(data_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         target = f"127.0.0.1:{gport}"
@@ -78,8 +88,11 @@ async def test_serve_from_clean_data_dir(tmp_path: Path) -> None:
             services = set()
             async for resp in stub.ServerReflectionInfo(iter([req])):
                 services |= {s.name for s in resp.list_services_response.service}
-        assert {"agentauth.v1.AdminService", "agentauth.v1.TokenService",
-                "grpc.health.v1.Health"} <= services
+        assert {
+            "agentauth.v1.AdminService",
+            "agentauth.v1.TokenService",
+            "grpc.health.v1.Health",
+        } <= services
 
         async with ControlPlaneClient(target, key) as client:
             org = await client.admin.CreateOrganization(
@@ -107,7 +120,10 @@ def test_refuses_to_start_with_wrong_kek(tmp_path: Path) -> None:
     env = _env(data_dir)
     created = subprocess.run(
         [sys.executable, "-m", "control_plane", "admin", "create-key", "--data-dir", str(data_dir)],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip().splitlines()[-1]
@@ -121,13 +137,19 @@ def test_refuses_to_start_with_wrong_kek(tmp_path: Path) -> None:
     kek.chmod(0o600)
     wrong = subprocess.run(
         [sys.executable, "-m", "control_plane", "admin", "create-key", "--data-dir", str(data_dir)],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert wrong.returncode == 2 and "refusing to start" in wrong.stderr
     kek.unlink()
     missing = subprocess.run(
         [sys.executable, "-m", "control_plane", "admin", "create-key", "--data-dir", str(data_dir)],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert missing.returncode == 2 and "missing" in missing.stderr
     assert not kek.exists()  # never silently replaced by a fresh KEK
@@ -138,9 +160,22 @@ def test_serve_refuses_unmigrated_postgres(pg_server) -> None:
         pytest.skip("PostgreSQL unreachable")
     url = pg_server.new_database()
     result = subprocess.run(
-        [sys.executable, "-m", "control_plane", "serve", "--database-url", url,
-         "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"],
-        env=_env(Path("/nonexistent-agentauth")), capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "control_plane",
+            "serve",
+            "--database-url",
+            url,
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ],
+        env=_env(Path("/nonexistent-agentauth")),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert "control-plane migrate" in result.stderr

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-
 from agentauth.v1 import admin_pb2 as pb
 from agentauth.v1 import admin_pb2_grpc
+
 from control_plane.api import convert
 from control_plane.api.interceptors import current_principal
 from control_plane.domain import names
@@ -63,7 +63,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
 
     # ----------------------------------------------------------- users
 
-    async def CreateUser(self, request: pb.CreateUserRequest, context: Ctx) -> pb.CreateUserResponse:
+    async def CreateUser(
+        self, request: pb.CreateUserRequest, context: Ctx
+    ) -> pb.CreateUserResponse:
         u = request.user
         user = await self.users.create(
             current_principal(),
@@ -102,7 +104,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         user = await self.users.update_status(current_principal(), n.org_id, n.id, state)
         return pb.UpdateUserStatusResponse(user=convert.user(user))
 
-    async def DeleteUser(self, request: pb.DeleteUserRequest, context: Ctx) -> pb.DeleteUserResponse:
+    async def DeleteUser(
+        self, request: pb.DeleteUserRequest, context: Ctx
+    ) -> pb.DeleteUserResponse:
         n = names.parse_child(request.name, "users")
         await self.users.delete(current_principal(), n.org_id, n.id)
         return pb.DeleteUserResponse()
@@ -127,7 +131,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             agent=convert.agent(await self.agents.get(current_principal(), n.org_id, n.id))
         )
 
-    async def ListAgents(self, request: pb.ListAgentsRequest, context: Ctx) -> pb.ListAgentsResponse:
+    async def ListAgents(
+        self, request: pb.ListAgentsRequest, context: Ctx
+    ) -> pb.ListAgentsResponse:
         page = await self.agents.list(
             current_principal(),
             names.parse_org(request.parent, "parent"),

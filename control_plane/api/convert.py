@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
+import agentauth.v1.admin_pb2 as pb
 from google.protobuf import timestamp_pb2
 
-import agentauth.v1.admin_pb2 as pb
 from control_plane.domain import names
 from control_plane.domain.entities import (
     AgentView,
@@ -71,9 +71,7 @@ def service_account(s: ServiceAccountView) -> pb.ServiceAccount:
 
 def api_key(k: ApiKeyView) -> pb.ApiKey:
     name = (
-        names.child_name(k.org_id, "apiKeys", k.id)
-        if k.org_id
-        else names.platform_key_name(k.id)
+        names.child_name(k.org_id, "apiKeys", k.id) if k.org_id else names.platform_key_name(k.id)
     )
     return pb.ApiKey(
         name=name,

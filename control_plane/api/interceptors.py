@@ -53,7 +53,9 @@ def _wrap_behavior(behavior: Behavior, around: Wrapper, streaming: bool) -> Beha
 
         return unary
 
-    async def stream(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+    async def stream(
+        request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
         agen: list[AsyncIterator[Any]] = []
 
         async def proceed() -> None:
@@ -107,7 +109,9 @@ class _Stage(grpc.aio.ServerInterceptor):
         method: str = details.method
         metadata = tuple(details.invocation_metadata or ())
 
-        async def around(request: Any, context: grpc.aio.ServicerContext[Any, Any], proceed: Any) -> Any:
+        async def around(
+            request: Any, context: grpc.aio.ServicerContext[Any, Any], proceed: Any
+        ) -> Any:
             return await self.around(method, metadata, request, context, proceed)
 
         return _rewrap(handler, around)
@@ -139,7 +143,10 @@ class LoggingInterceptor(_Stage):
             return result
         except AgentAuthError as exc:
             self._log.info(
-                "rpc", code=exc.code, reason=exc.reason, debug=exc.debug,
+                "rpc",
+                code=exc.code,
+                reason=exc.reason,
+                debug=exc.debug,
                 ms=round((time.perf_counter() - start) * 1e3, 3),
             )
             await context.abort_with_status(to_grpc_status(exc))
@@ -232,9 +239,13 @@ class AuditInterceptor(_Stage):
 
         def event(phase: str, outcome: str, reason: str = "") -> AuditEvent:
             return AuditEvent(
-                action=method, phase=phase, principal_role=principal.role.value,
-                principal_key=principal.key_id, principal_org=principal.org_id,
-                outcome=outcome, reason=reason,
+                action=method,
+                phase=phase,
+                principal_role=principal.role.value,
+                principal_key=principal.key_id,
+                principal_org=principal.org_id,
+                outcome=outcome,
+                reason=reason,
             )
 
         try:

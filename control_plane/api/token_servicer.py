@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-
 from agentauth.v1 import token_pb2 as pb
 from agentauth.v1 import token_pb2_grpc
+
 from control_plane.tokens.keys import SigningKeyManager
 
 _FIELDS = ("kid", "kty", "crv", "x", "y", "alg", "use")

@@ -3,12 +3,12 @@
 ::
 
     AgentAuthError                      (reason, code, safe message, metadata)
-    ├── InvalidArgument                 INVALID_ARGUMENT   e.g. FIELD_REQUIRED, INVALID_RESOURCE_NAME
+    ├── InvalidArgument                 INVALID_ARGUMENT   FIELD_REQUIRED, INVALID_RESOURCE_NAME
     ├── Unauthenticated                 UNAUTHENTICATED    CREDENTIALS_MISSING, CREDENTIALS_INVALID
     ├── PermissionDenied                PERMISSION_DENIED  PERMISSION_DENIED
     ├── NotFound                        NOT_FOUND          RESOURCE_NOT_FOUND
     ├── AlreadyExists                   ALREADY_EXISTS     RESOURCE_ALREADY_EXISTS
-    ├── FailedPrecondition              FAILED_PRECONDITION e.g. REQUEST_ID_CONFLICT, RESOURCE_DISABLED
+    ├── FailedPrecondition              FAILED_PRECONDITION
     ├── Unavailable                     UNAVAILABLE        STORAGE_UNAVAILABLE
     └── Internal                        INTERNAL           INTERNAL
         └── BarrierError                INTERNAL           BARRIER_FAILURE (vault: decrypt/unwrap)

@@ -9,10 +9,10 @@ from typing import Any, TypeVar
 from control_plane.clock import Clock
 from control_plane.domain.entities import Page
 from control_plane.domain.errors import InvalidArgument, NotFound
+from control_plane.services.pagination import PageTokens
 from control_plane.storage.db import Database
 from control_plane.storage.models import Base
 from control_plane.storage.repositories import TenantRepository
-from control_plane.services.pagination import PageTokens
 from control_plane.vault.barrier import Barrier
 
 M = TypeVar("M", bound=Base)
@@ -89,5 +89,3 @@ async def make_page(
         last = rows[-1]
         token = await ctx.page_tokens.encode(scope, collection, (last.create_time, last.id))
     return Page([view(r) for r in rows], token)
-
-

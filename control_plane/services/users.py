@@ -18,8 +18,14 @@ USER_STATES = ("ACTIVE", "SUSPENDED")
 
 def user_view(r: m.User) -> UserView:
     return UserView(
-        r.org_id, r.id, r.external_id, r.display_name, r.email, r.state,
-        r.create_time, r.update_time,
+        r.org_id,
+        r.id,
+        r.external_id,
+        r.display_name,
+        r.email,
+        r.state,
+        r.create_time,
+        r.update_time,
     )
 
 

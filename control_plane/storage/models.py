@@ -42,9 +42,7 @@ class Base(DeclarativeBase):
 
 
 def _org_fk() -> Mapped[str]:
-    return mapped_column(
-        ID, ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True
-    )
+    return mapped_column(ID, ForeignKey("organizations.id", ondelete="CASCADE"), primary_key=True)
 
 
 # ---------------------------------------------------------------- platform tables

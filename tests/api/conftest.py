@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import text
-
 from agentauth import ControlPlaneClient
 from agentauth.v1 import admin_pb2 as pb
+from sqlalchemy import text
+
 from control_plane.app import Runtime, Servers, open_runtime, start_servers
 from control_plane.audit.hook import RecordingAuditSink
 from control_plane.clock import SystemClock

@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-
 from agentauth import AgentAuthError, InvalidArgumentError, NotFoundError
 from agentauth.v1 import admin_pb2 as pb
 
@@ -126,23 +125,42 @@ def _bad_requests(org: str) -> list[tuple[str, Any]]:
             ("DeleteOrganization", pb.DeleteOrganizationRequest(name=bad)),
             ("CreateUser", pb.CreateUserRequest(parent=bad, user=pb.User(external_id="x"))),
             ("ListUsers", pb.ListUsersRequest(parent=bad)),
-            ("RegisterAgent", pb.RegisterAgentRequest(parent=bad, agent=pb.Agent(display_name="a"))),
+            (
+                "RegisterAgent",
+                pb.RegisterAgentRequest(parent=bad, agent=pb.Agent(display_name="a")),
+            ),
             ("ListAgents", pb.ListAgentsRequest(parent=bad)),
-            ("CreateServiceAccount", pb.CreateServiceAccountRequest(
-                parent=bad, service_account=pb.ServiceAccount(display_name="s", purpose="p"))),
+            (
+                "CreateServiceAccount",
+                pb.CreateServiceAccountRequest(
+                    parent=bad, service_account=pb.ServiceAccount(display_name="s", purpose="p")
+                ),
+            ),
             ("ListServiceAccounts", pb.ListServiceAccountsRequest(parent=bad)),
             ("ListApiKeys", pb.ListApiKeysRequest(parent=bad or "orgs/")),
-            ("CreateApiKey", pb.CreateApiKeyRequest(parent=bad or "orgs/", api_key=pb.ApiKey(display_name="k"))),
+            (
+                "CreateApiKey",
+                pb.CreateApiKeyRequest(parent=bad or "orgs/", api_key=pb.ApiKey(display_name="k")),
+            ),
         ]
         child = bad.replace("orgs/", f"{org}/users/", 1) if bad.startswith("orgs/") else bad
         out += [
             ("GetUser", pb.GetUserRequest(name=child)),
-            ("UpdateUserStatus", pb.UpdateUserStatusRequest(name=child, state=pb.USER_STATE_ACTIVE)),
+            (
+                "UpdateUserStatus",
+                pb.UpdateUserStatusRequest(name=child, state=pb.USER_STATE_ACTIVE),
+            ),
             ("DeleteUser", pb.DeleteUserRequest(name=child)),
             ("GetAgent", pb.GetAgentRequest(name=child.replace("/users/", "/agents/"))),
             ("DisableAgent", pb.DisableAgentRequest(name=child.replace("/users/", "/agents/"))),
-            ("GetServiceAccount", pb.GetServiceAccountRequest(name=child.replace("/users/", "/serviceAccounts/"))),
-            ("DisableServiceAccount", pb.DisableServiceAccountRequest(name=child.replace("/users/", "/serviceAccounts/"))),
+            (
+                "GetServiceAccount",
+                pb.GetServiceAccountRequest(name=child.replace("/users/", "/serviceAccounts/")),
+            ),
+            (
+                "DisableServiceAccount",
+                pb.DisableServiceAccountRequest(name=child.replace("/users/", "/serviceAccounts/")),
+            ),
             ("RevokeApiKey", pb.RevokeApiKeyRequest(name=child.replace("/users/", "/apiKeys/"))),
         ]
     # Wrong collection for the RPC.
@@ -151,24 +169,59 @@ def _bad_requests(org: str) -> list[tuple[str, Any]]:
     # Field rules.
     out += [
         ("CreateOrganization", pb.CreateOrganizationRequest()),
-        ("CreateOrganization", pb.CreateOrganizationRequest(organization=pb.Organization(display_name=long))),
-        ("CreateOrganization", pb.CreateOrganizationRequest(organization=pb.Organization(display_name="a\x00b"))),
-        ("CreateOrganization", pb.CreateOrganizationRequest(organization=pb.Organization(display_name=" pad "))),
-        ("CreateOrganization", pb.CreateOrganizationRequest(
-            organization=pb.Organization(display_name="ok"), request_id="' OR 1=1--")),
+        (
+            "CreateOrganization",
+            pb.CreateOrganizationRequest(organization=pb.Organization(display_name=long)),
+        ),
+        (
+            "CreateOrganization",
+            pb.CreateOrganizationRequest(organization=pb.Organization(display_name="a\x00b")),
+        ),
+        (
+            "CreateOrganization",
+            pb.CreateOrganizationRequest(organization=pb.Organization(display_name=" pad ")),
+        ),
+        (
+            "CreateOrganization",
+            pb.CreateOrganizationRequest(
+                organization=pb.Organization(display_name="ok"), request_id="' OR 1=1--"
+            ),
+        ),
         ("CreateUser", pb.CreateUserRequest(parent=org)),
         ("CreateUser", pb.CreateUserRequest(parent=org, user=pb.User(external_id="has space"))),
         ("CreateUser", pb.CreateUserRequest(parent=org, user=pb.User(external_id="e" * 256))),
-        ("CreateUser", pb.CreateUserRequest(parent=org, user=pb.User(external_id="ok", email="not-an-email"))),
-        ("CreateUser", pb.CreateUserRequest(parent=org, user=pb.User(external_id="ok", display_name=long))),
-        ("CreateUser", pb.CreateUserRequest(parent=org, user=pb.User(external_id="ok"), request_id="x" * 65)),
+        (
+            "CreateUser",
+            pb.CreateUserRequest(parent=org, user=pb.User(external_id="ok", email="not-an-email")),
+        ),
+        (
+            "CreateUser",
+            pb.CreateUserRequest(parent=org, user=pb.User(external_id="ok", display_name=long)),
+        ),
+        (
+            "CreateUser",
+            pb.CreateUserRequest(parent=org, user=pb.User(external_id="ok"), request_id="x" * 65),
+        ),
         ("UpdateUserStatus", pb.UpdateUserStatusRequest(name=f"{org}/users/{HEX}")),
         ("RegisterAgent", pb.RegisterAgentRequest(parent=org, agent=pb.Agent())),
-        ("RegisterAgent", pb.RegisterAgentRequest(parent=org, agent=pb.Agent(display_name="a", description="d" * 2001))),
-        ("CreateServiceAccount", pb.CreateServiceAccountRequest(
-            parent=org, service_account=pb.ServiceAccount(display_name="s", purpose="Has Caps"))),
-        ("CreateServiceAccount", pb.CreateServiceAccountRequest(
-            parent=org, service_account=pb.ServiceAccount(display_name="s"))),
+        (
+            "RegisterAgent",
+            pb.RegisterAgentRequest(
+                parent=org, agent=pb.Agent(display_name="a", description="d" * 2001)
+            ),
+        ),
+        (
+            "CreateServiceAccount",
+            pb.CreateServiceAccountRequest(
+                parent=org, service_account=pb.ServiceAccount(display_name="s", purpose="Has Caps")
+            ),
+        ),
+        (
+            "CreateServiceAccount",
+            pb.CreateServiceAccountRequest(
+                parent=org, service_account=pb.ServiceAccount(display_name="s")
+            ),
+        ),
         ("CreateApiKey", pb.CreateApiKeyRequest(parent=org)),
         ("ListUsers", pb.ListUsersRequest(parent=org, page_size=-1)),
         ("ListUsers", pb.ListUsersRequest(parent=org, page_token="garbage")),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from agentauth import (
     AlreadyExistsError,
     InvalidArgumentError,
@@ -77,8 +76,16 @@ async def test_duplicate_external_id_and_purpose(harness) -> None:
 async def test_same_external_id_in_two_orgs_is_two_users(harness) -> None:
     org_a, a, _ = await harness.new_org("A")
     org_b, b, _ = await harness.new_org("B")
-    ua = (await a.admin.CreateUser(pb.CreateUserRequest(parent=org_a, user=pb.User(external_id="same")))).user
-    ub = (await b.admin.CreateUser(pb.CreateUserRequest(parent=org_b, user=pb.User(external_id="same")))).user
+    ua = (
+        await a.admin.CreateUser(
+            pb.CreateUserRequest(parent=org_a, user=pb.User(external_id="same"))
+        )
+    ).user
+    ub = (
+        await b.admin.CreateUser(
+            pb.CreateUserRequest(parent=org_b, user=pb.User(external_id="same"))
+        )
+    ).user
     assert ua.name != ub.name
 
 
@@ -125,8 +132,12 @@ async def test_page_token_is_bound_to_org_and_collection(harness) -> None:
     org_a, a, _ = await harness.new_org("A")
     org_b, _, _ = await harness.new_org("B")
     for i in range(3):
-        await a.admin.CreateUser(pb.CreateUserRequest(parent=org_a, user=pb.User(external_id=f"u{i}")))
-    token = (await a.admin.ListUsers(pb.ListUsersRequest(parent=org_a, page_size=1))).next_page_token
+        await a.admin.CreateUser(
+            pb.CreateUserRequest(parent=org_a, user=pb.User(external_id=f"u{i}"))
+        )
+    token = (
+        await a.admin.ListUsers(pb.ListUsersRequest(parent=org_a, page_size=1))
+    ).next_page_token
     assert token
     platform = harness.platform.admin
     with pytest.raises(InvalidArgumentError) as err:
@@ -217,6 +228,8 @@ async def test_audit_hook_records_mutations_and_fails_closed(harness) -> None:
     from agentauth import UnavailableError
 
     with pytest.raises(UnavailableError) as err:
-        await client.admin.CreateUser(pb.CreateUserRequest(parent=org, user=pb.User(external_id="b")))
+        await client.admin.CreateUser(
+            pb.CreateUserRequest(parent=org, user=pb.User(external_id="b"))
+        )
     assert err.value.reason == "AUDIT_UNAVAILABLE"
     assert await harness.snapshot() == before

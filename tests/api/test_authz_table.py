@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import grpc
 import pytest
+from agentauth import PermissionDeniedError
+from agentauth.v1 import admin_pb2, token_pb2
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
-from agentauth import PermissionDeniedError
-from agentauth.v1 import admin_pb2, token_pb2
 from control_plane.api.authz import RULES, rule_for
 
 SERVED = [admin_pb2, token_pb2, health_pb2, reflection_pb2]

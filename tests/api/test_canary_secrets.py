@@ -8,10 +8,10 @@ import logging
 import uuid
 
 import pytest
-
 from agentauth import AgentAuthError
 from agentauth.v1 import admin_pb2 as pb
 from agentauth.v1 import token_pb2
+
 from control_plane import logs
 from control_plane.vault.barrier import PLATFORM
 
@@ -32,9 +32,14 @@ async def test_canaries_absent_everywhere(harness, captured_logs, monkeypatch) -
     secrets = [harness.platform_key, org_key, canary_plain, *kek_keys]
 
     # A sealed plaintext goes through the barrier and back.
-    blob = await harness.runtime.barrier.seal(PLATFORM, "canary", "row", "field", canary_plain.encode())
+    blob = await harness.runtime.barrier.seal(
+        PLATFORM, "canary", "row", "field", canary_plain.encode()
+    )
     assert canary_plain.encode() not in blob
-    assert await harness.runtime.barrier.open(PLATFORM, "canary", "row", "field", blob) == canary_plain.encode()
+    assert (
+        await harness.runtime.barrier.open(PLATFORM, "canary", "row", "field", blob)
+        == canary_plain.encode()
+    )
 
     responses: list[str] = []
     errors: list[str] = []
@@ -47,15 +52,27 @@ async def test_canaries_absent_everywhere(harness, captured_logs, monkeypatch) -
 
     # Success paths.
     await attempt(client.admin.ListApiKeys(pb.ListApiKeysRequest(parent=org)))
-    await attempt(client.admin.CreateUser(pb.CreateUserRequest(parent=org, user=pb.User(external_id="c"))))
+    await attempt(
+        client.admin.CreateUser(pb.CreateUserRequest(parent=org, user=pb.User(external_id="c")))
+    )
     await attempt(harness.platform.tokens.GetJwks(token_pb2.GetJwksRequest()))
     # Error paths: secrets as bad credentials and as field values.
     wrong = org_key[:-4] + ("AAAA" if not org_key.endswith("AAAA") else "BBBB")
     await attempt(harness.client(wrong).admin.ListOrganizations(pb.ListOrganizationsRequest()))
-    await attempt(harness.client(canary_plain).admin.ListOrganizations(pb.ListOrganizationsRequest()))
-    await attempt(client.admin.CreateUser(pb.CreateUserRequest(parent=org, user=pb.User(external_id=org_key + " x"))))
+    await attempt(
+        harness.client(canary_plain).admin.ListOrganizations(pb.ListOrganizationsRequest())
+    )
+    await attempt(
+        client.admin.CreateUser(
+            pb.CreateUserRequest(parent=org, user=pb.User(external_id=org_key + " x"))
+        )
+    )
     await attempt(client.admin.GetUser(pb.GetUserRequest(name=org_key)))
-    await attempt(client.admin.CreateApiKey(pb.CreateApiKeyRequest(parent=org_key, api_key=pb.ApiKey(display_name="k"))))
+    await attempt(
+        client.admin.CreateApiKey(
+            pb.CreateApiKeyRequest(parent=org_key, api_key=pb.ApiKey(display_name="k"))
+        )
+    )
 
     # An unexpected exception carrying a secret in its message: INTERNAL, and the
     # logged traceback is scrubbed.
@@ -78,13 +95,17 @@ async def test_canaries_absent_everywhere(harness, captured_logs, monkeypatch) -
 
 
 def test_redactor_masks_secret_shapes_and_keys() -> None:
-    event = logs.redact(None, "info", {
-        "event": "x aa_org_" + "a" * 32 + "_" + "b" * 32 + "_" + "c" * 43,
-        "client_secret": "hunter2",
-        "nested": {"refresh_token": "r", "ok": "Bearer abc.def"},
-        "kek_version": "file:1",
-        "jwt": "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln",
-    })
+    event = logs.redact(
+        None,
+        "info",
+        {
+            "event": "x aa_org_" + "a" * 32 + "_" + "b" * 32 + "_" + "c" * 43,
+            "client_secret": "hunter2",
+            "nested": {"refresh_token": "r", "ok": "Bearer abc.def"},
+            "kek_version": "file:1",
+            "jwt": "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln",
+        },
+    )
     flat = json.dumps(event)
     for leaked in ("hunter2", '"r"', "abc.def", "cccc", "eyJhbGci"):
         assert leaked not in flat

@@ -19,11 +19,21 @@ async def _org_with_user(db: Database) -> tuple[str, str]:
     org_id, user_id = new_id(), new_id()
     async with db.org_tx(org_id) as s:
         await PlatformRepository(s).add(
-            Organization(id=org_id, display_name="o", state="ACTIVE", create_time=NOW, update_time=NOW)
+            Organization(
+                id=org_id, display_name="o", state="ACTIVE", create_time=NOW, update_time=NOW
+            )
         )
         await TenantRepository(s, org_id).add(
-            User(org_id=org_id, id=user_id, external_id="e", display_name="", email="",
-                 state="ACTIVE", create_time=NOW, update_time=NOW)
+            User(
+                org_id=org_id,
+                id=user_id,
+                external_id="e",
+                display_name="",
+                email="",
+                state="ACTIVE",
+                create_time=NOW,
+                update_time=NOW,
+            )
         )
     return org_id, user_id
 
@@ -37,8 +47,18 @@ async def test_repository_sees_only_its_org(db: Database) -> None:
         repo = TenantRepository(s, org_a)
         assert (await repo.get(User, user_a)) is not None
         with pytest.raises(ValueError):
-            await repo.add(User(org_id=org_b, id=new_id(), external_id="x", display_name="",
-                                email="", state="ACTIVE", create_time=NOW, update_time=NOW))
+            await repo.add(
+                User(
+                    org_id=org_b,
+                    id=new_id(),
+                    external_id="x",
+                    display_name="",
+                    email="",
+                    state="ACTIVE",
+                    create_time=NOW,
+                    update_time=NOW,
+                )
+            )
 
 
 @pytest.mark.postgres_only
@@ -82,15 +102,28 @@ async def test_runtime_role_is_not_owner_and_cannot_bypass(db: Database) -> None
     async with db.platform_tx() as s:
         role = (await s.execute(text("SELECT current_user"))).scalar()
         bypass = (
-            await s.execute(text("SELECT rolbypassrls OR rolsuper FROM pg_roles WHERE rolname = current_user"))
+            await s.execute(
+                text("SELECT rolbypassrls OR rolsuper FROM pg_roles WHERE rolname = current_user")
+            )
         ).scalar()
         owners = (
-            await s.execute(text("SELECT DISTINCT tableowner FROM pg_tables WHERE tablename = ANY(:t)"),
-                            {"t": list(TENANT_TABLES)})
-        ).scalars().all()
+            (
+                await s.execute(
+                    text("SELECT DISTINCT tableowner FROM pg_tables WHERE tablename = ANY(:t)"),
+                    {"t": list(TENANT_TABLES)},
+                )
+            )
+            .scalars()
+            .all()
+        )
         forced = (
-            await s.execute(text("SELECT bool_and(relforcerowsecurity AND relrowsecurity) FROM pg_class "
-                                 "WHERE relname = ANY(:t)"), {"t": list(TENANT_TABLES)})
+            await s.execute(
+                text(
+                    "SELECT bool_and(relforcerowsecurity AND relrowsecurity) FROM pg_class "
+                    "WHERE relname = ANY(:t)"
+                ),
+                {"t": list(TENANT_TABLES)},
+            )
         ).scalar()
     assert role == "agentauth_app" and bypass is False
     assert role not in owners

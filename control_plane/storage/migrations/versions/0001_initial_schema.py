@@ -12,7 +12,7 @@ from alembic import op
 
 import control_plane.storage.types
 
-revision = '0001'
+revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
@@ -71,162 +71,254 @@ def _postgres_row_level_security() -> None:
 
 
 def upgrade() -> None:
-    op.create_table('organizations',
-    sa.Column('id', sa.String(length=32), nullable=False),
-    sa.Column('display_name', sa.String(length=200), nullable=False),
-    sa.Column('state', sa.String(length=16), nullable=False),
-    sa.Column('request_id', sa.String(length=64), nullable=True),
-    sa.Column('request_fingerprint', sa.String(length=64), nullable=True),
-    sa.Column('create_time', control_plane.storage.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('update_time', control_plane.storage.types.UTCDateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_organizations')),
-    sa.UniqueConstraint('request_id', name=op.f('uq_organizations_request_id'))
+    op.create_table(
+        "organizations",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("display_name", sa.String(length=200), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("request_id", sa.String(length=64), nullable=True),
+        sa.Column("request_fingerprint", sa.String(length=64), nullable=True),
+        sa.Column(
+            "create_time", control_plane.storage.types.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "update_time", control_plane.storage.types.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_organizations")),
+        sa.UniqueConstraint("request_id", name=op.f("uq_organizations_request_id")),
     )
-    with op.batch_alter_table('organizations', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_organizations_create_time_id'), ['create_time', 'id'], unique=False)
+    with op.batch_alter_table("organizations", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_organizations_create_time_id"), ["create_time", "id"], unique=False
+        )
 
-    op.create_table('platform_api_keys',
-    sa.Column('id', sa.String(length=32), nullable=False),
-    sa.Column('display_name', sa.String(length=200), nullable=False),
-    sa.Column('secret_hash', sa.LargeBinary(length=32), nullable=False),
-    sa.Column('key_hint', sa.String(length=8), nullable=False),
-    sa.Column('request_id', sa.String(length=64), nullable=True),
-    sa.Column('request_fingerprint', sa.String(length=64), nullable=True),
-    sa.Column('create_time', control_plane.storage.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('revoke_time', control_plane.storage.types.UTCDateTime(timezone=True), nullable=True),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_platform_api_keys')),
-    sa.UniqueConstraint('request_id', name=op.f('uq_platform_api_keys_request_id'))
+    op.create_table(
+        "platform_api_keys",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("display_name", sa.String(length=200), nullable=False),
+        sa.Column("secret_hash", sa.LargeBinary(length=32), nullable=False),
+        sa.Column("key_hint", sa.String(length=8), nullable=False),
+        sa.Column("request_id", sa.String(length=64), nullable=True),
+        sa.Column("request_fingerprint", sa.String(length=64), nullable=True),
+        sa.Column(
+            "create_time", control_plane.storage.types.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "revoke_time", control_plane.storage.types.UTCDateTime(timezone=True), nullable=True
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_platform_api_keys")),
+        sa.UniqueConstraint("request_id", name=op.f("uq_platform_api_keys_request_id")),
     )
-    with op.batch_alter_table('platform_api_keys', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_platform_api_keys_create_time_id'), ['create_time', 'id'], unique=False)
+    with op.batch_alter_table("platform_api_keys", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_platform_api_keys_create_time_id"), ["create_time", "id"], unique=False
+        )
 
-    op.create_table('signing_keys',
-    sa.Column('kid', sa.String(length=64), nullable=False),
-    sa.Column('alg', sa.String(length=16), nullable=False),
-    sa.Column('public_jwk', sa.Text(), nullable=False),
-    sa.Column('sealed_private_key', sa.LargeBinary(), nullable=False),
-    sa.Column('create_time', control_plane.storage.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('publish_time', control_plane.storage.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('activate_time', control_plane.storage.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('taint_time', control_plane.storage.types.UTCDateTime(timezone=True), nullable=True),
-    sa.PrimaryKeyConstraint('kid', name=op.f('pk_signing_keys'))
+    op.create_table(
+        "signing_keys",
+        sa.Column("kid", sa.String(length=64), nullable=False),
+        sa.Column("alg", sa.String(length=16), nullable=False),
+        sa.Column("public_jwk", sa.Text(), nullable=False),
+        sa.Column("sealed_private_key", sa.LargeBinary(), nullable=False),
+        sa.Column(
+            "create_time", control_plane.storage.types.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "publish_time", control_plane.storage.types.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "activate_time", control_plane.storage.types.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "taint_time", control_plane.storage.types.UTCDateTime(timezone=True), nullable=True
+        ),
+        sa.PrimaryKeyConstraint("kid", name=op.f("pk_signing_keys")),
     )
-    op.create_table('system_deks',
-    sa.Column('version', sa.Integer(), autoincrement=False, nullable=False),
-    sa.Column('wrapped_dek', sa.LargeBinary(), nullable=False),
-    sa.Column('kek_version', sa.String(length=64), nullable=False),
-    sa.Column('create_time', control_plane.storage.types.UTCDateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('version', name=op.f('pk_system_deks'))
+    op.create_table(
+        "system_deks",
+        sa.Column("version", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("wrapped_dek", sa.LargeBinary(), nullable=False),
+        sa.Column("kek_version", sa.String(length=64), nullable=False),
+        sa.Column(
+            "create_time", control_plane.storage.types.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.PrimaryKeyConstraint("version", name=op.f("pk_system_deks")),
     )
-    op.create_table('agents',
-    sa.Column('org_id', sa.String(length=32), nullable=False),
-    sa.Column('id', sa.String(length=32), nullable=False),
-    sa.Column('display_name', sa.String(length=200), nullable=False),
-    sa.Column('description', sa.String(length=2000), nullable=False),
-    sa.Column('state', sa.String(length=16), nullable=False),
-    sa.Column('request_id', sa.String(length=64), nullable=True),
-    sa.Column('request_fingerprint', sa.String(length=64), nullable=True),
-    sa.Column('create_time', control_plane.storage.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('update_time', control_plane.storage.types.UTCDateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_agents_org_id_organizations'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('org_id', 'id', name=op.f('pk_agents')),
-    sa.UniqueConstraint('org_id', 'request_id', name=op.f('uq_agents_org_id_request_id'))
+    op.create_table(
+        "agents",
+        sa.Column("org_id", sa.String(length=32), nullable=False),
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("display_name", sa.String(length=200), nullable=False),
+        sa.Column("description", sa.String(length=2000), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("request_id", sa.String(length=64), nullable=True),
+        sa.Column("request_fingerprint", sa.String(length=64), nullable=True),
+        sa.Column(
+            "create_time", control_plane.storage.types.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "update_time", control_plane.storage.types.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.ForeignKeyConstraint(
+            ["org_id"],
+            ["organizations.id"],
+            name=op.f("fk_agents_org_id_organizations"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("org_id", "id", name=op.f("pk_agents")),
+        sa.UniqueConstraint("org_id", "request_id", name=op.f("uq_agents_org_id_request_id")),
     )
-    with op.batch_alter_table('agents', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_agents_org_id_create_time_id'), ['org_id', 'create_time', 'id'], unique=False)
+    with op.batch_alter_table("agents", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_agents_org_id_create_time_id"),
+            ["org_id", "create_time", "id"],
+            unique=False,
+        )
 
-    op.create_table('org_api_keys',
-    sa.Column('org_id', sa.String(length=32), nullable=False),
-    sa.Column('id', sa.String(length=32), nullable=False),
-    sa.Column('display_name', sa.String(length=200), nullable=False),
-    sa.Column('secret_hash', sa.LargeBinary(length=32), nullable=False),
-    sa.Column('key_hint', sa.String(length=8), nullable=False),
-    sa.Column('request_id', sa.String(length=64), nullable=True),
-    sa.Column('request_fingerprint', sa.String(length=64), nullable=True),
-    sa.Column('create_time', control_plane.storage.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('revoke_time', control_plane.storage.types.UTCDateTime(timezone=True), nullable=True),
-    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_org_api_keys_org_id_organizations'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('org_id', 'id', name=op.f('pk_org_api_keys')),
-    sa.UniqueConstraint('org_id', 'request_id', name=op.f('uq_org_api_keys_org_id_request_id'))
+    op.create_table(
+        "org_api_keys",
+        sa.Column("org_id", sa.String(length=32), nullable=False),
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("display_name", sa.String(length=200), nullable=False),
+        sa.Column("secret_hash", sa.LargeBinary(length=32), nullable=False),
+        sa.Column("key_hint", sa.String(length=8), nullable=False),
+        sa.Column("request_id", sa.String(length=64), nullable=True),
+        sa.Column("request_fingerprint", sa.String(length=64), nullable=True),
+        sa.Column(
+            "create_time", control_plane.storage.types.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "revoke_time", control_plane.storage.types.UTCDateTime(timezone=True), nullable=True
+        ),
+        sa.ForeignKeyConstraint(
+            ["org_id"],
+            ["organizations.id"],
+            name=op.f("fk_org_api_keys_org_id_organizations"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("org_id", "id", name=op.f("pk_org_api_keys")),
+        sa.UniqueConstraint("org_id", "request_id", name=op.f("uq_org_api_keys_org_id_request_id")),
     )
-    with op.batch_alter_table('org_api_keys', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_org_api_keys_org_id_create_time_id'), ['org_id', 'create_time', 'id'], unique=False)
+    with op.batch_alter_table("org_api_keys", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_org_api_keys_org_id_create_time_id"),
+            ["org_id", "create_time", "id"],
+            unique=False,
+        )
 
-    op.create_table('org_deks',
-    sa.Column('org_id', sa.String(length=32), nullable=False),
-    sa.Column('version', sa.Integer(), autoincrement=False, nullable=False),
-    sa.Column('wrapped_dek', sa.LargeBinary(), nullable=False),
-    sa.Column('kek_version', sa.String(length=64), nullable=False),
-    sa.Column('create_time', control_plane.storage.types.UTCDateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_org_deks_org_id_organizations'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('org_id', 'version', name=op.f('pk_org_deks'))
+    op.create_table(
+        "org_deks",
+        sa.Column("org_id", sa.String(length=32), nullable=False),
+        sa.Column("version", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("wrapped_dek", sa.LargeBinary(), nullable=False),
+        sa.Column("kek_version", sa.String(length=64), nullable=False),
+        sa.Column(
+            "create_time", control_plane.storage.types.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.ForeignKeyConstraint(
+            ["org_id"],
+            ["organizations.id"],
+            name=op.f("fk_org_deks_org_id_organizations"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("org_id", "version", name=op.f("pk_org_deks")),
     )
-    op.create_table('service_accounts',
-    sa.Column('org_id', sa.String(length=32), nullable=False),
-    sa.Column('id', sa.String(length=32), nullable=False),
-    sa.Column('display_name', sa.String(length=200), nullable=False),
-    sa.Column('purpose', sa.String(length=63), nullable=False),
-    sa.Column('state', sa.String(length=16), nullable=False),
-    sa.Column('request_id', sa.String(length=64), nullable=True),
-    sa.Column('request_fingerprint', sa.String(length=64), nullable=True),
-    sa.Column('create_time', control_plane.storage.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('update_time', control_plane.storage.types.UTCDateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_service_accounts_org_id_organizations'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('org_id', 'id', name=op.f('pk_service_accounts')),
-    sa.UniqueConstraint('org_id', 'purpose', name=op.f('uq_service_accounts_org_id_purpose')),
-    sa.UniqueConstraint('org_id', 'request_id', name=op.f('uq_service_accounts_org_id_request_id'))
+    op.create_table(
+        "service_accounts",
+        sa.Column("org_id", sa.String(length=32), nullable=False),
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("display_name", sa.String(length=200), nullable=False),
+        sa.Column("purpose", sa.String(length=63), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("request_id", sa.String(length=64), nullable=True),
+        sa.Column("request_fingerprint", sa.String(length=64), nullable=True),
+        sa.Column(
+            "create_time", control_plane.storage.types.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "update_time", control_plane.storage.types.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.ForeignKeyConstraint(
+            ["org_id"],
+            ["organizations.id"],
+            name=op.f("fk_service_accounts_org_id_organizations"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("org_id", "id", name=op.f("pk_service_accounts")),
+        sa.UniqueConstraint("org_id", "purpose", name=op.f("uq_service_accounts_org_id_purpose")),
+        sa.UniqueConstraint(
+            "org_id", "request_id", name=op.f("uq_service_accounts_org_id_request_id")
+        ),
     )
-    with op.batch_alter_table('service_accounts', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_service_accounts_org_id_create_time_id'), ['org_id', 'create_time', 'id'], unique=False)
+    with op.batch_alter_table("service_accounts", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_service_accounts_org_id_create_time_id"),
+            ["org_id", "create_time", "id"],
+            unique=False,
+        )
 
-    op.create_table('users',
-    sa.Column('org_id', sa.String(length=32), nullable=False),
-    sa.Column('id', sa.String(length=32), nullable=False),
-    sa.Column('external_id', sa.String(length=255), nullable=False),
-    sa.Column('display_name', sa.String(length=200), nullable=False),
-    sa.Column('email', sa.String(length=320), nullable=False),
-    sa.Column('state', sa.String(length=16), nullable=False),
-    sa.Column('request_id', sa.String(length=64), nullable=True),
-    sa.Column('request_fingerprint', sa.String(length=64), nullable=True),
-    sa.Column('create_time', control_plane.storage.types.UTCDateTime(timezone=True), nullable=False),
-    sa.Column('update_time', control_plane.storage.types.UTCDateTime(timezone=True), nullable=False),
-    sa.ForeignKeyConstraint(['org_id'], ['organizations.id'], name=op.f('fk_users_org_id_organizations'), ondelete='CASCADE'),
-    sa.PrimaryKeyConstraint('org_id', 'id', name=op.f('pk_users')),
-    sa.UniqueConstraint('org_id', 'external_id', name=op.f('uq_users_org_id_external_id')),
-    sa.UniqueConstraint('org_id', 'request_id', name=op.f('uq_users_org_id_request_id'))
+    op.create_table(
+        "users",
+        sa.Column("org_id", sa.String(length=32), nullable=False),
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("external_id", sa.String(length=255), nullable=False),
+        sa.Column("display_name", sa.String(length=200), nullable=False),
+        sa.Column("email", sa.String(length=320), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("request_id", sa.String(length=64), nullable=True),
+        sa.Column("request_fingerprint", sa.String(length=64), nullable=True),
+        sa.Column(
+            "create_time", control_plane.storage.types.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.Column(
+            "update_time", control_plane.storage.types.UTCDateTime(timezone=True), nullable=False
+        ),
+        sa.ForeignKeyConstraint(
+            ["org_id"],
+            ["organizations.id"],
+            name=op.f("fk_users_org_id_organizations"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("org_id", "id", name=op.f("pk_users")),
+        sa.UniqueConstraint("org_id", "external_id", name=op.f("uq_users_org_id_external_id")),
+        sa.UniqueConstraint("org_id", "request_id", name=op.f("uq_users_org_id_request_id")),
     )
-    with op.batch_alter_table('users', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_users_org_id_create_time_id'), ['org_id', 'create_time', 'id'], unique=False)
+    with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_users_org_id_create_time_id"),
+            ["org_id", "create_time", "id"],
+            unique=False,
+        )
 
     if op.get_bind().dialect.name == "postgresql":
         _postgres_row_level_security()
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('users', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_users_org_id_create_time_id'))
+    with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_users_org_id_create_time_id"))
 
-    op.drop_table('users')
-    with op.batch_alter_table('service_accounts', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_service_accounts_org_id_create_time_id'))
+    op.drop_table("users")
+    with op.batch_alter_table("service_accounts", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_service_accounts_org_id_create_time_id"))
 
-    op.drop_table('service_accounts')
-    op.drop_table('org_deks')
-    with op.batch_alter_table('org_api_keys', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_org_api_keys_org_id_create_time_id'))
+    op.drop_table("service_accounts")
+    op.drop_table("org_deks")
+    with op.batch_alter_table("org_api_keys", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_org_api_keys_org_id_create_time_id"))
 
-    op.drop_table('org_api_keys')
-    with op.batch_alter_table('agents', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_agents_org_id_create_time_id'))
+    op.drop_table("org_api_keys")
+    with op.batch_alter_table("agents", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_agents_org_id_create_time_id"))
 
-    op.drop_table('agents')
-    op.drop_table('system_deks')
-    op.drop_table('signing_keys')
-    with op.batch_alter_table('platform_api_keys', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_platform_api_keys_create_time_id'))
+    op.drop_table("agents")
+    op.drop_table("system_deks")
+    op.drop_table("signing_keys")
+    with op.batch_alter_table("platform_api_keys", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_platform_api_keys_create_time_id"))
 
-    op.drop_table('platform_api_keys')
-    with op.batch_alter_table('organizations', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_organizations_create_time_id'))
+    op.drop_table("platform_api_keys")
+    with op.batch_alter_table("organizations", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_organizations_create_time_id"))
 
-    op.drop_table('organizations')
+    op.drop_table("organizations")
