@@ -23,7 +23,9 @@ _SECRET_KEY = re.compile(
     re.IGNORECASE,
 )
 # Keys that match the pattern above but never hold secrets.
-_SAFE_KEYS = frozenset({"token_type", "key_hint", "principal_key", "kek_version"})
+_SAFE_KEYS = frozenset(
+    {"token_type", "key_hint", "principal_key", "kek_version", "kek_provider", "kek_file"}
+)
 _SECRET_VALUES = [
     re.compile(r"aa_(?:org|plat)_[A-Za-z0-9_-]+"),
     re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"),

@@ -111,7 +111,8 @@ async def test_serve_from_clean_data_dir(tmp_path: Path) -> None:
         out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err[-2000:]
     first_lines = "\n".join(err.splitlines()[:5])
-    assert "embedded SQLite" in first_lines and "kek" in first_lines.lower()
+    assert "embedded SQLite" in first_lines
+    assert '"kek_provider": "file"' in first_lines and str(data_dir / "kek.json") in first_lines
     assert key not in err  # the key goes to stdout only, never to the logs
 
 
@@ -136,7 +137,8 @@ def test_refuses_to_start_with_wrong_kek(tmp_path: Path) -> None:
     kek.write_text(json.dumps(doc))
     kek.chmod(0o600)
     wrong = subprocess.run(
-        [sys.executable, "-m", "control_plane", "admin", "create-key", "--data-dir", str(data_dir)],
+        [sys.executable, "-m", "control_plane", "serve", "--data-dir", str(data_dir),
+         "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"],
         env=env,
         capture_output=True,
         text=True,

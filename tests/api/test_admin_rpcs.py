@@ -233,3 +233,20 @@ async def test_audit_hook_records_mutations_and_fails_closed(harness) -> None:
         )
     assert err.value.reason == "AUDIT_UNAVAILABLE"
     assert await harness.snapshot() == before
+
+
+async def test_delete_organization_shreds_keys_and_rows(harness) -> None:
+    org, client, _ = await harness.new_org()
+    await harness.populate(org, client)
+    org_id = org.split("/")[1]
+    barrier = harness.runtime.barrier
+    async with harness.runtime.db.org_tx(org_id) as s:
+        blob = await barrier.seal(org_id, "users", "r", "f", b"tenant secret", session=s)
+    await harness.platform.admin.DeleteOrganization(pb.DeleteOrganizationRequest(name=org))
+    snapshot = await harness.snapshot()
+    leftovers = {t: rows for t, rows in snapshot.items() if any(org_id in map(str, r) for r in rows)}
+    assert leftovers == {}
+    from control_plane.domain.errors import BarrierError
+
+    with pytest.raises(BarrierError):
+        await barrier.open(org_id, "users", "r", "f", blob)
