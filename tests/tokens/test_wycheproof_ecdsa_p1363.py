@@ -14,38 +14,18 @@ uncompressed point.
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from control_plane.tokens.encoding import b64url_encode
 from control_plane.tokens.jws import verify_signature
+from tests.wycheproof import load_vectors
 
 VECTORS_FILE = "ecdsa_secp256r1_sha256_p1363_test.json"
-REPO = Path(__file__).resolve().parents[2]
 
 
-def _vectors_dir() -> Path | None:
-    configured = os.environ.get("AGENTAUTH_VECTORS_DIR")
-    for candidate in (configured, REPO.parent / "shared" / "vectors"):
-        if candidate and Path(candidate).is_dir():
-            return Path(candidate)
-    return None
-
-
-VECTORS_DIR = _vectors_dir()
-if VECTORS_DIR is None:
-    pytest.skip(
-        "Wycheproof vectors not found: set AGENTAUTH_VECTORS_DIR or put shared/vectors/ "
-        "beside the repository",
-        allow_module_level=True,
-    )
-assert VECTORS_DIR is not None
-# A present folder without the file is a broken checkout: fail, don't skip.
-DOC: dict[str, Any] = json.loads((VECTORS_DIR / VECTORS_FILE).read_text())
+DOC: dict[str, Any] = load_vectors(VECTORS_FILE)
 
 
 def _jwk(group: dict[str, Any]) -> dict[str, str]:

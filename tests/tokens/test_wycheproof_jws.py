@@ -24,37 +24,18 @@ set and against the group's own keys (which :func:`load_jwks` refuses).
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from control_plane.tokens.encoding import b64url_decode
 from control_plane.tokens.jws import ALLOWED_ALGORITHMS, TokenInvalid, verify_compact
+from tests.wycheproof import load_vectors
 
 VECTORS_FILE = "json_web_signature_test.json"
-REPO = Path(__file__).resolve().parents[2]
 
 
-def _vectors_dir() -> Path | None:
-    configured = os.environ.get("AGENTAUTH_VECTORS_DIR")
-    for candidate in (configured, REPO.parent / "shared" / "vectors"):
-        if candidate and Path(candidate).is_dir():
-            return Path(candidate)
-    return None
-
-
-VECTORS_DIR = _vectors_dir()
-if VECTORS_DIR is None:
-    pytest.skip(
-        "Wycheproof vectors not found: set AGENTAUTH_VECTORS_DIR or put shared/vectors/ "
-        "beside the repository",
-        allow_module_level=True,
-    )
-assert VECTORS_DIR is not None
-# A present folder without the file is a broken checkout: fail, don't skip.
-DOC: dict[str, Any] = json.loads((VECTORS_DIR / VECTORS_FILE).read_text())
+DOC: dict[str, Any] = load_vectors(VECTORS_FILE)
 
 _SHAPES: dict[tuple[object, object], str] = {("EC", "P-256"): "ES256", ("OKP", "Ed25519"): "EdDSA"}
 

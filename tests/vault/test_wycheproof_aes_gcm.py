@@ -18,41 +18,18 @@ wrap, which has no associated data.
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from control_plane.domain.errors import BarrierError
 from control_plane.vault import aead
+from tests.wycheproof import load_vectors
 
-REPO = Path(__file__).resolve().parents[2]
 VECTORS_FILE = "aes_gcm_test.json"
 
 
-def _vectors_dir() -> Path | None:
-    # CI clones the repo with shared/ beside it, so look next to the repo root.
-    beside_repo = REPO.parent / "shared" / "vectors"
-    if beside_repo.is_dir():
-        return beside_repo
-    configured = os.environ.get("AGENTAUTH_VECTORS_DIR")
-    if configured and Path(configured).is_dir():
-        return Path(configured)
-    return None
-
-
-VECTORS_DIR = _vectors_dir()
-if VECTORS_DIR is None:
-    pytest.skip(
-        "Wycheproof vectors not found: expected shared/vectors/ beside the repository "
-        "or AGENTAUTH_VECTORS_DIR",
-        allow_module_level=True,
-    )
-assert VECTORS_DIR is not None
-# A present folder without the file is a broken checkout: fail, don't skip.
-DOC: dict[str, Any] = json.loads((VECTORS_DIR / VECTORS_FILE).read_text())
+DOC: dict[str, Any] = load_vectors(VECTORS_FILE)
 
 
 def _applies(group: dict[str, Any]) -> bool:
