@@ -19,17 +19,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
-from typing import Any
+
+from control_plane.strict_json import DuplicateKeyError, parse_json, parse_json_object
 
 __all__ = ["DuplicateKeyError", "b64url_decode", "b64url_encode", "parse_json", "parse_json_object"]
 
 _B64URL_ALPHABET = re.compile(r"[A-Za-z0-9_-]*")
-
-
-class DuplicateKeyError(ValueError):
-    """A JSON object named the same member twice."""
 
 
 def b64url_encode(data: bytes) -> str:
@@ -50,39 +46,3 @@ def b64url_decode(segment: str) -> bytes:
         # Non-zero unused bits in the last character: a second encoding of `raw`.
         raise ValueError("non-canonical base64url")
     return raw
-
-
-def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj: dict[str, Any] = {}
-    for name, value in pairs:
-        if name in obj:
-            raise DuplicateKeyError("duplicate member name")
-        obj[name] = value
-    return obj
-
-
-def _refuse_constant(_name: str) -> Any:
-    raise ValueError("non-standard JSON constant")
-
-
-def parse_json(data: bytes | str) -> Any:
-    """Parse UTF-8 JSON strictly. Raises ValueError (DuplicateKeyError for duplicates)."""
-    try:
-        text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
-        return json.loads(
-            text,
-            object_pairs_hook=_object_without_duplicates,
-            parse_constant=_refuse_constant,
-        )
-    except DuplicateKeyError:
-        raise
-    except (UnicodeDecodeError, RecursionError, ValueError, TypeError):
-        raise ValueError("invalid JSON") from None
-
-
-def parse_json_object(data: bytes | str) -> dict[str, Any]:
-    """:func:`parse_json`, and the top level must be an object."""
-    value = parse_json(data)
-    if not isinstance(value, dict):
-        raise ValueError("JSON value is not an object")
-    return value

@@ -11,15 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
-import json
 import os
 import re
 import secrets
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
+from control_plane.strict_json import parse_json_object
 from control_plane.vault import aead
 from control_plane.vault.keyring import KekError, Keyring, decode_key
 
@@ -30,21 +29,10 @@ _MAX_FILE_BYTES = 1 << 20
 _FILE_VERSION_RE = re.compile(r"^file:([1-9][0-9]{0,8})$")
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # json.loads keeps the last of duplicate keys; two values for one version
-    # label would make which key is used depend on parser details.
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError("duplicate key")
-        out[key] = value
-    return out
-
-
 def _parse_file(raw: bytes) -> Keyring:
     try:
-        doc = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, ValueError):
+        doc = parse_json_object(raw)
+    except ValueError:
         raise KekError("KEK file is not valid JSON") from None
     if not isinstance(doc, dict) or doc.get("format") != FILE_FORMAT:
         raise KekError(f"KEK file is not in the {FILE_FORMAT} format")
