@@ -1,0 +1,190 @@
+"""Run a sandbox workload-token issuer from a shell.
+
+These are test emulators, not identity providers: anyone who can reach the
+port can mint a token for any identity, so they bind loopback addresses only
+and keep their keys in memory (a restart means new keys)::
+
+    python -m control_plane.sandbox kubernetes --port 8701
+    python -m control_plane.sandbox spiffe --trust-domain example.org --port 8702
+
+Each prints its URLs (one ``name: value`` per line on stdout) and, besides the
+endpoints the real system publishes, serves ``POST /issue`` to mint a token::
+
+    curl -s http://127.0.0.1:8701/issue \\
+      -d '{"namespace": "default", "service_account": "agent", "audiences": ["agentauth"]}'
+    curl -s http://127.0.0.1:8702/issue \\
+      -d '{"path": "/ns/prod/sa/agent", "audiences": ["agentauth"]}'
+
+The answer is ``{"token": "<JWT>"}``; bad input gets a 400 with ``error_description``.
+SIGTERM or Ctrl-C stops the server cleanly (exit status 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from aiohttp import web
+
+from control_plane.sandbox import kubernetes_issuer as k8s
+from control_plane.sandbox._jose import ALGORITHMS
+from control_plane.sandbox._loopback import LoopbackServer, json_response, require_loopback
+from control_plane.sandbox.spiffe_issuer import BUNDLE_PATH, KEYS_PATH, SpiffeIssuer
+
+ISSUE_PATH = "/issue"
+#: Field name -> (type name, required) for the POST /issue body of each emulator.
+_FieldSpec = Mapping[str, tuple[str, bool]]
+_K8S_FIELDS: _FieldSpec = {
+    "namespace": ("string", True),
+    "service_account": ("string", True),
+    "audiences": ("list of strings", True),
+    "ttl": ("integer", False),
+    "pod": ("string", False),
+}
+_SPIFFE_FIELDS: _FieldSpec = {
+    "path": ("string", True),
+    "audiences": ("list of strings", True),
+    "ttl": ("integer", False),
+}
+_CHECKS: Mapping[str, Callable[[object], bool]] = {
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "list of strings": lambda v: isinstance(v, list) and all(isinstance(a, str) for a in v),
+}
+
+
+def _check_body(body: object, spec: _FieldSpec) -> dict[str, Any]:
+    """The validated ``/issue`` arguments; ValueError names the first problem."""
+    if not isinstance(body, dict):
+        raise ValueError("the body must be a JSON object")
+    unknown = sorted(set(body) - set(spec))
+    if unknown:
+        raise ValueError(f"unknown field(s) {unknown}; allowed: {sorted(spec)}")
+    for name, (kind, required) in spec.items():
+        if name not in body:
+            if required:
+                raise ValueError(f"missing required field {name!r} ({kind})")
+        elif not _CHECKS[kind](body[name]):
+            raise ValueError(f"field {name!r} must be a {kind}")
+    return body
+
+
+def issue_route(spec: _FieldSpec, mint: Callable[[dict[str, Any]], str]) -> web.RouteDef:
+    """``POST /issue``: JSON arguments in, ``{"token": ...}`` out."""
+
+    async def handle(request: web.Request) -> web.Response:
+        try:
+            body = json.loads(await request.text())
+            token = mint(_check_body(body, spec))
+        except ValueError as exc:  # includes json.JSONDecodeError
+            error = {"error": "invalid_request", "error_description": str(exc)}
+            return json_response(error, status=400)
+        return json_response({"token": token})
+
+    return web.post(ISSUE_PATH, handle)
+
+
+def _kubernetes(args: argparse.Namespace) -> tuple[LoopbackServer, Callable[[], list[str]]]:
+    iss = k8s.KubernetesIssuer(issuer=args.issuer, algorithm=args.algorithm)
+    iss.add_routes([issue_route(_K8S_FIELDS, lambda a: iss.issue(**a))])
+
+    def lines() -> list[str]:
+        return [
+            f"issuer: {iss.issuer}",
+            f"discovery: {iss.url}{k8s.DISCOVERY_PATH}",
+            f"jwks: {iss.url}{k8s.JWKS_PATH}",
+            f"issue: {iss.url}{ISSUE_PATH}",
+        ]
+
+    return iss, lines
+
+
+def _spiffe(args: argparse.Namespace) -> tuple[LoopbackServer, Callable[[], list[str]]]:
+    iss = SpiffeIssuer(args.trust_domain, algorithm=args.algorithm, issuer=args.jwt_issuer)
+    iss.add_routes([issue_route(_SPIFFE_FIELDS, lambda a: iss.issue(**a))])
+
+    def lines() -> list[str]:
+        return [
+            f"trust_domain: {iss.trust_domain}",
+            f"bundle: {iss.url}{BUNDLE_PATH}",
+            f"keys: {iss.url}{KEYS_PATH}",
+            f"issue: {iss.url}{ISSUE_PATH}",
+        ]
+
+    return iss, lines
+
+
+async def _serve(
+    server: LoopbackServer, lines: Callable[[], list[str]], host: str, port: int
+) -> int:
+    try:
+        await server.start(host=host, port=port)
+    except OSError as exc:
+        print(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        print("\n".join(lines()), flush=True)
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await server.stop()
+    return 0
+
+
+def _loopback_host(value: str) -> str:
+    try:
+        return require_loopback(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m control_plane.sandbox",
+        description="Loopback workload-token issuers for tests "
+        "(emulators, not identity providers).",
+    )
+    sub = parser.add_subparsers(dest="kind", required=True)
+    kube = sub.add_parser("kubernetes", help="Kubernetes service-account issuer")
+    kube.add_argument("--port", type=int, default=8701)
+    kube.add_argument("--issuer", help="iss value (default: the server's own URL)")
+    kube.add_argument("--algorithm", choices=k8s.ALGORITHMS, default="RS256")
+    spiffe = sub.add_parser("spiffe", help="SPIFFE JWT-SVID issuer and bundle endpoint")
+    spiffe.add_argument("--port", type=int, default=8702)
+    spiffe.add_argument("--trust-domain", default="example.org")
+    spiffe.add_argument("--algorithm", choices=sorted(ALGORITHMS), default="ES256")
+    spiffe.add_argument("--jwt-issuer", help="optional iss claim (SPIRE's jwt_issuer)")
+    for command in (kube, spiffe):
+        command.add_argument(
+            "--host", type=_loopback_host, default="127.0.0.1", help="loopback address only"
+        )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        server, lines = (_kubernetes if args.kind == "kubernetes" else _spiffe)(args)
+    except ValueError as exc:  # e.g. an invalid trust domain
+        parser.error(str(exc))
+    print(
+        f"sandbox {args.kind} issuer: a test emulator, not an identity provider",
+        file=sys.stderr,
+        flush=True,
+    )
+    return asyncio.run(_serve(server, lines, args.host, args.port))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

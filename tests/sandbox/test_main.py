@@ -1,0 +1,147 @@
+"""``python -m control_plane.sandbox``: the real entry point as a subprocess on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import jwt
+import pytest
+
+from control_plane.sandbox.__main__ import main
+from tests.sandbox.helpers import get_json, segment
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Running:
+    def __init__(self, proc: asyncio.subprocess.Process, urls: dict[str, str]) -> None:
+        self.proc, self.urls = proc, urls
+        self.returncode: int | None = None
+        self.stderr = ""
+
+
+@asynccontextmanager
+async def _sandbox(*argv: str, expect: int) -> AsyncIterator[Running]:
+    """Start the CLI, read its ``name: url`` lines, SIGTERM it on exit."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "control_plane.sandbox", *argv,
+        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    try:
+        urls: dict[str, str] = {}
+        while len(urls) < expect:
+            line = await asyncio.wait_for(proc.stdout.readline(), timeout=30)
+            assert line, "the sandbox exited before printing its URLs"
+            name, _, value = line.decode().strip().partition(": ")
+            urls[name] = value
+        running = Running(proc, urls)
+        yield running
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), timeout=20)
+        running.returncode, running.stderr = proc.returncode, err.decode()
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.communicate()
+
+
+async def _post(http: aiohttp.ClientSession, url: str, body: object) -> tuple[int, dict[str, Any]]:
+    async with http.post(url, json=body) as resp:
+        return resp.status, await resp.json()
+
+
+async def test_kubernetes_entry_point(http: aiohttp.ClientSession) -> None:
+    port = _free_port()
+    async with _sandbox("kubernetes", "--port", str(port), expect=4) as run:
+        base = f"http://127.0.0.1:{port}"
+        assert run.urls == {
+            "issuer": base,
+            "discovery": base + "/.well-known/openid-configuration",
+            "jwks": base + "/openid/v1/jwks",
+            "issue": base + "/issue",
+        }
+        status, _, doc = await get_json(http, run.urls["discovery"])
+        assert status == 200 and doc["issuer"] == base and doc["jwks_uri"] == run.urls["jwks"]
+        request = {"namespace": "prod", "service_account": "agent", "audiences": ["agentauth"]}
+        status, body = await _post(http, run.urls["issue"], {**request, "ttl": 900, "pod": "p-0"})
+        assert status == 200 and set(body) == {"token"}
+        _, _, jwks = await get_json(http, doc["jwks_uri"])
+        key = jwt.PyJWKSet.from_dict(jwks)[jwt.get_unverified_header(body["token"])["kid"]]
+        claims = jwt.decode(
+            body["token"], key.key, algorithms=["RS256"], audience="agentauth", issuer=base
+        )
+        assert claims["sub"] == "system:serviceaccount:prod:agent"
+        assert claims["exp"] - claims["iat"] == 900
+        assert claims["kubernetes.io"]["pod"]["name"] == "p-0"
+        for bad in ({"namespace": "prod"}, {**request, "audience": "x"}, {**request, "ttl": "1"},
+                    {**request, "namespace": "Not_Valid"}, ["not", "an", "object"]):  # fmt: skip
+            status, body = await _post(http, run.urls["issue"], bad)
+            assert status == 400 and body["error"] == "invalid_request", bad
+    assert run.returncode == 0, run.stderr
+    assert "not an identity provider" in run.stderr
+
+
+async def test_spiffe_entry_point(http: aiohttp.ClientSession) -> None:
+    port = _free_port()
+    argv = ("spiffe", "--trust-domain", "prod.example.org", "--port", str(port))
+    async with _sandbox(*argv, expect=4) as run:
+        base = f"http://127.0.0.1:{port}"
+        assert run.urls["trust_domain"] == "prod.example.org"
+        assert run.urls["bundle"] == base + "/bundle" and run.urls["keys"] == base + "/keys"
+        status, body = await _post(
+            http, run.urls["issue"], {"path": "/ns/prod/sa/agent", "audiences": ["agentauth"]}
+        )
+        assert status == 200
+        _, _, bundle = await get_json(http, run.urls["bundle"])
+        kid = segment(body["token"], 0)["kid"]
+        [entry] = [k for k in bundle["keys"] if k["use"] == "jwt-svid" and k["kid"] == kid]
+        claims = jwt.decode(body["token"], jwt.PyJWK(entry).key, ["ES256"], audience="agentauth")
+        assert claims["sub"] == "spiffe://prod.example.org/ns/prod/sa/agent"
+        status, body = await _post(http, run.urls["issue"], {"path": "/a/../b", "audiences": ["x"]})
+        assert status == 400 and "dot segment" in body["error_description"]
+    assert run.returncode == 0, run.stderr
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.0.2.10", "example.com"])
+def test_refuses_non_loopback_bind_address(host: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["kubernetes", "--host", host, "--port", "0"])
+    assert exited.value.code == 2
+    assert "refusing to bind" in capsys.readouterr().err
+
+
+def test_invalid_trust_domain_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["spiffe", "--trust-domain", "Example.ORG", "--port", "0"])
+    assert exited.value.code == 2
+    assert "trust domain" in capsys.readouterr().err
+
+
+async def test_port_in_use_exits_non_zero() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "control_plane.sandbox", "spiffe", "--port", str(port),
+            cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
+    assert proc.returncode == 1 and out == b""
+    assert b"cannot listen" in err
