@@ -9,11 +9,13 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
+import aiohttp
 import grpc
 from agentauth.v1 import admin_pb2, admin_pb2_grpc, token_pb2, token_pb2_grpc
 from aiohttp import web
@@ -24,18 +26,30 @@ from control_plane.api.admin_servicer import AdminServicer
 from control_plane.api.http import build_http_app
 from control_plane.api.interceptors import chain
 from control_plane.api.metrics import Metrics
+from control_plane.api.oauth_http import add_oauth_routes
 from control_plane.api.token_servicer import TokenServicer
 from control_plane.audit.hook import AuditSink, LogAuditSink
 from control_plane.clock import Clock, SystemClock
 from control_plane.config import Settings, parse_listen
+from control_plane.domain.principals import Principal
 from control_plane.logs import get_logger
 from control_plane.services.api_keys import ApiKeyService
 from control_plane.services.context import ServiceContext
+from control_plane.services.external_keys import IssuerKeyCache
+from control_plane.services.grants.base import Grant
+from control_plane.services.grants.client_credentials import ClientCredentialsPrivateKeyJwt
+from control_plane.services.grants.registry import TokenEndpoint
+from control_plane.services.grants.workload_exchange import WorkloadTokenExchange
+from control_plane.services.identity import IdentityDirectory
+from control_plane.services.organizations import OrganizationSettings
+from control_plane.services.own_tokens import OwnTokens
+from control_plane.services.trust_policies import TrustPolicyService
 from control_plane.storage.db import Database
 from control_plane.storage.migrate import current_revision, head_revision, upgrade
 from control_plane.storage.models import SystemDek
 from control_plane.storage.repositories import PlatformRepository
 from control_plane.tokens.keys import SigningKeyManager
+from control_plane.tokens.minting import Minter
 from control_plane.vault.barrier import Barrier
 from control_plane.vault.kek import EnvKekProvider, FileKekProvider, KekProvider
 
@@ -149,24 +163,101 @@ async def open_runtime(
 
 
 @dataclass
+class TokenStack:
+    """The token side of the server, built once the issuer URL is known."""
+
+    issuer: str
+    http: aiohttp.ClientSession
+    directory: IdentityDirectory
+    issuer_keys: IssuerKeyCache
+    minter: Minter
+    endpoint: TokenEndpoint
+    own_tokens: OwnTokens
+    api_keys: ApiKeyService
+
+    async def authenticate(self, credential: str) -> Principal:
+        """An admin API key (``aa_...``) or one of our service-account tokens."""
+        if credential.startswith("aa_"):
+            return await self.api_keys.authenticate(credential)
+        return await self.own_tokens.authenticate(credential)
+
+
+def build_token_stack(runtime: Runtime, issuer: str) -> TokenStack:
+    http = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=10), headers={"User-Agent": "agentauth"}
+    )
+    directory = IdentityDirectory(runtime.db)
+    issuer_keys = IssuerKeyCache(lambda: http)
+    minter = Minter(runtime.db, runtime.keys, runtime.clock, issuer)
+    base = issuer.rstrip("/")
+    grants: list[Grant] = [
+        WorkloadTokenExchange(directory, issuer_keys, minter, runtime.clock),
+        ClientCredentialsPrivateKeyJwt(
+            runtime.db,
+            directory,
+            minter,
+            runtime.clock,
+            frozenset({issuer, base, f"{base}/oauth2/token"}),
+        ),
+    ]
+    return TokenStack(
+        issuer,
+        http,
+        directory,
+        issuer_keys,
+        minter,
+        TokenEndpoint(grants),
+        OwnTokens(runtime.db, runtime.keys, runtime.clock, issuer),
+        ApiKeyService(runtime.services),
+    )
+
+
+@dataclass
 class Servers:
     grpc_server: grpc.aio.Server
     http_runner: web.AppRunner
     grpc_port: int
     http_port: int
     health: health.aio.HealthServicer
+    tokens: TokenStack
 
     async def stop(self, grace: float = 2.0) -> None:
         await self.health.enter_graceful_shutdown()
         await self.grpc_server.stop(grace)
         await self.http_runner.cleanup()
+        await self.tokens.http.close()
+
+
+def _listen_socket(listen: str, reuse_port: bool) -> socket.socket:
+    host, port = parse_listen(listen)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise StartupError(f"cannot listen for HTTP on {listen}: {exc.strerror}") from None
+    sock.listen(128)
+    sock.setblocking(False)
+    return sock
 
 
 async def start_servers(runtime: Runtime) -> Servers:
     s = runtime.settings
-    api_keys = ApiKeyService(runtime.services)
+    # Bind HTTP first: when no issuer is configured it is this address, port included.
+    http_sock = _listen_socket(s.http_listen, s.reuse_port)
+    http_port = int(http_sock.getsockname()[1])
+    host = parse_listen(s.http_listen)[0]
+    issuer = s.issuer or f"http://{host}:{http_port}"
+    tokens = build_token_stack(runtime, issuer)
+
+    org_settings = OrganizationSettings(runtime.services, tokens.directory.invalidate)
+    trust = TrustPolicyService(runtime.services, issuer, tokens.directory.invalidate)
     server = grpc.aio.server(
-        interceptors=chain(runtime.metrics, api_keys.authenticate, runtime.audit),
+        interceptors=chain(runtime.metrics, tokens.authenticate, runtime.audit),
         options=[
             ("grpc.so_reuseport", 1 if s.reuse_port else 0),
             ("grpc.max_receive_message_length", s.max_message_bytes),
@@ -174,35 +265,43 @@ async def start_servers(runtime: Runtime) -> Servers:
         ],
     )
     admin_pb2_grpc.add_AdminServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        AdminServicer(runtime.services), server
+        AdminServicer(runtime.services, trust=trust, org_settings=org_settings), server
     )
     token_pb2_grpc.add_TokenServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        TokenServicer(runtime.keys), server
+        TokenServicer(runtime.keys, tokens.endpoint, tokens.own_tokens), server
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    host, port = parse_listen(s.grpc_listen)
-    grpc_port = server.add_insecure_port(f"{host}:{port}")
+    ghost, gport = parse_listen(s.grpc_listen)
+    grpc_port = server.add_insecure_port(f"{ghost}:{gport}")
     if grpc_port == 0:
+        http_sock.close()
+        await tokens.http.close()
         raise StartupError(f"cannot listen for gRPC on {s.grpc_listen}")
     await server.start()
 
     app = build_http_app(
         runtime.keys, runtime.metrics, runtime.db.ping, int(s.jwks_cache_ttl.total_seconds())
     )
+    add_oauth_routes(
+        app,
+        issuer=issuer,
+        endpoint=tokens.endpoint,
+        own_tokens=tokens.own_tokens,
+        authenticate=tokens.authenticate,
+        audit=runtime.audit,
+        signing_algorithm=s.signing_algorithm,
+    )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    hhost, hport = parse_listen(s.http_listen)
-    site = web.TCPSite(runner, hhost, hport, reuse_port=s.reuse_port)
-    await site.start()
-    http_port = runner.addresses[0][1]
+    await web.SockSite(runner, http_sock).start()
 
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Servers(server, runner, grpc_port, http_port, health_servicer)
+    return Servers(server, runner, grpc_port, http_port, health_servicer, tokens)
 
 
 async def key_maintenance(runtime: Runtime) -> None:
@@ -244,7 +343,7 @@ async def serve(settings: Settings, *, out: TextIO = sys.stdout) -> None:
             "serving",
             grpc_port=servers.grpc_port,
             http_port=servers.http_port,
-            issuer=settings.effective_issuer,
+            issuer=servers.tokens.issuer,
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

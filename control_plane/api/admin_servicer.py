@@ -15,15 +15,24 @@ from control_plane.domain.errors import field_error
 from control_plane.services.agents import AgentService
 from control_plane.services.api_keys import ApiKeyService
 from control_plane.services.context import ServiceContext
-from control_plane.services.organizations import OrganizationService
+from control_plane.services.organizations import OrganizationService, OrganizationSettings
 from control_plane.services.service_accounts import ServiceAccountService
+from control_plane.services.trust_policies import TrustPolicyService
 from control_plane.services.users import UserService
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
-    def __init__(self, ctx: ServiceContext) -> None:
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        *,
+        trust: TrustPolicyService,
+        org_settings: OrganizationSettings,
+    ) -> None:
+        self.trust = trust
+        self.org_settings = org_settings
         self.orgs = OrganizationService(ctx)
         self.users = UserService(ctx)
         self.agents = AgentService(ctx)
@@ -60,6 +69,24 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> pb.DeleteOrganizationResponse:
         await self.orgs.delete(current_principal(), names.parse_org(request.name))
         return pb.DeleteOrganizationResponse()
+
+    async def UpdateOrganization(
+        self, request: pb.UpdateOrganizationRequest, context: Ctx
+    ) -> pb.UpdateOrganizationResponse:
+        o = request.organization
+        ttl = (
+            o.access_token_ttl.ToTimedelta().total_seconds()
+            if o.HasField("access_token_ttl")
+            else None
+        )
+        org = await self.org_settings.update(
+            current_principal(),
+            names.parse_org(o.name, "organization.name"),
+            list(request.update_mask.paths),
+            o.display_name,
+            ttl,
+        )
+        return pb.UpdateOrganizationResponse(organization=convert.organization(org))
 
     # ----------------------------------------------------------- users
 
@@ -150,6 +177,45 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         n = names.parse_child(request.name, "agents")
         agent = await self.agents.disable(current_principal(), n.org_id, n.id)
         return pb.DisableAgentResponse(agent=convert.agent(agent))
+
+    # ----------------------------------------------------------- trust policies
+
+    async def CreateTrustPolicy(
+        self, request: pb.CreateTrustPolicyRequest, context: Ctx
+    ) -> pb.CreateTrustPolicyResponse:
+        policy = await self.trust.create(
+            current_principal(),
+            names.parse_child(request.parent, "agents", "parent"),
+            convert.trust_policy_spec(request.trust_policy),
+            request.request_id,
+        )
+        return pb.CreateTrustPolicyResponse(trust_policy=convert.trust_policy(policy))
+
+    async def GetTrustPolicy(
+        self, request: pb.GetTrustPolicyRequest, context: Ctx
+    ) -> pb.GetTrustPolicyResponse:
+        policy = await self.trust.get(current_principal(), request.name)
+        return pb.GetTrustPolicyResponse(trust_policy=convert.trust_policy(policy))
+
+    async def ListTrustPolicies(
+        self, request: pb.ListTrustPoliciesRequest, context: Ctx
+    ) -> pb.ListTrustPoliciesResponse:
+        page = await self.trust.list(
+            current_principal(),
+            names.parse_child(request.parent, "agents", "parent"),
+            request.page_size,
+            request.page_token,
+        )
+        return pb.ListTrustPoliciesResponse(
+            trust_policies=[convert.trust_policy(p) for p in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    async def DeleteTrustPolicy(
+        self, request: pb.DeleteTrustPolicyRequest, context: Ctx
+    ) -> pb.DeleteTrustPolicyResponse:
+        await self.trust.delete(current_principal(), request.name)
+        return pb.DeleteTrustPolicyResponse()
 
     # ----------------------------------------------------------- service accounts
 

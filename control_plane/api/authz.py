@@ -21,6 +21,7 @@ class Rule:
 PUBLIC = Rule(frozenset(), public=True)
 ADMINS = frozenset({Role.PLATFORM_ADMIN, Role.ORG_ADMIN})
 PLATFORM_ONLY = frozenset({Role.PLATFORM_ADMIN})
+TOKEN_CALLERS = frozenset({Role.PLATFORM_ADMIN, Role.ORG_ADMIN, Role.SERVICE_ACCOUNT})
 
 
 def _read(roles: frozenset[Role] = ADMINS) -> Rule:
@@ -41,11 +42,19 @@ RULES: dict[str, Rule] = {
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": PUBLIC,
     # Published verification keys are public, like /.well-known/jwks.json.
     "/agentauth.v1.TokenService/GetJwks": PUBLIC,
+    # The grant authenticates the caller by the credential it carries
+    # (workload token or private_key_jwt assertion), like POST /oauth2/token.
+    "/agentauth.v1.TokenService/ExchangeToken": Rule(frozenset(), public=True, audited=True),
+    # RFC 7662 §2.1 / RFC 7009 §2.1: the caller must authenticate; it only sees
+    # or revokes its own org's tokens.
+    "/agentauth.v1.TokenService/IntrospectToken": _read(TOKEN_CALLERS),
+    "/agentauth.v1.TokenService/RevokeToken": _write(TOKEN_CALLERS),
     # Organizations: only the platform creates or deletes them.
     _ADMIN + "CreateOrganization": _write(PLATFORM_ONLY),
     _ADMIN + "GetOrganization": _read(),
     _ADMIN + "ListOrganizations": _read(),
     _ADMIN + "DeleteOrganization": _write(PLATFORM_ONLY),
+    _ADMIN + "UpdateOrganization": _write(),
     _ADMIN + "CreateUser": _write(),
     _ADMIN + "GetUser": _read(),
     _ADMIN + "ListUsers": _read(),
@@ -55,6 +64,10 @@ RULES: dict[str, Rule] = {
     _ADMIN + "GetAgent": _read(),
     _ADMIN + "ListAgents": _read(),
     _ADMIN + "DisableAgent": _write(),
+    _ADMIN + "CreateTrustPolicy": _write(),
+    _ADMIN + "GetTrustPolicy": _read(),
+    _ADMIN + "ListTrustPolicies": _read(),
+    _ADMIN + "DeleteTrustPolicy": _write(),
     _ADMIN + "CreateServiceAccount": _write(),
     _ADMIN + "GetServiceAccount": _read(),
     _ADMIN + "ListServiceAccounts": _read(),

@@ -5,7 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import agentauth.v1.admin_pb2 as pb
-from google.protobuf import timestamp_pb2
+import agentauth.v1.trust_policy_pb2 as trust_pb
+from google.protobuf import duration_pb2, timestamp_pb2
 
 from control_plane.domain import names
 from control_plane.domain.entities import (
@@ -13,8 +14,10 @@ from control_plane.domain.entities import (
     ApiKeyView,
     OrganizationView,
     ServiceAccountView,
+    TrustPolicyView,
     UserView,
 )
+from control_plane.domain.trust import TrustPolicySpec
 
 
 def ts(value: dt.datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -32,6 +35,7 @@ def organization(o: OrganizationView) -> pb.Organization:
         state=f"ORGANIZATION_STATE_{o.state}",
         create_time=ts(o.create_time),
         update_time=ts(o.update_time),
+        access_token_ttl=duration_pb2.Duration(seconds=o.access_token_ttl_seconds),
     )
 
 
@@ -84,3 +88,42 @@ def api_key(k: ApiKeyView) -> pb.ApiKey:
 
 
 USER_STATE_FROM_PB = {pb.USER_STATE_ACTIVE: "ACTIVE", pb.USER_STATE_SUSPENDED: "SUSPENDED"}
+
+
+def trust_policy(p: TrustPolicyView) -> trust_pb.TrustPolicy:
+    return trust_pb.TrustPolicy(
+        name=names.policy_name(p.org_id, p.agent_id, p.id),
+        kind=f"TRUST_POLICY_KIND_{p.kind}",
+        issuer=p.issuer,
+        discovery_url=p.discovery_url,
+        jwks_json=p.jwks_json,
+        audience=p.audience,
+        subject=p.subject,
+        subject_pattern=p.subject_pattern,
+        claim_equals=p.claim_equals,
+        algorithms=p.algorithms,
+        service_accounts=[
+            names.child_name(p.org_id, "serviceAccounts", s) for s in p.service_account_ids
+        ],
+        scopes=p.scopes,
+        audiences=p.audiences,
+        create_time=ts(p.create_time),
+    )
+
+
+def trust_policy_spec(p: trust_pb.TrustPolicy) -> TrustPolicySpec:
+    """The wire message as plain values for the use case (which validates them)."""
+    return TrustPolicySpec(
+        kind=trust_pb.TrustPolicyKind.Name(p.kind).removeprefix("TRUST_POLICY_KIND_"),
+        issuer=p.issuer,
+        discovery_url=p.discovery_url,
+        jwks_json=p.jwks_json,
+        audience=p.audience,
+        subject=p.subject,
+        subject_pattern=p.subject_pattern,
+        claim_equals=dict(p.claim_equals),
+        algorithms=list(p.algorithms),
+        service_accounts=list(p.service_accounts),
+        scopes=list(p.scopes),
+        audiences=list(p.audiences),
+    )

@@ -235,15 +235,20 @@ class AuditInterceptor(_Stage):
         rule: Rule | None = rule_for(method)
         if rule is None or not rule.audited:
             return await proceed()
-        principal = current_principal()
+        # Public audited calls (token grants) have no caller principal yet: the
+        # credential inside the request is what authenticates them.
+        principal = _principal.get()
+        role = principal.role.value if principal else "anonymous"
+        key = principal.key_id if principal else ""
+        org = principal.org_id if principal else None
 
         def event(phase: str, outcome: str, reason: str = "") -> AuditEvent:
             return AuditEvent(
                 action=method,
                 phase=phase,
-                principal_role=principal.role.value,
-                principal_key=principal.key_id,
-                principal_org=principal.org_id,
+                principal_role=role,
+                principal_key=key,
+                principal_org=org,
                 outcome=outcome,
                 reason=reason,
             )

@@ -1,4 +1,4 @@
-"""TokenService: today the published verification keys; later issues add minting."""
+"""TokenService: published keys, the token grants, introspection and revocation."""
 
 from __future__ import annotations
 
@@ -8,14 +8,25 @@ import grpc
 from agentauth.v1 import token_pb2 as pb
 from agentauth.v1 import token_pb2_grpc
 
+from control_plane.api.interceptors import current_principal
+from control_plane.domain.errors import field_error
+from control_plane.services.grants.base import ACCESS_TOKEN_TYPE, TokenRequest
+from control_plane.services.grants.registry import TokenEndpoint
+from control_plane.services.own_tokens import OwnTokens
 from control_plane.tokens.keys import SigningKeyManager
+
+MAX_TOKEN_LEN = 16 * 1024
 
 _FIELDS = ("kid", "kty", "crv", "x", "y", "alg", "use")
 
 
 class TokenServicer(token_pb2_grpc.TokenServiceServicer):
-    def __init__(self, keys: SigningKeyManager) -> None:
+    def __init__(
+        self, keys: SigningKeyManager, endpoint: TokenEndpoint, own_tokens: OwnTokens
+    ) -> None:
         self.keys = keys
+        self.endpoint = endpoint
+        self.own_tokens = own_tokens
 
     async def GetJwks(
         self, request: pb.GetJwksRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -25,3 +36,67 @@ class TokenServicer(token_pb2_grpc.TokenServiceServicer):
             keys=[pb.Jwk(**{f: str(k.get(f, "")) for f in _FIELDS}) for k in jwks["keys"]],
             jwks_json=self.keys.jwks_json(),
         )
+
+    async def ExchangeToken(
+        self, request: pb.ExchangeTokenRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.ExchangeTokenResponse:
+        minted = await self.endpoint.exchange(
+            TokenRequest(
+                grant_type=request.grant_type,
+                subject_token=request.subject_token,
+                subject_token_type=request.subject_token_type,
+                requested_token_type=request.requested_token_type,
+                client_assertion_type=request.client_assertion_type,
+                client_assertion=request.client_assertion,
+                client_id=request.client_id,
+                organization=request.organization,
+                service_account=request.service_account,
+                audience=tuple(request.audience),
+                scope=request.scope,
+            )
+        )
+        return pb.ExchangeTokenResponse(
+            access_token=minted.token,
+            issued_token_type=ACCESS_TOKEN_TYPE,
+            token_type="Bearer",
+            expires_in=minted.expires_in,
+            scope=" ".join(minted.scopes),
+        )
+
+    async def IntrospectToken(
+        self, request: pb.IntrospectTokenRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.IntrospectTokenResponse:
+        token = _token_field(request.token)
+        result = await self.own_tokens.introspect(current_principal(), token)
+        if not result.active:
+            return pb.IntrospectTokenResponse(active=False)
+        c = result.claims
+        aud = c["aud"] if isinstance(c["aud"], list) else [c["aud"]]
+        return pb.IntrospectTokenResponse(
+            active=True,
+            scope=c.get("scope", ""),
+            client_id=c.get("client_id", ""),
+            sub=c["sub"],
+            org_id=c["org_id"],
+            exp=int(c["exp"]),
+            iat=int(c["iat"]),
+            nbf=int(c.get("nbf", c["iat"])),
+            aud=aud,
+            iss=c["iss"],
+            jti=c["jti"],
+            token_type="Bearer",
+        )
+
+    async def RevokeToken(
+        self, request: pb.RevokeTokenRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.RevokeTokenResponse:
+        await self.own_tokens.revoke(current_principal(), _token_field(request.token))
+        return pb.RevokeTokenResponse()
+
+
+def _token_field(token: str) -> str:
+    if not token:
+        raise field_error("token", "is required", "FIELD_REQUIRED")
+    if len(token) > MAX_TOKEN_LEN:
+        raise field_error("token", "is too long", "FIELD_TOO_LONG")
+    return token

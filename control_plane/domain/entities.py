@@ -16,6 +16,7 @@ class OrganizationView:
     state: str
     create_time: dt.datetime
     update_time: dt.datetime
+    access_token_ttl_seconds: int = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,3 +68,23 @@ class ApiKeyView:
 class Page(Generic[T]):
     items: list[T]
     next_page_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class TrustPolicyView:
+    org_id: str
+    agent_id: str
+    id: str
+    kind: str  # "WORKLOAD_TOKEN" | "PRIVATE_KEY_JWT"
+    issuer: str
+    discovery_url: str
+    jwks_json: str
+    audience: str
+    subject: str
+    subject_pattern: str
+    claim_equals: dict[str, str]
+    algorithms: tuple[str, ...]
+    service_account_ids: tuple[str, ...]
+    scopes: tuple[str, ...]
+    audiences: tuple[str, ...]
+    create_time: dt.datetime

@@ -106,3 +106,66 @@ class BarrierError(Internal):
 def field_error(field: str, problem: str, reason: str = "INVALID_ARGUMENT") -> InvalidArgument:
     """An INVALID_ARGUMENT naming the offending field (camelCase metadata ``field``)."""
     return InvalidArgument(f"{field}: {problem}", reason=reason, metadata={"field": field})
+
+
+class OAuthError(AgentAuthError):
+    """An RFC 6749 §5.2 / RFC 8693 §2.2.2 token-endpoint error.
+
+    ``oauth_error`` is the wire code (``invalid_request`` …); the gRPC reason is
+    its UPPER_SNAKE form. Over HTTP it becomes ``{"error", "error_description"}``.
+    """
+
+    code = "INVALID_ARGUMENT"
+    http_status = 400
+
+    def __init__(self, oauth_error: str, description: str, *, debug: str | None = None) -> None:
+        self.oauth_error = oauth_error
+        super().__init__(
+            description,
+            reason=oauth_error.upper(),
+            metadata={"oauthError": oauth_error},
+            debug=debug,
+        )
+
+
+class InvalidRequest(OAuthError):
+    def __init__(self, description: str, *, debug: str | None = None) -> None:
+        super().__init__("invalid_request", description, debug=debug)
+
+
+class InvalidScope(OAuthError):
+    def __init__(self, description: str = "requested scope exceeds what is allowed") -> None:
+        super().__init__("invalid_scope", description)
+
+
+class InvalidTarget(OAuthError):
+    def __init__(self, description: str = "requested audience is not allowed") -> None:
+        super().__init__("invalid_target", description)
+
+
+class UnsupportedGrantType(OAuthError):
+    def __init__(self) -> None:
+        super().__init__("unsupported_grant_type", "grant_type is not supported")
+
+
+class InvalidGrant(OAuthError):
+    """The presented credential (subject token) is invalid or matches no policy.
+
+    One answer for every cause — bad signature, unknown issuer, claims that miss
+    the policy, another org — so the endpoint is no oracle for policy contents.
+    """
+
+    code = "UNAUTHENTICATED"
+
+    def __init__(self, *, debug: str | None = None) -> None:
+        super().__init__("invalid_grant", "the subject token is not acceptable here", debug=debug)
+
+
+class InvalidClient(OAuthError):
+    """Client authentication failed (RFC 6749 §5.2: HTTP 401)."""
+
+    code = "UNAUTHENTICATED"
+    http_status = 401
+
+    def __init__(self, *, debug: str | None = None) -> None:
+        super().__init__("invalid_client", "client authentication failed", debug=debug)

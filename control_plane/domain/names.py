@@ -77,3 +77,11 @@ def parse_platform_key(value: str, field: str = "name") -> str:
     if not m:
         raise field_error(field, "must look like apiKeys/{key}", "INVALID_RESOURCE_NAME")
     return m.group(1)
+
+
+def is_hex_id(value: str) -> bool:
+    return bool(re.fullmatch(_HEX, value))
+
+
+def policy_name(org_id: str, agent_id: str, policy_id: str) -> str:
+    return f"orgs/{org_id}/agents/{agent_id}/trustPolicies/{policy_id}"

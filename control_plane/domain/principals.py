@@ -11,6 +11,7 @@ from control_plane.domain.errors import NotFound
 class Role(StrEnum):
     PLATFORM_ADMIN = "platform_admin"
     ORG_ADMIN = "org_admin"
+    SERVICE_ACCOUNT = "service_account"  # a caller holding one of our SA tokens
 
 
 @dataclass(frozen=True, slots=True)

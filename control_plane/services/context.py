@@ -68,9 +68,11 @@ async def list_page(
     page_size: int,
     page_token: str,
     view: Callable[[M], V],
+    **equals: Any,
 ) -> Page[V]:
+    """One page of ``model`` rows (optionally filtered by column equality)."""
     cursor = await ctx.page_tokens.decode(repo.org_id, collection, page_token)
-    rows = await repo.page(model, cursor, page_size + 1)
+    rows = await repo.page(model, cursor, page_size + 1, **equals)
     return await make_page(ctx, repo.org_id, collection, rows, page_size, view)
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from control_plane.domain import validation as v
 from control_plane.domain.entities import OrganizationView, Page
-from control_plane.domain.errors import InvalidArgument, NotFound
+from control_plane.domain.errors import InvalidArgument, NotFound, field_error
 from control_plane.domain.principals import Principal
 from control_plane.ids import new_id
 from control_plane.services.context import ServiceContext, make_page
@@ -17,7 +19,14 @@ TENANT_ROW_MODELS: tuple[type[m.Base], ...] = (m.OrgApiKey, m.ServiceAccount, m.
 
 
 def org_view(row: m.Organization) -> OrganizationView:
-    return OrganizationView(row.id, row.display_name, row.state, row.create_time, row.update_time)
+    return OrganizationView(
+        row.id,
+        row.display_name,
+        row.state,
+        row.create_time,
+        row.update_time,
+        row.access_token_ttl_seconds,
+    )
 
 
 class OrganizationService:
@@ -53,6 +62,7 @@ class OrganizationService:
                 request_fingerprint=fp if rid else None,
                 create_time=now,
                 update_time=now,
+                access_token_ttl_seconds=300,
             )
             await PlatformRepository(s).add(row)
             await self.ctx.barrier.create_org_key(s, org_id)
@@ -107,3 +117,50 @@ class OrganizationService:
                 await tenant.delete_all(model)
             await self.ctx.barrier.destroy_org_keys(s, org_id)
             await PlatformRepository(s).delete(m.Organization, org_id)
+
+
+MIN_TOKEN_TTL = 60
+MAX_TOKEN_TTL = 900
+
+
+class OrganizationSettings:
+    """AIP-134 updates of an organization (display name, access-token lifetime)."""
+
+    def __init__(self, ctx: ServiceContext, on_change: Callable[[str], None]) -> None:
+        self.ctx = ctx
+        self.on_change = on_change
+
+    async def update(
+        self,
+        principal: Principal,
+        org_id: str,
+        paths: list[str],
+        display_name: str,
+        token_ttl_seconds: float | None,
+    ) -> OrganizationView:
+        if not paths:
+            raise field_error("update_mask", "name the fields to update", "FIELD_REQUIRED")
+        unknown = set(paths) - {"display_name", "access_token_ttl"}
+        if unknown:
+            raise field_error("update_mask", "only display_name and access_token_ttl")
+        if "display_name" in paths:
+            display_name = v.display_name(display_name, "organization.display_name")
+        ttl = 0
+        if "access_token_ttl" in paths:
+            if token_ttl_seconds is None or not MIN_TOKEN_TTL <= token_ttl_seconds <= MAX_TOKEN_TTL:
+                raise field_error(
+                    "organization.access_token_ttl", "must be between 60 s and 15 min"
+                )
+            ttl = int(token_ttl_seconds)
+        org_id = principal.scope_for(org_id)
+        async with self.ctx.db.platform_tx() as s:
+            row = await PlatformRepository(s).get(m.Organization, org_id)
+            if row is None:
+                raise NotFound()
+            if "display_name" in paths:
+                row.display_name = display_name
+            if ttl:
+                row.access_token_ttl_seconds = ttl
+            row.update_time = self.ctx.clock.now()
+        self.on_change(org_id)
+        return org_view(row)

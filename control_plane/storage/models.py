@@ -11,7 +11,9 @@ from __future__ import annotations
 import datetime as dt
 
 from sqlalchemy import (
+    JSON,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -57,6 +59,9 @@ class Organization(Base):
     request_fingerprint: Mapped[str | None] = mapped_column(String(64))
     create_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     update_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    access_token_ttl_seconds: Mapped[int] = mapped_column(
+        Integer, default=300, server_default="300"
+    )
     __table_args__ = (Index(None, "create_time", "id"),)
 
 
@@ -180,6 +185,66 @@ class OrgApiKey(Base):
     )
 
 
+class TrustPolicy(Base):
+    """Who may become an agent (a workload token or a private_key_jwt key) and what it may get."""
+
+    __tablename__ = "trust_policies"
+    org_id: Mapped[str] = _org_fk()
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    agent_id: Mapped[str] = mapped_column(ID)
+    kind: Mapped[str] = mapped_column(String(32))
+    issuer: Mapped[str] = mapped_column(String(2048))
+    discovery_url: Mapped[str] = mapped_column(String(2048))
+    jwks_json: Mapped[str] = mapped_column(Text)
+    audience: Mapped[str] = mapped_column(String(2048))
+    subject: Mapped[str] = mapped_column(String(2048))
+    subject_pattern: Mapped[str] = mapped_column(String(2048))
+    claim_equals: Mapped[dict[str, str]] = mapped_column(JSON)
+    algorithms: Mapped[list[str]] = mapped_column(JSON)
+    service_account_ids: Mapped[list[str]] = mapped_column(JSON)
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    audiences: Mapped[list[str]] = mapped_column(JSON)
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    create_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["org_id", "agent_id"], ["agents.org_id", "agents.id"], ondelete="CASCADE"
+        ),
+        UniqueConstraint("org_id", "request_id"),
+        Index(None, "org_id", "agent_id", "create_time", "id"),
+    )
+
+
+class IssuedToken(Base):
+    """Every minted token's lineage record: what introspection and revocation consult."""
+
+    __tablename__ = "issued_tokens"
+    org_id: Mapped[str] = _org_fk()
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    subject: Mapped[str] = mapped_column(String(256))
+    client_id: Mapped[str] = mapped_column(String(256))
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    audiences: Mapped[list[str]] = mapped_column(JSON)
+    issue_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    expire_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    revoke_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    parent_jti: Mapped[str | None] = mapped_column(String(64))
+    root_jti: Mapped[str | None] = mapped_column(String(64))
+    txn: Mapped[str | None] = mapped_column(String(64))
+    __table_args__ = (Index(None, "org_id", "expire_time"),)
+
+
+class UsedAssertion(Base):
+    """RFC 7523 §3: a client assertion's jti is single-use until the assertion expires."""
+
+    __tablename__ = "used_assertions"
+    org_id: Mapped[str] = _org_fk()
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expire_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    __table_args__ = (Index(None, "org_id", "expire_time"),)
+
+
 TENANT_TABLES: tuple[str, ...] = tuple(
     t.name for t in Base.metadata.sorted_tables if "org_id" in t.c
 )
@@ -189,6 +254,9 @@ PLATFORM_TABLES: tuple[str, ...] = tuple(
 
 __all__ = [
     "Agent",
+    "IssuedToken",
+    "TrustPolicy",
+    "UsedAssertion",
     "Base",
     "OrgApiKey",
     "OrgDek",

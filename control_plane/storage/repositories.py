@@ -63,11 +63,14 @@ class TenantRepository:
         await self.session.flush()
         return row
 
-    async def page(self, model: type[M], cursor: Cursor | None, limit: int) -> list[M]:
+    async def page(
+        self, model: type[M], cursor: Cursor | None, limit: int, **equals: Any
+    ) -> list[M]:
         m: Any = model
+        conds = [getattr(m, k) == v for k, v in equals.items()]
         stmt = (
             select(model)
-            .where(m.org_id == self.org_id, _after(m, cursor))
+            .where(m.org_id == self.org_id, _after(m, cursor), *conds)
             .order_by(m.create_time, m.id)
             .limit(limit)
         )

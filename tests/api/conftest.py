@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 from agentauth import ControlPlaneClient
 from agentauth.v1 import admin_pb2 as pb
+from agentauth.v1 import trust_policy_pb2 as trust_pb
 from sqlalchemy import text
 
 from control_plane.app import Runtime, Servers, open_runtime, start_servers
@@ -20,6 +22,17 @@ from control_plane.config import Settings
 from control_plane.services.api_keys import ApiKeyService
 from control_plane.storage.db import Database
 from control_plane.storage.models import Base
+
+
+# A fixed public P-256 key (RFC 7515 A.3) for policies that need some JWKS.
+PUBLIC_JWK = {
+    "kty": "EC",
+    "crv": "P-256",
+    "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+    "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+    "kid": "fixture-key",
+    "alg": "ES256",
+}
 
 
 @dataclass
@@ -79,7 +92,20 @@ class Harness:
         key = await client.admin.CreateApiKey(
             pb.CreateApiKeyRequest(parent=org, api_key=pb.ApiKey(display_name="k"))
         )
+        policy = await client.admin.CreateTrustPolicy(
+            pb.CreateTrustPolicyRequest(
+                parent=agent.agent.name,
+                trust_policy=trust_pb.TrustPolicy(
+                    kind=trust_pb.TRUST_POLICY_KIND_PRIVATE_KEY_JWT,
+                    jwks_json=json.dumps({"keys": [PUBLIC_JWK]}),
+                    service_accounts=[sa.service_account.name],
+                    scopes=["read"],
+                    audiences=["https://api.example"],
+                ),
+            )
+        )
         return {
+            "policy": policy.trust_policy.name,
             "org": org,
             "user": user.user.name,
             "agent": agent.agent.name,

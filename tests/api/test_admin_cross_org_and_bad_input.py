@@ -7,6 +7,7 @@ INVALID_ARGUMENT with one ErrorInfo and leaves storage untouched.
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -14,6 +15,8 @@ from typing import Any
 import pytest
 from agentauth import AgentAuthError, InvalidArgumentError, NotFoundError
 from agentauth.v1 import admin_pb2 as pb
+from agentauth.v1 import trust_policy_pb2 as trust_pb
+from google.protobuf import duration_pb2, field_mask_pb2
 
 Names = dict[str, str]
 # RPC name → request built from the names of one org's resources.
@@ -43,6 +46,30 @@ ADDRESSED: dict[str, Callable[[Names], Any]] = {
     ),
     "ListApiKeys": lambda n: pb.ListApiKeysRequest(parent=n["org"]),
     "RevokeApiKey": lambda n: pb.RevokeApiKeyRequest(name=n["key"]),
+    "UpdateOrganization": lambda n: pb.UpdateOrganizationRequest(
+        organization=pb.Organization(name=n["org"], display_name="probe"),
+        update_mask=field_mask_pb2.FieldMask(paths=["display_name"]),
+    ),
+    "CreateTrustPolicy": lambda n: pb.CreateTrustPolicyRequest(
+        parent=n["agent"],
+        trust_policy=trust_pb.TrustPolicy(
+            kind=trust_pb.TRUST_POLICY_KIND_PRIVATE_KEY_JWT,
+            jwks_json=json.dumps({"keys": [PUBLIC_JWK]}),
+            service_accounts=[n["sa"]],
+            audiences=["https://api.example"],
+        ),
+    ),
+    "GetTrustPolicy": lambda n: pb.GetTrustPolicyRequest(name=n["policy"]),
+    "ListTrustPolicies": lambda n: pb.ListTrustPoliciesRequest(parent=n["agent"]),
+    "DeleteTrustPolicy": lambda n: pb.DeleteTrustPolicyRequest(name=n["policy"]),
+}
+PUBLIC_JWK = {
+    "kty": "EC",
+    "crv": "P-256",
+    "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU",
+    "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0",
+    "kid": "fixture-key",
+    "alg": "ES256",
 }
 
 
@@ -163,6 +190,60 @@ def _bad_requests(org: str) -> list[tuple[str, Any]]:
             ),
             ("RevokeApiKey", pb.RevokeApiKeyRequest(name=child.replace("/users/", "/apiKeys/"))),
         ]
+    # Trust policies: every rule of a policy is checked before anything is stored.
+    agent = f"{org}/agents/{HEX}"
+
+    def policy(**kw: Any) -> Any:
+        base: dict[str, Any] = {
+            "kind": trust_pb.TRUST_POLICY_KIND_WORKLOAD_TOKEN,
+            "issuer": "https://issuer.example",
+            "discovery_url": "https://issuer.example/.well-known/openid-configuration",
+            "audience": "agentauth",
+            "subject": "system:serviceaccount:ns:sa",
+            "service_accounts": [f"{org}/serviceAccounts/{HEX}"],
+            "audiences": ["https://api.example"],
+        }
+        base.update(kw)
+        return pb.CreateTrustPolicyRequest(parent=agent, trust_policy=trust_pb.TrustPolicy(**base))
+
+    out += [
+        ("CreateTrustPolicy", policy(kind=trust_pb.TRUST_POLICY_KIND_UNSPECIFIED)),
+        ("CreateTrustPolicy", policy(discovery_url="http://issuer.example/.well-known/openid-configuration")),
+        ("CreateTrustPolicy", policy(discovery_url="https://user:pw@issuer.example/x")),
+        ("CreateTrustPolicy", policy(discovery_url="", jwks_json="")),
+        ("CreateTrustPolicy", policy(jwks_json=json.dumps({"keys": [PUBLIC_JWK]}))),  # both
+        ("CreateTrustPolicy", policy(audience="")),
+        ("CreateTrustPolicy", policy(subject="")),  # an unpinned workload
+        ("CreateTrustPolicy", policy(audiences=["*"])),
+        ("CreateTrustPolicy", policy(audiences=[])),
+        ("CreateTrustPolicy", policy(algorithms=["none"])),
+        ("CreateTrustPolicy", policy(algorithms=["HS256"])),
+        ("CreateTrustPolicy", policy(scopes=["bad scope"])),
+        ("CreateTrustPolicy", policy(service_accounts=[])),
+        ("CreateTrustPolicy", policy(service_accounts=["orgs/" + HEX + "/serviceAccounts/" + HEX])),
+        ("CreateTrustPolicy", policy(claim_equals={"a..b": "x"})),
+        ("CreateTrustPolicy", policy(
+            kind=trust_pb.TRUST_POLICY_KIND_PRIVATE_KEY_JWT, issuer="", discovery_url="",
+            audience="", subject="", jwks_json=json.dumps({"keys": [dict(PUBLIC_JWK, d="secret")]}))),
+        ("CreateTrustPolicy", policy(
+            kind=trust_pb.TRUST_POLICY_KIND_PRIVATE_KEY_JWT, issuer="", discovery_url="",
+            audience="", subject="", jwks_json='{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}')),
+        ("CreateTrustPolicy", policy(
+            kind=trust_pb.TRUST_POLICY_KIND_PRIVATE_KEY_JWT, issuer="", discovery_url="",
+            audience="", subject="", jwks_json='{"keys": [], "keys": [1]}')),
+        ("CreateTrustPolicy", pb.CreateTrustPolicyRequest(parent=f"{org}/users/{HEX}")),
+        ("GetTrustPolicy", pb.GetTrustPolicyRequest(name=f"{agent}/trustPolicies/nope")),
+        ("DeleteTrustPolicy", pb.DeleteTrustPolicyRequest(name=f"{agent}/policies/{HEX}")),
+        ("ListTrustPolicies", pb.ListTrustPoliciesRequest(parent=org)),
+        ("UpdateOrganization", pb.UpdateOrganizationRequest(organization=pb.Organization(name=org))),
+        ("UpdateOrganization", pb.UpdateOrganizationRequest(
+            organization=pb.Organization(name=org), update_mask=field_mask_pb2.FieldMask(paths=["state"]))),
+        ("UpdateOrganization", pb.UpdateOrganizationRequest(
+            organization=pb.Organization(name=org, access_token_ttl=duration_pb2.Duration(seconds=3600)),
+            update_mask=field_mask_pb2.FieldMask(paths=["access_token_ttl"]))),
+        ("UpdateOrganization", pb.UpdateOrganizationRequest(
+            organization=pb.Organization(name=org), update_mask=field_mask_pb2.FieldMask(paths=["access_token_ttl"]))),
+    ]
     # Wrong collection for the RPC.
     out.append(("GetUser", pb.GetUserRequest(name=f"{org}/agents/{HEX}")))
     out.append(("RevokeApiKey", pb.RevokeApiKeyRequest(name=f"{org}/users/{HEX}")))

@@ -35,7 +35,8 @@ def test_unknown_method_has_no_rule() -> None:
     assert rule_for("/agentauth.v1.AdminService/DropEverything") is None
 
 
-def test_only_standard_discovery_and_jwks_are_public() -> None:
+def test_only_discovery_jwks_and_the_token_grant_are_public() -> None:
+    """ExchangeToken is public because the workload credential inside it authenticates."""
     public = {m for m, r in RULES.items() if r.public}
     assert public == {
         "/grpc.health.v1.Health/Check",
@@ -43,13 +44,16 @@ def test_only_standard_discovery_and_jwks_are_public() -> None:
         "/grpc.health.v1.Health/Watch",
         "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
         "/agentauth.v1.TokenService/GetJwks",
+        "/agentauth.v1.TokenService/ExchangeToken",
     }
 
 
 def test_every_mutation_is_audited() -> None:
     for method, rule in RULES.items():
         name = method.rsplit("/", 1)[1]
-        mutating = name.startswith(("Create", "Delete", "Update", "Register", "Disable", "Revoke"))
+        mutating = name.startswith(
+            ("Create", "Delete", "Update", "Register", "Disable", "Revoke", "Exchange")
+        )
         assert rule.audited == mutating, method
 
 

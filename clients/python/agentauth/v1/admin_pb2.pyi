@@ -1,5 +1,8 @@
 import datetime
 
+from agentauth.v1 import trust_policy_pb2 as _trust_policy_pb2
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -54,18 +57,20 @@ API_KEY_STATE_ACTIVE: ApiKeyState
 API_KEY_STATE_REVOKED: ApiKeyState
 
 class Organization(_message.Message):
-    __slots__ = ("name", "display_name", "state", "create_time", "update_time")
+    __slots__ = ("name", "display_name", "state", "create_time", "update_time", "access_token_ttl")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_TOKEN_TTL_FIELD_NUMBER: _ClassVar[int]
     name: str
     display_name: str
     state: OrganizationState
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[OrganizationState, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    access_token_ttl: _duration_pb2.Duration
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[OrganizationState, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., access_token_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class User(_message.Message):
     __slots__ = ("name", "external_id", "display_name", "email", "state", "create_time", "update_time")
@@ -418,3 +423,73 @@ class RevokeApiKeyResponse(_message.Message):
     API_KEY_FIELD_NUMBER: _ClassVar[int]
     api_key: ApiKey
     def __init__(self, api_key: _Optional[_Union[ApiKey, _Mapping]] = ...) -> None: ...
+
+class UpdateOrganizationRequest(_message.Message):
+    __slots__ = ("organization", "update_mask")
+    ORGANIZATION_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    organization: Organization
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, organization: _Optional[_Union[Organization, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...
+
+class UpdateOrganizationResponse(_message.Message):
+    __slots__ = ("organization",)
+    ORGANIZATION_FIELD_NUMBER: _ClassVar[int]
+    organization: Organization
+    def __init__(self, organization: _Optional[_Union[Organization, _Mapping]] = ...) -> None: ...
+
+class CreateTrustPolicyRequest(_message.Message):
+    __slots__ = ("parent", "trust_policy", "request_id")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    TRUST_POLICY_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    trust_policy: _trust_policy_pb2.TrustPolicy
+    request_id: str
+    def __init__(self, parent: _Optional[str] = ..., trust_policy: _Optional[_Union[_trust_policy_pb2.TrustPolicy, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class CreateTrustPolicyResponse(_message.Message):
+    __slots__ = ("trust_policy",)
+    TRUST_POLICY_FIELD_NUMBER: _ClassVar[int]
+    trust_policy: _trust_policy_pb2.TrustPolicy
+    def __init__(self, trust_policy: _Optional[_Union[_trust_policy_pb2.TrustPolicy, _Mapping]] = ...) -> None: ...
+
+class GetTrustPolicyRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetTrustPolicyResponse(_message.Message):
+    __slots__ = ("trust_policy",)
+    TRUST_POLICY_FIELD_NUMBER: _ClassVar[int]
+    trust_policy: _trust_policy_pb2.TrustPolicy
+    def __init__(self, trust_policy: _Optional[_Union[_trust_policy_pb2.TrustPolicy, _Mapping]] = ...) -> None: ...
+
+class ListTrustPoliciesRequest(_message.Message):
+    __slots__ = ("parent", "page_size", "page_token")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    page_size: int
+    page_token: str
+    def __init__(self, parent: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListTrustPoliciesResponse(_message.Message):
+    __slots__ = ("trust_policies", "next_page_token")
+    TRUST_POLICIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    trust_policies: _containers.RepeatedCompositeFieldContainer[_trust_policy_pb2.TrustPolicy]
+    next_page_token: str
+    def __init__(self, trust_policies: _Optional[_Iterable[_Union[_trust_policy_pb2.TrustPolicy, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class DeleteTrustPolicyRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteTrustPolicyResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

@@ -64,6 +64,11 @@ class AdminServiceStub:
                 request_serializer=agentauth_dot_v1_dot_admin__pb2.DeleteOrganizationRequest.SerializeToString,
                 response_deserializer=agentauth_dot_v1_dot_admin__pb2.DeleteOrganizationResponse.FromString,
                 _registered_method=True)
+        self.UpdateOrganization = channel.unary_unary(
+                '/agentauth.v1.AdminService/UpdateOrganization',
+                request_serializer=agentauth_dot_v1_dot_admin__pb2.UpdateOrganizationRequest.SerializeToString,
+                response_deserializer=agentauth_dot_v1_dot_admin__pb2.UpdateOrganizationResponse.FromString,
+                _registered_method=True)
         self.CreateUser = channel.unary_unary(
                 '/agentauth.v1.AdminService/CreateUser',
                 request_serializer=agentauth_dot_v1_dot_admin__pb2.CreateUserRequest.SerializeToString,
@@ -108,6 +113,26 @@ class AdminServiceStub:
                 '/agentauth.v1.AdminService/DisableAgent',
                 request_serializer=agentauth_dot_v1_dot_admin__pb2.DisableAgentRequest.SerializeToString,
                 response_deserializer=agentauth_dot_v1_dot_admin__pb2.DisableAgentResponse.FromString,
+                _registered_method=True)
+        self.CreateTrustPolicy = channel.unary_unary(
+                '/agentauth.v1.AdminService/CreateTrustPolicy',
+                request_serializer=agentauth_dot_v1_dot_admin__pb2.CreateTrustPolicyRequest.SerializeToString,
+                response_deserializer=agentauth_dot_v1_dot_admin__pb2.CreateTrustPolicyResponse.FromString,
+                _registered_method=True)
+        self.GetTrustPolicy = channel.unary_unary(
+                '/agentauth.v1.AdminService/GetTrustPolicy',
+                request_serializer=agentauth_dot_v1_dot_admin__pb2.GetTrustPolicyRequest.SerializeToString,
+                response_deserializer=agentauth_dot_v1_dot_admin__pb2.GetTrustPolicyResponse.FromString,
+                _registered_method=True)
+        self.ListTrustPolicies = channel.unary_unary(
+                '/agentauth.v1.AdminService/ListTrustPolicies',
+                request_serializer=agentauth_dot_v1_dot_admin__pb2.ListTrustPoliciesRequest.SerializeToString,
+                response_deserializer=agentauth_dot_v1_dot_admin__pb2.ListTrustPoliciesResponse.FromString,
+                _registered_method=True)
+        self.DeleteTrustPolicy = channel.unary_unary(
+                '/agentauth.v1.AdminService/DeleteTrustPolicy',
+                request_serializer=agentauth_dot_v1_dot_admin__pb2.DeleteTrustPolicyRequest.SerializeToString,
+                response_deserializer=agentauth_dot_v1_dot_admin__pb2.DeleteTrustPolicyResponse.FromString,
                 _registered_method=True)
         self.CreateServiceAccount = channel.unary_unary(
                 '/agentauth.v1.AdminService/CreateServiceAccount',
@@ -187,6 +212,14 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateOrganization(self, request, context):
+        """Updates an organization's display name or access-token lifetime
+        (AIP-134; update_mask paths "display_name", "access_token_ttl").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateUser(self, request, context):
         """Creates a user (an end user of the developer's product) in an organization.
         """
@@ -245,6 +278,34 @@ class AdminServiceServicer:
 
     def DisableAgent(self, request, context):
         """Disables an agent; it can no longer obtain tokens.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateTrustPolicy(self, request, context):
+        """Adds a trust policy to an agent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTrustPolicy(self, request, context):
+        """Gets a trust policy.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTrustPolicies(self, request, context):
+        """Lists an agent's trust policies.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTrustPolicy(self, request, context):
+        """Deletes a trust policy; the agent can no longer authenticate through it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -322,6 +383,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     request_deserializer=agentauth_dot_v1_dot_admin__pb2.DeleteOrganizationRequest.FromString,
                     response_serializer=agentauth_dot_v1_dot_admin__pb2.DeleteOrganizationResponse.SerializeToString,
             ),
+            'UpdateOrganization': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateOrganization,
+                    request_deserializer=agentauth_dot_v1_dot_admin__pb2.UpdateOrganizationRequest.FromString,
+                    response_serializer=agentauth_dot_v1_dot_admin__pb2.UpdateOrganizationResponse.SerializeToString,
+            ),
             'CreateUser': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateUser,
                     request_deserializer=agentauth_dot_v1_dot_admin__pb2.CreateUserRequest.FromString,
@@ -366,6 +432,26 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.DisableAgent,
                     request_deserializer=agentauth_dot_v1_dot_admin__pb2.DisableAgentRequest.FromString,
                     response_serializer=agentauth_dot_v1_dot_admin__pb2.DisableAgentResponse.SerializeToString,
+            ),
+            'CreateTrustPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateTrustPolicy,
+                    request_deserializer=agentauth_dot_v1_dot_admin__pb2.CreateTrustPolicyRequest.FromString,
+                    response_serializer=agentauth_dot_v1_dot_admin__pb2.CreateTrustPolicyResponse.SerializeToString,
+            ),
+            'GetTrustPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTrustPolicy,
+                    request_deserializer=agentauth_dot_v1_dot_admin__pb2.GetTrustPolicyRequest.FromString,
+                    response_serializer=agentauth_dot_v1_dot_admin__pb2.GetTrustPolicyResponse.SerializeToString,
+            ),
+            'ListTrustPolicies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTrustPolicies,
+                    request_deserializer=agentauth_dot_v1_dot_admin__pb2.ListTrustPoliciesRequest.FromString,
+                    response_serializer=agentauth_dot_v1_dot_admin__pb2.ListTrustPoliciesResponse.SerializeToString,
+            ),
+            'DeleteTrustPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTrustPolicy,
+                    request_deserializer=agentauth_dot_v1_dot_admin__pb2.DeleteTrustPolicyRequest.FromString,
+                    response_serializer=agentauth_dot_v1_dot_admin__pb2.DeleteTrustPolicyResponse.SerializeToString,
             ),
             'CreateServiceAccount': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateServiceAccount,
@@ -521,6 +607,33 @@ class AdminService:
             '/agentauth.v1.AdminService/DeleteOrganization',
             agentauth_dot_v1_dot_admin__pb2.DeleteOrganizationRequest.SerializeToString,
             agentauth_dot_v1_dot_admin__pb2.DeleteOrganizationResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateOrganization(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentauth.v1.AdminService/UpdateOrganization',
+            agentauth_dot_v1_dot_admin__pb2.UpdateOrganizationRequest.SerializeToString,
+            agentauth_dot_v1_dot_admin__pb2.UpdateOrganizationResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -764,6 +877,114 @@ class AdminService:
             '/agentauth.v1.AdminService/DisableAgent',
             agentauth_dot_v1_dot_admin__pb2.DisableAgentRequest.SerializeToString,
             agentauth_dot_v1_dot_admin__pb2.DisableAgentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateTrustPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentauth.v1.AdminService/CreateTrustPolicy',
+            agentauth_dot_v1_dot_admin__pb2.CreateTrustPolicyRequest.SerializeToString,
+            agentauth_dot_v1_dot_admin__pb2.CreateTrustPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTrustPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentauth.v1.AdminService/GetTrustPolicy',
+            agentauth_dot_v1_dot_admin__pb2.GetTrustPolicyRequest.SerializeToString,
+            agentauth_dot_v1_dot_admin__pb2.GetTrustPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTrustPolicies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentauth.v1.AdminService/ListTrustPolicies',
+            agentauth_dot_v1_dot_admin__pb2.ListTrustPoliciesRequest.SerializeToString,
+            agentauth_dot_v1_dot_admin__pb2.ListTrustPoliciesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTrustPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentauth.v1.AdminService/DeleteTrustPolicy',
+            agentauth_dot_v1_dot_admin__pb2.DeleteTrustPolicyRequest.SerializeToString,
+            agentauth_dot_v1_dot_admin__pb2.DeleteTrustPolicyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -26,11 +26,7 @@ if _version_not_supported:
 
 
 class TokenServiceStub:
-    """TokenService issues and publishes the material for verifying tokens.
-
-    For now it only serves the public signing keys. Later issues add token
-    exchange (workload, RFC 8693 delegation, on-behalf-of, refresh) and related
-    RPCs to this service.
+    """TokenService issues, publishes, introspects and revokes tokens.
     """
 
     def __init__(self, channel):
@@ -44,18 +40,55 @@ class TokenServiceStub:
                 request_serializer=agentauth_dot_v1_dot_token__pb2.GetJwksRequest.SerializeToString,
                 response_deserializer=agentauth_dot_v1_dot_token__pb2.GetJwksResponse.FromString,
                 _registered_method=True)
+        self.ExchangeToken = channel.unary_unary(
+                '/agentauth.v1.TokenService/ExchangeToken',
+                request_serializer=agentauth_dot_v1_dot_token__pb2.ExchangeTokenRequest.SerializeToString,
+                response_deserializer=agentauth_dot_v1_dot_token__pb2.ExchangeTokenResponse.FromString,
+                _registered_method=True)
+        self.IntrospectToken = channel.unary_unary(
+                '/agentauth.v1.TokenService/IntrospectToken',
+                request_serializer=agentauth_dot_v1_dot_token__pb2.IntrospectTokenRequest.SerializeToString,
+                response_deserializer=agentauth_dot_v1_dot_token__pb2.IntrospectTokenResponse.FromString,
+                _registered_method=True)
+        self.RevokeToken = channel.unary_unary(
+                '/agentauth.v1.TokenService/RevokeToken',
+                request_serializer=agentauth_dot_v1_dot_token__pb2.RevokeTokenRequest.SerializeToString,
+                response_deserializer=agentauth_dot_v1_dot_token__pb2.RevokeTokenResponse.FromString,
+                _registered_method=True)
 
 
 class TokenServiceServicer:
-    """TokenService issues and publishes the material for verifying tokens.
-
-    For now it only serves the public signing keys. Later issues add token
-    exchange (workload, RFC 8693 delegation, on-behalf-of, refresh) and related
-    RPCs to this service.
+    """TokenService issues, publishes, introspects and revokes tokens.
     """
 
     def GetJwks(self, request, context):
         """Returns the public keys that verify tokens issued by this control plane.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExchangeToken(self, request, context):
+        """Exchanges a workload credential for a short-lived access token
+        (RFC 8693 token exchange, or RFC 6749 client_credentials with RFC 7523
+        private_key_jwt). The same grants as POST /oauth2/token. Authenticated by
+        the credential it carries, not by call metadata.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IntrospectToken(self, request, context):
+        """RFC 7662 introspection of a token issued by this control plane, for a
+        caller of the same organization.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevokeToken(self, request, context):
+        """RFC 7009 revocation of a token issued by this control plane, for a caller
+        of the same organization.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -69,6 +102,21 @@ def add_TokenServiceServicer_to_server(servicer, server):
                     request_deserializer=agentauth_dot_v1_dot_token__pb2.GetJwksRequest.FromString,
                     response_serializer=agentauth_dot_v1_dot_token__pb2.GetJwksResponse.SerializeToString,
             ),
+            'ExchangeToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExchangeToken,
+                    request_deserializer=agentauth_dot_v1_dot_token__pb2.ExchangeTokenRequest.FromString,
+                    response_serializer=agentauth_dot_v1_dot_token__pb2.ExchangeTokenResponse.SerializeToString,
+            ),
+            'IntrospectToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.IntrospectToken,
+                    request_deserializer=agentauth_dot_v1_dot_token__pb2.IntrospectTokenRequest.FromString,
+                    response_serializer=agentauth_dot_v1_dot_token__pb2.IntrospectTokenResponse.SerializeToString,
+            ),
+            'RevokeToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeToken,
+                    request_deserializer=agentauth_dot_v1_dot_token__pb2.RevokeTokenRequest.FromString,
+                    response_serializer=agentauth_dot_v1_dot_token__pb2.RevokeTokenResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'agentauth.v1.TokenService', rpc_method_handlers)
@@ -78,11 +126,7 @@ def add_TokenServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class TokenService:
-    """TokenService issues and publishes the material for verifying tokens.
-
-    For now it only serves the public signing keys. Later issues add token
-    exchange (workload, RFC 8693 delegation, on-behalf-of, refresh) and related
-    RPCs to this service.
+    """TokenService issues, publishes, introspects and revokes tokens.
     """
 
     @staticmethod
@@ -102,6 +146,87 @@ class TokenService:
             '/agentauth.v1.TokenService/GetJwks',
             agentauth_dot_v1_dot_token__pb2.GetJwksRequest.SerializeToString,
             agentauth_dot_v1_dot_token__pb2.GetJwksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExchangeToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentauth.v1.TokenService/ExchangeToken',
+            agentauth_dot_v1_dot_token__pb2.ExchangeTokenRequest.SerializeToString,
+            agentauth_dot_v1_dot_token__pb2.ExchangeTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IntrospectToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentauth.v1.TokenService/IntrospectToken',
+            agentauth_dot_v1_dot_token__pb2.IntrospectTokenRequest.SerializeToString,
+            agentauth_dot_v1_dot_token__pb2.IntrospectTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentauth.v1.TokenService/RevokeToken',
+            agentauth_dot_v1_dot_token__pb2.RevokeTokenRequest.SerializeToString,
+            agentauth_dot_v1_dot_token__pb2.RevokeTokenResponse.FromString,
             options,
             channel_credentials,
             insecure,

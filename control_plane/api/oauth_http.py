@@ -1,0 +1,250 @@
+"""The OAuth 2.0 HTTP surface: token (RFC 6749/8693/7523), introspection (RFC 7662),
+revocation (RFC 7009) and authorization-server metadata (RFC 8414).
+
+Requests are ``application/x-www-form-urlencoded``; errors are RFC 6749 §5.2
+JSON bodies (``error``, ``error_description``) with ``Cache-Control: no-store``.
+The handlers call the same use cases as the gRPC TokenService.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from multidict import MultiDictProxy
+
+from control_plane.audit.hook import AuditEvent, AuditSink
+from control_plane.domain.errors import AgentAuthError, InvalidRequest, OAuthError
+from control_plane.domain.principals import Principal
+from control_plane.logs import get_logger
+from control_plane.services.grants.base import (
+    ACCESS_TOKEN_TYPE,
+    CLIENT_CREDENTIALS,
+    JWT_BEARER_ASSERTION,
+    TOKEN_EXCHANGE,
+    TokenRequest,
+)
+from control_plane.services.grants.registry import TokenEndpoint
+from control_plane.services.own_tokens import OwnTokens
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+FORM = "application/x-www-form-urlencoded"
+SINGLE = (
+    "grant_type",
+    "subject_token",
+    "subject_token_type",
+    "requested_token_type",
+    "client_assertion_type",
+    "client_assertion",
+    "client_id",
+    "organization",
+    "service_account",
+    "scope",
+    "token",
+    "token_type_hint",
+)
+log = get_logger("agentauth.oauth")
+
+
+def _json(
+    body: dict[str, Any], status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.json_response(body, status=status, headers={**NO_STORE, **(headers or {})})
+
+
+def oauth_error(exc: AgentAuthError) -> web.Response:
+    if isinstance(exc, OAuthError):
+        headers = (
+            {"WWW-Authenticate": 'Bearer error="invalid_client"'} if exc.http_status == 401 else {}
+        )
+        return _json(
+            {"error": exc.oauth_error, "error_description": exc.message}, exc.http_status, headers
+        )
+    if exc.code == "UNAUTHENTICATED":
+        return _json(
+            {"error": "invalid_client", "error_description": exc.message},
+            401,
+            {"WWW-Authenticate": "Bearer"},
+        )
+    if exc.code == "PERMISSION_DENIED":
+        return _json({"error": "access_denied", "error_description": exc.message}, 403)
+    if exc.code in ("UNAVAILABLE", "INTERNAL"):
+        return _json({"error": "temporarily_unavailable", "error_description": exc.message}, 503)
+    return _json({"error": "invalid_request", "error_description": exc.message}, 400)
+
+
+async def _form(request: web.Request) -> MultiDictProxy[str]:
+    if request.content_type != FORM:
+        raise InvalidRequest(f"the body must be {FORM}")
+    form = await request.post()
+    for name in SINGLE:
+        if len(form.getall(name, [])) > 1:  # RFC 6749 §3.2: no repeated parameters
+            raise InvalidRequest(f"{name} is repeated")
+    return form  # type: ignore[return-value]
+
+
+def _text(form: MultiDictProxy[Any], name: str) -> str:
+    value = form.get(name, "")
+    if not isinstance(value, str):
+        raise InvalidRequest(f"{name} must be text")
+    return value
+
+
+def add_oauth_routes(
+    app: web.Application,
+    *,
+    issuer: str,
+    endpoint: TokenEndpoint,
+    own_tokens: OwnTokens,
+    authenticate: Callable[[str], Awaitable[Principal]],
+    audit: AuditSink,
+    signing_algorithm: str,
+) -> None:
+    async def audited(
+        action: str, principal: Principal | None, run: Callable[[], Awaitable[web.Response]]
+    ) -> web.Response:
+        def event(phase: str, outcome: str, reason: str = "") -> AuditEvent:
+            return AuditEvent(
+                action=action,
+                phase=phase,
+                principal_role=principal.role.value if principal else "anonymous",
+                principal_key=principal.key_id if principal else "",
+                principal_org=principal.org_id if principal else None,
+                outcome=outcome,
+                reason=reason,
+            )
+
+        await audit.record(event("attempt", "pending"))
+        try:
+            response = await run()
+        except AgentAuthError as exc:
+            await audit.record(event("outcome", exc.code, exc.reason))
+            log.info("oauth", action=action, code=exc.code, reason=exc.reason, debug=exc.debug)
+            return oauth_error(exc)
+        await audit.record(event("outcome", "OK"))
+        return response
+
+    async def token(request: web.Request) -> web.Response:
+        async def run() -> web.Response:
+            form = await _form(request)
+            minted = await endpoint.exchange(
+                TokenRequest(
+                    grant_type=_text(form, "grant_type"),
+                    subject_token=_text(form, "subject_token"),
+                    subject_token_type=_text(form, "subject_token_type"),
+                    requested_token_type=_text(form, "requested_token_type"),
+                    client_assertion_type=_text(form, "client_assertion_type"),
+                    client_assertion=_text(form, "client_assertion"),
+                    client_id=_text(form, "client_id"),
+                    organization=_text(form, "organization"),
+                    service_account=_text(form, "service_account"),
+                    audience=tuple(str(a) for a in form.getall("audience", [])),
+                    scope=_text(form, "scope"),
+                )
+            )
+            body = {
+                "access_token": minted.token,
+                "token_type": "Bearer",
+                "expires_in": minted.expires_in,
+                "scope": " ".join(minted.scopes),
+            }
+            if _text(form, "grant_type") == TOKEN_EXCHANGE:
+                body["issued_token_type"] = ACCESS_TOKEN_TYPE  # RFC 8693 §2.2.1
+            return _json(body)
+
+        return await audited("POST /oauth2/token", None, run)
+
+    async def caller(request: web.Request) -> Principal:
+        scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not credential.strip():
+            from control_plane.domain.errors import Unauthenticated
+
+            raise Unauthenticated(reason="CREDENTIALS_MISSING")
+        return await authenticate(credential.strip())
+
+    async def introspect(request: web.Request) -> web.Response:
+        try:
+            principal = await caller(request)
+            form = await _form(request)
+            result = await own_tokens.introspect(principal, _required(form, "token"))
+        except AgentAuthError as exc:
+            return oauth_error(exc)
+        if not result.active:
+            return _json({"active": False})
+        c = result.claims
+        return _json(
+            {
+                "active": True,
+                "token_type": "Bearer",
+                **{
+                    k: c[k]
+                    for k in (
+                        "scope",
+                        "client_id",
+                        "sub",
+                        "org_id",
+                        "exp",
+                        "iat",
+                        "nbf",
+                        "aud",
+                        "iss",
+                        "jti",
+                    )
+                    if k in c
+                },
+            }
+        )
+
+    async def revoke(request: web.Request) -> web.Response:
+        try:
+            principal = await caller(request)
+        except AgentAuthError as exc:
+            return oauth_error(exc)
+
+        async def run() -> web.Response:
+            form = await _form(request)
+            await own_tokens.revoke(principal, _required(form, "token"))
+            return web.Response(status=200, headers=NO_STORE)
+
+        return await audited("POST /oauth2/revoke", principal, run)
+
+    async def metadata(_: web.Request) -> web.Response:
+        base = issuer.rstrip("/")
+        return web.json_response(
+            {
+                "issuer": issuer,
+                "token_endpoint": f"{base}/oauth2/token",
+                "jwks_uri": f"{base}/.well-known/jwks.json",
+                "introspection_endpoint": f"{base}/oauth2/introspect",
+                "revocation_endpoint": f"{base}/oauth2/revoke",
+                "grant_types_supported": [TOKEN_EXCHANGE, CLIENT_CREDENTIALS],
+                "token_endpoint_auth_methods_supported": ["private_key_jwt"],
+                "token_endpoint_auth_signing_alg_values_supported": [
+                    "RS256",
+                    "ES256",
+                    "PS256",
+                    "EdDSA",
+                ],
+                "introspection_endpoint_auth_methods_supported": ["bearer"],
+                "revocation_endpoint_auth_methods_supported": ["bearer"],
+                "response_types_supported": [],
+                "subject_token_types_supported": ["urn:ietf:params:oauth:token-type:jwt"],
+                "client_assertion_types_supported": [JWT_BEARER_ASSERTION],
+                "access_token_signing_alg_values_supported": [signing_algorithm],
+            }
+        )
+
+    app.router.add_post("/oauth2/token", token)
+    app.router.add_post("/oauth2/introspect", introspect)
+    app.router.add_post("/oauth2/revoke", revoke)
+    app.router.add_get("/.well-known/oauth-authorization-server", metadata)
+
+
+def _required(form: MultiDictProxy[Any], name: str) -> str:
+    value = _text(form, name)
+    if not value:
+        raise InvalidRequest(f"{name} is required")
+    if len(value) > 16 * 1024:
+        raise InvalidRequest(f"{name} is too long")
+    return value

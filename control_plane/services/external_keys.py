@@ -1,0 +1,145 @@
+"""Public keys of parties outside agentauth: workload issuers and agents' own keys.
+
+Static JWK Sets are parsed strictly at policy creation; discovered ones are
+fetched (OIDC discovery → ``jwks_uri``), cached, refetched on an unknown ``kid``
+at most once per interval with one fetch in flight, and the last good set is kept
+when the issuer is down (perf_security.md §A4 "JWKS behaviour", CVE-2026-48524).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import jwt
+
+from control_plane.domain.errors import field_error
+from control_plane.domain.trust import check_fetch_url
+from control_plane.strict_json import parse_json_object
+
+MAX_DOC_BYTES = 256 * 1024
+PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
+KEY_TYPES = frozenset({"RSA", "EC", "OKP"})
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalKey:
+    """A verification key and the algorithm its JWK pins (None when the JWK names none)."""
+
+    key: Any
+    alg: str | None
+
+
+class KeysUnavailable(Exception):
+    """No key set could be had for an issuer (never fetched successfully)."""
+
+
+def parse_public_jwks(text: str | bytes, field_name: str = "jwks_json") -> dict[str, ExternalKey]:
+    """A JWK Set of public RSA/EC/OKP keys → {kid: key}; anything else is refused."""
+    try:
+        doc = parse_json_object(text)
+    except ValueError:
+        raise field_error(field_name, "is not a JSON object") from None
+    keys = doc.get("keys")
+    if not isinstance(keys, list) or not keys or len(keys) > 32:
+        raise field_error(field_name, 'must hold 1-32 keys under "keys"')
+    out: dict[str, ExternalKey] = {}
+    for i, jwk in enumerate(keys):
+        if isinstance(jwk, dict) and jwk.get("use") == "x509-svid":
+            continue  # SPIFFE bundles carry X.509 authorities too; they never sign JWTs
+        if not isinstance(jwk, dict) or jwk.get("kty") not in KEY_TYPES:
+            raise field_error(field_name, f"key {i}: kty must be RSA, EC or OKP")
+        if PRIVATE_MEMBERS & set(jwk):
+            raise field_error(field_name, f"key {i}: private key material is not accepted")
+        if jwk.get("use") not in (None, "sig", "jwt-svid"):
+            raise field_error(field_name, f"key {i}: use must be sig")
+        kid = jwk.get("kid", "")
+        if not isinstance(kid, str) or len(kid) > 256 or kid in out:
+            raise field_error(field_name, f"key {i}: kid must be a unique string")
+        try:
+            alg = jwk.get("alg")
+            out[kid] = ExternalKey(jwt.PyJWK(jwk).key, alg if isinstance(alg, str) else None)
+        except (jwt.PyJWTError, ValueError, TypeError, KeyError):
+            raise field_error(field_name, f"key {i}: not a usable public key") from None
+    if not out:
+        raise field_error(field_name, "holds no JWT signing key")
+    return out
+
+
+@dataclass
+class _Entry:
+    keys: dict[str, ExternalKey] = field(default_factory=dict)
+    fetched_at: float = float("-inf")
+    last_attempt: float = float("-inf")
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class IssuerKeyCache:
+    """Keys behind OIDC discovery URLs, shared by every org's policies."""
+
+    def __init__(
+        self,
+        session: Callable[[], aiohttp.ClientSession],
+        *,
+        ttl: float = 300.0,
+        refetch_interval: float = 60.0,
+        timeout: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._session = session
+        self._ttl = ttl
+        self._refetch = refetch_interval
+        self._timeout = timeout
+        self._clock = clock
+        self._entries: dict[str, _Entry] = {}
+
+    async def key(self, discovery_url: str, kid: str) -> ExternalKey | None:
+        entry = self._entries.setdefault(discovery_url, _Entry())
+        now = self._clock()
+        stale = now - entry.fetched_at > self._ttl
+        unknown = kid not in entry.keys and now - entry.last_attempt >= self._refetch
+        if stale or unknown:
+            await self._refresh(discovery_url, entry)
+        if not entry.keys:
+            raise KeysUnavailable(discovery_url)
+        return entry.keys.get(kid) if kid else single_key(entry.keys)
+
+    async def _refresh(self, url: str, entry: _Entry) -> None:
+        attempt = self._clock()
+        async with entry.lock:
+            if entry.last_attempt >= attempt:  # another caller refreshed meanwhile
+                return
+            entry.last_attempt = self._clock()
+            try:
+                discovery = await self._get_json(url)
+                jwks_uri = discovery.get("jwks_uri")
+                if not isinstance(jwks_uri, str):
+                    return
+                check_fetch_url(jwks_uri, "jwks_uri")
+                body = await self._get_bytes(jwks_uri)
+                entry.keys = parse_public_jwks(body, "jwks_uri")
+                entry.fetched_at = self._clock()
+            except Exception:  # keep the last good set; the caller sees unknown kid
+                return
+
+    async def _get_bytes(self, url: str) -> bytes:
+        timeout = aiohttp.ClientTimeout(total=self._timeout)
+        async with self._session().get(url, timeout=timeout, allow_redirects=False) as r:
+            if r.status != 200:
+                raise KeysUnavailable(url)
+            body = await r.content.read(MAX_DOC_BYTES + 1)
+            if len(body) > MAX_DOC_BYTES:
+                raise KeysUnavailable(url)
+            return body
+
+    async def _get_json(self, url: str) -> Mapping[str, Any]:
+        return parse_json_object(await self._get_bytes(url))
+
+
+def single_key(keys: Mapping[str, ExternalKey]) -> ExternalKey | None:
+    """A token without ``kid`` is acceptable only when the set has exactly one key."""
+    return next(iter(keys.values())) if len(keys) == 1 else None

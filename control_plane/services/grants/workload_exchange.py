@@ -1,0 +1,96 @@
+"""RFC 8693 token exchange: a workload's JWT in, a service-account token out.
+
+RFC 8693 §2.1: "subject_token REQUIRED. A security token that represents the
+identity of the party on behalf of whom the request is being made." Here that
+party is the agent's workload; the trust policies of the target org decide which
+agent it is and which service account it may act as.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from control_plane.clock import Clock
+from control_plane.domain import names
+from control_plane.domain.errors import InvalidArgument, InvalidGrant, InvalidRequest
+from control_plane.services.external_keys import IssuerKeyCache
+from control_plane.services.grants.base import (
+    ACCESS_TOKEN_TYPE,
+    JWT_TOKEN_TYPE,
+    MAX_PARAM,
+    TOKEN_EXCHANGE,
+    TokenRequest,
+)
+from control_plane.services.grants.issuance import issue_for_agent
+from control_plane.services.identity import IdentityDirectory
+from control_plane.services.workload_tokens import Rejected, parse_unverified, verify
+from control_plane.tokens.minting import MintedToken, Minter
+
+
+class WorkloadTokenExchange:
+    def __init__(
+        self, directory: IdentityDirectory, keys: IssuerKeyCache, minter: Minter, clock: Clock
+    ) -> None:
+        self.directory = directory
+        self.keys = keys
+        self.minter = minter
+        self.clock = clock
+
+    def can_handle(self, request: TokenRequest) -> bool:
+        return request.grant_type == TOKEN_EXCHANGE
+
+    async def handle(self, request: TokenRequest) -> MintedToken:
+        if request.subject_token_type != JWT_TOKEN_TYPE:
+            raise InvalidRequest("subject_token_type must be urn:ietf:params:oauth:token-type:jwt")
+        if request.requested_token_type not in ("", ACCESS_TOKEN_TYPE):
+            raise InvalidRequest("only access tokens can be requested")
+        if not request.subject_token or len(request.subject_token) > MAX_PARAM:
+            raise InvalidRequest("subject_token is required")
+        try:
+            org_id = names.parse_org(request.organization, "organization")
+        except InvalidArgument:
+            raise InvalidRequest("organization must be orgs/{org}") from None
+        wanted_agent = None
+        if request.client_id:
+            try:
+                agent = names.parse_child(request.client_id, "agents", "client_id")
+            except InvalidArgument:
+                raise InvalidRequest("client_id must be orgs/{org}/agents/{agent}") from None
+            if agent.org_id != org_id:
+                raise InvalidGrant(debug="client_id in another org")
+            wanted_agent = agent.id
+        try:
+            parsed = parse_unverified(request.subject_token)
+        except Rejected as exc:
+            raise InvalidGrant(debug=exc.why) from None
+
+        ident = await self.directory.get(org_id)
+        if ident is None:
+            raise InvalidGrant(debug="no such org")
+        now = self.clock.now()
+        matches = []
+        reasons = []
+        for policy in ident.policies:
+            view = policy.view
+            if view.kind != "WORKLOAD_TOKEN" or view.agent_id not in ident.active_agents:
+                continue
+            if wanted_agent is not None and view.agent_id != wanted_agent:
+                continue
+            try:
+                claims = await verify(
+                    request.subject_token, parsed, policy, self.keys, now.timestamp()
+                )
+            except Rejected as exc:
+                reasons.append(exc.why)
+                continue
+            matches.append((policy, claims))
+        agents = {p.view.agent_id for p, _ in matches}
+        if not matches:
+            raise InvalidGrant(debug="; ".join(sorted(set(reasons)))[:300] or "no policy")
+        if len(agents) > 1:
+            raise InvalidRequest("several agents admit this token: pass client_id")
+        policy, claims = matches[0]
+        not_after = dt.datetime.fromtimestamp(float(claims["exp"]), dt.UTC)
+        return await issue_for_agent(
+            self.minter, request, ident, policy.view.agent_id, policy, not_after=not_after
+        )

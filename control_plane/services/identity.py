@@ -1,0 +1,125 @@
+"""A short-lived, per-org snapshot of who may authenticate as what.
+
+Minting must not read the database before it writes its one row, so trust
+policies, active agents and service accounts and the org's token lifetime are
+read together in one transaction and cached for a few seconds. A change made
+through this replica invalidates the snapshot at once; other replicas see it
+within ``ttl`` (documented bound).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import select
+
+from control_plane.domain.entities import TrustPolicyView
+from control_plane.domain.trust import glob_to_regex
+from control_plane.services.external_keys import ExternalKey, parse_public_jwks
+from control_plane.services.trust_policies import policy_view
+from control_plane.storage import models as m
+from control_plane.storage.db import Database
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPolicy:
+    view: TrustPolicyView
+    static_keys: dict[str, ExternalKey]
+    subject_regex: re.Pattern[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class OrgIdentity:
+    org_id: str
+    token_ttl: dt.timedelta
+    policies: tuple[CompiledPolicy, ...]
+    active_agents: frozenset[str]
+    active_service_accounts: frozenset[str]
+
+
+@dataclass
+class _Slot:
+    value: OrgIdentity | None = None
+    loaded_at: float = float("-inf")
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class IdentityDirectory:
+    def __init__(
+        self, db: Database, *, ttl: float = 5.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.db = db
+        self.ttl = ttl
+        self.clock = clock
+        self._slots: dict[str, _Slot] = {}
+
+    def invalidate(self, org_id: str) -> None:
+        self._slots.pop(org_id, None)
+
+    async def get(self, org_id: str) -> OrgIdentity | None:
+        """The org's snapshot, or None when the org does not exist."""
+        slot = self._slots.setdefault(org_id, _Slot())
+        if self.clock() - slot.loaded_at <= self.ttl:
+            return slot.value
+        async with slot.lock:  # one load in flight per org
+            if self.clock() - slot.loaded_at <= self.ttl:
+                return slot.value
+            slot.value = await self._load(org_id)
+            slot.loaded_at = self.clock()
+            if len(self._slots) > 10_000:  # bound memory: drop the oldest half
+                for key in sorted(self._slots, key=lambda k: self._slots[k].loaded_at)[:5_000]:
+                    self._slots.pop(key, None)
+            return slot.value
+
+    async def _load(self, org_id: str) -> OrgIdentity | None:
+        async with self.db.org_tx(org_id) as s:
+            org = await s.get(m.Organization, org_id)
+            if org is None:
+                return None
+            policies = (
+                (
+                    await s.execute(
+                        select(m.TrustPolicy)
+                        .where(m.TrustPolicy.org_id == org_id)
+                        .order_by(m.TrustPolicy.create_time, m.TrustPolicy.id)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            agents = (
+                (
+                    await s.execute(
+                        select(m.Agent.id).where(
+                            m.Agent.org_id == org_id, m.Agent.state == "ACTIVE"
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            sas = (
+                (
+                    await s.execute(
+                        select(m.ServiceAccount.id).where(
+                            m.ServiceAccount.org_id == org_id, m.ServiceAccount.state == "ACTIVE"
+                        )
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            ttl = dt.timedelta(seconds=org.access_token_ttl_seconds)
+        compiled = tuple(_compile(policy_view(p)) for p in policies)
+        return OrgIdentity(org_id, ttl, compiled, frozenset(agents), frozenset(sas))
+
+
+def _compile(view: TrustPolicyView) -> CompiledPolicy:
+    keys = parse_public_jwks(view.jwks_json) if view.jwks_json else {}
+    regex = glob_to_regex(view.subject_pattern) if view.subject_pattern else None
+    return CompiledPolicy(view, keys, regex)

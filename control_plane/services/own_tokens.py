@@ -1,0 +1,104 @@
+"""Our own access tokens coming back: introspection, revocation, and callers
+authenticating with a service-account token.
+
+RFC 7662 §2.2: for a token that is not active "the authorization server ... MUST
+return an introspection response with the 'active' field set to 'false'" and
+SHOULD NOT say why — expired, revoked, unknown and another org's token all look
+the same. RFC 7009 §2.2: the server responds 200 "if the token has been revoked
+successfully or if the client submitted an invalid token".
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from control_plane.clock import Clock
+from control_plane.domain.errors import Unauthenticated
+from control_plane.domain.principals import Principal, Role
+from control_plane.ids import is_id
+from control_plane.storage import issued_tokens
+from control_plane.storage.db import Database
+from control_plane.strict_json import parse_json_object
+from control_plane.tokens.jws import TokenInvalid, verify_compact
+from control_plane.tokens.keys import SigningKeyManager
+
+LEEWAY = 30
+
+
+@dataclass(frozen=True, slots=True)
+class Introspection:
+    active: bool
+    claims: dict[str, Any]
+
+
+class OwnTokens:
+    def __init__(self, db: Database, keys: SigningKeyManager, clock: Clock, issuer: str) -> None:
+        self.db = db
+        self.keys = keys
+        self.clock = clock
+        self.issuer = issuer
+
+    def _verified_claims(self, token: str, *, check_time: bool) -> dict[str, Any] | None:
+        """Claims of a token we signed, or None (signature, type, issuer, time)."""
+        try:
+            header, payload = verify_compact(
+                token, self.keys.verification_keys(), algorithms=[self.keys.algorithm]
+            )
+            claims = parse_json_object(payload)
+        except (TokenInvalid, ValueError, TypeError):
+            return None
+        if str(header.get("typ", "")).lower() != "at+jwt" or claims.get("iss") != self.issuer:
+            return None
+        org_id, jti, exp = claims.get("org_id"), claims.get("jti"), claims.get("exp")
+        if not isinstance(org_id, str) or not is_id(org_id) or not isinstance(jti, str):
+            return None
+        if isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
+            return None
+        if check_time:
+            now = self.clock.now().timestamp()
+            nbf = claims.get("nbf", 0)
+            if now > exp + LEEWAY or not isinstance(nbf, int | float) or now < nbf - LEEWAY:
+                return None
+        return claims
+
+    async def introspect(self, caller: Principal, token: str) -> Introspection:
+        inactive = Introspection(False, {})
+        claims = self._verified_claims(token, check_time=True)
+        if claims is None:
+            return inactive
+        if not caller.is_platform_admin and claims["org_id"] != caller.org_id:
+            return inactive
+        row = await issued_tokens.get(self.db, claims["org_id"], claims["jti"])
+        if row is None or row.revoke_time is not None:
+            return inactive
+        return Introspection(True, claims)
+
+    async def revoke(self, caller: Principal, token: str) -> None:
+        """Revoke a token of the caller's org; anything else is silently ignored."""
+        claims = self._verified_claims(token, check_time=False)
+        if claims is None:
+            return
+        if not caller.is_platform_admin and claims["org_id"] != caller.org_id:
+            return
+        await issued_tokens.revoke(self.db, claims["org_id"], claims["jti"], self.clock.now())
+
+    async def authenticate(self, token: str) -> Principal:
+        """A service-account token addressed to agentauth itself (``aud`` = our issuer)."""
+        claims = self._verified_claims(token, check_time=True)
+        if claims is None:
+            raise Unauthenticated()
+        aud = claims.get("aud")
+        audiences = aud if isinstance(aud, list) else [aud]
+        sub = claims.get("sub")
+        if (
+            self.issuer not in audiences
+            or not isinstance(sub, str)
+            or "/serviceAccounts/" not in sub
+        ):
+            raise Unauthenticated()
+        row = await issued_tokens.get(self.db, claims["org_id"], claims["jti"])
+        if row is None or row.revoke_time is not None:
+            raise Unauthenticated()
+        return Principal(Role.SERVICE_ACCOUNT, claims["jti"], claims["org_id"])
