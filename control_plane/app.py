@@ -74,9 +74,8 @@ class Runtime:
     audit: AuditSink
     metrics: Metrics = field(default_factory=Metrics)
 
-    @property
-    def services(self) -> ServiceContext:
-        return ServiceContext(self.db, self.barrier, self.clock)
+    def __post_init__(self) -> None:
+        self.services = ServiceContext(self.db, self.barrier, self.clock)
 
     async def close(self) -> None:
         await self.db.dispose()
@@ -254,8 +253,9 @@ async def start_servers(runtime: Runtime) -> Servers:
     issuer = s.issuer or f"http://{host}:{http_port}"
     tokens = build_token_stack(runtime, issuer)
 
-    org_settings = OrganizationSettings(runtime.services, tokens.directory.invalidate)
-    trust = TrustPolicyService(runtime.services, issuer, tokens.directory.invalidate)
+    runtime.services.identity_listeners.append(tokens.directory.invalidate)
+    org_settings = OrganizationSettings(runtime.services)
+    trust = TrustPolicyService(runtime.services, issuer)
     server = grpc.aio.server(
         interceptors=chain(runtime.metrics, tokens.authenticate, runtime.audit),
         options=[

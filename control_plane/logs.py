@@ -8,6 +8,7 @@ wherever they appear, including formatted tracebacks.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -34,14 +35,27 @@ _SECRET_VALUES = [
 ]
 
 
+# Cheap substring tests that every secret shape above contains (case-folded),
+# so the regexes only run on the rare string that could match.
+_MARKERS = ("aa_", "bearer", "basic", "eyj", "private key")
+
+
 def scrub(text: str) -> str:
+    folded = text.lower()
+    if not any(marker in folded for marker in _MARKERS):
+        return text
     for pattern in _SECRET_VALUES:
         text = pattern.sub(REDACTED, text)
     return text
 
 
+@functools.lru_cache(maxsize=4096)
+def _secret_key(key: str) -> bool:
+    return bool(key) and key not in _SAFE_KEYS and bool(_SECRET_KEY.search(key))
+
+
 def _clean(key: str, value: Any, depth: int = 0) -> Any:
-    if key and key not in _SAFE_KEYS and _SECRET_KEY.search(key):
+    if _secret_key(key):
         return REDACTED
     if isinstance(value, str):
         return scrub(value)
@@ -72,7 +86,13 @@ def configure(level: int = logging.INFO, stream: TextIO | None = None) -> None:
         redact,
     ]
     structlog.configure(
-        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        # Drop below-level events before any processing (structlog would
+        # otherwise render every debug line and let stdlib discard it).
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,

@@ -139,7 +139,10 @@ class LoggingInterceptor(_Stage):
         start = time.perf_counter()
         try:
             result = await proceed()
-            self._log.info("rpc", code="OK", ms=round((time.perf_counter() - start) * 1e3, 3))
+            # Successful calls log at DEBUG: on the hot path a log line per call
+            # costs more CPU than a token mint (bench/exchange_vs_health.py);
+            # failures, and audited calls through the audit seam, always log.
+            self._log.debug("rpc", code="OK", ms=round((time.perf_counter() - start) * 1e3, 3))
             return result
         except AgentAuthError as exc:
             self._log.info(

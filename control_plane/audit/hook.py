@@ -8,7 +8,7 @@ attempt first and refuses the call if that record cannot be written.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from control_plane.logs import get_logger
@@ -35,9 +35,18 @@ class LogAuditSink:
         self._log = get_logger("agentauth.audit")
 
     async def record(self, event: AuditEvent) -> None:
-        data = asdict(event)
-        data["time"] = event.time.isoformat()
-        self._log.info("audit", **data)
+        # Field by field: dataclasses.asdict deep-copies and showed up on the mint path.
+        self._log.info(
+            "audit",
+            action=event.action,
+            phase=event.phase,
+            principal_role=event.principal_role,
+            principal_key=event.principal_key,
+            principal_org=event.principal_org,
+            outcome=event.outcome,
+            reason=event.reason,
+            time=event.time.isoformat(),
+        )
 
 
 class RecordingAuditSink:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from control_plane.clock import Clock
@@ -24,9 +24,17 @@ class ServiceContext:
     db: Database
     barrier: Barrier
     clock: Clock
+    # Called with an org id whenever who-may-authenticate-as-what changes there
+    # (agents, service accounts, trust policies, org settings), so caches of it
+    # on this replica drop the org at once.
+    identity_listeners: list[Callable[[str], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.page_tokens = PageTokens(self.barrier)
+
+    def identity_changed(self, org_id: str) -> None:
+        for listener in self.identity_listeners:
+            listener(org_id)
 
 
 async def require_org(repo: TenantRepository) -> None:

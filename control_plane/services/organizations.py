@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from control_plane.domain import validation as v
 from control_plane.domain.entities import OrganizationView, Page
 from control_plane.domain.errors import InvalidArgument, NotFound, field_error
@@ -117,6 +115,7 @@ class OrganizationService:
                 await tenant.delete_all(model)
             await self.ctx.barrier.destroy_org_keys(s, org_id)
             await PlatformRepository(s).delete(m.Organization, org_id)
+        self.ctx.identity_changed(org_id)
 
 
 MIN_TOKEN_TTL = 60
@@ -126,9 +125,8 @@ MAX_TOKEN_TTL = 900
 class OrganizationSettings:
     """AIP-134 updates of an organization (display name, access-token lifetime)."""
 
-    def __init__(self, ctx: ServiceContext, on_change: Callable[[str], None]) -> None:
+    def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
-        self.on_change = on_change
 
     async def update(
         self,
@@ -162,5 +160,5 @@ class OrganizationSettings:
             if ttl:
                 row.access_token_ttl_seconds = ttl
             row.update_time = self.ctx.clock.now()
-        self.on_change(org_id)
+        self.ctx.identity_changed(org_id)
         return org_view(row)

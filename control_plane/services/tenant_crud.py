@@ -111,6 +111,7 @@ class TenantCrud(Generic[M, V]):
                 raise NotFound()
             mutate(row, self.ctx.clock.now())
             await s.flush()
+        self.ctx.identity_changed(org_id)
         return self.view(row)
 
     async def _delete(self, principal: Principal, org_id: str, id_: str) -> None:
@@ -118,3 +119,4 @@ class TenantCrud(Generic[M, V]):
         async with self.ctx.db.org_tx(org_id) as s:
             if await TenantRepository(s, org_id).delete(self.model, id_) == 0:
                 raise NotFound()
+        self.ctx.identity_changed(org_id)

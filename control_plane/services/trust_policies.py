@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from control_plane.domain import names, trust
 from control_plane.domain import validation as v
 from control_plane.domain.entities import Page, TrustPolicyView
@@ -42,12 +40,9 @@ class TrustPolicyService(TenantCrud[m.TrustPolicy, TrustPolicyView]):
     model = m.TrustPolicy
     collection = "trustPolicies"
 
-    def __init__(
-        self, ctx: ServiceContext, own_issuer: str, on_change: Callable[[str], None]
-    ) -> None:
+    def __init__(self, ctx: ServiceContext, own_issuer: str) -> None:
         super().__init__(ctx, policy_view)
         self.own_issuer = own_issuer
-        self.on_change = on_change  # invalidates cached identity snapshots
 
     async def create(
         self,
@@ -73,7 +68,7 @@ class TrustPolicyService(TenantCrud[m.TrustPolicy, TrustPolicyView]):
         row, _ = await self._create(
             principal, agent.org_id, request_id, fields, precheck=references_exist
         )
-        self.on_change(agent.org_id)
+        self.ctx.identity_changed(agent.org_id)
         return policy_view(row)
 
     async def get(self, principal: Principal, name: str) -> TrustPolicyView:
@@ -109,7 +104,6 @@ class TrustPolicyService(TenantCrud[m.TrustPolicy, TrustPolicyView]):
         org_id, agent_id, policy_id = _parse_policy_name(name)
         await self.get(principal, name)  # NOT_FOUND for another agent's policy
         await self._delete(principal, org_id, policy_id)
-        self.on_change(org_id)
 
     # ------------------------------------------------------------------ rules
 

@@ -34,6 +34,7 @@ class MintedToken:
 class Minter:
     def __init__(self, db: Database, keys: SigningKeyManager, clock: Clock, issuer: str) -> None:
         self.db = db
+        self.records = issued_tokens.IssuedTokenWriter(db)
         self.keys = keys
         self.clock = clock
         self.issuer = issuer
@@ -74,8 +75,7 @@ class Minter:
             **(extra or {}),
         }
         token = self.keys.sign(claims)
-        await issued_tokens.record(
-            self.db,
+        await self.records.record(
             issued_tokens.IssuedTokenRecord(
                 org_id=org_id,
                 jti=jti,

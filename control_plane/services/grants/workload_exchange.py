@@ -9,6 +9,9 @@ agent it is and which service account it may act as.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+from collections import OrderedDict
+from typing import Any
 
 from control_plane.clock import Clock
 from control_plane.domain import names
@@ -22,9 +25,11 @@ from control_plane.services.grants.base import (
     TokenRequest,
 )
 from control_plane.services.grants.issuance import issue_for_agent
-from control_plane.services.identity import IdentityDirectory
-from control_plane.services.workload_tokens import Rejected, parse_unverified, verify
+from control_plane.services.identity import CompiledPolicy, IdentityDirectory
+from control_plane.services.workload_tokens import Rejected, Unverified, parse_unverified, verify
 from control_plane.tokens.minting import MintedToken, Minter
+
+VERIFIED_CACHE_SIZE = 10_000
 
 
 class WorkloadTokenExchange:
@@ -35,6 +40,25 @@ class WorkloadTokenExchange:
         self.keys = keys
         self.minter = minter
         self.clock = clock
+        # A workload re-presents the same projected token for its lifetime; a
+        # verified (policy, token digest) pair is reused until the token's exp.
+        # Keyed by policy id, so a deleted policy (gone from the org snapshot)
+        # can never be matched through the cache.
+        self._verified: OrderedDict[tuple[str, bytes], dict[str, Any]] = OrderedDict()
+
+    async def _verify_cached(
+        self, token: str, parsed: Unverified, policy: CompiledPolicy, now: float
+    ) -> dict[str, Any]:
+        key = (policy.view.id, hashlib.sha256(token.encode()).digest())
+        claims = self._verified.get(key)
+        if claims is not None and now <= float(claims["exp"]):
+            self._verified.move_to_end(key)
+            return claims
+        claims = await verify(token, parsed, policy, self.keys, now)
+        self._verified[key] = claims
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return claims
 
     def can_handle(self, request: TokenRequest) -> bool:
         return request.grant_type == TOKEN_EXCHANGE
@@ -77,8 +101,8 @@ class WorkloadTokenExchange:
             if wanted_agent is not None and view.agent_id != wanted_agent:
                 continue
             try:
-                claims = await verify(
-                    request.subject_token, parsed, policy, self.keys, now.timestamp()
+                claims = await self._verify_cached(
+                    request.subject_token, parsed, policy, now.timestamp()
                 )
             except Rejected as exc:
                 reasons.append(exc.why)

@@ -33,6 +33,35 @@ def _postgres_row_level_security() -> None:
             "USING (org_id = current_setting('app.org_id', true)) "
             "WITH CHECK (org_id = current_setting('app.org_id', true))"
         )
+    op.execute(RECORD_FUNCTION)
+    op.execute(
+        f"GRANT EXECUTE ON FUNCTION agentauth_record_issued_tokens(json) TO {APP_ROLE}"
+    )
+
+
+RECORD_FUNCTION = """
+CREATE OR REPLACE FUNCTION agentauth_record_issued_tokens(p_rows json)
+RETURNS void LANGUAGE plpgsql SECURITY INVOKER AS $$
+DECLARE
+    r json;
+BEGIN
+    -- One statement records a batch of tokens (group commit on the mint path).
+    -- Each row sets its own org before its insert, so row-level security still
+    -- checks every row against the org it claims.
+    FOR r IN SELECT * FROM json_array_elements(p_rows) LOOP
+        PERFORM set_config('app.org_id', r->>'org_id', true);
+        INSERT INTO issued_tokens (org_id, jti, subject, client_id, scopes, audiences,
+                                   issue_time, expire_time, revoke_time,
+                                   parent_jti, root_jti, txn)
+        VALUES (r->>'org_id', r->>'jti', r->>'subject', r->>'client_id',
+                r->'scopes', r->'audiences', (r->>'issue_time')::timestamptz,
+                (r->>'expire_time')::timestamptz, NULL,
+                r->>'parent_jti', r->>'root_jti', r->>'txn');
+    END LOOP;
+    PERFORM set_config('app.org_id', '', true);
+END
+$$
+"""
 
 
 def upgrade() -> None:
@@ -150,6 +179,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP FUNCTION IF EXISTS agentauth_record_issued_tokens(json)")
     op.drop_column("organizations", "access_token_ttl_seconds")
 
     with op.batch_alter_table("trust_policies", schema=None) as batch_op:
