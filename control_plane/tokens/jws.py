@@ -32,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from agentauth import TokenReason
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
@@ -69,13 +70,16 @@ __all__ = [
 ALLOWED_ALGORITHMS = frozenset(ALGORITHMS)
 MAX_TOKEN_BYTES = 8192
 
-TOKEN_MALFORMED = "TOKEN_MALFORMED"
-TOKEN_TOO_LARGE = "TOKEN_TOO_LARGE"
-TOKEN_HEADER_UNSUPPORTED = "TOKEN_HEADER_UNSUPPORTED"
-TOKEN_ALGORITHM_NOT_ALLOWED = "TOKEN_ALGORITHM_NOT_ALLOWED"
-TOKEN_KEY_UNKNOWN = "TOKEN_KEY_UNKNOWN"
-TOKEN_KEY_MISMATCH = "TOKEN_KEY_MISMATCH"
-TOKEN_SIGNATURE_INVALID = "TOKEN_SIGNATURE_INVALID"
+# Reasons on the wire are the SDK's shared vocabulary (agentauth.TokenReason), so
+# a caller sees the same reason whether the server or TokenValidator refused the
+# token. The finer names below say which check fired; ``debug`` keeps the detail.
+TOKEN_MALFORMED = TokenReason.TOKEN_MALFORMED
+TOKEN_TOO_LARGE = TokenReason.TOKEN_MALFORMED
+TOKEN_HEADER_UNSUPPORTED = TokenReason.TOKEN_MALFORMED
+TOKEN_ALGORITHM_NOT_ALLOWED = TokenReason.TOKEN_ALGORITHM_NOT_ALLOWED
+TOKEN_KEY_UNKNOWN = TokenReason.TOKEN_KEY_UNKNOWN
+TOKEN_KEY_MISMATCH = TokenReason.TOKEN_ALGORITHM_NOT_ALLOWED
+TOKEN_SIGNATURE_INVALID = TokenReason.TOKEN_SIGNATURE_INVALID
 
 #: Order of the P-256 group (FIPS 186-4 §D.1.2.3).
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551

@@ -18,20 +18,35 @@ from agentauth._errors import (
     UnavailableError,
     from_rpc_error,
 )
+from agentauth._validator import AsyncTokenValidator, TokenValidator
+from agentauth._validator_claims import VerifiedToken
+from agentauth._validator_errors import (
+    JwksUnavailableError,
+    TokenForbiddenError,
+    TokenInvalidError,
+    TokenReason,
+)
 from agentauth._version import __version__
 
 __all__ = [
     "AgentAuthError",
     "AlreadyExistsError",
+    "AsyncTokenValidator",
     "ControlPlaneClient",
     "FailedPreconditionError",
     "InternalError",
     "InvalidArgumentError",
+    "JwksUnavailableError",
     "NotFoundError",
     "PermissionDeniedError",
     "ResourceExhaustedError",
+    "TokenForbiddenError",
+    "TokenInvalidError",
+    "TokenReason",
+    "TokenValidator",
     "UnauthenticatedError",
     "UnavailableError",
+    "VerifiedToken",
     "__version__",
     "client_interceptors",
     "from_rpc_error",

@@ -1,0 +1,207 @@
+"""What the sync and async validators share: configuration, the verified-token
+cache, and every check that does no I/O. See :mod:`agentauth._validator`.
+
+The cache maps SHA-256 of the token (the token itself is never kept) to the
+:class:`~agentauth.VerifiedToken` and the window ``[from, until]`` in which
+the claims check passes; an entry is used only inside that window, so a hit
+answers exactly as a fresh check would, and never past ``exp`` + ``leeway``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from hashlib import sha256
+from typing import Final
+
+from agentauth._validator_claims import VerifiedToken, check_claims
+from agentauth._validator_errors import TokenReason, token_error
+from agentauth._validator_jose import MAX_JSON_DEPTH, ParsedToken, parse_compact, parse_payload
+from agentauth._validator_jwks import Fetch, JwksCache, check_jwks_url, urllib_fetch
+from agentauth._validator_keys import SUPPORTED_ALGORITHMS, SignatureVerifier, VerificationKey
+
+__all__ = ["Validator"]
+
+_JWKS_PATH: Final = "/.well-known/jwks.json"
+_MAX_ACT_DEPTH_LIMIT: Final = 64
+_Entry = tuple[VerifiedToken, float, float]
+
+
+def _positive(name: str, value: float, *, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise TypeError(f"{name} must be a finite number")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}")
+    return float(value)
+
+
+def _count(name: str, value: int, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}")
+    return value
+
+
+def _algorithms(algorithms: Iterable[str]) -> frozenset[str]:
+    if isinstance(algorithms, str | bytes):
+        # "ES256" is an Iterable[str] too; a set of letters must not pass as config.
+        raise TypeError("algorithms must be a collection of algorithm names, e.g. ('ES256',)")
+    allowed = frozenset(algorithms)
+    # RFC 8725 §3.1: the caller specifies the algorithms; we only support the
+    # asymmetric ones agentauth signs with. HS*, none and the rest are refused
+    # here, at configuration time, rather than at the first token.
+    if not allowed or not allowed <= SUPPORTED_ALGORITHMS.keys():
+        raise ValueError(
+            f"algorithms must be a non-empty subset of {sorted(SUPPORTED_ALGORITHMS)}, "
+            f"got {sorted(map(str, allowed))}"
+        )
+    return allowed
+
+
+class Validator:
+    """Configuration, the verified-token cache and every check that does no I/O."""
+
+    def __init__(
+        self,
+        issuer: str,
+        audience: str,
+        *,
+        jwks_url: str | None = None,
+        algorithms: Iterable[str] = ("ES256",),
+        leeway: float = 30.0,
+        clock: Callable[[], float] | None = None,
+        expected_org: str | None = None,
+        max_token_bytes: int = 8192,
+        max_act_depth: int = 8,
+        refetch_interval: float = 60.0,
+        jwks_cache_ttl: float = 300.0,
+        cache_size: int = 10_000,
+        fetch: Fetch | None = None,
+    ) -> None:
+        if not isinstance(issuer, str) or not issuer:
+            raise ValueError("issuer must be a non-empty string")
+        if not isinstance(audience, str) or not audience:
+            raise ValueError("audience must be a non-empty string")
+        if expected_org is not None and (not isinstance(expected_org, str) or not expected_org):
+            raise ValueError("expected_org must be a non-empty string or None")
+        if clock is not None and not callable(clock):
+            raise TypeError("clock must be a callable returning epoch seconds")
+        if fetch is not None and not callable(fetch):
+            raise TypeError("fetch must be a callable taking a URL and returning bytes")
+        url = jwks_url if jwks_url is not None else issuer.rstrip("/") + _JWKS_PATH
+        check_jwks_url(url)
+        self._issuer = issuer
+        self._audience = audience
+        self._algorithms = _algorithms(algorithms)
+        self._leeway = _positive("leeway", leeway, allow_zero=True)
+        self._clock: Callable[[], float] = clock if clock is not None else time.time
+        self._expected_org = expected_org
+        self._max_token_bytes = _count("max_token_bytes", max_token_bytes, minimum=1)
+        self._max_act_depth = _count("max_act_depth", max_act_depth, minimum=0)
+        if self._max_act_depth > _MAX_ACT_DEPTH_LIMIT:
+            # Delegation chains are short by design; a bound also keeps every
+            # walk over the claims far from Python's recursion limit.
+            raise ValueError(f"max_act_depth must be <= {_MAX_ACT_DEPTH_LIMIT}")
+        self._max_json_depth = max(MAX_JSON_DEPTH, self._max_act_depth + 2)
+        self._cache_size = _count("cache_size", cache_size, minimum=0)
+        # One comparison on the hot path covers both "too long" and "cache off".
+        self._cacheable_bytes = self._max_token_bytes if self._cache_size else -1
+        self._jwks = JwksCache(
+            url,
+            fetch if fetch is not None else urllib_fetch,
+            self._algorithms,
+            ttl=_positive("jwks_cache_ttl", jwks_cache_ttl),
+            refetch_interval=_positive("refetch_interval", refetch_interval),
+        )
+        self._verifier = SignatureVerifier()
+        # Plain OrderedDict without a lock: get, move_to_end, setitem and
+        # popitem are each one atomic C call; the races between them are
+        # handled where they can surface (KeyError).
+        self._cache: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._withdrawals = 0
+        self._setup()
+
+    def _setup(self) -> None:
+        """Create the lock that serialises JWKS fetches (threads or tasks)."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(issuer={self._issuer!r}, audience={self._audience!r}, "
+            f"jwks_url={self._jwks.url!r}, algorithms={sorted(self._algorithms)!r})"
+        )
+
+    @property
+    def jwks_url(self) -> str:
+        return self._jwks.url
+
+    def _lookup(self, token: str, now: float) -> VerifiedToken | bytes | None:
+        """The cached token if valid at ``now``; else its cache key; None if uncacheable.
+
+        This is the hot path for repeated tokens: one SHA-256, one dict lookup.
+        """
+        if type(token) is not str or len(token) > self._cacheable_bytes or not token.isascii():
+            return None
+        digest = sha256(token.encode("ascii")).digest()
+        entry = self._cache.get(digest)
+        if entry is not None and entry[1] <= now <= entry[2]:
+            try:
+                self._cache.move_to_end(digest)
+            except KeyError:  # evicted by another thread meanwhile; still verified
+                pass
+            return entry[0]
+        return digest
+
+    def _remember(self, digest: bytes, entry: _Entry) -> None:
+        cache = self._cache
+        cache[digest] = entry
+        try:
+            while len(cache) > self._cache_size:
+                cache.popitem(last=False)
+        except KeyError:  # another thread emptied it first
+            pass
+
+    def _parse(self, token: str) -> ParsedToken:
+        return parse_compact(token, max_bytes=self._max_token_bytes, algorithms=self._algorithms)
+
+    def _missing_key(self) -> Exception:
+        if self._jwks.key_set is None:
+            return token_error(TokenReason.JWKS_UNAVAILABLE)
+        return token_error(TokenReason.TOKEN_KEY_UNKNOWN)
+
+    def _adopt(self, raw: bytes | None) -> None:
+        if self._jwks.install(raw, self._clock()):
+            # A key we trusted was withdrawn: tokens it signed must stop
+            # validating now, not when their cache entries expire.
+            self._withdrawals += 1
+            self._cache.clear()
+
+    def _finish(
+        self,
+        parsed: ParsedToken,
+        key: VerificationKey,
+        now: float,
+        digest: bytes | None,
+    ) -> VerifiedToken:
+        withdrawals = self._withdrawals
+        if digest is not None:
+            # An entry outside its window must go even if this check fails.
+            self._cache.pop(digest, None)
+        self._verifier.verify(parsed, key)
+        claims = parse_payload(parsed.payload, max_depth=self._max_json_depth)
+        verified, valid_from, valid_until = check_claims(
+            claims,
+            issuer=self._issuer,
+            audience=self._audience,
+            leeway=self._leeway,
+            now=now,
+            max_act_depth=self._max_act_depth,
+        )
+        # Not if another thread withdrew a key meanwhile: the entry could
+        # outlive the cache clear that withdrawal did.
+        if digest is not None and withdrawals == self._withdrawals:
+            self._remember(digest, (verified, valid_from, valid_until))
+        return verified
