@@ -27,9 +27,10 @@ def build_http_app(
         try:
             response = await handler(request)
         except web.HTTPException as exc:
-            response = web.json_response(
-                {"error": exc.reason.lower().replace(" ", "_")}, status=exc.status
-            )
+            error = exc.reason.lower().replace(" ", "_")
+            if request.path.startswith("/oauth2/") and exc.status < 500:
+                error = "invalid_request"  # RFC 6749 §5.2 codes only on the OAuth endpoints
+            response = web.json_response({"error": error}, status=exc.status)
         for k, v in SECURITY_HEADERS.items():
             response.headers.setdefault(k, v)
         return response

@@ -77,7 +77,10 @@ def oauth_error(exc: AgentAuthError) -> web.Response:
 async def _form(request: web.Request) -> MultiDictProxy[str]:
     if request.content_type != FORM:
         raise InvalidRequest(f"the body must be {FORM}")
-    form = await request.post()
+    try:
+        form = await request.post()
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidRequest("the form body is not valid UTF-8 form encoding") from None
     for name in SINGLE:
         if len(form.getall(name, [])) > 1:  # RFC 6749 §3.2: no repeated parameters
             raise InvalidRequest(f"{name} is repeated")

@@ -119,24 +119,26 @@ def glob_to_regex(pattern: str) -> re.Pattern[str]:
 def claim_at(claims: Mapping[str, Any], path: str) -> Any:
     """``kubernetes.io.namespace`` → claims["kubernetes.io"]["namespace"].
 
-    Claim names may themselves contain dots (Kubernetes' ``kubernetes.io``), so
-    try the longest existing key prefix at each level.
+    Claim names may contain dots themselves (Kubernetes' ``kubernetes.io``), so
+    every way of splitting the path is tried. When more than one reading finds a
+    value (say a top-level claim literally named ``kubernetes.io.namespace`` next
+    to the nested one), the path is ambiguous and matches nothing.
     """
-    node: Any = claims
-    parts = path.split(".")
-    i = 0
-    while i < len(parts):
-        if not isinstance(node, Mapping):
-            return None
-        for j in range(len(parts), i, -1):
-            key = ".".join(parts[i:j])
-            if key in node:
-                node = node[key]
-                i = j
-                break
-        else:
-            return None
-    return node
+    found = _resolve(claims, path.split("."))
+    return found[0] if len(found) == 1 else None
+
+
+def _resolve(node: Any, parts: list[str]) -> list[Any]:
+    if not parts:
+        return [node]
+    if not isinstance(node, Mapping):
+        return []
+    out: list[Any] = []
+    for j in range(1, len(parts) + 1):
+        key = ".".join(parts[:j])
+        if key in node:
+            out += _resolve(node[key], parts[j:])
+    return out
 
 
 def subject_matches(

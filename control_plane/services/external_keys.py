@@ -101,17 +101,19 @@ class IssuerKeyCache:
         entry = self._entries.setdefault(discovery_url, _Entry())
         now = self._clock()
         stale = now - entry.fetched_at > self._ttl
-        unknown = kid not in entry.keys and now - entry.last_attempt >= self._refetch
-        if stale or unknown:
-            await self._refresh(discovery_url, entry)
+        missing = kid not in entry.keys if kid else not entry.keys
+        # Stale or unknown-kid refetches share one budget: at most one attempt per
+        # refetch interval, so a down issuer or a forged-kid storm costs one
+        # outbound request per interval, not one per token.
+        if (stale or missing) and now - entry.last_attempt >= self._refetch:
+            await self._refresh(discovery_url, entry, seen=entry.last_attempt)
         if not entry.keys:
             raise KeysUnavailable(discovery_url)
         return entry.keys.get(kid) if kid else single_key(entry.keys)
 
-    async def _refresh(self, url: str, entry: _Entry) -> None:
-        attempt = self._clock()
+    async def _refresh(self, url: str, entry: _Entry, *, seen: float) -> None:
         async with entry.lock:
-            if entry.last_attempt >= attempt:  # another caller refreshed meanwhile
+            if entry.last_attempt != seen:  # a caller ahead of us already tried
                 return
             entry.last_attempt = self._clock()
             try:

@@ -27,6 +27,13 @@ from control_plane.tokens.keys import SigningKeyManager
 LEEWAY = 30
 
 
+class TokenRejected(Unauthenticated):
+    """One of our tokens failed a check; ``reason`` is the SDK's TokenReason vocabulary."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("the bearer token is not acceptable", reason=reason)
+
+
 @dataclass(frozen=True, slots=True)
 class Introspection:
     active: bool
@@ -40,33 +47,40 @@ class OwnTokens:
         self.clock = clock
         self.issuer = issuer
 
-    def _verified_claims(self, token: str, *, check_time: bool) -> dict[str, Any] | None:
-        """Claims of a token we signed, or None (signature, type, issuer, time)."""
+    def _verified_claims(self, token: str, *, check_time: bool) -> dict[str, Any]:
+        """Claims of a token we signed, else TokenRejected with the SDK's reason."""
         try:
             header, payload = verify_compact(
                 token, self.keys.verification_keys(), algorithms=[self.keys.algorithm]
             )
             claims = parse_json_object(payload)
-        except (TokenInvalid, ValueError, TypeError):
-            return None
-        if str(header.get("typ", "")).lower() != "at+jwt" or claims.get("iss") != self.issuer:
-            return None
+        except TokenInvalid as exc:
+            raise TokenRejected(exc.reason) from None
+        except (ValueError, TypeError):
+            raise TokenRejected("TOKEN_MALFORMED") from None
+        if str(header.get("typ", "")).lower() not in ("at+jwt", "application/at+jwt"):
+            raise TokenRejected("TOKEN_TYPE_INVALID")
+        if claims.get("iss") != self.issuer:
+            raise TokenRejected("TOKEN_ISSUER_MISMATCH")
         org_id, jti, exp = claims.get("org_id"), claims.get("jti"), claims.get("exp")
         if not isinstance(org_id, str) or not is_id(org_id) or not isinstance(jti, str):
-            return None
+            raise TokenRejected("TOKEN_CLAIM_INVALID")
         if isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
-            return None
+            raise TokenRejected("TOKEN_CLAIM_INVALID")
         if check_time:
             now = self.clock.now().timestamp()
             nbf = claims.get("nbf", 0)
-            if now > exp + LEEWAY or not isinstance(nbf, int | float) or now < nbf - LEEWAY:
-                return None
+            if now > exp + LEEWAY:
+                raise TokenRejected("TOKEN_EXPIRED")
+            if not isinstance(nbf, int | float) or now < nbf - LEEWAY:
+                raise TokenRejected("TOKEN_NOT_YET_VALID")
         return claims
 
     async def introspect(self, caller: Principal, token: str) -> Introspection:
         inactive = Introspection(False, {})
-        claims = self._verified_claims(token, check_time=True)
-        if claims is None:
+        try:
+            claims = self._verified_claims(token, check_time=True)
+        except TokenRejected:
             return inactive
         if not caller.is_platform_admin and claims["org_id"] != caller.org_id:
             return inactive
@@ -77,8 +91,9 @@ class OwnTokens:
 
     async def revoke(self, caller: Principal, token: str) -> None:
         """Revoke a token of the caller's org; anything else is silently ignored."""
-        claims = self._verified_claims(token, check_time=False)
-        if claims is None:
+        try:
+            claims = self._verified_claims(token, check_time=False)
+        except TokenRejected:
             return
         if not caller.is_platform_admin and claims["org_id"] != caller.org_id:
             return

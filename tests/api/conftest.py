@@ -23,7 +23,6 @@ from control_plane.services.api_keys import ApiKeyService
 from control_plane.storage.db import Database
 from control_plane.storage.models import Base
 
-
 # A fixed public P-256 key (RFC 7515 A.3) for policies that need some JWKS.
 PUBLIC_JWK = {
     "kty": "EC",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import aiohttp
-
 from agentauth.v1 import admin_pb2 as pb
 from agentauth.v1 import token_pb2
 

@@ -8,13 +8,13 @@ import time
 import aiohttp
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
-from google.protobuf import duration_pb2, field_mask_pb2
-
 from agentauth import InvalidArgumentError, UnauthenticatedError
 from agentauth.v1 import admin_pb2 as pb
 from agentauth.v1 import token_pb2 as tpb
 from agentauth.v1 import trust_policy_pb2 as trust
+from cryptography.hazmat.primitives.asymmetric import ec
+from google.protobuf import duration_pb2, field_mask_pb2
+
 from control_plane.sandbox import KubernetesIssuer, SpiffeIssuer
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"

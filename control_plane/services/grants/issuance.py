@@ -43,6 +43,8 @@ def choose_service_account(
         if wanted.org_id != ident.org_id or wanted.id not in allowed:
             raise InvalidTarget("the agent may not act as that service account")
         return wanted.id
+    if not allowed:
+        raise InvalidTarget("no service account this agent may act as is active")
     if len(allowed) != 1:
         raise InvalidRequest("name the service_account to act as")
     return allowed[0]

@@ -27,7 +27,9 @@ from control_plane.services.grants.base import (
 from control_plane.services.grants.issuance import issue_for_agent
 from control_plane.services.identity import CompiledPolicy, IdentityDirectory
 from control_plane.services.workload_tokens import Rejected, Unverified, parse_unverified, verify
-from control_plane.tokens.minting import MintedToken, Minter
+from control_plane.tokens.minting import MAX_TTL, MintedToken, Minter
+
+MAX_TTL_SECONDS = int(MAX_TTL.total_seconds())
 
 VERIFIED_CACHE_SIZE = 10_000
 
@@ -70,6 +72,10 @@ class WorkloadTokenExchange:
             raise InvalidRequest("only access tokens can be requested")
         if not request.subject_token or len(request.subject_token) > MAX_PARAM:
             raise InvalidRequest("subject_token is required")
+        if request.client_assertion or request.client_assertion_type:
+            # Never accept a credential we would not check (RFC 6749 §2.3): the
+            # workload token is this grant's only authentication.
+            raise InvalidRequest("client_assertion is not used with token exchange")
         try:
             org_id = names.parse_org(request.organization, "organization")
         except InvalidArgument:
@@ -114,7 +120,15 @@ class WorkloadTokenExchange:
         if len(agents) > 1:
             raise InvalidRequest("several agents admit this token: pass client_id")
         policy, claims = matches[0]
-        not_after = dt.datetime.fromtimestamp(float(claims["exp"]), dt.UTC)
+        # The minted token never outlives the workload token (whole seconds, as
+        # in the JWT). A token within a second of expiry, or past it inside the
+        # verification leeway, is refused rather than minting a dead token; an
+        # absurdly far exp is clamped before it reaches datetime.
+        now_s = int(now.timestamp())
+        exp_s = min(float(claims["exp"]), now_s + MAX_TTL_SECONDS)
+        if exp_s < now_s + 2:
+            raise InvalidGrant(debug="subject token expires now")
+        not_after = dt.datetime.fromtimestamp(int(exp_s), dt.UTC)
         return await issue_for_agent(
             self.minter, request, ident, policy.view.agent_id, policy, not_after=not_after
         )
