@@ -24,12 +24,12 @@ import uuid
 
 import grpc
 import psycopg
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from agentauth import client_interceptors
 from agentauth.v1 import admin_pb2 as pb
 from agentauth.v1 import admin_pb2_grpc, token_pb2, token_pb2_grpc
 from agentauth.v1 import trust_policy_pb2 as trust
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from bench.admin_get_vs_health import _measure, _port  # type: ignore[import-not-found]
 from control_plane.sandbox import KubernetesIssuer
 
@@ -38,43 +38,75 @@ TARGET = 0.5
 
 async def _bench(target: str, key: str, seconds: float) -> None:
     k8s = KubernetesIssuer(issuer="https://kubernetes.default.svc")
-    async with grpc.aio.insecure_channel(
-        target, interceptors=client_interceptors(key, timeout=30)
-    ) as channel, grpc.aio.insecure_channel(target) as bare:
+    async with (
+        grpc.aio.insecure_channel(
+            target, interceptors=client_interceptors(key, timeout=30)
+        ) as channel,
+        grpc.aio.insecure_channel(target) as bare,
+    ):
         admin = admin_pb2_grpc.AdminServiceStub(channel)
-        org = (await admin.CreateOrganization(pb.CreateOrganizationRequest(
-            organization=pb.Organization(display_name="bench")))).organization.name
-        agent = (await admin.RegisterAgent(pb.RegisterAgentRequest(
-            parent=org, agent=pb.Agent(display_name="bench agent")))).agent.name
-        sa = (await admin.ListServiceAccounts(
-            pb.ListServiceAccountsRequest(parent=org))).service_accounts[0].name
-        await admin.CreateTrustPolicy(pb.CreateTrustPolicyRequest(parent=agent, trust_policy=trust.TrustPolicy(
-            kind=trust.TRUST_POLICY_KIND_WORKLOAD_TOKEN, issuer=k8s.issuer,
-            jwks_json=json.dumps(k8s.jwks()), audience="agentauth",
-            subject="system:serviceaccount:bench:agent", service_accounts=[sa],
-            scopes=["read"], audiences=["https://api.example"])))
+        org = (
+            await admin.CreateOrganization(
+                pb.CreateOrganizationRequest(organization=pb.Organization(display_name="bench"))
+            )
+        ).organization.name
+        agent = (
+            await admin.RegisterAgent(
+                pb.RegisterAgentRequest(parent=org, agent=pb.Agent(display_name="bench agent"))
+            )
+        ).agent.name
+        sa = (
+            (await admin.ListServiceAccounts(pb.ListServiceAccountsRequest(parent=org)))
+            .service_accounts[0]
+            .name
+        )
+        await admin.CreateTrustPolicy(
+            pb.CreateTrustPolicyRequest(
+                parent=agent,
+                trust_policy=trust.TrustPolicy(
+                    kind=trust.TRUST_POLICY_KIND_WORKLOAD_TOKEN,
+                    issuer=k8s.issuer,
+                    jwks_json=json.dumps(k8s.jwks()),
+                    audience="agentauth",
+                    subject="system:serviceaccount:bench:agent",
+                    service_accounts=[sa],
+                    scopes=["read"],
+                    audiences=["https://api.example"],
+                ),
+            )
+        )
         workload = k8s.issue(namespace="bench", service_account="agent", audiences=["agentauth"])
         tokens = token_pb2_grpc.TokenServiceStub(bare)
         health = health_pb2_grpc.HealthStub(bare)
         exchange = token_pb2.ExchangeTokenRequest(
             grant_type="urn:ietf:params:oauth:grant-type:token-exchange",
-            subject_token=workload, subject_token_type="urn:ietf:params:oauth:token-type:jwt",
-            organization=org)
+            subject_token=workload,
+            subject_token_type="urn:ietf:params:oauth:token-type:jwt",
+            organization=org,
+        )
         check = health_pb2.HealthCheckRequest()
         print(f"{'c':>3} {'Exchange QPS':>13} {'Health QPS':>11} {'ratio':>6}")
         for c in (1, 32):
             health_qps = await _measure(lambda: health.Check(check), c, seconds)
             exchange_qps = await _measure(lambda: tokens.ExchangeToken(exchange), c, seconds)
             ratio = exchange_qps / health_qps
-            note = f"  (target >= {TARGET}: {'met' if ratio >= TARGET else 'MISSED'})" if c == 32 else ""
+            note = (
+                f"  (target >= {TARGET}: {'met' if ratio >= TARGET else 'MISSED'})"
+                if c == 32
+                else ""
+            )
             print(f"{c:>3} {exchange_qps:>13.0f} {health_qps:>11.0f} {ratio:>6.2f}{note}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--database-url", default=os.environ.get(
-        "AGENTAUTH_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"))
+    ap.add_argument(
+        "--database-url",
+        default=os.environ.get(
+            "AGENTAUTH_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+    )
     args = ap.parse_args()
     admin_url = args.database_url.replace("postgresql+psycopg://", "postgresql://")
     name = f"agentauth_bench_{uuid.uuid4().hex[:8]}"
@@ -86,13 +118,17 @@ def main() -> None:
     proc = None
     try:
         subprocess.run([*cli, "migrate"], env=env, check=True, capture_output=True)
-        made = subprocess.run([*cli, "admin", "create-key"], env=env, check=True,
-                              capture_output=True, text=True)
+        made = subprocess.run(
+            [*cli, "admin", "create-key"], env=env, check=True, capture_output=True, text=True
+        )
         key = made.stdout.strip().splitlines()[-1]
         port = _port()
         proc = subprocess.Popen(
             [*cli, "serve", "--grpc-listen", f"127.0.0.1:{port}", "--http-listen", "127.0.0.1:0"],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(3)
         print(f"server: control-plane serve on PostgreSQL ({name}); {args.seconds:.0f}s per cell")
         asyncio.run(_bench(f"127.0.0.1:{port}", key, args.seconds))
