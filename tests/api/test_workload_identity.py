@@ -253,3 +253,29 @@ async def test_service_account_token_authenticates_introspection_of_own_org_only
     # A token for another audience cannot authenticate to agentauth itself.
     with pytest.raises(UnauthenticatedError):
         await harness.client(token_a).tokens.IntrospectToken(tpb.IntrospectTokenRequest(token=token_a))
+
+
+async def test_sdk_validator_accepts_minted_tokens_through_published_jwks(harness) -> None:
+    """End to end: a service validates our token offline with the SDK, keys over HTTP."""
+    from agentauth import AsyncTokenValidator, TokenForbiddenError, TokenInvalidError
+
+    org, client, _ = await harness.new_org()
+    async with KubernetesIssuer() as k8s:
+        agent, sa, _ = await _setup_agent(harness, client, org, **_k8s_policy(k8s))
+        workload = k8s.issue(namespace="billing", service_account="billing-agent", audiences=["agentauth"])
+        resp = await harness.client(None).tokens.ExchangeToken(tpb.ExchangeTokenRequest(
+            grant_type=TOKEN_EXCHANGE, subject_token=workload, subject_token_type=JWT_TYPE,
+            organization=org, scope="invoices:read",
+        ))
+    issuer = harness.servers.tokens.issuer
+    validator = AsyncTokenValidator(issuer, API, expected_org=org.split("/")[1])
+    token = await validator.validate(resp.access_token, required_scopes=["invoices:read"])
+    assert token.subject == sa.name and token.client_id == agent.name
+    assert token.org_id == org.split("/")[1] and token.scopes == frozenset({"invoices:read"})
+    with pytest.raises(TokenForbiddenError) as err:
+        await validator.validate(resp.access_token, required_scopes=["invoices:write"])
+    assert err.value.reason == "TOKEN_SCOPE_INSUFFICIENT"
+    other = AsyncTokenValidator(issuer, "https://another.service")
+    with pytest.raises(TokenInvalidError) as err:
+        await other.validate(resp.access_token)
+    assert err.value.reason == "TOKEN_AUDIENCE_MISMATCH"
