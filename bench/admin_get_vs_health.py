@@ -5,7 +5,7 @@ creates an org + user, then measures, in one run and one client process, QPS of
 ``AdminService/GetUser`` (authn lookup + org-scoped read + RLS + audit hook) and of
 ``Health/Check`` at c=1 and c=32, and prints the ratios. It reports; it does not gate.
 
-    .venv/bin/python bench/admin_get_vs_health.py [--seconds 5] [--database-url URL]
+    .venv/bin/python -m bench.admin_get_vs_health [--seconds 5] [--database-url URL]
 """
 
 from __future__ import annotations
