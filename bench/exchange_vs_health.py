@@ -12,25 +12,17 @@ c=1 and c=32, and prints the ratios. Target at c=32: ≥ 0.5. Reports, never gat
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
-import os
-import subprocess
-import sys
-import tempfile
-import time
-import uuid
 
 import grpc
-import psycopg
 from agentauth import client_interceptors
 from agentauth.v1 import admin_pb2 as pb
 from agentauth.v1 import admin_pb2_grpc, token_pb2, token_pb2_grpc
 from agentauth.v1 import trust_policy_pb2 as trust
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bench.admin_get_vs_health import _measure, _port  # type: ignore[import-not-found]
+from bench._harness import arguments, measure, served_on_postgres
 from control_plane.sandbox import KubernetesIssuer
 
 TARGET = 0.5
@@ -87,8 +79,8 @@ async def _bench(target: str, key: str, seconds: float) -> None:
         check = health_pb2.HealthCheckRequest()
         print(f"{'c':>3} {'Exchange QPS':>13} {'Health QPS':>11} {'ratio':>6}")
         for c in (1, 32):
-            health_qps = await _measure(lambda: health.Check(check), c, seconds)
-            exchange_qps = await _measure(lambda: tokens.ExchangeToken(exchange), c, seconds)
+            health_qps = await measure(lambda: health.Check(check), c, seconds)
+            exchange_qps = await measure(lambda: tokens.ExchangeToken(exchange), c, seconds)
             ratio = exchange_qps / health_qps
             note = (
                 f"  (target >= {TARGET}: {'met' if ratio >= TARGET else 'MISSED'})"
@@ -99,45 +91,10 @@ async def _bench(target: str, key: str, seconds: float) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument(
-        "--database-url",
-        default=os.environ.get(
-            "AGENTAUTH_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-        ),
-    )
-    args = ap.parse_args()
-    admin_url = args.database_url.replace("postgresql+psycopg://", "postgresql://")
-    name = f"agentauth_bench_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = admin_url.rsplit("/", 1)[0] + "/" + name
-    env = {**os.environ, "AGENTAUTH_DATA_DIR": tempfile.mkdtemp(), "AGENTAUTH_DATABASE_URL": url}
-    cli = [sys.executable, "-m", "control_plane"]
-    proc = None
-    try:
-        subprocess.run([*cli, "migrate"], env=env, check=True, capture_output=True)
-        made = subprocess.run(
-            [*cli, "admin", "create-key"], env=env, check=True, capture_output=True, text=True
-        )
-        key = made.stdout.strip().splitlines()[-1]
-        port = _port()
-        proc = subprocess.Popen(
-            [*cli, "serve", "--grpc-listen", f"127.0.0.1:{port}", "--http-listen", "127.0.0.1:0"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        time.sleep(3)
-        print(f"server: control-plane serve on PostgreSQL ({name}); {args.seconds:.0f}s per cell")
-        asyncio.run(_bench(f"127.0.0.1:{port}", key, args.seconds))
-    finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=20)
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    args = arguments(__doc__)
+    with served_on_postgres(args.database_url) as (target, key):
+        print(f"{args.seconds:.0f}s per cell")
+        asyncio.run(_bench(target, key, args.seconds))
 
 
 if __name__ == "__main__":

@@ -241,20 +241,9 @@ class AuditInterceptor(_Stage):
         # Public audited calls (token grants) have no caller principal yet: the
         # credential inside the request is what authenticates them.
         principal = _principal.get()
-        role = principal.role.value if principal else "anonymous"
-        key = principal.key_id if principal else ""
-        org = principal.org_id if principal else None
 
         def event(phase: str, outcome: str, reason: str = "") -> AuditEvent:
-            return AuditEvent(
-                action=method,
-                phase=phase,
-                principal_role=role,
-                principal_key=key,
-                principal_org=org,
-                outcome=outcome,
-                reason=reason,
-            )
+            return AuditEvent.of(method, phase, principal, outcome, reason)
 
         try:
             await self.sink.record(event("attempt", "pending"))

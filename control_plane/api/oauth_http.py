@@ -108,15 +108,7 @@ def add_oauth_routes(
         action: str, principal: Principal | None, run: Callable[[], Awaitable[web.Response]]
     ) -> web.Response:
         def event(phase: str, outcome: str, reason: str = "") -> AuditEvent:
-            return AuditEvent(
-                action=action,
-                phase=phase,
-                principal_role=principal.role.value if principal else "anonymous",
-                principal_key=principal.key_id if principal else "",
-                principal_org=principal.org_id if principal else None,
-                outcome=outcome,
-                reason=reason,
-            )
+            return AuditEvent.of(action, phase, principal, outcome, reason)
 
         await audit.record(event("attempt", "pending"))
         try:

@@ -11,6 +11,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from control_plane.domain.principals import Principal
 from control_plane.logs import get_logger
 
 
@@ -24,6 +25,26 @@ class AuditEvent:
     outcome: str  # "pending" or the status code name
     reason: str = ""
     time: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+    @classmethod
+    def of(
+        cls,
+        action: str,
+        phase: str,
+        principal: Principal | None,
+        outcome: str,
+        reason: str = "",
+    ) -> AuditEvent:
+        """An event for ``principal``; None is an anonymous caller (a token grant)."""
+        return cls(
+            action=action,
+            phase=phase,
+            principal_role=principal.role.value if principal else "anonymous",
+            principal_key=principal.key_id if principal else "",
+            principal_org=principal.org_id if principal else None,
+            outcome=outcome,
+            reason=reason,
+        )
 
 
 class AuditSink(Protocol):
