@@ -35,10 +35,12 @@ from control_plane.domain.principals import Principal
 from control_plane.logs import get_logger
 from control_plane.services.api_keys import ApiKeyService
 from control_plane.services.context import ServiceContext
+from control_plane.services.delegation import DelegationRuleService, TrustedBackendDelegation
 from control_plane.services.external_keys import IssuerKeyCache
 from control_plane.services.grants.base import Grant
 from control_plane.services.grants.client_credentials import ClientCredentialsPrivateKeyJwt
 from control_plane.services.grants.registry import TokenEndpoint
+from control_plane.services.grants.sub_delegation import SubDelegation
 from control_plane.services.grants.workload_exchange import WorkloadTokenExchange
 from control_plane.services.identity import IdentityDirectory
 from control_plane.services.organizations import OrganizationSettings
@@ -173,6 +175,8 @@ class TokenStack:
     endpoint: TokenEndpoint
     own_tokens: OwnTokens
     api_keys: ApiKeyService
+    rules: DelegationRuleService
+    delegation: TrustedBackendDelegation
 
     async def authenticate(self, credential: str) -> Principal:
         """An admin API key (``aa_...``) or one of our service-account tokens."""
@@ -189,8 +193,12 @@ def build_token_stack(runtime: Runtime, issuer: str) -> TokenStack:
     issuer_keys = IssuerKeyCache(lambda: http)
     minter = Minter(runtime.db, runtime.keys, runtime.clock, issuer)
     base = issuer.rstrip("/")
+    own_tokens = OwnTokens(runtime.db, runtime.keys, runtime.clock, issuer)
+    workloads = WorkloadTokenExchange(directory, issuer_keys, minter, runtime.clock)
+    rules = DelegationRuleService(runtime.services)
     grants: list[Grant] = [
-        WorkloadTokenExchange(directory, issuer_keys, minter, runtime.clock),
+        SubDelegation(own_tokens, workloads, rules, directory, minter),
+        workloads,
         ClientCredentialsPrivateKeyJwt(
             runtime.db,
             directory,
@@ -206,8 +214,10 @@ def build_token_stack(runtime: Runtime, issuer: str) -> TokenStack:
         issuer_keys,
         minter,
         TokenEndpoint(grants),
-        OwnTokens(runtime.db, runtime.keys, runtime.clock, issuer),
+        own_tokens,
         ApiKeyService(runtime.services),
+        rules,
+        TrustedBackendDelegation(runtime.services, directory, minter),
     )
 
 
@@ -265,10 +275,12 @@ async def start_servers(runtime: Runtime) -> Servers:
         ],
     )
     admin_pb2_grpc.add_AdminServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        AdminServicer(runtime.services, trust=trust, org_settings=org_settings), server
+        AdminServicer(runtime.services, trust=trust, org_settings=org_settings, rules=tokens.rules),
+        server,
     )
     token_pb2_grpc.add_TokenServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        TokenServicer(runtime.keys, tokens.endpoint, tokens.own_tokens), server
+        TokenServicer(runtime.keys, tokens.endpoint, tokens.own_tokens, tokens.delegation),
+        server,
     )
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -15,6 +15,7 @@ from control_plane.domain.errors import field_error
 from control_plane.services.agents import AgentService
 from control_plane.services.api_keys import ApiKeyService
 from control_plane.services.context import ServiceContext
+from control_plane.services.delegation import DelegationRuleService
 from control_plane.services.organizations import OrganizationService, OrganizationSettings
 from control_plane.services.service_accounts import ServiceAccountService
 from control_plane.services.trust_policies import TrustPolicyService
@@ -30,7 +31,9 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         *,
         trust: TrustPolicyService,
         org_settings: OrganizationSettings,
+        rules: DelegationRuleService,
     ) -> None:
+        self.rules = rules
         self.trust = trust
         self.org_settings = org_settings
         self.orgs = OrganizationService(ctx)
@@ -85,6 +88,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             list(request.update_mask.paths),
             o.display_name,
             ttl,
+            o.max_delegation_depth,
         )
         return pb.UpdateOrganizationResponse(organization=convert.organization(org))
 
@@ -216,6 +220,41 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> pb.DeleteTrustPolicyResponse:
         await self.trust.delete(current_principal(), request.name)
         return pb.DeleteTrustPolicyResponse()
+
+    # ----------------------------------------------------------- delegation rules
+
+    async def CreateDelegationRule(
+        self, request: pb.CreateDelegationRuleRequest, context: Ctx
+    ) -> pb.CreateDelegationRuleResponse:
+        r = request.delegation_rule
+        rule = await self.rules.create(
+            current_principal(),
+            names.parse_org(request.parent, "parent"),
+            r.delegator,
+            r.delegate,
+            request.request_id,
+        )
+        return pb.CreateDelegationRuleResponse(delegation_rule=convert.delegation_rule(rule))
+
+    async def ListDelegationRules(
+        self, request: pb.ListDelegationRulesRequest, context: Ctx
+    ) -> pb.ListDelegationRulesResponse:
+        page = await self.rules.list(
+            current_principal(),
+            names.parse_org(request.parent, "parent"),
+            request.page_size,
+            request.page_token,
+        )
+        return pb.ListDelegationRulesResponse(
+            delegation_rules=[convert.delegation_rule(r) for r in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    async def DeleteDelegationRule(
+        self, request: pb.DeleteDelegationRuleRequest, context: Ctx
+    ) -> pb.DeleteDelegationRuleResponse:
+        await self.rules.delete(current_principal(), request.name)
+        return pb.DeleteDelegationRuleResponse()
 
     # ----------------------------------------------------------- service accounts
 

@@ -49,6 +49,8 @@ RULES: dict[str, Rule] = {
     # or revokes its own org's tokens.
     "/agentauth.v1.TokenService/IntrospectToken": _read(TOKEN_CALLERS),
     "/agentauth.v1.TokenService/RevokeToken": _write(TOKEN_CALLERS),
+    # The developer's backend delegates its users with its own SA token.
+    "/agentauth.v1.TokenService/DelegateToken": _write(frozenset({Role.SERVICE_ACCOUNT})),
     # Organizations: only the platform creates or deletes them.
     _ADMIN + "CreateOrganization": _write(PLATFORM_ONLY),
     _ADMIN + "GetOrganization": _read(),
@@ -68,6 +70,9 @@ RULES: dict[str, Rule] = {
     _ADMIN + "GetTrustPolicy": _read(),
     _ADMIN + "ListTrustPolicies": _read(),
     _ADMIN + "DeleteTrustPolicy": _write(),
+    _ADMIN + "CreateDelegationRule": _write(),
+    _ADMIN + "ListDelegationRules": _read(),
+    _ADMIN + "DeleteDelegationRule": _write(),
     _ADMIN + "CreateServiceAccount": _write(),
     _ADMIN + "GetServiceAccount": _read(),
     _ADMIN + "ListServiceAccounts": _read(),

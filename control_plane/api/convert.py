@@ -36,6 +36,7 @@ def organization(o: OrganizationView) -> pb.Organization:
         create_time=ts(o.create_time),
         update_time=ts(o.update_time),
         access_token_ttl=duration_pb2.Duration(seconds=o.access_token_ttl_seconds),
+        max_delegation_depth=o.max_delegation_depth,
     )
 
 
@@ -126,4 +127,15 @@ def trust_policy_spec(p: trust_pb.TrustPolicy) -> TrustPolicySpec:
         service_accounts=list(p.service_accounts),
         scopes=list(p.scopes),
         audiences=list(p.audiences),
+    )
+
+
+def delegation_rule(r: dict[str, object]) -> pb.DelegationRule:
+    ct = r["create_time"]
+    assert isinstance(ct, dt.datetime)
+    return pb.DelegationRule(
+        name=str(r["name"]),
+        delegator=str(r["delegator"]),
+        delegate=str(r["delegate"]),
+        create_time=ts(ct),
     )

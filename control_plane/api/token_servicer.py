@@ -10,6 +10,7 @@ from agentauth.v1 import token_pb2_grpc
 
 from control_plane.api.interceptors import current_principal
 from control_plane.domain.errors import field_error
+from control_plane.services.delegation import TrustedBackendDelegation
 from control_plane.services.grants.base import ACCESS_TOKEN_TYPE, TokenRequest
 from control_plane.services.grants.registry import TokenEndpoint
 from control_plane.services.own_tokens import OwnTokens
@@ -22,8 +23,13 @@ _FIELDS = ("kid", "kty", "crv", "x", "y", "alg", "use")
 
 class TokenServicer(token_pb2_grpc.TokenServiceServicer):
     def __init__(
-        self, keys: SigningKeyManager, endpoint: TokenEndpoint, own_tokens: OwnTokens
+        self,
+        keys: SigningKeyManager,
+        endpoint: TokenEndpoint,
+        own_tokens: OwnTokens,
+        delegation: TrustedBackendDelegation,
     ) -> None:
+        self.delegation = delegation
         self.keys = keys
         self.endpoint = endpoint
         self.own_tokens = own_tokens
@@ -53,6 +59,8 @@ class TokenServicer(token_pb2_grpc.TokenServiceServicer):
                 service_account=request.service_account,
                 audience=tuple(request.audience),
                 scope=request.scope,
+                actor_token=request.actor_token,
+                actor_token_type=request.actor_token_type,
             )
         )
         return pb.ExchangeTokenResponse(
@@ -85,6 +93,23 @@ class TokenServicer(token_pb2_grpc.TokenServiceServicer):
             iss=c["iss"],
             jti=c["jti"],
             token_type="Bearer",
+        )
+
+    async def DelegateToken(
+        self, request: pb.DelegateTokenRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.DelegateTokenResponse:
+        minted = await self.delegation.delegate(
+            current_principal(),
+            request.user,
+            request.agent,
+            request.scope,
+            tuple(request.audience),
+        )
+        return pb.DelegateTokenResponse(
+            access_token=minted.token,
+            token_type="Bearer",
+            expires_in=minted.expires_in,
+            scope=" ".join(minted.scopes),
         )
 
     async def RevokeToken(

@@ -17,6 +17,7 @@ class OrganizationView:
     create_time: dt.datetime
     update_time: dt.datetime
     access_token_ttl_seconds: int = 300
+    max_delegation_depth: int = 4
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,8 @@ class TrustPolicySpec:
     service_accounts: list[str] = field(default_factory=list)
     scopes: list[str] = field(default_factory=list)
     audiences: list[str] = field(default_factory=list)
+
+
 EXTERNAL_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"})
 DEFAULT_ALGORITHMS = ("RS256", "ES256")
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )

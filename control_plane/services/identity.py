@@ -40,6 +40,7 @@ class OrgIdentity:
     policies: tuple[CompiledPolicy, ...]
     active_agents: frozenset[str]
     active_service_accounts: frozenset[str]
+    max_delegation_depth: int = 4
 
 
 @dataclass
@@ -115,8 +116,9 @@ class IdentityDirectory:
                 .all()
             )
             ttl = dt.timedelta(seconds=org.access_token_ttl_seconds)
+            depth = org.max_delegation_depth
         compiled = tuple(_compile(policy_view(p)) for p in policies)
-        return OrgIdentity(org_id, ttl, compiled, frozenset(agents), frozenset(sas))
+        return OrgIdentity(org_id, ttl, compiled, frozenset(agents), frozenset(sas), depth)
 
 
 def _compile(view: TrustPolicyView) -> CompiledPolicy:

@@ -61,6 +61,7 @@ class OrganizationService:
                 create_time=now,
                 update_time=now,
                 access_token_ttl_seconds=300,
+                max_delegation_depth=4,
             )
             await PlatformRepository(s).add(row)
             await self.ctx.barrier.create_org_key(s, org_id)
@@ -119,6 +120,7 @@ class OrganizationService:
 
 
 MIN_TOKEN_TTL = 60
+MAX_DEPTH = 8
 MAX_TOKEN_TTL = 900
 
 
@@ -135,12 +137,19 @@ class OrganizationSettings:
         paths: list[str],
         display_name: str,
         token_ttl_seconds: float | None,
+        max_delegation_depth: int = 0,
     ) -> OrganizationView:
         if not paths:
             raise field_error("update_mask", "name the fields to update", "FIELD_REQUIRED")
-        unknown = set(paths) - {"display_name", "access_token_ttl"}
+        unknown = set(paths) - {"display_name", "access_token_ttl", "max_delegation_depth"}
         if unknown:
-            raise field_error("update_mask", "only display_name and access_token_ttl")
+            raise field_error(
+                "update_mask", "only display_name, access_token_ttl and max_delegation_depth"
+            )
+        if "max_delegation_depth" in paths and not 1 <= max_delegation_depth <= MAX_DEPTH:
+            raise field_error(
+                "organization.max_delegation_depth", f"must be between 1 and {MAX_DEPTH}"
+            )
         if "display_name" in paths:
             display_name = v.display_name(display_name, "organization.display_name")
         ttl = 0
@@ -159,6 +168,8 @@ class OrganizationSettings:
                 row.display_name = display_name
             if ttl:
                 row.access_token_ttl_seconds = ttl
+            if "max_delegation_depth" in paths:
+                row.max_delegation_depth = max_delegation_depth
             row.update_time = self.ctx.clock.now()
         self.ctx.identity_changed(org_id)
         return org_view(row)

@@ -84,8 +84,7 @@ class OwnTokens:
             return inactive
         if not caller.is_platform_admin and claims["org_id"] != caller.org_id:
             return inactive
-        row = await issued_tokens.get(self.db, claims["org_id"], claims["jti"])
-        if row is None or row.revoke_time is not None:
+        if not await issued_tokens.active_chain(self.db, claims["org_id"], claims["jti"]):
             return inactive
         return Introspection(True, claims)
 
@@ -97,7 +96,14 @@ class OwnTokens:
             return
         if not caller.is_platform_admin and claims["org_id"] != caller.org_id:
             return
-        await issued_tokens.revoke(self.db, claims["org_id"], claims["jti"], self.clock.now())
+        await issued_tokens.revoke_tree(self.db, claims["org_id"], claims["jti"], self.clock.now())
+
+    async def verify_active(self, token: str) -> dict[str, Any]:
+        """Claims of a current, unrevoked token of ours (any audience): a subject token."""
+        claims = self._verified_claims(token, check_time=True)
+        if not await issued_tokens.active_chain(self.db, claims["org_id"], claims["jti"]):
+            raise TokenRejected("TOKEN_REVOKED")
+        return claims
 
     async def authenticate(self, token: str) -> Principal:
         """A service-account token addressed to agentauth itself (``aud`` = our issuer)."""

@@ -19,12 +19,13 @@ from typing import Any
 
 import psycopg
 from psycopg.types.json import Json
-from sqlalchemy import insert, update
+from sqlalchemy import bindparam, insert, text, update
 
 from control_plane.domain.errors import AlreadyExists, Unavailable
 from control_plane.storage.db import Database
 from control_plane.storage.models import IssuedToken
 from control_plane.storage.repositories import TenantRepository
+from control_plane.storage.types import UTCDateTime
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,3 +172,49 @@ async def revoke(db: Database, org_id: str, jti: str, now: dt.datetime) -> bool:
             .values(revoke_time=now)
         )
         return bool(result.rowcount)
+
+
+_CHAIN_STATE = text(
+    """
+    WITH RECURSIVE chain(jti, parent_jti, revoke_time) AS (
+        SELECT jti, parent_jti, revoke_time FROM issued_tokens
+        WHERE org_id = :org AND jti = :jti
+        UNION ALL
+        SELECT p.jti, p.parent_jti, p.revoke_time FROM issued_tokens p
+        JOIN chain c ON p.jti = c.parent_jti
+        WHERE p.org_id = :org
+    )
+    SELECT count(*) AS links, count(revoke_time) AS revoked FROM chain
+    """
+)
+
+_REVOKE_TREE = text(
+    """
+    WITH RECURSIVE tree(jti) AS (
+        SELECT jti FROM issued_tokens WHERE org_id = :org AND jti = :jti
+        UNION
+        SELECT c.jti FROM issued_tokens c JOIN tree t ON c.parent_jti = t.jti
+        WHERE c.org_id = :org
+    )
+    UPDATE issued_tokens SET revoke_time = :now
+    WHERE org_id = :org AND revoke_time IS NULL AND jti IN (SELECT jti FROM tree)
+    """
+).bindparams(bindparam("now", type_=UTCDateTime()))
+
+
+async def active_chain(db: Database, org_id: str, jti: str) -> bool:
+    """The token is recorded and neither it nor any ancestor is revoked.
+
+    Walking up the lineage at use time closes the race where a child is minted
+    while its parent is being revoked: the child is dead the moment any link is.
+    """
+    async with db.org_tx(org_id) as s:
+        row = (await s.execute(_CHAIN_STATE, {"org": org_id, "jti": jti})).one()
+    return bool(row.links) and not row.revoked
+
+
+async def revoke_tree(db: Database, org_id: str, jti: str, now: dt.datetime) -> int:
+    """Revoke a token and every token exchanged from it, transitively (RFC 7009 §2.1)."""
+    async with db.org_tx(org_id) as s:
+        result: Any = await s.execute(_REVOKE_TREE, {"org": org_id, "jti": jti, "now": now})
+        return int(result.rowcount or 0)

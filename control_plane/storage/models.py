@@ -62,6 +62,7 @@ class Organization(Base):
     access_token_ttl_seconds: Mapped[int] = mapped_column(
         Integer, default=300, server_default="300"
     )
+    max_delegation_depth: Mapped[int] = mapped_column(Integer, default=4, server_default="4")
     __table_args__ = (Index(None, "create_time", "id"),)
 
 
@@ -232,7 +233,40 @@ class IssuedToken(Base):
     parent_jti: Mapped[str | None] = mapped_column(String(64))
     root_jti: Mapped[str | None] = mapped_column(String(64))
     txn: Mapped[str | None] = mapped_column(String(64))
-    __table_args__ = (Index(None, "org_id", "expire_time"),)
+    __table_args__ = (
+        Index(None, "org_id", "expire_time"),
+        Index(None, "org_id", "parent_jti"),
+    )
+
+
+class DelegationRule(Base):
+    """RFC 8693 §4.4 ``may_act`` as org policy: which agent may delegate to which."""
+
+    __tablename__ = "delegation_rules"
+    org_id: Mapped[str] = _org_fk()
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    delegator_agent_id: Mapped[str] = mapped_column(ID)
+    delegate_agent_id: Mapped[str] = mapped_column(ID)
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    create_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["org_id", "delegator_agent_id"],
+            ["agents.org_id", "agents.id"],
+            ondelete="CASCADE",
+            name="fk_delegation_rules_delegator",
+        ),
+        ForeignKeyConstraint(
+            ["org_id", "delegate_agent_id"],
+            ["agents.org_id", "agents.id"],
+            ondelete="CASCADE",
+            name="fk_delegation_rules_delegate",
+        ),
+        UniqueConstraint("org_id", "delegator_agent_id", "delegate_agent_id"),
+        UniqueConstraint("org_id", "request_id"),
+        Index(None, "org_id", "create_time", "id"),
+    )
 
 
 class UsedAssertion(Base):
@@ -254,6 +288,7 @@ PLATFORM_TABLES: tuple[str, ...] = tuple(
 
 __all__ = [
     "Agent",
+    "DelegationRule",
     "IssuedToken",
     "TrustPolicy",
     "UsedAssertion",

@@ -49,7 +49,10 @@ class Minter:
         audiences: Sequence[str],
         ttl: dt.timedelta,
         not_after: dt.datetime | None = None,
-        extra: dict[str, Any] | None = None,
+        act: dict[str, Any] | None = None,
+        txn: str | None = None,
+        parent_jti: str | None = None,
+        root_jti: str | None = None,
     ) -> MintedToken:
         """Sign and record one token, living at most ``ttl``, 15 minutes and ``not_after``."""
         now = self.clock.now().replace(microsecond=0)
@@ -72,8 +75,11 @@ class Minter:
             "iat": int(now.timestamp()),
             "nbf": int(now.timestamp()),
             "exp": int(exp.timestamp()),
-            **(extra or {}),
         }
+        if act is not None:
+            claims["act"] = act
+        if txn is not None:
+            claims["txn"] = txn
         token = self.keys.sign(claims)
         await self.records.record(
             issued_tokens.IssuedTokenRecord(
@@ -85,6 +91,9 @@ class Minter:
                 audiences=aud_list,
                 issue_time=now,
                 expire_time=exp,
+                parent_jti=parent_jti,
+                root_jti=root_jti,
+                txn=txn,
             ),
         )
         return MintedToken(token, jti, int((exp - now).total_seconds()), tuple(scope_list))

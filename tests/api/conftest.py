@@ -103,7 +103,20 @@ class Harness:
                 ),
             )
         )
+        agent2 = await client.admin.RegisterAgent(
+            pb.RegisterAgentRequest(parent=org, agent=pb.Agent(display_name="Agent 2"))
+        )
+        rule = await client.admin.CreateDelegationRule(
+            pb.CreateDelegationRuleRequest(
+                parent=org,
+                delegation_rule=pb.DelegationRule(
+                    delegator=agent.agent.name, delegate=agent2.agent.name
+                ),
+            )
+        )
         return {
+            "agent2": agent2.agent.name,
+            "rule": rule.delegation_rule.name,
             "policy": policy.trust_policy.name,
             "org": org,
             "user": user.user.name,

@@ -62,6 +62,12 @@ ADDRESSED: dict[str, Callable[[Names], Any]] = {
     "GetTrustPolicy": lambda n: pb.GetTrustPolicyRequest(name=n["policy"]),
     "ListTrustPolicies": lambda n: pb.ListTrustPoliciesRequest(parent=n["agent"]),
     "DeleteTrustPolicy": lambda n: pb.DeleteTrustPolicyRequest(name=n["policy"]),
+    "CreateDelegationRule": lambda n: pb.CreateDelegationRuleRequest(
+        parent=n["org"],
+        delegation_rule=pb.DelegationRule(delegator=n["agent2"], delegate=n["agent"]),
+    ),
+    "ListDelegationRules": lambda n: pb.ListDelegationRulesRequest(parent=n["org"]),
+    "DeleteDelegationRule": lambda n: pb.DeleteDelegationRuleRequest(name=n["rule"]),
 }
 PUBLIC_JWK = {
     "kty": "EC",
@@ -243,6 +249,22 @@ def _bad_requests(org: str) -> list[tuple[str, Any]]:
             update_mask=field_mask_pb2.FieldMask(paths=["access_token_ttl"]))),
         ("UpdateOrganization", pb.UpdateOrganizationRequest(
             organization=pb.Organization(name=org), update_mask=field_mask_pb2.FieldMask(paths=["access_token_ttl"]))),
+    ]
+    # Delegation rules.
+    out += [
+        ("CreateDelegationRule", pb.CreateDelegationRuleRequest(parent=org)),
+        ("CreateDelegationRule", pb.CreateDelegationRuleRequest(
+            parent=org, delegation_rule=pb.DelegationRule(delegator=agent, delegate=agent))),
+        ("CreateDelegationRule", pb.CreateDelegationRuleRequest(
+            parent=org, delegation_rule=pb.DelegationRule(
+                delegator=agent, delegate="orgs/" + HEX + "/agents/" + "1" * 32))),
+        ("CreateDelegationRule", pb.CreateDelegationRuleRequest(
+            parent=org, delegation_rule=pb.DelegationRule(delegator=f"{org}/users/{HEX}", delegate=agent))),
+        ("DeleteDelegationRule", pb.DeleteDelegationRuleRequest(name=f"{org}/rules/{HEX}")),
+        ("ListDelegationRules", pb.ListDelegationRulesRequest(parent=agent)),
+        ("UpdateOrganization", pb.UpdateOrganizationRequest(
+            organization=pb.Organization(name=org, max_delegation_depth=99),
+            update_mask=field_mask_pb2.FieldMask(paths=["max_delegation_depth"]))),
     ]
     # Wrong collection for the RPC.
     out.append(("GetUser", pb.GetUserRequest(name=f"{org}/agents/{HEX}")))

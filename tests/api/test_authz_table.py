@@ -52,7 +52,7 @@ def test_every_mutation_is_audited() -> None:
     for method, rule in RULES.items():
         name = method.rsplit("/", 1)[1]
         mutating = name.startswith(
-            ("Create", "Delete", "Update", "Register", "Disable", "Revoke", "Exchange")
+            ("Create", "Delete", "Update", "Register", "Disable", "Revoke", "Exchange", "Delegate")
         )
         assert rule.audited == mutating, method
 

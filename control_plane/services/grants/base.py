@@ -32,6 +32,8 @@ class TokenRequest:
     service_account: str = ""
     audience: tuple[str, ...] = ()
     scope: str = ""
+    actor_token: str = ""
+    actor_token_type: str = ""
 
 
 class Grant(Protocol):

@@ -25,7 +25,7 @@ from control_plane.services.grants.base import (
     TokenRequest,
 )
 from control_plane.services.grants.issuance import issue_for_agent
-from control_plane.services.identity import CompiledPolicy, IdentityDirectory
+from control_plane.services.identity import CompiledPolicy, IdentityDirectory, OrgIdentity
 from control_plane.services.workload_tokens import Rejected, Unverified, parse_unverified, verify
 from control_plane.tokens.minting import MAX_TTL, MintedToken, Minter
 
@@ -63,7 +63,36 @@ class WorkloadTokenExchange:
         return claims
 
     def can_handle(self, request: TokenRequest) -> bool:
-        return request.grant_type == TOKEN_EXCHANGE
+        return request.grant_type == TOKEN_EXCHANGE and not request.actor_token
+
+    async def identify(
+        self, ident: OrgIdentity, token: str, wanted_agent: str | None
+    ) -> tuple[CompiledPolicy, dict[str, Any]]:
+        """The one agent of ``ident``'s org whose policy admits ``token``, or refuse.
+
+        Raises Rejected (nothing admits it) or InvalidRequest (several agents do).
+        """
+        parsed = parse_unverified(token)
+        now = self.clock.now().timestamp()
+        matches = []
+        reasons = []
+        for policy in ident.policies:
+            view = policy.view
+            if view.kind != "WORKLOAD_TOKEN" or view.agent_id not in ident.active_agents:
+                continue
+            if wanted_agent is not None and view.agent_id != wanted_agent:
+                continue
+            try:
+                claims = await self._verify_cached(token, parsed, policy, now)
+            except Rejected as exc:
+                reasons.append(exc.why)
+                continue
+            matches.append((policy, claims))
+        if not matches:
+            raise Rejected("; ".join(sorted(set(reasons)))[:300] or "no policy")
+        if len({p.view.agent_id for p, _ in matches}) > 1:
+            raise InvalidRequest("several agents admit this token: pass client_id")
+        return matches[0]
 
     async def handle(self, request: TokenRequest) -> MintedToken:
         if request.subject_token_type != JWT_TOKEN_TYPE:
@@ -89,46 +118,28 @@ class WorkloadTokenExchange:
             if agent.org_id != org_id:
                 raise InvalidGrant(debug="client_id in another org")
             wanted_agent = agent.id
-        try:
-            parsed = parse_unverified(request.subject_token)
-        except Rejected as exc:
-            raise InvalidGrant(debug=exc.why) from None
-
         ident = await self.directory.get(org_id)
         if ident is None:
             raise InvalidGrant(debug="no such org")
-        now = self.clock.now()
-        matches = []
-        reasons = []
-        for policy in ident.policies:
-            view = policy.view
-            if view.kind != "WORKLOAD_TOKEN" or view.agent_id not in ident.active_agents:
-                continue
-            if wanted_agent is not None and view.agent_id != wanted_agent:
-                continue
-            try:
-                claims = await self._verify_cached(
-                    request.subject_token, parsed, policy, now.timestamp()
-                )
-            except Rejected as exc:
-                reasons.append(exc.why)
-                continue
-            matches.append((policy, claims))
-        agents = {p.view.agent_id for p, _ in matches}
-        if not matches:
-            raise InvalidGrant(debug="; ".join(sorted(set(reasons)))[:300] or "no policy")
-        if len(agents) > 1:
-            raise InvalidRequest("several agents admit this token: pass client_id")
-        policy, claims = matches[0]
-        # The minted token never outlives the workload token (whole seconds, as
-        # in the JWT). A token within a second of expiry, or past it inside the
-        # verification leeway, is refused rather than minting a dead token; an
-        # absurdly far exp is clamped before it reaches datetime.
-        now_s = int(now.timestamp())
-        exp_s = min(float(claims["exp"]), now_s + MAX_TTL_SECONDS)
-        if exp_s < now_s + 2:
+        try:
+            policy, claims = await self.identify(ident, request.subject_token, wanted_agent)
+        except Rejected as exc:
+            raise InvalidGrant(debug=exc.why) from None
+        not_after = not_after_for(claims["exp"], self.clock.now())
+        if not_after is None:
             raise InvalidGrant(debug="subject token expires now")
-        not_after = dt.datetime.fromtimestamp(int(exp_s), dt.UTC)
         return await issue_for_agent(
             self.minter, request, ident, policy.view.agent_id, policy, not_after=not_after
         )
+
+
+def not_after_for(exp: float, now: dt.datetime) -> dt.datetime | None:
+    """A minted token never outlives the credential it came from (whole seconds, as
+    in the JWT). Within a second of expiry, or past it inside the verification
+    leeway, there is nothing to mint; an absurdly far exp is clamped before it
+    reaches datetime."""
+    now_s = int(now.timestamp())
+    exp_s = min(float(exp), now_s + MAX_TTL_SECONDS)
+    if exp_s < now_s + 2:
+        return None
+    return dt.datetime.fromtimestamp(int(exp_s), dt.UTC)

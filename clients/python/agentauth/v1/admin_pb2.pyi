@@ -57,20 +57,22 @@ API_KEY_STATE_ACTIVE: ApiKeyState
 API_KEY_STATE_REVOKED: ApiKeyState
 
 class Organization(_message.Message):
-    __slots__ = ("name", "display_name", "state", "create_time", "update_time", "access_token_ttl")
+    __slots__ = ("name", "display_name", "state", "create_time", "update_time", "access_token_ttl", "max_delegation_depth")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     ACCESS_TOKEN_TTL_FIELD_NUMBER: _ClassVar[int]
+    MAX_DELEGATION_DEPTH_FIELD_NUMBER: _ClassVar[int]
     name: str
     display_name: str
     state: OrganizationState
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
     access_token_ttl: _duration_pb2.Duration
-    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[OrganizationState, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., access_token_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    max_delegation_depth: int
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[OrganizationState, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., access_token_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_delegation_depth: _Optional[int] = ...) -> None: ...
 
 class User(_message.Message):
     __slots__ = ("name", "external_id", "display_name", "email", "state", "create_time", "update_time")
@@ -491,5 +493,61 @@ class DeleteTrustPolicyRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class DeleteTrustPolicyResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DelegationRule(_message.Message):
+    __slots__ = ("name", "delegator", "delegate", "create_time")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DELEGATOR_FIELD_NUMBER: _ClassVar[int]
+    DELEGATE_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    delegator: str
+    delegate: str
+    create_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., delegator: _Optional[str] = ..., delegate: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateDelegationRuleRequest(_message.Message):
+    __slots__ = ("parent", "delegation_rule", "request_id")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    DELEGATION_RULE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    delegation_rule: DelegationRule
+    request_id: str
+    def __init__(self, parent: _Optional[str] = ..., delegation_rule: _Optional[_Union[DelegationRule, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class CreateDelegationRuleResponse(_message.Message):
+    __slots__ = ("delegation_rule",)
+    DELEGATION_RULE_FIELD_NUMBER: _ClassVar[int]
+    delegation_rule: DelegationRule
+    def __init__(self, delegation_rule: _Optional[_Union[DelegationRule, _Mapping]] = ...) -> None: ...
+
+class ListDelegationRulesRequest(_message.Message):
+    __slots__ = ("parent", "page_size", "page_token")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    page_size: int
+    page_token: str
+    def __init__(self, parent: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListDelegationRulesResponse(_message.Message):
+    __slots__ = ("delegation_rules", "next_page_token")
+    DELEGATION_RULES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    delegation_rules: _containers.RepeatedCompositeFieldContainer[DelegationRule]
+    next_page_token: str
+    def __init__(self, delegation_rules: _Optional[_Iterable[_Union[DelegationRule, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class DeleteDelegationRuleRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteDelegationRuleResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -134,6 +134,21 @@ class AdminServiceStub:
                 request_serializer=agentauth_dot_v1_dot_admin__pb2.DeleteTrustPolicyRequest.SerializeToString,
                 response_deserializer=agentauth_dot_v1_dot_admin__pb2.DeleteTrustPolicyResponse.FromString,
                 _registered_method=True)
+        self.CreateDelegationRule = channel.unary_unary(
+                '/agentauth.v1.AdminService/CreateDelegationRule',
+                request_serializer=agentauth_dot_v1_dot_admin__pb2.CreateDelegationRuleRequest.SerializeToString,
+                response_deserializer=agentauth_dot_v1_dot_admin__pb2.CreateDelegationRuleResponse.FromString,
+                _registered_method=True)
+        self.ListDelegationRules = channel.unary_unary(
+                '/agentauth.v1.AdminService/ListDelegationRules',
+                request_serializer=agentauth_dot_v1_dot_admin__pb2.ListDelegationRulesRequest.SerializeToString,
+                response_deserializer=agentauth_dot_v1_dot_admin__pb2.ListDelegationRulesResponse.FromString,
+                _registered_method=True)
+        self.DeleteDelegationRule = channel.unary_unary(
+                '/agentauth.v1.AdminService/DeleteDelegationRule',
+                request_serializer=agentauth_dot_v1_dot_admin__pb2.DeleteDelegationRuleRequest.SerializeToString,
+                response_deserializer=agentauth_dot_v1_dot_admin__pb2.DeleteDelegationRuleResponse.FromString,
+                _registered_method=True)
         self.CreateServiceAccount = channel.unary_unary(
                 '/agentauth.v1.AdminService/CreateServiceAccount',
                 request_serializer=agentauth_dot_v1_dot_admin__pb2.CreateServiceAccountRequest.SerializeToString,
@@ -311,6 +326,28 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateDelegationRule(self, request, context):
+        """Allows one agent to delegate to another in an organization (the may_act
+        policy of RFC 8693 §4.4, configured per org).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDelegationRules(self, request, context):
+        """Lists an organization's delegation rules.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteDelegationRule(self, request, context):
+        """Deletes a delegation rule.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateServiceAccount(self, request, context):
         """Creates a service account in an organization.
         """
@@ -452,6 +489,21 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.DeleteTrustPolicy,
                     request_deserializer=agentauth_dot_v1_dot_admin__pb2.DeleteTrustPolicyRequest.FromString,
                     response_serializer=agentauth_dot_v1_dot_admin__pb2.DeleteTrustPolicyResponse.SerializeToString,
+            ),
+            'CreateDelegationRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateDelegationRule,
+                    request_deserializer=agentauth_dot_v1_dot_admin__pb2.CreateDelegationRuleRequest.FromString,
+                    response_serializer=agentauth_dot_v1_dot_admin__pb2.CreateDelegationRuleResponse.SerializeToString,
+            ),
+            'ListDelegationRules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDelegationRules,
+                    request_deserializer=agentauth_dot_v1_dot_admin__pb2.ListDelegationRulesRequest.FromString,
+                    response_serializer=agentauth_dot_v1_dot_admin__pb2.ListDelegationRulesResponse.SerializeToString,
+            ),
+            'DeleteDelegationRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteDelegationRule,
+                    request_deserializer=agentauth_dot_v1_dot_admin__pb2.DeleteDelegationRuleRequest.FromString,
+                    response_serializer=agentauth_dot_v1_dot_admin__pb2.DeleteDelegationRuleResponse.SerializeToString,
             ),
             'CreateServiceAccount': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateServiceAccount,
@@ -985,6 +1037,87 @@ class AdminService:
             '/agentauth.v1.AdminService/DeleteTrustPolicy',
             agentauth_dot_v1_dot_admin__pb2.DeleteTrustPolicyRequest.SerializeToString,
             agentauth_dot_v1_dot_admin__pb2.DeleteTrustPolicyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateDelegationRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentauth.v1.AdminService/CreateDelegationRule',
+            agentauth_dot_v1_dot_admin__pb2.CreateDelegationRuleRequest.SerializeToString,
+            agentauth_dot_v1_dot_admin__pb2.CreateDelegationRuleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDelegationRules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentauth.v1.AdminService/ListDelegationRules',
+            agentauth_dot_v1_dot_admin__pb2.ListDelegationRulesRequest.SerializeToString,
+            agentauth_dot_v1_dot_admin__pb2.ListDelegationRulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteDelegationRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentauth.v1.AdminService/DeleteDelegationRule',
+            agentauth_dot_v1_dot_admin__pb2.DeleteDelegationRuleRequest.SerializeToString,
+            agentauth_dot_v1_dot_admin__pb2.DeleteDelegationRuleResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61gentauth/v1/token.proto\x12\x0c\x61gentauth.v1\"\\\n\x03Jwk\x12\x0b\n\x03kid\x18\x01 \x01(\t\x12\x0b\n\x03kty\x18\x02 \x01(\t\x12\x0b\n\x03\x63rv\x18\x03 \x01(\t\x12\t\n\x01x\x18\x04 \x01(\t\x12\t\n\x01y\x18\x05 \x01(\t\x12\x0b\n\x03\x61lg\x18\x06 \x01(\t\x12\x0b\n\x03use\x18\x07 \x01(\t\"\x10\n\x0eGetJwksRequest\"E\n\x0fGetJwksResponse\x12\x1f\n\x04keys\x18\x01 \x03(\x0b\x32\x11.agentauth.v1.Jwk\x12\x11\n\tjwks_json\x18\x02 \x01(\t\"\x97\x02\n\x14\x45xchangeTokenRequest\x12\x12\n\ngrant_type\x18\x01 \x01(\t\x12\x15\n\rsubject_token\x18\x02 \x01(\t\x12\x1a\n\x12subject_token_type\x18\x03 \x01(\t\x12\x1c\n\x14requested_token_type\x18\x04 \x01(\t\x12\x1d\n\x15\x63lient_assertion_type\x18\x05 \x01(\t\x12\x18\n\x10\x63lient_assertion\x18\x06 \x01(\t\x12\x11\n\tclient_id\x18\x07 \x01(\t\x12\x14\n\x0corganization\x18\x08 \x01(\t\x12\x17\n\x0fservice_account\x18\t \x01(\t\x12\x10\n\x08\x61udience\x18\n \x03(\t\x12\r\n\x05scope\x18\x0b \x01(\t\"\x7f\n\x15\x45xchangeTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x19\n\x11issued_token_type\x18\x02 \x01(\t\x12\x12\n\ntoken_type\x18\x03 \x01(\t\x12\x12\n\nexpires_in\x18\x04 \x01(\x03\x12\r\n\x05scope\x18\x05 \x01(\t\"@\n\x16IntrospectTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x17\n\x0ftoken_type_hint\x18\x02 \x01(\t\"\xca\x01\n\x17IntrospectTokenResponse\x12\x0e\n\x06\x61\x63tive\x18\x01 \x01(\x08\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x11\n\tclient_id\x18\x03 \x01(\t\x12\x0b\n\x03sub\x18\x04 \x01(\t\x12\x0e\n\x06org_id\x18\x05 \x01(\t\x12\x0b\n\x03\x65xp\x18\x06 \x01(\x03\x12\x0b\n\x03iat\x18\x07 \x01(\x03\x12\x0b\n\x03nbf\x18\x08 \x01(\x03\x12\x0b\n\x03\x61ud\x18\t \x03(\t\x12\x0b\n\x03iss\x18\n \x01(\t\x12\x0b\n\x03jti\x18\x0b \x01(\t\x12\x12\n\ntoken_type\x18\x0c \x01(\t\"<\n\x12RevokeTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x17\n\x0ftoken_type_hint\x18\x02 \x01(\t\"\x15\n\x13RevokeTokenResponse2\xe4\x02\n\x0cTokenService\x12\x46\n\x07GetJwks\x12\x1c.agentauth.v1.GetJwksRequest\x1a\x1d.agentauth.v1.GetJwksResponse\x12X\n\rExchangeToken\x12\".agentauth.v1.ExchangeTokenRequest\x1a#.agentauth.v1.ExchangeTokenResponse\x12^\n\x0fIntrospectToken\x12$.agentauth.v1.IntrospectTokenRequest\x1a%.agentauth.v1.IntrospectTokenResponse\x12R\n\x0bRevokeToken\x12 .agentauth.v1.RevokeTokenRequest\x1a!.agentauth.v1.RevokeTokenResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61gentauth/v1/token.proto\x12\x0c\x61gentauth.v1\"\\\n\x03Jwk\x12\x0b\n\x03kid\x18\x01 \x01(\t\x12\x0b\n\x03kty\x18\x02 \x01(\t\x12\x0b\n\x03\x63rv\x18\x03 \x01(\t\x12\t\n\x01x\x18\x04 \x01(\t\x12\t\n\x01y\x18\x05 \x01(\t\x12\x0b\n\x03\x61lg\x18\x06 \x01(\t\x12\x0b\n\x03use\x18\x07 \x01(\t\"\x10\n\x0eGetJwksRequest\"E\n\x0fGetJwksResponse\x12\x1f\n\x04keys\x18\x01 \x03(\x0b\x32\x11.agentauth.v1.Jwk\x12\x11\n\tjwks_json\x18\x02 \x01(\t\"\xc6\x02\n\x14\x45xchangeTokenRequest\x12\x12\n\ngrant_type\x18\x01 \x01(\t\x12\x15\n\rsubject_token\x18\x02 \x01(\t\x12\x1a\n\x12subject_token_type\x18\x03 \x01(\t\x12\x1c\n\x14requested_token_type\x18\x04 \x01(\t\x12\x1d\n\x15\x63lient_assertion_type\x18\x05 \x01(\t\x12\x18\n\x10\x63lient_assertion\x18\x06 \x01(\t\x12\x11\n\tclient_id\x18\x07 \x01(\t\x12\x14\n\x0corganization\x18\x08 \x01(\t\x12\x17\n\x0fservice_account\x18\t \x01(\t\x12\x10\n\x08\x61udience\x18\n \x03(\t\x12\r\n\x05scope\x18\x0b \x01(\t\x12\x13\n\x0b\x61\x63tor_token\x18\x0c \x01(\t\x12\x18\n\x10\x61\x63tor_token_type\x18\r \x01(\t\"\x7f\n\x15\x45xchangeTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x19\n\x11issued_token_type\x18\x02 \x01(\t\x12\x12\n\ntoken_type\x18\x03 \x01(\t\x12\x12\n\nexpires_in\x18\x04 \x01(\x03\x12\r\n\x05scope\x18\x05 \x01(\t\"@\n\x16IntrospectTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x17\n\x0ftoken_type_hint\x18\x02 \x01(\t\"\xca\x01\n\x17IntrospectTokenResponse\x12\x0e\n\x06\x61\x63tive\x18\x01 \x01(\x08\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x11\n\tclient_id\x18\x03 \x01(\t\x12\x0b\n\x03sub\x18\x04 \x01(\t\x12\x0e\n\x06org_id\x18\x05 \x01(\t\x12\x0b\n\x03\x65xp\x18\x06 \x01(\x03\x12\x0b\n\x03iat\x18\x07 \x01(\x03\x12\x0b\n\x03nbf\x18\x08 \x01(\x03\x12\x0b\n\x03\x61ud\x18\t \x03(\t\x12\x0b\n\x03iss\x18\n \x01(\t\x12\x0b\n\x03jti\x18\x0b \x01(\t\x12\x12\n\ntoken_type\x18\x0c \x01(\t\"<\n\x12RevokeTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x17\n\x0ftoken_type_hint\x18\x02 \x01(\t\"\x15\n\x13RevokeTokenResponse\"T\n\x14\x44\x65legateTokenRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\r\n\x05scope\x18\x03 \x01(\t\x12\x10\n\x08\x61udience\x18\x04 \x03(\t\"d\n\x15\x44\x65legateTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x03\x12\r\n\x05scope\x18\x04 \x01(\t2\xbe\x03\n\x0cTokenService\x12\x46\n\x07GetJwks\x12\x1c.agentauth.v1.GetJwksRequest\x1a\x1d.agentauth.v1.GetJwksResponse\x12X\n\rExchangeToken\x12\".agentauth.v1.ExchangeTokenRequest\x1a#.agentauth.v1.ExchangeTokenResponse\x12^\n\x0fIntrospectToken\x12$.agentauth.v1.IntrospectTokenRequest\x1a%.agentauth.v1.IntrospectTokenResponse\x12R\n\x0bRevokeToken\x12 .agentauth.v1.RevokeTokenRequest\x1a!.agentauth.v1.RevokeTokenResponse\x12X\n\rDelegateToken\x12\".agentauth.v1.DelegateTokenRequest\x1a#.agentauth.v1.DelegateTokenResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,17 +38,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETJWKSRESPONSE']._serialized_start=154
   _globals['_GETJWKSRESPONSE']._serialized_end=223
   _globals['_EXCHANGETOKENREQUEST']._serialized_start=226
-  _globals['_EXCHANGETOKENREQUEST']._serialized_end=505
-  _globals['_EXCHANGETOKENRESPONSE']._serialized_start=507
-  _globals['_EXCHANGETOKENRESPONSE']._serialized_end=634
-  _globals['_INTROSPECTTOKENREQUEST']._serialized_start=636
-  _globals['_INTROSPECTTOKENREQUEST']._serialized_end=700
-  _globals['_INTROSPECTTOKENRESPONSE']._serialized_start=703
-  _globals['_INTROSPECTTOKENRESPONSE']._serialized_end=905
-  _globals['_REVOKETOKENREQUEST']._serialized_start=907
-  _globals['_REVOKETOKENREQUEST']._serialized_end=967
-  _globals['_REVOKETOKENRESPONSE']._serialized_start=969
-  _globals['_REVOKETOKENRESPONSE']._serialized_end=990
-  _globals['_TOKENSERVICE']._serialized_start=993
-  _globals['_TOKENSERVICE']._serialized_end=1349
+  _globals['_EXCHANGETOKENREQUEST']._serialized_end=552
+  _globals['_EXCHANGETOKENRESPONSE']._serialized_start=554
+  _globals['_EXCHANGETOKENRESPONSE']._serialized_end=681
+  _globals['_INTROSPECTTOKENREQUEST']._serialized_start=683
+  _globals['_INTROSPECTTOKENREQUEST']._serialized_end=747
+  _globals['_INTROSPECTTOKENRESPONSE']._serialized_start=750
+  _globals['_INTROSPECTTOKENRESPONSE']._serialized_end=952
+  _globals['_REVOKETOKENREQUEST']._serialized_start=954
+  _globals['_REVOKETOKENREQUEST']._serialized_end=1014
+  _globals['_REVOKETOKENRESPONSE']._serialized_start=1016
+  _globals['_REVOKETOKENRESPONSE']._serialized_end=1037
+  _globals['_DELEGATETOKENREQUEST']._serialized_start=1039
+  _globals['_DELEGATETOKENREQUEST']._serialized_end=1123
+  _globals['_DELEGATETOKENRESPONSE']._serialized_start=1125
+  _globals['_DELEGATETOKENRESPONSE']._serialized_end=1225
+  _globals['_TOKENSERVICE']._serialized_start=1228
+  _globals['_TOKENSERVICE']._serialized_end=1674
 # @@protoc_insertion_point(module_scope)

@@ -37,7 +37,7 @@ class GetJwksResponse(_message.Message):
     def __init__(self, keys: _Optional[_Iterable[_Union[Jwk, _Mapping]]] = ..., jwks_json: _Optional[str] = ...) -> None: ...
 
 class ExchangeTokenRequest(_message.Message):
-    __slots__ = ("grant_type", "subject_token", "subject_token_type", "requested_token_type", "client_assertion_type", "client_assertion", "client_id", "organization", "service_account", "audience", "scope")
+    __slots__ = ("grant_type", "subject_token", "subject_token_type", "requested_token_type", "client_assertion_type", "client_assertion", "client_id", "organization", "service_account", "audience", "scope", "actor_token", "actor_token_type")
     GRANT_TYPE_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_TOKEN_FIELD_NUMBER: _ClassVar[int]
     SUBJECT_TOKEN_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,8 @@ class ExchangeTokenRequest(_message.Message):
     SERVICE_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
     AUDIENCE_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_TOKEN_TYPE_FIELD_NUMBER: _ClassVar[int]
     grant_type: str
     subject_token: str
     subject_token_type: str
@@ -60,7 +62,9 @@ class ExchangeTokenRequest(_message.Message):
     service_account: str
     audience: _containers.RepeatedScalarFieldContainer[str]
     scope: str
-    def __init__(self, grant_type: _Optional[str] = ..., subject_token: _Optional[str] = ..., subject_token_type: _Optional[str] = ..., requested_token_type: _Optional[str] = ..., client_assertion_type: _Optional[str] = ..., client_assertion: _Optional[str] = ..., client_id: _Optional[str] = ..., organization: _Optional[str] = ..., service_account: _Optional[str] = ..., audience: _Optional[_Iterable[str]] = ..., scope: _Optional[str] = ...) -> None: ...
+    actor_token: str
+    actor_token_type: str
+    def __init__(self, grant_type: _Optional[str] = ..., subject_token: _Optional[str] = ..., subject_token_type: _Optional[str] = ..., requested_token_type: _Optional[str] = ..., client_assertion_type: _Optional[str] = ..., client_assertion: _Optional[str] = ..., client_id: _Optional[str] = ..., organization: _Optional[str] = ..., service_account: _Optional[str] = ..., audience: _Optional[_Iterable[str]] = ..., scope: _Optional[str] = ..., actor_token: _Optional[str] = ..., actor_token_type: _Optional[str] = ...) -> None: ...
 
 class ExchangeTokenResponse(_message.Message):
     __slots__ = ("access_token", "issued_token_type", "token_type", "expires_in", "scope")
@@ -123,3 +127,27 @@ class RevokeTokenRequest(_message.Message):
 class RevokeTokenResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class DelegateTokenRequest(_message.Message):
+    __slots__ = ("user", "agent", "scope", "audience")
+    USER_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    AUDIENCE_FIELD_NUMBER: _ClassVar[int]
+    user: str
+    agent: str
+    scope: str
+    audience: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, user: _Optional[str] = ..., agent: _Optional[str] = ..., scope: _Optional[str] = ..., audience: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DelegateTokenResponse(_message.Message):
+    __slots__ = ("access_token", "token_type", "expires_in", "scope")
+    ACCESS_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_TYPE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_IN_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    access_token: str
+    token_type: str
+    expires_in: int
+    scope: str
+    def __init__(self, access_token: _Optional[str] = ..., token_type: _Optional[str] = ..., expires_in: _Optional[int] = ..., scope: _Optional[str] = ...) -> None: ...

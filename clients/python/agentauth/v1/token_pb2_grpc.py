@@ -55,6 +55,11 @@ class TokenServiceStub:
                 request_serializer=agentauth_dot_v1_dot_token__pb2.RevokeTokenRequest.SerializeToString,
                 response_deserializer=agentauth_dot_v1_dot_token__pb2.RevokeTokenResponse.FromString,
                 _registered_method=True)
+        self.DelegateToken = channel.unary_unary(
+                '/agentauth.v1.TokenService/DelegateToken',
+                request_serializer=agentauth_dot_v1_dot_token__pb2.DelegateTokenRequest.SerializeToString,
+                response_deserializer=agentauth_dot_v1_dot_token__pb2.DelegateTokenResponse.FromString,
+                _registered_method=True)
 
 
 class TokenServiceServicer:
@@ -88,7 +93,17 @@ class TokenServiceServicer:
 
     def RevokeToken(self, request, context):
         """RFC 7009 revocation of a token issued by this control plane, for a caller
-        of the same organization.
+        of the same organization. Revoking a token revokes every token exchanged
+        from it, transitively.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DelegateToken(self, request, context):
+        """A trusted backend (authenticated with its own service-account token)
+        delegates an active user of its organization to a named agent: the token's
+        "sub" is the user and its "act" the agent.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -116,6 +131,11 @@ def add_TokenServiceServicer_to_server(servicer, server):
                     servicer.RevokeToken,
                     request_deserializer=agentauth_dot_v1_dot_token__pb2.RevokeTokenRequest.FromString,
                     response_serializer=agentauth_dot_v1_dot_token__pb2.RevokeTokenResponse.SerializeToString,
+            ),
+            'DelegateToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.DelegateToken,
+                    request_deserializer=agentauth_dot_v1_dot_token__pb2.DelegateTokenRequest.FromString,
+                    response_serializer=agentauth_dot_v1_dot_token__pb2.DelegateTokenResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -227,6 +247,33 @@ class TokenService:
             '/agentauth.v1.TokenService/RevokeToken',
             agentauth_dot_v1_dot_token__pb2.RevokeTokenRequest.SerializeToString,
             agentauth_dot_v1_dot_token__pb2.RevokeTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DelegateToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentauth.v1.TokenService/DelegateToken',
+            agentauth_dot_v1_dot_token__pb2.DelegateTokenRequest.SerializeToString,
+            agentauth_dot_v1_dot_token__pb2.DelegateTokenResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -34,9 +34,7 @@ def _postgres_row_level_security() -> None:
             "WITH CHECK (org_id = current_setting('app.org_id', true))"
         )
     op.execute(RECORD_FUNCTION)
-    op.execute(
-        f"GRANT EXECUTE ON FUNCTION agentauth_record_issued_tokens(json) TO {APP_ROLE}"
-    )
+    op.execute(f"GRANT EXECUTE ON FUNCTION agentauth_record_issued_tokens(json) TO {APP_ROLE}")
 
 
 RECORD_FUNCTION = """

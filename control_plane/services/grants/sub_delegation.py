@@ -1,0 +1,167 @@
+"""RFC 8693 sub-delegation: a delegated token plus the next agent's credential.
+
+§2.1: "actor_token ... represents the identity of the acting party". The new
+token keeps ``sub`` and ``org_id``; its outermost ``act`` is the authenticated
+actor and the previous ``act`` is nested inside it, copied verbatim from the
+verified subject token (§4.1). It can only narrow: scopes ⊆ parent ∩ the actor's
+policy, audiences from the actor's allow-list, ``exp`` ≤ the parent's. Which
+agent may delegate to which is org policy (§4.4 ``may_act``); anything else, and
+chains past the org's depth limit, is ``invalid_request``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from control_plane.domain import names
+from control_plane.domain.delegation import (
+    ChainInvalid,
+    actor_chain,
+    attenuate,
+    child_expiry,
+    nest,
+)
+from control_plane.domain.errors import (
+    AgentAuthError,
+    InvalidArgument,
+    InvalidGrant,
+    InvalidRequest,
+    InvalidScope,
+    InvalidTarget,
+)
+from control_plane.services.delegation import DelegationRuleService
+from control_plane.services.grants.base import (
+    ACCESS_TOKEN_TYPE,
+    JWT_TOKEN_TYPE,
+    MAX_PARAM,
+    TOKEN_EXCHANGE,
+    TokenRequest,
+)
+from control_plane.services.grants.issuance import requested_scopes
+from control_plane.services.grants.workload_exchange import WorkloadTokenExchange
+from control_plane.services.identity import IdentityDirectory
+from control_plane.services.own_tokens import OwnTokens
+from control_plane.services.workload_tokens import Rejected
+from control_plane.storage import issued_tokens
+from control_plane.tokens.minting import MintedToken, Minter
+
+
+class SubDelegation:
+    def __init__(
+        self,
+        own_tokens: OwnTokens,
+        workloads: WorkloadTokenExchange,
+        rules: DelegationRuleService,
+        directory: IdentityDirectory,
+        minter: Minter,
+    ) -> None:
+        self.own_tokens = own_tokens
+        self.workloads = workloads
+        self.rules = rules
+        self.directory = directory
+        self.minter = minter
+
+    def can_handle(self, request: TokenRequest) -> bool:
+        return request.grant_type == TOKEN_EXCHANGE and bool(request.actor_token)
+
+    async def handle(self, request: TokenRequest) -> MintedToken:
+        if request.subject_token_type != ACCESS_TOKEN_TYPE:
+            raise InvalidRequest(
+                "subject_token_type must be urn:ietf:params:oauth:token-type:access_token"
+            )
+        if request.actor_token_type != JWT_TOKEN_TYPE:
+            raise InvalidRequest("actor_token_type must be urn:ietf:params:oauth:token-type:jwt")
+        if request.requested_token_type not in ("", ACCESS_TOKEN_TYPE):
+            raise InvalidRequest("only access tokens can be requested")
+        if request.client_assertion or request.client_assertion_type:
+            raise InvalidRequest("client_assertion is not used with token exchange")
+        for token in (request.subject_token, request.actor_token):
+            if not token or len(token) > MAX_PARAM:
+                raise InvalidRequest("subject_token and actor_token are required")
+
+        try:
+            parent = await self.own_tokens.verify_active(request.subject_token)
+        except AgentAuthError as exc:
+            raise InvalidGrant(debug=f"subject: {exc.reason}") from None
+        try:
+            chain = actor_chain(parent.get("act"))
+        except ChainInvalid as exc:
+            raise InvalidGrant(debug=str(exc)) from None
+        if not chain:
+            raise InvalidRequest("the subject token is not a delegated token")
+        org_id = parent["org_id"]
+        ident = await self.directory.get(org_id)
+        if ident is None:
+            raise InvalidGrant(debug="org gone")
+        if len(chain) + 1 > ident.max_delegation_depth:
+            raise InvalidRequest("the delegation chain is at its maximum depth")
+
+        wanted = None
+        if request.client_id:
+            try:
+                wanted = names.parse_child(request.client_id, "agents", "client_id")
+            except InvalidArgument:
+                raise InvalidRequest("client_id must be orgs/{org}/agents/{agent}") from None
+            if wanted.org_id != org_id:
+                raise InvalidRequest("the actor is not in the subject token's organization")
+        try:
+            policy, actor_claims = await self.workloads.identify(
+                ident, request.actor_token, wanted.id if wanted else None
+            )
+        except Rejected as exc:
+            raise InvalidRequest("the actor_token is not acceptable", debug=exc.why) from None
+        delegate_id = policy.view.agent_id
+        try:
+            delegator = names.parse_child(chain[0], "agents", "act.sub")
+        except InvalidArgument:
+            raise InvalidGrant(debug="current actor is not an agent") from None
+        if delegator.org_id != org_id or not await self.rules.allows(
+            org_id, delegator.id, delegate_id
+        ):
+            raise InvalidRequest("this agent may not delegate to that agent")
+
+        asked = requested_scopes(request)
+        granted = attenuate(
+            frozenset(str(parent.get("scope", "")).split()),
+            frozenset(policy.view.scopes),
+            frozenset(asked) if asked is not None else None,
+        )
+        if granted is None:
+            raise InvalidScope()
+        scopes = sorted(granted)
+        parent_aud = parent["aud"] if isinstance(parent["aud"], list) else [parent["aud"]]
+        allowed_aud = set(policy.view.audiences)
+        if request.audience:
+            if not set(request.audience) <= allowed_aud:
+                raise InvalidTarget()
+            audiences = list(dict.fromkeys(request.audience))
+        else:
+            audiences = [a for a in parent_aud if a in allowed_aud]
+            if not audiences:
+                raise InvalidTarget("no audience of the parent is allowed for this agent")
+        now = int(self.minter.clock.now().timestamp())
+        exp = child_expiry(
+            int(parent["exp"]), int(actor_claims["exp"]), now, int(ident.token_ttl.total_seconds())
+        )
+        if exp is None:
+            raise InvalidGrant(debug="parent or actor expires now")
+        not_after = dt.datetime.fromtimestamp(exp, dt.UTC)
+        agent_name = names.child_name(org_id, "agents", delegate_id)
+        return await self.minter.mint(
+            org_id=org_id,
+            subject=parent["sub"],
+            client_id=agent_name,
+            scopes=scopes,
+            audiences=audiences,
+            ttl=ident.token_ttl,
+            not_after=not_after,
+            act=nest(agent_name, parent["act"]),
+            txn=parent.get("txn") if isinstance(parent.get("txn"), str) else None,
+            parent_jti=parent["jti"],
+            root_jti=await self._root(org_id, parent["jti"]),
+        )
+
+    async def _root(self, org_id: str, parent_jti: str) -> str:
+        """The chain root is recorded on every link; a first hop is its own root."""
+        row = await issued_tokens.get(self.own_tokens.db, org_id, parent_jti)
+        return (row.root_jti if row is not None else None) or parent_jti

@@ -1,0 +1,169 @@
+"""User-delegated tokens and RFC 8693 sub-delegation chains with nested act."""
+
+from __future__ import annotations
+
+import jwt
+import pytest
+from google.protobuf import field_mask_pb2
+
+from agentauth import InvalidArgumentError, NotFoundError, PermissionDeniedError, UnauthenticatedError
+from agentauth.v1 import admin_pb2 as pb
+from agentauth.v1 import token_pb2 as tpb
+from agentauth.v1 import trust_policy_pb2 as trust
+from control_plane.sandbox import KubernetesIssuer
+
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt"
+ACCESS_TYPE = "urn:ietf:params:oauth:token-type:access_token"
+API = "https://api.internal.example"
+
+
+class Chain:
+    """An org with a user, a backend, and agents O (orchestrator), S and T."""
+
+    def __init__(self, harness, k8s: KubernetesIssuer) -> None:
+        self.h = harness
+        self.k8s = k8s
+
+    async def setup(self) -> Chain:
+        h = self.h
+        self.org, self.admin, _ = await h.new_org()
+        self.user = (await self.admin.admin.CreateUser(pb.CreateUserRequest(
+            parent=self.org, user=pb.User(external_id="alice")))).user.name
+        sa = (await self.admin.admin.ListServiceAccounts(
+            pb.ListServiceAccountsRequest(parent=self.org))).service_accounts[0].name
+        self.agents = {}
+        scopes = {"backend": [], "O": ["a", "b", "c"], "S": ["a", "b"], "T": ["a", "b"], "U": ["a"]}
+        for name, allowed in scopes.items():
+            agent = (await self.admin.admin.RegisterAgent(pb.RegisterAgentRequest(
+                parent=self.org, agent=pb.Agent(display_name=name)))).agent.name
+            self.agents[name] = agent
+            await self.admin.admin.CreateTrustPolicy(pb.CreateTrustPolicyRequest(
+                parent=agent, trust_policy=trust.TrustPolicy(
+                    kind=trust.TRUST_POLICY_KIND_WORKLOAD_TOKEN, issuer=self.k8s.issuer,
+                    discovery_url=self.k8s.issuer + "/.well-known/openid-configuration",
+                    audience="agentauth", subject=f"system:serviceaccount:agents:{name.lower()}",
+                    service_accounts=[sa], scopes=allowed,
+                    audiences=[h.servers.tokens.issuer] if name == "backend" else [API],
+                )))
+        for frm, to in (("O", "S"), ("S", "T"), ("T", "U")):
+            await self.admin.admin.CreateDelegationRule(pb.CreateDelegationRuleRequest(
+                parent=self.org, delegation_rule=pb.DelegationRule(
+                    delegator=self.agents[frm], delegate=self.agents[to])))
+        backend_token = (await self.tokens.ExchangeToken(tpb.ExchangeTokenRequest(
+            grant_type=TOKEN_EXCHANGE, subject_token=self.workload("backend"),
+            subject_token_type=JWT_TYPE, organization=self.org))).access_token
+        self.backend = h.client(backend_token)
+        return self
+
+    @property
+    def tokens(self):  # type: ignore[no-untyped-def]
+        return self.h.client(None).tokens
+
+    def workload(self, name: str) -> str:
+        return self.k8s.issue(namespace="agents", service_account=name.lower(), audiences=["agentauth"])
+
+    async def delegate(self, scope: str = "a b c") -> tpb.DelegateTokenResponse:
+        return await self.backend.tokens.DelegateToken(tpb.DelegateTokenRequest(
+            user=self.user, agent=self.agents["O"], scope=scope, audience=[API]))
+
+    async def hop(self, parent: str, actor: str, scope: str = "") -> tpb.ExchangeTokenResponse:
+        return await self.tokens.ExchangeToken(tpb.ExchangeTokenRequest(
+            grant_type=TOKEN_EXCHANGE, subject_token=parent, subject_token_type=ACCESS_TYPE,
+            actor_token=self.workload(actor), actor_token_type=JWT_TYPE, scope=scope))
+
+    async def active(self, token: str) -> bool:
+        resp = await self.admin.tokens.IntrospectToken(tpb.IntrospectTokenRequest(token=token))
+        return resp.active
+
+
+def claims(token: str) -> dict:
+    return jwt.decode(token, options={"verify_signature": False})
+
+
+@pytest.fixture
+async def chain(harness):
+    async with KubernetesIssuer() as k8s:
+        yield await Chain(harness, k8s).setup()
+
+
+async def test_rfc8693_4_1_chain_nests_act_narrows_and_keeps_sub(chain: Chain) -> None:
+    t1 = (await chain.delegate()).access_token
+    c1 = claims(t1)
+    assert c1["sub"] == chain.user and c1["act"] == {"sub": chain.agents["O"]}
+    assert c1["client_id"] == chain.agents["O"] and c1["scope"] == "a b c" and c1["txn"]
+
+    t2 = (await chain.hop(t1, "S")).access_token
+    c2 = claims(t2)
+    assert c2["sub"] == chain.user and c2["org_id"] == c1["org_id"]
+    assert c2["act"] == {"sub": chain.agents["S"], "act": {"sub": chain.agents["O"]}}
+    assert c2["scope"] == "a b" and c2["exp"] <= c1["exp"] and c2["txn"] == c1["txn"]
+
+    t3 = (await chain.hop(t2, "T", scope="a")).access_token
+    c3 = claims(t3)
+    assert c3["act"] == {
+        "sub": chain.agents["T"],
+        "act": {"sub": chain.agents["S"], "act": {"sub": chain.agents["O"]}},
+    }
+    assert c3["scope"] == "a" and c3["exp"] <= c2["exp"] and c3["txn"] == c1["txn"]
+    assert c3["client_id"] == chain.agents["T"]
+
+
+async def test_rfc8693_2_2_2_scope_widening_is_invalid_scope(chain: Chain) -> None:
+    t1 = (await chain.delegate(scope="a")).access_token
+    with pytest.raises(InvalidArgumentError) as err:
+        await chain.hop(t1, "S", scope="a b")
+    assert err.value.reason == "INVALID_SCOPE"
+
+
+async def test_rfc8693_4_4_may_act_policy_refuses_unlisted_hops(chain: Chain) -> None:
+    t1 = (await chain.delegate()).access_token
+    before = await chain.h.snapshot()
+    with pytest.raises(InvalidArgumentError) as err:
+        await chain.hop(t1, "T")  # O -> T is not a rule
+    assert err.value.reason == "INVALID_REQUEST"
+    assert await chain.h.snapshot() == before
+
+
+async def test_rfc8693_5_depth_limit(chain: Chain) -> None:
+    await chain.admin.admin.UpdateOrganization(pb.UpdateOrganizationRequest(
+        organization=pb.Organization(name=chain.org, max_delegation_depth=3),
+        update_mask=field_mask_pb2.FieldMask(paths=["max_delegation_depth"])))
+    t1 = (await chain.delegate()).access_token
+    t3 = (await chain.hop((await chain.hop(t1, "S")).access_token, "T")).access_token
+    with pytest.raises(InvalidArgumentError) as err:
+        await chain.hop(t3, "U")
+    assert err.value.reason == "INVALID_REQUEST"
+
+
+async def test_rfc7009_2_1_revoking_a_link_revokes_everything_below(chain: Chain) -> None:
+    t1 = (await chain.delegate()).access_token
+    t2 = (await chain.hop(t1, "S")).access_token
+    t3 = (await chain.hop(t2, "T")).access_token
+    other = (await chain.delegate()).access_token
+    await chain.admin.tokens.RevokeToken(tpb.RevokeTokenRequest(token=t2))
+    assert await chain.active(t1) and await chain.active(other)
+    assert not await chain.active(t2) and not await chain.active(t3)
+    with pytest.raises(UnauthenticatedError) as err:
+        await chain.hop(t2, "T")  # a revoked parent cannot be exchanged
+    assert err.value.reason == "INVALID_GRANT"
+
+
+async def test_a_workload_token_is_not_a_delegated_subject(chain: Chain) -> None:
+    with pytest.raises((InvalidArgumentError, UnauthenticatedError)):
+        await chain.tokens.ExchangeToken(tpb.ExchangeTokenRequest(
+            grant_type=TOKEN_EXCHANGE, subject_token=chain.workload("O"),
+            subject_token_type=ACCESS_TYPE, actor_token=chain.workload("S"),
+            actor_token_type=JWT_TYPE))
+
+
+async def test_delegate_requires_the_backend_and_its_own_org(chain: Chain, harness) -> None:
+    with pytest.raises(PermissionDeniedError):  # an org admin key is not the backend
+        await chain.admin.tokens.DelegateToken(tpb.DelegateTokenRequest(
+            user=chain.user, agent=chain.agents["O"], audience=[API]))
+    other_org, other, _ = await harness.new_org("other")
+    stranger = (await other.admin.CreateUser(pb.CreateUserRequest(
+        parent=other_org, user=pb.User(external_id="bob")))).user.name
+    with pytest.raises(NotFoundError):
+        await chain.backend.tokens.DelegateToken(tpb.DelegateTokenRequest(
+            user=stranger, agent=chain.agents["O"], audience=[API]))
