@@ -45,6 +45,7 @@ from control_plane.services.grants.workload_exchange import WorkloadTokenExchang
 from control_plane.services.identity import IdentityDirectory
 from control_plane.services.organizations import OrganizationSettings
 from control_plane.services.own_tokens import OwnTokens
+from control_plane.services.revocation import BulkRevocation
 from control_plane.services.trust_policies import TrustPolicyService
 from control_plane.storage.db import Database
 from control_plane.storage.migrate import current_revision, head_revision, upgrade
@@ -279,7 +280,13 @@ async def start_servers(runtime: Runtime) -> Servers:
         server,
     )
     token_pb2_grpc.add_TokenServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        TokenServicer(runtime.keys, tokens.endpoint, tokens.own_tokens, tokens.delegation),
+        TokenServicer(
+            runtime.keys,
+            tokens.endpoint,
+            tokens.own_tokens,
+            tokens.delegation,
+            BulkRevocation(runtime.db, runtime.clock),
+        ),
         server,
     )
     health_servicer = health.aio.HealthServicer()

@@ -51,6 +51,7 @@ RULES: dict[str, Rule] = {
     "/agentauth.v1.TokenService/RevokeToken": _write(TOKEN_CALLERS),
     # The developer's backend delegates its users with its own SA token.
     "/agentauth.v1.TokenService/DelegateToken": _write(frozenset({Role.SERVICE_ACCOUNT})),
+    "/agentauth.v1.TokenService/RevokeTokens": _write(),
     # Organizations: only the platform creates or deletes them.
     _ADMIN + "CreateOrganization": _write(PLATFORM_ONLY),
     _ADMIN + "GetOrganization": _read(),

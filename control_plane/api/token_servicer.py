@@ -14,6 +14,7 @@ from control_plane.services.delegation import TrustedBackendDelegation
 from control_plane.services.grants.base import ACCESS_TOKEN_TYPE, TokenRequest
 from control_plane.services.grants.registry import TokenEndpoint
 from control_plane.services.own_tokens import OwnTokens
+from control_plane.services.revocation import BulkRevocation
 from control_plane.tokens.keys import SigningKeyManager
 
 MAX_TOKEN_LEN = 16 * 1024
@@ -28,7 +29,9 @@ class TokenServicer(token_pb2_grpc.TokenServiceServicer):
         endpoint: TokenEndpoint,
         own_tokens: OwnTokens,
         delegation: TrustedBackendDelegation,
+        bulk: BulkRevocation,
     ) -> None:
+        self.bulk = bulk
         self.delegation = delegation
         self.keys = keys
         self.endpoint = endpoint
@@ -111,6 +114,19 @@ class TokenServicer(token_pb2_grpc.TokenServiceServicer):
             expires_in=minted.expires_in,
             scope=" ".join(minted.scopes),
         )
+
+    async def RevokeTokens(
+        self, request: pb.RevokeTokensRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.RevokeTokensResponse:
+        count = await self.bulk.revoke(
+            current_principal(),
+            request.parent,
+            user=request.user,
+            agent=request.agent,
+            txn=request.txn,
+            all_tokens=request.all_tokens,
+        )
+        return pb.RevokeTokensResponse(revoked_count=count)
 
     async def RevokeToken(
         self, request: pb.RevokeTokenRequest, context: grpc.aio.ServicerContext[Any, Any]

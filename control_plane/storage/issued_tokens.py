@@ -218,3 +218,39 @@ async def revoke_tree(db: Database, org_id: str, jti: str, now: dt.datetime) -> 
     async with db.org_tx(org_id) as s:
         result: Any = await s.execute(_REVOKE_TREE, {"org": org_id, "jti": jti, "now": now})
         return int(result.rowcount or 0)
+
+
+# Selectors for bulk revocation: a fixed allow-list of columns, never caller text.
+SELECTORS = {"subject": "subject", "client_id": "client_id", "txn": "txn", "all": None}
+
+
+async def revoke_matching(
+    db: Database, org_id: str, selector: str, value: str, now: dt.datetime
+) -> int:
+    """Revoke every token of ``org_id`` matching ``selector`` and all their descendants."""
+    column = SELECTORS[selector]
+    condition = f"AND {column} = :value" if column else ""
+    statement = text(
+        f"""
+        WITH RECURSIVE tree(jti) AS (
+            SELECT jti FROM issued_tokens WHERE org_id = :org {condition}
+            UNION
+            SELECT c.jti FROM issued_tokens c JOIN tree t ON c.parent_jti = t.jti
+            WHERE c.org_id = :org
+        )
+        UPDATE issued_tokens SET revoke_time = :now
+        WHERE org_id = :org AND revoke_time IS NULL AND jti IN (SELECT jti FROM tree)
+        """  # noqa: S608 - the column comes from SELECTORS, values are bound
+    ).bindparams(bindparam("now", type_=UTCDateTime()))
+    params: dict[str, object] = {"org": org_id, "now": now}
+    if column:
+        params["value"] = value
+    async with db.org_tx(org_id) as s:
+        await s.execute(statement, params)
+        counted = await s.execute(
+            text(
+                "SELECT count(*) FROM issued_tokens WHERE org_id = :org AND revoke_time = :now"
+            ).bindparams(bindparam("now", type_=UTCDateTime())),
+            {"org": org_id, "now": now},
+        )
+        return int(counted.scalar_one())

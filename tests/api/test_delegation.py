@@ -167,3 +167,39 @@ async def test_delegate_requires_the_backend_and_its_own_org(chain: Chain, harne
     with pytest.raises(NotFoundError):
         await chain.backend.tokens.DelegateToken(tpb.DelegateTokenRequest(
             user=stranger, agent=chain.agents["O"], audience=[API]))
+
+
+@pytest.mark.parametrize("selector", ["user", "agent", "txn", "all_tokens"])
+async def test_bulk_revocation_by_user_agent_chain_and_org(chain: Chain, selector: str) -> None:
+    t1 = (await chain.delegate()).access_token
+    t2 = (await chain.hop(t1, "S")).access_token
+    t3 = (await chain.hop(t2, "T")).access_token
+    c1 = claims(t1)
+    request = {
+        "user": tpb.RevokeTokensRequest(parent=chain.org, user=chain.user),
+        "agent": tpb.RevokeTokensRequest(parent=chain.org, agent=chain.agents["S"]),
+        "txn": tpb.RevokeTokensRequest(parent=chain.org, txn=c1["txn"]),
+        "all_tokens": tpb.RevokeTokensRequest(parent=chain.org, all_tokens=True),
+    }[selector]
+    resp = await chain.admin.tokens.RevokeTokens(request)
+    # Revoking by agent S takes S's token and everything below it; the others take all three.
+    expected_dead = [t2, t3] if selector == "agent" else [t1, t2, t3]
+    assert resp.revoked_count >= len(expected_dead)
+    for token in (t1, t2, t3):
+        assert await chain.active(token) == (token not in expected_dead)
+
+
+async def test_bulk_revocation_refuses_ambiguous_and_cross_org_selectors(chain: Chain, harness) -> None:
+    with pytest.raises(InvalidArgumentError):
+        await chain.admin.tokens.RevokeTokens(tpb.RevokeTokensRequest(parent=chain.org))
+    with pytest.raises(InvalidArgumentError):
+        await chain.admin.tokens.RevokeTokens(
+            tpb.RevokeTokensRequest(parent=chain.org, user=chain.user, all_tokens=True))
+    with pytest.raises(InvalidArgumentError):
+        await chain.admin.tokens.RevokeTokens(
+            tpb.RevokeTokensRequest(parent=chain.org, txn="' OR 1=1 --"))
+    other_org, other, _ = await harness.new_org("other")
+    t1 = (await chain.delegate()).access_token
+    with pytest.raises(NotFoundError):  # org B's admin naming org A
+        await other.tokens.RevokeTokens(tpb.RevokeTokensRequest(parent=chain.org, all_tokens=True))
+    assert await chain.active(t1)

@@ -151,3 +151,23 @@ class DelegateTokenResponse(_message.Message):
     expires_in: int
     scope: str
     def __init__(self, access_token: _Optional[str] = ..., token_type: _Optional[str] = ..., expires_in: _Optional[int] = ..., scope: _Optional[str] = ...) -> None: ...
+
+class RevokeTokensRequest(_message.Message):
+    __slots__ = ("parent", "user", "agent", "txn", "all_tokens")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    TXN_FIELD_NUMBER: _ClassVar[int]
+    ALL_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    user: str
+    agent: str
+    txn: str
+    all_tokens: bool
+    def __init__(self, parent: _Optional[str] = ..., user: _Optional[str] = ..., agent: _Optional[str] = ..., txn: _Optional[str] = ..., all_tokens: _Optional[bool] = ...) -> None: ...
+
+class RevokeTokensResponse(_message.Message):
+    __slots__ = ("revoked_count",)
+    REVOKED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    revoked_count: int
+    def __init__(self, revoked_count: _Optional[int] = ...) -> None: ...

@@ -60,6 +60,11 @@ class TokenServiceStub:
                 request_serializer=agentauth_dot_v1_dot_token__pb2.DelegateTokenRequest.SerializeToString,
                 response_deserializer=agentauth_dot_v1_dot_token__pb2.DelegateTokenResponse.FromString,
                 _registered_method=True)
+        self.RevokeTokens = channel.unary_unary(
+                '/agentauth.v1.TokenService/RevokeTokens',
+                request_serializer=agentauth_dot_v1_dot_token__pb2.RevokeTokensRequest.SerializeToString,
+                response_deserializer=agentauth_dot_v1_dot_token__pb2.RevokeTokensResponse.FromString,
+                _registered_method=True)
 
 
 class TokenServiceServicer:
@@ -109,6 +114,15 @@ class TokenServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RevokeTokens(self, request, context):
+        """Revokes, in one organization, every token of a user, of an agent (as the
+        current actor), of one delegation chain (txn), or all of them — each with
+        every token exchanged from it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TokenServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -136,6 +150,11 @@ def add_TokenServiceServicer_to_server(servicer, server):
                     servicer.DelegateToken,
                     request_deserializer=agentauth_dot_v1_dot_token__pb2.DelegateTokenRequest.FromString,
                     response_serializer=agentauth_dot_v1_dot_token__pb2.DelegateTokenResponse.SerializeToString,
+            ),
+            'RevokeTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevokeTokens,
+                    request_deserializer=agentauth_dot_v1_dot_token__pb2.RevokeTokensRequest.FromString,
+                    response_serializer=agentauth_dot_v1_dot_token__pb2.RevokeTokensResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -274,6 +293,33 @@ class TokenService:
             '/agentauth.v1.TokenService/DelegateToken',
             agentauth_dot_v1_dot_token__pb2.DelegateTokenRequest.SerializeToString,
             agentauth_dot_v1_dot_token__pb2.DelegateTokenResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevokeTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentauth.v1.TokenService/RevokeTokens',
+            agentauth_dot_v1_dot_token__pb2.RevokeTokensRequest.SerializeToString,
+            agentauth_dot_v1_dot_token__pb2.RevokeTokensResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,58 @@
+"""Bulk revocation: everything of a user, of an agent, of a chain, or of an org.
+
+Each selected token is revoked together with every token exchanged from it
+(RFC 7009 §2.1: "revoke ... other tokens based on the same authorization grant").
+"""
+
+from __future__ import annotations
+
+import re
+
+from control_plane.clock import Clock
+from control_plane.domain import names
+from control_plane.domain.errors import NotFound, field_error
+from control_plane.domain.principals import Principal
+from control_plane.storage import issued_tokens
+from control_plane.storage.db import Database
+
+_TXN = re.compile(r"^[0-9a-f]{32}$")
+
+
+class BulkRevocation:
+    def __init__(self, db: Database, clock: Clock) -> None:
+        self.db = db
+        self.clock = clock
+
+    async def revoke(
+        self,
+        principal: Principal,
+        parent: str,
+        *,
+        user: str = "",
+        agent: str = "",
+        txn: str = "",
+        all_tokens: bool = False,
+    ) -> int:
+        org_id = principal.scope_for(names.parse_org(parent, "parent"))  # permission first
+        chosen = [bool(user), bool(agent), bool(txn), all_tokens]
+        if sum(chosen) != 1:
+            raise field_error("parent", "set exactly one of user, agent, txn, all_tokens")
+        if user:
+            u = names.parse_child(user, "users", "user")
+            if u.org_id != org_id:
+                raise NotFound()
+            selector, value = "subject", user
+        elif agent:
+            a = names.parse_child(agent, "agents", "agent")
+            if a.org_id != org_id:
+                raise NotFound()
+            selector, value = "client_id", agent
+        elif txn:
+            if not _TXN.fullmatch(txn):
+                raise field_error("txn", "is not a chain id")
+            selector, value = "txn", txn
+        else:
+            selector, value = "all", ""
+        return await issued_tokens.revoke_matching(
+            self.db, org_id, selector, value, self.clock.now()
+        )
