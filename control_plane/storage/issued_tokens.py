@@ -188,20 +188,6 @@ _CHAIN_STATE = text(
     """
 )
 
-_REVOKE_TREE = text(
-    """
-    WITH RECURSIVE tree(jti) AS (
-        SELECT jti FROM issued_tokens WHERE org_id = :org AND jti = :jti
-        UNION
-        SELECT c.jti FROM issued_tokens c JOIN tree t ON c.parent_jti = t.jti
-        WHERE c.org_id = :org
-    )
-    UPDATE issued_tokens SET revoke_time = :now
-    WHERE org_id = :org AND revoke_time IS NULL AND jti IN (SELECT jti FROM tree)
-    """
-).bindparams(bindparam("now", type_=UTCDateTime()))
-
-
 async def active_chain(db: Database, org_id: str, jti: str) -> bool:
     """The token is recorded and neither it nor any ancestor is revoked.
 
@@ -215,19 +201,26 @@ async def active_chain(db: Database, org_id: str, jti: str) -> bool:
 
 async def revoke_tree(db: Database, org_id: str, jti: str, now: dt.datetime) -> int:
     """Revoke a token and every token exchanged from it, transitively (RFC 7009 §2.1)."""
-    async with db.org_tx(org_id) as s:
-        result: Any = await s.execute(_REVOKE_TREE, {"org": org_id, "jti": jti, "now": now})
-        return int(result.rowcount or 0)
+    return await revoke_matching(db, org_id, "jti", jti, now)
 
 
 # Selectors for bulk revocation: a fixed allow-list of columns, never caller text.
-SELECTORS = {"subject": "subject", "client_id": "client_id", "txn": "txn", "all": None}
+SELECTORS = {
+    "jti": "jti",
+    "subject": "subject",
+    "client_id": "client_id",
+    "txn": "txn",
+    "all": None,
+}
 
 
 async def revoke_matching(
     db: Database, org_id: str, selector: str, value: str, now: dt.datetime
 ) -> int:
-    """Revoke every token of ``org_id`` matching ``selector`` and all their descendants."""
+    """Revoke every token of ``org_id`` matching ``selector`` and all their descendants.
+
+    Returns how many tokens this call revoked.
+    """
     column = SELECTORS[selector]
     condition = f"AND {column} = :value" if column else ""
     statement = text(
