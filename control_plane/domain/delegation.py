@@ -43,17 +43,13 @@ def nest(new_actor: str, previous: Mapping[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def attenuate(
-    parent_scopes: frozenset[str],
-    actor_allowed: frozenset[str],
-    requested: frozenset[str] | None,
-) -> frozenset[str] | None:
-    """The child's scopes: requested ⊆ parent ∩ actor policy, else None (invalid_scope).
+def attenuate(ceiling: frozenset[str], requested: frozenset[str] | None) -> frozenset[str] | None:
+    """Granted scopes: the request if it is within ``ceiling``, else None (invalid_scope).
 
-    With no request, the child gets everything both allow — still never more
-    than the parent had (RFC 8693 §2.1: a token exchange can only narrow).
+    The ceiling is what every party allows (the policy; for a sub-delegation the
+    parent's scopes ∩ the actor's policy). With no request the grant is the whole
+    ceiling — never more (RFC 8693 §2.1: a token exchange can only narrow).
     """
-    ceiling = parent_scopes & actor_allowed
     if requested is None:
         return ceiling
     return requested if requested <= ceiling else None

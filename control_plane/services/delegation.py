@@ -15,7 +15,6 @@ from control_plane.domain.delegation import nest
 from control_plane.domain.entities import Page
 from control_plane.domain.errors import (
     AlreadyExists,
-    InvalidScope,
     InvalidTarget,
     NotFound,
     PermissionDenied,
@@ -23,7 +22,7 @@ from control_plane.domain.errors import (
 )
 from control_plane.domain.principals import Principal, Role
 from control_plane.services.context import ServiceContext
-from control_plane.services.grants.issuance import requested_scopes
+from control_plane.services.grants.issuance import choose_audiences, grant_scopes
 from control_plane.services.identity import IdentityDirectory
 from control_plane.services.tenant_crud import TenantCrud
 from control_plane.storage import models as m
@@ -112,22 +111,8 @@ class TrustedBackendDelegation:
         if ident is None or a.id not in ident.active_agents:
             raise NotFound()
         policies = [p.view for p in ident.policies if p.view.agent_id == a.id]
-        allowed_scopes = {sc for p in policies for sc in p.scopes}
-        allowed_aud = {au for p in policies for au in p.audiences}
-        from control_plane.services.grants.base import TokenRequest
-
-        asked = requested_scopes(TokenRequest(grant_type="", scope=scope))
-        if asked is not None and not set(asked) <= allowed_scopes:
-            raise InvalidScope()
-        scopes = sorted(allowed_scopes if asked is None else set(asked))
-        if audience:
-            if not set(audience) <= allowed_aud:
-                raise InvalidTarget()
-            audiences = list(dict.fromkeys(audience))
-        elif len(allowed_aud) == 1:
-            audiences = list(allowed_aud)
-        else:
-            raise field_error("audience", "name the audience the token is for")
+        scopes = grant_scopes(frozenset(sc for p in policies for sc in p.scopes), scope)
+        audiences = choose_audiences(audience, {au for p in policies for au in p.audiences})
         agent_name = names.child_name(org_id, "agents", a.id)
         return await self.minter.mint(
             org_id=org_id,

@@ -25,7 +25,7 @@ SCOPES = st.frozensets(st.sampled_from(["a", "b", "c", "d", "e", "read", "write"
 def test_a_child_never_has_more_scopes_than_its_parent(root, hops) -> None:
     parent = root
     for actor_allowed, requested in hops:
-        child = attenuate(parent, actor_allowed, requested)
+        child = attenuate(parent & actor_allowed, requested)
         if child is None:
             assert requested is not None and not requested <= (parent & actor_allowed)
             break

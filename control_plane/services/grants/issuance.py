@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 from control_plane.domain import names
+from control_plane.domain.delegation import attenuate
 from control_plane.domain.errors import InvalidArgument, InvalidRequest, InvalidScope, InvalidTarget
 from control_plane.domain.trust import SCOPE_TOKEN
 from control_plane.services.grants.base import TokenRequest
@@ -17,14 +18,18 @@ from control_plane.services.identity import CompiledPolicy, OrgIdentity
 from control_plane.tokens.minting import MintedToken, Minter
 
 
-def requested_scopes(request: TokenRequest) -> list[str] | None:
-    """None when the request names no scope (then: everything the policy allows)."""
-    if not request.scope.strip():
-        return None
-    scopes = request.scope.split()
-    if len(scopes) > 64 or not all(SCOPE_TOKEN.fullmatch(s) for s in scopes):
-        raise InvalidScope("scope must be space-separated RFC 6749 scope-tokens")
-    return scopes
+def grant_scopes(ceiling: frozenset[str], scope: str) -> list[str]:
+    """The space-separated ``scope`` request narrowed to ``ceiling`` (all of it when empty)."""
+    requested = None
+    if scope.strip():
+        asked = scope.split()
+        if len(asked) > 64 or not all(SCOPE_TOKEN.fullmatch(s) for s in asked):
+            raise InvalidScope("scope must be space-separated RFC 6749 scope-tokens")
+        requested = frozenset(asked)
+    granted = attenuate(ceiling, requested)
+    if granted is None:
+        raise InvalidScope()
+    return sorted(granted)
 
 
 def choose_service_account(
@@ -50,12 +55,13 @@ def choose_service_account(
     return allowed[0]
 
 
-def choose_audiences(request: TokenRequest, policy: CompiledPolicy) -> list[str]:
-    allowed = set(policy.view.audiences)
-    if request.audience:
-        if len(request.audience) > 8 or not set(request.audience) <= allowed:
+def choose_audiences(requested: tuple[str, ...], allowed: set[str] | tuple[str, ...]) -> list[str]:
+    """Requested audiences from the allow-list, or its only entry when none is named."""
+    allowed = set(allowed)
+    if requested:
+        if len(requested) > 8 or not set(requested) <= allowed:
             raise InvalidTarget()
-        return list(dict.fromkeys(request.audience))
+        return list(dict.fromkeys(requested))
     if len(allowed) != 1:
         raise InvalidRequest("name the audience the token is for")
     return list(allowed)
@@ -70,13 +76,9 @@ async def issue_for_agent(
     *,
     not_after: dt.datetime | None = None,
 ) -> MintedToken:
-    asked = requested_scopes(request)
-    allowed = set(policy.view.scopes)
-    if asked is not None and not set(asked) <= allowed:
-        raise InvalidScope()
-    scopes = sorted(allowed if asked is None else set(asked))
+    scopes = grant_scopes(frozenset(policy.view.scopes), request.scope)
     sa_id = choose_service_account(request, policy, ident)
-    audiences = choose_audiences(request, policy)
+    audiences = choose_audiences(request.audience, policy.view.audiences)
     return await minter.mint(
         org_id=ident.org_id,
         subject=names.child_name(ident.org_id, "serviceAccounts", sa_id),

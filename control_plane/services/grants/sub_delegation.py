@@ -17,7 +17,6 @@ from control_plane.domain import names
 from control_plane.domain.delegation import (
     ChainInvalid,
     actor_chain,
-    attenuate,
     child_expiry,
     nest,
 )
@@ -26,7 +25,6 @@ from control_plane.domain.errors import (
     InvalidArgument,
     InvalidGrant,
     InvalidRequest,
-    InvalidScope,
     InvalidTarget,
 )
 from control_plane.services.delegation import DelegationRuleService
@@ -37,7 +35,7 @@ from control_plane.services.grants.base import (
     TOKEN_EXCHANGE,
     TokenRequest,
 )
-from control_plane.services.grants.issuance import requested_scopes
+from control_plane.services.grants.issuance import grant_scopes
 from control_plane.services.grants.workload_exchange import WorkloadTokenExchange
 from control_plane.services.identity import IdentityDirectory
 from control_plane.services.own_tokens import OwnTokens
@@ -120,15 +118,10 @@ class SubDelegation:
         ):
             raise InvalidRequest("this agent may not delegate to that agent")
 
-        asked = requested_scopes(request)
-        granted = attenuate(
-            frozenset(str(parent.get("scope", "")).split()),
-            frozenset(policy.view.scopes),
-            frozenset(asked) if asked is not None else None,
+        scopes = grant_scopes(
+            frozenset(str(parent.get("scope", "")).split()) & frozenset(policy.view.scopes),
+            request.scope,
         )
-        if granted is None:
-            raise InvalidScope()
-        scopes = sorted(granted)
         parent_aud = parent["aud"] if isinstance(parent["aud"], list) else [parent["aud"]]
         allowed_aud = set(policy.view.audiences)
         if request.audience:
