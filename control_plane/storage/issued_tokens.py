@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 from psycopg.types.json import Json
-from sqlalchemy import bindparam, insert, text, update
+from sqlalchemy import bindparam, insert, text
 
 from control_plane.domain.errors import AlreadyExists, Unavailable
 from control_plane.storage.db import Database
@@ -159,21 +159,6 @@ async def get(db: Database, org_id: str, jti: str) -> IssuedToken | None:
         return await TenantRepository(s, org_id).find(IssuedToken, jti=jti)
 
 
-async def revoke(db: Database, org_id: str, jti: str, now: dt.datetime) -> bool:
-    """Mark one token revoked; True when this call revoked it."""
-    async with db.org_tx(org_id) as s:
-        result: Any = await s.execute(
-            update(IssuedToken)
-            .where(
-                IssuedToken.org_id == org_id,
-                IssuedToken.jti == jti,
-                IssuedToken.revoke_time.is_(None),
-            )
-            .values(revoke_time=now)
-        )
-        return bool(result.rowcount)
-
-
 _CHAIN_STATE = text(
     """
     WITH RECURSIVE chain(jti, parent_jti, revoke_time) AS (
@@ -187,6 +172,7 @@ _CHAIN_STATE = text(
     SELECT count(*) AS links, count(revoke_time) AS revoked FROM chain
     """
 )
+
 
 async def active_chain(db: Database, org_id: str, jti: str) -> bool:
     """The token is recorded and neither it nor any ancestor is revoked.
@@ -223,27 +209,28 @@ async def revoke_matching(
     """
     column = SELECTORS[selector]
     condition = f"AND {column} = :value" if column else ""
-    statement = text(
-        f"""
+    tree = f"""
         WITH RECURSIVE tree(jti) AS (
             SELECT jti FROM issued_tokens WHERE org_id = :org {condition}
             UNION
             SELECT c.jti FROM issued_tokens c JOIN tree t ON c.parent_jti = t.jti
             WHERE c.org_id = :org
         )
-        UPDATE issued_tokens SET revoke_time = :now
-        WHERE org_id = :org AND revoke_time IS NULL AND jti IN (SELECT jti FROM tree)
-        """  # noqa: S608 - the column comes from SELECTORS, values are bound
-    ).bindparams(bindparam("now", type_=UTCDateTime()))
+    """  # noqa: S608 - the column comes from SELECTORS, values are bound
+    live = "WHERE org_id = :org AND revoke_time IS NULL AND jti IN (SELECT jti FROM tree)"
     params: dict[str, object] = {"org": org_id, "now": now}
     if column:
         params["value"] = value
     async with db.org_tx(org_id) as s:
-        await s.execute(statement, params)
-        counted = await s.execute(
-            text(
-                "SELECT count(*) FROM issued_tokens WHERE org_id = :org AND revoke_time = :now"
-            ).bindparams(bindparam("now", type_=UTCDateTime())),
-            {"org": org_id, "now": now},
+        # Count first, in the same transaction: SQLite reports no rowcount for
+        # an UPDATE led by a CTE, and counting by timestamp afterwards would
+        # include tokens revoked earlier at the same instant.
+        count_sql = f"{tree} SELECT count(*) FROM issued_tokens {live}"  # noqa: S608
+        counted = await s.execute(text(count_sql), params)
+        await s.execute(
+            text(f"{tree} UPDATE issued_tokens SET revoke_time = :now {live}").bindparams(  # noqa: S608
+                bindparam("now", type_=UTCDateTime())
+            ),
+            params,
         )
         return int(counted.scalar_one())

@@ -74,7 +74,7 @@ async def test_revoke_marks_once(db: Database) -> None:
     org = await _org(db)
     rec = _rec(org)
     await issued_tokens.IssuedTokenWriter(db).record(rec)
-    assert await issued_tokens.revoke(db, org, rec.jti, NOW) is True
-    assert await issued_tokens.revoke(db, org, rec.jti, NOW) is False
+    assert await issued_tokens.revoke_tree(db, org, rec.jti, NOW) == 1
+    assert await issued_tokens.revoke_tree(db, org, rec.jti, NOW) == 0
     row = await issued_tokens.get(db, org, rec.jti)
     assert row is not None and row.revoke_time == NOW
