@@ -22,7 +22,7 @@ _AUTHORIZATION = "authorization"
 _USER_AGENT = f"agentauth-python/{__version__}"
 
 
-class _CallDefaults(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):
+class _CallDefaults:
     """Adds the bearer API key and a default deadline to every call."""
 
     def __init__(self, api_key: str | None, timeout: float | None) -> None:
@@ -49,6 +49,14 @@ class _CallDefaults(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamCl
             details.wait_for_ready,
         )
 
+
+class _UnaryCallDefaults(_CallDefaults, grpc.aio.UnaryUnaryClientInterceptor):
+    """:class:`_CallDefaults` for unary calls.
+
+    grpc.aio files an interceptor under the first call kind it implements
+    only, so each kind needs its own instance.
+    """
+
     async def intercept_unary_unary(
         self,
         continuation: Callable[
@@ -58,6 +66,10 @@ class _CallDefaults(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamCl
         request: _Req,
     ) -> _Resp | grpc.aio.UnaryUnaryCall[_Req, _Resp]:
         return await continuation(self._apply(client_call_details), request)
+
+
+class _StreamCallDefaults(_CallDefaults, grpc.aio.UnaryStreamClientInterceptor):
+    """:class:`_CallDefaults` for server-streaming calls (e.g. WatchRevocations)."""
 
     async def intercept_unary_stream(
         self,
@@ -100,7 +112,11 @@ def client_interceptors(
     Order matters: errors are converted outermost so that every failure,
     including a deadline set by the inner interceptor, comes out typed.
     """
-    return [_TypedErrors(), _CallDefaults(api_key, timeout)]
+    return [
+        _TypedErrors(),
+        _UnaryCallDefaults(api_key, timeout),
+        _StreamCallDefaults(api_key, timeout),
+    ]
 
 
 class ControlPlaneClient:
