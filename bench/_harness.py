@@ -14,6 +14,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 
 
 def free_port() -> int:
@@ -25,6 +26,7 @@ def free_port() -> int:
 def arguments(description: str | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--trials", type=int, default=200)
     ap.add_argument(
         "--database-url",
         default=os.environ.get(
@@ -35,9 +37,39 @@ def arguments(description: str | None) -> argparse.Namespace:
     return ap.parse_args()
 
 
+@dataclass(frozen=True)
+class Replica:
+    target: str  # gRPC host:port
+    http: str  # base URL of the HTTP surface
+
+
+def wait_serving(target: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    """Block until the gRPC health check answers SERVING."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"control-plane serve on {target} exited early")
+            try:
+                resp = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if resp.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            time.sleep(0.1)
+    raise RuntimeError(f"control-plane serve on {target} never became SERVING")
+
+
 @contextlib.contextmanager
-def served_on_postgres(database_url: str) -> Iterator[tuple[str, str]]:
-    """Yields (gRPC target, platform admin key) of a server on a fresh database."""
+def cluster_on_postgres(
+    database_url: str, replicas: int = 1, *, quiet: bool = True
+) -> Iterator[tuple[list[Replica], str]]:
+    """Yields (replicas, platform admin key): ``replicas`` ``control-plane serve``
+    processes sharing one fresh PostgreSQL database, one KEK and one issuer."""
     import psycopg
 
     admin_url = database_url.replace("postgresql+psycopg://", "postgresql://")
@@ -45,31 +77,60 @@ def served_on_postgres(database_url: str) -> Iterator[tuple[str, str]]:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     url = admin_url.rsplit("/", 1)[0] + "/" + name
-    env = {**os.environ, "AGENTAUTH_DATA_DIR": tempfile.mkdtemp(), "AGENTAUTH_DATABASE_URL": url}
+    ports = [(free_port(), free_port()) for _ in range(replicas)]
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AGENTAUTH_")},
+        "AGENTAUTH_DATA_DIR": tempfile.mkdtemp(),
+        "AGENTAUTH_DATABASE_URL": url,
+        # One issuer for the cluster, as behind a load balancer.
+        "AGENTAUTH_ISSUER": f"http://127.0.0.1:{ports[0][1]}",
+    }
     cli = [sys.executable, "-m", "control_plane"]
-    proc = None
+    procs: list[subprocess.Popen[bytes]] = []
     try:
         subprocess.run([*cli, "migrate"], env=env, check=True, capture_output=True)
         made = subprocess.run(
             [*cli, "admin", "create-key"], env=env, check=True, capture_output=True, text=True
         )
         key = made.stdout.strip().splitlines()[-1]
-        port = free_port()
-        proc = subprocess.Popen(
-            [*cli, "serve", "--grpc-listen", f"127.0.0.1:{port}", "--http-listen", "127.0.0.1:0"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        time.sleep(3)
-        print(f"server: control-plane serve on PostgreSQL ({name})")
-        yield f"127.0.0.1:{port}", key
+        out = subprocess.DEVNULL if quiet else None
+        started = []
+        for gport, hport in ports:
+            proc = subprocess.Popen(
+                [
+                    *cli,
+                    "serve",
+                    "--grpc-listen",
+                    f"127.0.0.1:{gport}",
+                    "--http-listen",
+                    f"127.0.0.1:{hport}",
+                ],
+                env=env,
+                stdout=out,
+                stderr=out,
+            )
+            procs.append(proc)
+            wait_serving(f"127.0.0.1:{gport}", proc)  # one at a time: start-up writes keys
+            started.append(Replica(f"127.0.0.1:{gport}", f"http://127.0.0.1:{hport}"))
+        yield started, key
     finally:
-        if proc is not None:
+        for proc in procs:
             proc.terminate()
-            proc.wait(timeout=20)
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def served_on_postgres(database_url: str) -> Iterator[tuple[str, str]]:
+    """Yields (gRPC target, platform admin key) of a server on a fresh database."""
+    with cluster_on_postgres(database_url, 1) as (replicas, key):
+        print("server: control-plane serve on PostgreSQL (throwaway database)")
+        yield replicas[0].target, key
 
 
 async def measure(call: Callable[[], Awaitable[object]], concurrency: int, seconds: float) -> float:

@@ -41,11 +41,13 @@ from control_plane.services.grants.base import Grant
 from control_plane.services.grants.client_credentials import ClientCredentialsPrivateKeyJwt
 from control_plane.services.grants.registry import TokenEndpoint
 from control_plane.services.grants.sub_delegation import SubDelegation
+from control_plane.services.grants.user_assertion import UserAssertion
 from control_plane.services.grants.workload_exchange import WorkloadTokenExchange
 from control_plane.services.identity import IdentityDirectory
+from control_plane.services.identity_providers import IdentityProviderService
 from control_plane.services.organizations import OrganizationSettings
 from control_plane.services.own_tokens import OwnTokens
-from control_plane.services.revocation import BulkRevocation
+from control_plane.services.revocation import BulkRevocation, RevocationWatch
 from control_plane.services.trust_policies import TrustPolicyService
 from control_plane.storage.db import Database
 from control_plane.storage.migrate import current_revision, head_revision, upgrade
@@ -53,6 +55,7 @@ from control_plane.storage.models import SystemDek
 from control_plane.storage.repositories import PlatformRepository
 from control_plane.tokens.keys import SigningKeyManager
 from control_plane.tokens.minting import Minter
+from control_plane.tokens.revocation_feed import RevocationFeed
 from control_plane.vault.barrier import Barrier
 from control_plane.vault.kek import EnvKekProvider, FileKekProvider, KekProvider
 
@@ -199,6 +202,9 @@ def build_token_stack(runtime: Runtime, issuer: str) -> TokenStack:
     rules = DelegationRuleService(runtime.services)
     grants: list[Grant] = [
         SubDelegation(own_tokens, workloads, rules, directory, minter),
+        UserAssertion(
+            runtime.db, own_tokens, workloads, directory, issuer_keys, minter, runtime.clock
+        ),
         workloads,
         ClientCredentialsPrivateKeyJwt(
             runtime.db,
@@ -230,9 +236,11 @@ class Servers:
     http_port: int
     health: health.aio.HealthServicer
     tokens: TokenStack
+    feed: RevocationFeed
 
     async def stop(self, grace: float = 2.0) -> None:
         await self.health.enter_graceful_shutdown()
+        await self.feed.stop()  # ends open WatchRevocations streams' waits
         await self.grpc_server.stop(grace)
         await self.http_runner.cleanup()
         await self.tokens.http.close()
@@ -265,8 +273,13 @@ async def start_servers(runtime: Runtime) -> Servers:
     tokens = build_token_stack(runtime, issuer)
 
     runtime.services.identity_listeners.append(tokens.directory.invalidate)
+    feed = RevocationFeed(runtime.db, on_identity_changed=tokens.directory.invalidate)
+    await feed.start()
+    runtime.services.identity_listeners.append(feed.identity_changed)
+    tokens.own_tokens.feed = feed
     org_settings = OrganizationSettings(runtime.services)
     trust = TrustPolicyService(runtime.services, issuer)
+    idps = IdentityProviderService(runtime.services, issuer)
     server = grpc.aio.server(
         interceptors=chain(runtime.metrics, tokens.authenticate, runtime.audit),
         options=[
@@ -276,7 +289,13 @@ async def start_servers(runtime: Runtime) -> Servers:
         ],
     )
     admin_pb2_grpc.add_AdminServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        AdminServicer(runtime.services, trust=trust, org_settings=org_settings, rules=tokens.rules),
+        AdminServicer(
+            runtime.services,
+            trust=trust,
+            org_settings=org_settings,
+            rules=tokens.rules,
+            idps=idps,
+        ),
         server,
     )
     token_pb2_grpc.add_TokenServiceServicer_to_server(  # type: ignore[no-untyped-call]
@@ -285,7 +304,8 @@ async def start_servers(runtime: Runtime) -> Servers:
             tokens.endpoint,
             tokens.own_tokens,
             tokens.delegation,
-            BulkRevocation(runtime.db, runtime.clock),
+            BulkRevocation(runtime.db, runtime.clock, feed),
+            RevocationWatch(runtime.db, runtime.barrier, runtime.clock, feed),
         ),
         server,
     )
@@ -299,6 +319,7 @@ async def start_servers(runtime: Runtime) -> Servers:
     if grpc_port == 0:
         http_sock.close()
         await tokens.http.close()
+        await feed.stop()
         raise StartupError(f"cannot listen for gRPC on {s.grpc_listen}")
     await server.start()
 
@@ -320,7 +341,7 @@ async def start_servers(runtime: Runtime) -> Servers:
 
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Servers(server, runner, grpc_port, http_port, health_servicer, tokens)
+    return Servers(server, runner, grpc_port, http_port, health_servicer, tokens, feed)
 
 
 async def key_maintenance(runtime: Runtime) -> None:

@@ -16,6 +16,7 @@ from control_plane.services.agents import AgentService
 from control_plane.services.api_keys import ApiKeyService
 from control_plane.services.context import ServiceContext
 from control_plane.services.delegation import DelegationRuleService
+from control_plane.services.identity_providers import IdentityProviderService
 from control_plane.services.organizations import OrganizationService, OrganizationSettings
 from control_plane.services.service_accounts import ServiceAccountService
 from control_plane.services.trust_policies import TrustPolicyService
@@ -32,8 +33,10 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         trust: TrustPolicyService,
         org_settings: OrganizationSettings,
         rules: DelegationRuleService,
+        idps: IdentityProviderService,
     ) -> None:
         self.rules = rules
+        self.idps = idps
         self.trust = trust
         self.org_settings = org_settings
         self.orgs = OrganizationService(ctx)
@@ -255,6 +258,45 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> pb.DeleteDelegationRuleResponse:
         await self.rules.delete(current_principal(), request.name)
         return pb.DeleteDelegationRuleResponse()
+
+    # ----------------------------------------------------------- identity providers
+
+    async def CreateIdentityProvider(
+        self, request: pb.CreateIdentityProviderRequest, context: Ctx
+    ) -> pb.CreateIdentityProviderResponse:
+        idp = await self.idps.create(
+            current_principal(),
+            names.parse_org(request.parent, "parent"),
+            convert.identity_provider_spec(request.identity_provider),
+            request.request_id,
+        )
+        return pb.CreateIdentityProviderResponse(identity_provider=convert.identity_provider(idp))
+
+    async def GetIdentityProvider(
+        self, request: pb.GetIdentityProviderRequest, context: Ctx
+    ) -> pb.GetIdentityProviderResponse:
+        idp = await self.idps.get(current_principal(), request.name)
+        return pb.GetIdentityProviderResponse(identity_provider=convert.identity_provider(idp))
+
+    async def ListIdentityProviders(
+        self, request: pb.ListIdentityProvidersRequest, context: Ctx
+    ) -> pb.ListIdentityProvidersResponse:
+        page = await self.idps.list(
+            current_principal(),
+            names.parse_org(request.parent, "parent"),
+            request.page_size,
+            request.page_token,
+        )
+        return pb.ListIdentityProvidersResponse(
+            identity_providers=[convert.identity_provider(p) for p in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    async def DeleteIdentityProvider(
+        self, request: pb.DeleteIdentityProviderRequest, context: Ctx
+    ) -> pb.DeleteIdentityProviderResponse:
+        await self.idps.delete(current_principal(), request.name)
+        return pb.DeleteIdentityProviderResponse()
 
     # ----------------------------------------------------------- service accounts
 

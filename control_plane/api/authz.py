@@ -52,6 +52,8 @@ RULES: dict[str, Rule] = {
     # The developer's backend delegates its users with its own SA token.
     "/agentauth.v1.TokenService/DelegateToken": _write(frozenset({Role.SERVICE_ACCOUNT})),
     "/agentauth.v1.TokenService/RevokeTokens": _write(),
+    # Resource servers (SA tokens) and admins follow their own org's revocations.
+    "/agentauth.v1.TokenService/WatchRevocations": _read(TOKEN_CALLERS),
     # Organizations: only the platform creates or deletes them.
     _ADMIN + "CreateOrganization": _write(PLATFORM_ONLY),
     _ADMIN + "GetOrganization": _read(),
@@ -74,6 +76,10 @@ RULES: dict[str, Rule] = {
     _ADMIN + "CreateDelegationRule": _write(),
     _ADMIN + "ListDelegationRules": _read(),
     _ADMIN + "DeleteDelegationRule": _write(),
+    _ADMIN + "CreateIdentityProvider": _write(),
+    _ADMIN + "GetIdentityProvider": _read(),
+    _ADMIN + "ListIdentityProviders": _read(),
+    _ADMIN + "DeleteIdentityProvider": _write(),
     _ADMIN + "CreateServiceAccount": _write(),
     _ADMIN + "GetServiceAccount": _read(),
     _ADMIN + "ListServiceAccounts": _read(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import agentauth.v1.admin_pb2 as pb
+import agentauth.v1.identity_provider_pb2 as idp_pb
 import agentauth.v1.trust_policy_pb2 as trust_pb
 from google.protobuf import duration_pb2, timestamp_pb2
 
@@ -12,11 +13,13 @@ from control_plane.domain import names
 from control_plane.domain.entities import (
     AgentView,
     ApiKeyView,
+    IdentityProviderView,
     OrganizationView,
     ServiceAccountView,
     TrustPolicyView,
     UserView,
 )
+from control_plane.domain.identity_provider import IdentityProviderSpec
 from control_plane.domain.trust import TrustPolicySpec
 
 
@@ -138,4 +141,31 @@ def delegation_rule(r: dict[str, object]) -> pb.DelegationRule:
         delegator=str(r["delegator"]),
         delegate=str(r["delegate"]),
         create_time=ts(ct),
+    )
+
+
+def identity_provider(p: IdentityProviderView) -> idp_pb.IdentityProvider:
+    return idp_pb.IdentityProvider(
+        name=names.child_name(p.org_id, "identityProviders", p.id),
+        issuer=p.issuer,
+        discovery_url=p.discovery_url,
+        jwks_json=p.jwks_json,
+        audience=p.audience,
+        subject_claim=p.subject_claim,
+        claim_equals=p.claim_equals,
+        algorithms=p.algorithms,
+        create_time=ts(p.create_time),
+    )
+
+
+def identity_provider_spec(p: idp_pb.IdentityProvider) -> IdentityProviderSpec:
+    """The wire message as plain values for the use case (which validates them)."""
+    return IdentityProviderSpec(
+        issuer=p.issuer,
+        discovery_url=p.discovery_url,
+        jwks_json=p.jwks_json,
+        audience=p.audience,
+        subject_claim=p.subject_claim,
+        claim_equals=dict(p.claim_equals),
+        algorithms=list(p.algorithms),
     )

@@ -44,6 +44,9 @@ def current_principal() -> Principal:
     return principal
 
 
+_OPEN = "_agentauth_open"  # a wrapped streaming behaviour's "run the checks" coroutine
+
+
 def _wrap_behavior(behavior: Behavior, around: Wrapper, streaming: bool) -> Behavior:
     """Make ``around(request, context, proceed)`` run around unary or streaming behaviour."""
     if not streaming:
@@ -53,25 +56,51 @@ def _wrap_behavior(behavior: Behavior, around: Wrapper, streaming: bool) -> Beha
 
         return unary
 
+    async def opened(
+        request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any] | None:
+        # Every stage's checks run, nested, before the first message: an inner
+        # stage is opened (not merely called) inside this stage's ``around``,
+        # and the handler itself is a coroutine that checks the request with
+        # the caller bound and then returns the async iterator of messages.
+        opened_iter: list[AsyncIterator[Any]] = []
+
+        async def proceed() -> None:
+            inner_open = getattr(behavior, _OPEN, None)
+            result = (
+                await inner_open(request, context)
+                if inner_open is not None
+                else behavior(request, context)
+            )
+            if inspect.isawaitable(result):
+                result = await result
+            if result is not None and hasattr(result, "__aiter__"):
+                opened_iter.append(result)
+
+        await around(request, context, proceed)
+        return opened_iter[0] if opened_iter else None
+
     async def stream(
         request: Any, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Any]:
-        agen: list[AsyncIterator[Any]] = []
-
-        async def proceed() -> None:
-            result = behavior(request, context)
-            if inspect.isasyncgen(result):
-                agen.append(result)
-            else:
-                await result
-
-        # Checks run before the first message; the stream itself is not retried
-        # or re-wrapped (only public standard services stream today).
-        await around(request, context, proceed)
-        if agen:
-            async for item in agen[0]:
+        messages = await opened(request, context)
+        if messages is None:
+            return
+        try:
+            async for item in messages:
                 yield item
+        except (grpc.aio.AbortError, grpc.RpcError):
+            raise
+        except AgentAuthError as exc:
+            await context.abort_with_status(to_grpc_status(exc))
+        except Exception as exc:
+            # As in LoggingInterceptor: never a foreign exception's text on the wire.
+            get_logger("agentauth.rpc").error(
+                "rpc_stream_failed", code="INTERNAL", error=type(exc).__name__, exc_info=True
+            )
+            await context.abort_with_status(internal_status())
 
+    setattr(stream, _OPEN, opened)
     return stream
 
 

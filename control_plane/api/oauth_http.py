@@ -21,7 +21,9 @@ from control_plane.logs import get_logger
 from control_plane.services.grants.base import (
     ACCESS_TOKEN_TYPE,
     CLIENT_CREDENTIALS,
+    ID_TOKEN_TYPE,
     JWT_BEARER_ASSERTION,
+    JWT_TOKEN_TYPE,
     TOKEN_EXCHANGE,
     TokenRequest,
 )
@@ -41,6 +43,8 @@ SINGLE = (
     "organization",
     "service_account",
     "scope",
+    "actor_token",
+    "actor_token_type",
     "token",
     "token_type_hint",
 )
@@ -136,6 +140,8 @@ def add_oauth_routes(
                     service_account=_text(form, "service_account"),
                     audience=tuple(str(a) for a in form.getall("audience", [])),
                     scope=_text(form, "scope"),
+                    actor_token=_text(form, "actor_token"),
+                    actor_token_type=_text(form, "actor_token_type"),
                 )
             )
             body = {
@@ -224,7 +230,11 @@ def add_oauth_routes(
                 "introspection_endpoint_auth_methods_supported": ["bearer"],
                 "revocation_endpoint_auth_methods_supported": ["bearer"],
                 "response_types_supported": [],
-                "subject_token_types_supported": ["urn:ietf:params:oauth:token-type:jwt"],
+                "subject_token_types_supported": [
+                    JWT_TOKEN_TYPE,
+                    ACCESS_TOKEN_TYPE,
+                    ID_TOKEN_TYPE,
+                ],
                 "client_assertion_types_supported": [JWT_BEARER_ASSERTION],
                 "access_token_signing_alg_values_supported": [signing_algorithm],
             }

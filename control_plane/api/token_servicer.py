@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 from agentauth.v1 import token_pb2 as pb
 from agentauth.v1 import token_pb2_grpc
 
+from control_plane.api.convert import ts
 from control_plane.api.interceptors import current_principal
 from control_plane.domain.errors import field_error
 from control_plane.services.delegation import TrustedBackendDelegation
 from control_plane.services.grants.base import ACCESS_TOKEN_TYPE, TokenRequest
 from control_plane.services.grants.registry import TokenEndpoint
 from control_plane.services.own_tokens import OwnTokens
-from control_plane.services.revocation import BulkRevocation
+from control_plane.services.revocation import BulkRevocation, FeedMessage, RevocationWatch
 from control_plane.tokens.keys import SigningKeyManager
 
 MAX_TOKEN_LEN = 16 * 1024
@@ -30,8 +32,10 @@ class TokenServicer(token_pb2_grpc.TokenServiceServicer):
         own_tokens: OwnTokens,
         delegation: TrustedBackendDelegation,
         bulk: BulkRevocation,
+        watch: RevocationWatch,
     ) -> None:
         self.bulk = bulk
+        self.watch = watch
         self.delegation = delegation
         self.keys = keys
         self.endpoint = endpoint
@@ -133,6 +137,26 @@ class TokenServicer(token_pb2_grpc.TokenServiceServicer):
     ) -> pb.RevokeTokenResponse:
         await self.own_tokens.revoke(current_principal(), _token_field(request.token))
         return pb.RevokeTokenResponse()
+
+    async def WatchRevocations(
+        self, request: pb.WatchRevocationsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[pb.WatchRevocationsResponse]:
+        # Caller, org and cursor are checked here, before the first message.
+        stream = await self.watch.open(current_principal(), request.parent, request.cursor)
+        return _messages(stream)
+
+
+async def _messages(
+    stream: AsyncIterator[FeedMessage],
+) -> AsyncIterator[pb.WatchRevocationsResponse]:
+    async for m in stream:
+        yield pb.WatchRevocationsResponse(
+            jtis=m.jtis,
+            revoke_time=ts(m.revoke_time),
+            expire_time=ts(m.expire_time),
+            cursor=m.cursor,
+            synced=m.synced,
+        )
 
 
 def _token_field(token: str) -> str:

@@ -89,3 +89,17 @@ class TrustPolicyView:
     scopes: tuple[str, ...]
     audiences: tuple[str, ...]
     create_time: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityProviderView:
+    org_id: str
+    id: str
+    issuer: str
+    discovery_url: str
+    jwks_json: str
+    audience: str
+    subject_claim: str
+    claim_equals: dict[str, str]
+    algorithms: tuple[str, ...]
+    create_time: dt.datetime

@@ -148,17 +148,22 @@ class UnsupportedGrantType(OAuthError):
         super().__init__("unsupported_grant_type", "grant_type is not supported")
 
 
-class InvalidGrant(OAuthError):
-    """The presented credential (subject token) is invalid or matches no policy.
+class UnacceptableToken(OAuthError):
+    """RFC 8693 §2.2.2: "If ... either the subject_token or actor_token are invalid
+    for any reason, or are unacceptable based on policy, the invalid_request error
+    code MUST be used."
 
     One answer for every cause — bad signature, unknown issuer, claims that miss
-    the policy, another org — so the endpoint is no oracle for policy contents.
+    the policy, revoked, another org — so the endpoint is no oracle for policy
+    contents. Over gRPC it is UNAUTHENTICATED: the token is a credential.
     """
 
     code = "UNAUTHENTICATED"
 
     def __init__(self, *, debug: str | None = None) -> None:
-        super().__init__("invalid_grant", "the subject token is not acceptable here", debug=debug)
+        super().__init__(
+            "invalid_request", "the subject_token or actor_token is not acceptable", debug=debug
+        )
 
 
 class InvalidClient(OAuthError):

@@ -157,6 +157,11 @@ def subject_matches(
         return False
     if pattern is not None and not pattern.fullmatch(sub):
         return False
+    return claims_equal(claims, equals)
+
+
+def claims_equal(claims: Mapping[str, Any], equals: Mapping[str, str]) -> bool:
+    """Every dotted claim path in ``equals`` holds exactly that string."""
     for path, expected in equals.items():
         value = claim_at(claims, path)
         if not isinstance(value, str) or value != expected:

@@ -12,12 +12,24 @@ retries.
   service-account tokens, as a kube-apiserver serves and mints them.
 * :class:`SpiffeIssuer` - SPIFFE JWT-SVIDs and the trust bundle, as a SPIRE
   server issues and publishes them.
+* :class:`OktaIdentityProvider` / :class:`EntraIdentityProvider` - OIDC
+  discovery, JWKS and the ID-token / access-token claim layouts of an Okta
+  custom authorization server and a Microsoft Entra ID v2.0 tenant, for an
+  org's identity provider (user assertions).
 
-``python -m control_plane.sandbox kubernetes|spiffe`` runs one from a shell.
+``python -m control_plane.sandbox kubernetes|spiffe|okta|entra`` runs one from a shell.
 """
 
 from control_plane.sandbox.kubernetes_issuer import KubernetesIssuer
+from control_plane.sandbox.oidc_idp import EntraIdentityProvider, OktaIdentityProvider
 from control_plane.sandbox.spiffe_id import SpiffeId, parse_spiffe_id
 from control_plane.sandbox.spiffe_issuer import SpiffeIssuer
 
-__all__ = ["KubernetesIssuer", "SpiffeId", "SpiffeIssuer", "parse_spiffe_id"]
+__all__ = [
+    "EntraIdentityProvider",
+    "KubernetesIssuer",
+    "OktaIdentityProvider",
+    "SpiffeId",
+    "SpiffeIssuer",
+    "parse_spiffe_id",
+]

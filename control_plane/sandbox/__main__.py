@@ -1,4 +1,4 @@
-"""Run a sandbox workload-token issuer from a shell.
+"""Run a sandbox workload-token issuer or identity provider from a shell.
 
 These are test emulators, not identity providers: anyone who can reach the
 port can mint a token for any identity, so they bind loopback addresses only
@@ -6,6 +6,8 @@ and keep their keys in memory (a restart means new keys)::
 
     python -m control_plane.sandbox kubernetes --port 8701
     python -m control_plane.sandbox spiffe --trust-domain example.org --port 8702
+    python -m control_plane.sandbox okta --port 8703
+    python -m control_plane.sandbox entra --port 8704
 
 Each prints its URLs (one ``name: value`` per line on stdout) and, besides the
 endpoints the real system publishes, serves ``POST /issue`` to mint a token::
@@ -14,6 +16,8 @@ endpoints the real system publishes, serves ``POST /issue`` to mint a token::
       -d '{"namespace": "default", "service_account": "agent", "audiences": ["agentauth"]}'
     curl -s http://127.0.0.1:8702/issue \\
       -d '{"path": "/ns/prod/sa/agent", "audiences": ["agentauth"]}'
+    curl -s http://127.0.0.1:8703/issue -d '{"user": "alice@example.com"}'
+    curl -s http://127.0.0.1:8704/issue -d '{"user": "alice@contoso.com", "token": "access_token"}'
 
 The answer is ``{"token": "<JWT>"}``; bad input gets a 400 with ``error_description``.
 SIGTERM or Ctrl-C stops the server cleanly (exit status 0).
@@ -34,6 +38,7 @@ from aiohttp import web
 from control_plane.sandbox import kubernetes_issuer as k8s
 from control_plane.sandbox._jose import ALGORITHMS
 from control_plane.sandbox._loopback import LoopbackServer, json_response, require_loopback
+from control_plane.sandbox.oidc_idp import EntraIdentityProvider, OktaIdentityProvider
 from control_plane.sandbox.spiffe_issuer import BUNDLE_PATH, KEYS_PATH, SpiffeIssuer
 
 ISSUE_PATH = "/issue"
@@ -50,6 +55,12 @@ _SPIFFE_FIELDS: _FieldSpec = {
     "path": ("string", True),
     "audiences": ("list of strings", True),
     "ttl": ("integer", False),
+}
+_IDP_FIELDS: _FieldSpec = {
+    "user": ("string", True),
+    "token": ("string", False),  # "id_token" (default) or "access_token"
+    "ttl": ("integer", False),
+    "scopes": ("list of strings", False),
 }
 _CHECKS: Mapping[str, Callable[[object], bool]] = {
     "string": lambda v: isinstance(v, str),
@@ -104,6 +115,42 @@ def _kubernetes(args: argparse.Namespace) -> tuple[LoopbackServer, Callable[[], 
     return iss, lines
 
 
+def _idp_mint(idp: OktaIdentityProvider | EntraIdentityProvider, a: dict[str, Any]) -> str:
+    kind = a.get("token", "id_token")
+    ttl = a.get("ttl", 3600)
+    if kind == "id_token":
+        if "scopes" in a:
+            raise ValueError("scopes apply to access tokens only")
+        return idp.id_token(a["user"], ttl=ttl)
+    if kind == "access_token":
+        if "scopes" in a:
+            return idp.access_token(a["user"], ttl=ttl, scopes=a["scopes"])
+        return idp.access_token(a["user"], ttl=ttl)
+    raise ValueError('token must be "id_token" or "access_token"')
+
+
+def _idp(args: argparse.Namespace) -> tuple[LoopbackServer, Callable[[], list[str]]]:
+    idp: OktaIdentityProvider | EntraIdentityProvider
+    if args.kind == "okta":
+        idp = OktaIdentityProvider(client_id=args.client_id)
+    else:
+        idp = EntraIdentityProvider(tenant_id=args.tenant_id, client_id=args.client_id)
+    idp.add_routes([issue_route(_IDP_FIELDS, lambda a: _idp_mint(idp, a))])
+
+    def lines() -> list[str]:
+        out = [
+            f"issuer: {idp.issuer}",
+            f"discovery: {idp.discovery_url}",
+            f"jwks: {idp.jwks_uri}",
+            f"client_id: {idp.client_id}",
+        ]
+        if isinstance(idp, EntraIdentityProvider):
+            out.append(f"tenant_id: {idp.tenant_id}")
+        return [*out, f"issue: {idp.url}{ISSUE_PATH}"]
+
+    return idp, lines
+
+
 def _spiffe(args: argparse.Namespace) -> tuple[LoopbackServer, Callable[[], list[str]]]:
     iss = SpiffeIssuer(args.trust_domain, algorithm=args.algorithm, issuer=args.jwt_issuer)
     iss.add_routes([issue_route(_SPIFFE_FIELDS, lambda a: iss.issue(**a))])
@@ -151,8 +198,8 @@ def _loopback_host(value: str) -> str:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m control_plane.sandbox",
-        description="Loopback workload-token issuers for tests "
-        "(emulators, not identity providers).",
+        description="Loopback workload-token issuers and OIDC identity providers for tests "
+        "(emulators: they sign whatever they are asked to).",
     )
     sub = parser.add_subparsers(dest="kind", required=True)
     kube = sub.add_parser("kubernetes", help="Kubernetes service-account issuer")
@@ -164,7 +211,14 @@ def _parser() -> argparse.ArgumentParser:
     spiffe.add_argument("--trust-domain", default="example.org")
     spiffe.add_argument("--algorithm", choices=sorted(ALGORITHMS), default="ES256")
     spiffe.add_argument("--jwt-issuer", help="optional iss claim (SPIRE's jwt_issuer)")
-    for command in (kube, spiffe):
+    okta = sub.add_parser("okta", help="Okta custom authorization server (ID/access tokens)")
+    okta.add_argument("--port", type=int, default=8703)
+    entra = sub.add_parser("entra", help="Microsoft Entra ID v2.0 tenant (ID/access tokens)")
+    entra.add_argument("--port", type=int, default=8704)
+    entra.add_argument("--tenant-id", help="tid (default: a random UUID)")
+    for command in (okta, entra):
+        command.add_argument("--client-id", help="the OIDC client id (ID tokens' aud)")
+    for command in (kube, spiffe, okta, entra):
         command.add_argument(
             "--host", type=_loopback_host, default="127.0.0.1", help="loopback address only"
         )
@@ -175,7 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        server, lines = (_kubernetes if args.kind == "kubernetes" else _spiffe)(args)
+        build = {"kubernetes": _kubernetes, "spiffe": _spiffe, "okta": _idp, "entra": _idp}
+        server, lines = build[args.kind](args)
     except ValueError as exc:  # e.g. an invalid trust domain
         parser.error(str(exc))
     print(

@@ -25,8 +25,8 @@ class ServiceContext:
     barrier: Barrier
     clock: Clock
     # Called with an org id whenever who-may-authenticate-as-what changes there
-    # (agents, service accounts, trust policies, org settings), so caches of it
-    # on this replica drop the org at once.
+    # (agents, service accounts, trust policies, identity providers, org
+    # settings), so caches of it on this replica drop the org at once.
     identity_listeners: list[Callable[[str], None]] = field(default_factory=list)
 
     def __post_init__(self) -> None:

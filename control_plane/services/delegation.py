@@ -8,10 +8,7 @@ org's agents; scopes and audiences come from that agent's trust policies.
 
 from __future__ import annotations
 
-import secrets
-
 from control_plane.domain import names
-from control_plane.domain.delegation import nest
 from control_plane.domain.entities import Page
 from control_plane.domain.errors import (
     AlreadyExists,
@@ -22,7 +19,7 @@ from control_plane.domain.errors import (
 )
 from control_plane.domain.principals import Principal, Role
 from control_plane.services.context import ServiceContext
-from control_plane.services.grants.issuance import choose_audiences, grant_scopes
+from control_plane.services.grants.issuance import issue_delegated
 from control_plane.services.identity import IdentityDirectory
 from control_plane.services.tenant_crud import TenantCrud
 from control_plane.storage import models as m
@@ -110,17 +107,4 @@ class TrustedBackendDelegation:
         ident = await self.directory.get(org_id)
         if ident is None or a.id not in ident.active_agents:
             raise NotFound()
-        policies = [p.view for p in ident.policies if p.view.agent_id == a.id]
-        scopes = grant_scopes(frozenset(sc for p in policies for sc in p.scopes), scope)
-        audiences = choose_audiences(audience, {au for p in policies for au in p.audiences})
-        agent_name = names.child_name(org_id, "agents", a.id)
-        return await self.minter.mint(
-            org_id=org_id,
-            subject=names.child_name(org_id, "users", u.id),
-            client_id=agent_name,
-            scopes=scopes,
-            audiences=audiences,
-            ttl=ident.token_ttl,
-            act=nest(agent_name, None),
-            txn=secrets.token_hex(16),
-        )
+        return await issue_delegated(self.minter, ident, u.id, a.id, scope, audience)

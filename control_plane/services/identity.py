@@ -2,7 +2,8 @@
 
 Minting must not read the database before it writes its one row, so trust
 policies, active agents and service accounts and the org's token lifetime are
-read together in one transaction and cached for a few seconds. A change made
+read together in one transaction and cached for a few seconds (with the org's
+identity provider, the issuer of its users' assertions). A change made
 through this replica invalidates the snapshot at once; other replicas see it
 within ``ttl`` (documented bound).
 """
@@ -18,9 +19,10 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from control_plane.domain.entities import TrustPolicyView
+from control_plane.domain.entities import IdentityProviderView, TrustPolicyView
 from control_plane.domain.trust import glob_to_regex
 from control_plane.services.external_keys import ExternalKey, parse_public_jwks
+from control_plane.services.identity_providers import idp_view
 from control_plane.services.trust_policies import policy_view
 from control_plane.storage import models as m
 from control_plane.storage.db import Database
@@ -34,6 +36,12 @@ class CompiledPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class CompiledIdentityProvider:
+    view: IdentityProviderView
+    static_keys: dict[str, ExternalKey]
+
+
+@dataclass(frozen=True, slots=True)
 class OrgIdentity:
     org_id: str
     token_ttl: dt.timedelta
@@ -41,6 +49,7 @@ class OrgIdentity:
     active_agents: frozenset[str]
     active_service_accounts: frozenset[str]
     max_delegation_depth: int = 4
+    identity_provider: CompiledIdentityProvider | None = None
 
 
 @dataclass
@@ -115,13 +124,31 @@ class IdentityDirectory:
                 .scalars()
                 .all()
             )
+            idp = (
+                await s.execute(
+                    select(m.IdentityProvider).where(m.IdentityProvider.org_id == org_id)
+                )
+            ).scalar_one_or_none()
             ttl = dt.timedelta(seconds=org.access_token_ttl_seconds)
             depth = org.max_delegation_depth
         compiled = tuple(_compile(policy_view(p)) for p in policies)
-        return OrgIdentity(org_id, ttl, compiled, frozenset(agents), frozenset(sas), depth)
+        return OrgIdentity(
+            org_id,
+            ttl,
+            compiled,
+            frozenset(agents),
+            frozenset(sas),
+            depth,
+            _compile_idp(idp_view(idp)) if idp is not None else None,
+        )
 
 
 def _compile(view: TrustPolicyView) -> CompiledPolicy:
     keys = parse_public_jwks(view.jwks_json) if view.jwks_json else {}
     regex = glob_to_regex(view.subject_pattern) if view.subject_pattern else None
     return CompiledPolicy(view, keys, regex)
+
+
+def _compile_idp(view: IdentityProviderView) -> CompiledIdentityProvider:
+    keys = parse_public_jwks(view.jwks_json) if view.jwks_json else {}
+    return CompiledIdentityProvider(view, keys)

@@ -23,6 +23,7 @@ from control_plane.storage.db import Database
 from control_plane.strict_json import parse_json_object
 from control_plane.tokens.jws import TokenInvalid, verify_compact
 from control_plane.tokens.keys import SigningKeyManager
+from control_plane.tokens.revocation_feed import RevocationFeed
 
 LEEWAY = 30
 
@@ -46,6 +47,7 @@ class OwnTokens:
         self.keys = keys
         self.clock = clock
         self.issuer = issuer
+        self.feed: RevocationFeed | None = None  # set by the app: wakes local watchers
 
     def _verified_claims(self, token: str, *, check_time: bool) -> dict[str, Any]:
         """Claims of a token we signed, else TokenRejected with the SDK's reason."""
@@ -96,7 +98,10 @@ class OwnTokens:
             return
         if not caller.is_platform_admin and claims["org_id"] != caller.org_id:
             return
-        await issued_tokens.revoke_tree(self.db, claims["org_id"], claims["jti"], self.clock.now())
+        org_id = claims["org_id"]
+        if await issued_tokens.revoke_tree(self.db, org_id, claims["jti"], self.clock.now()):
+            if self.feed is not None:
+                self.feed.wake(org_id)
 
     async def verify_active(self, token: str) -> dict[str, Any]:
         """Claims of a current, unrevoked token of ours (any audience): a subject token."""

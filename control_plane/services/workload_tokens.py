@@ -4,13 +4,16 @@ RFC 8725 §3.1: algorithms come from the policy, never from the token; §3.8/§3
 issuer and audience are checked exactly; §3.11/§3.12: a token typed as an access
 token (``at+jwt``) is not a workload identity. ``jku``/``x5u``/``jwk`` headers are
 never followed: keys come only from the policy's static set or its discovery URL.
+
+:func:`verify_external` is the policy-independent part (keys, signature, iss,
+aud, times), shared with user assertions from an org's identity provider.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
@@ -45,8 +48,12 @@ class Unverified:
     claims: dict[str, Any]
 
 
-def parse_unverified(token: str) -> Unverified:
-    """Strict structure checks before any key lookup (sizes, encoding, duplicates)."""
+def parse_unverified(token: str, *, access_token_ok: bool = False) -> Unverified:
+    """Strict structure checks before any key lookup (sizes, encoding, duplicates).
+
+    A header typed ``at+jwt`` is refused unless ``access_token_ok``: only a caller
+    that was told it is handling an access token may accept one (RFC 8725 §3.11).
+    """
     if not isinstance(token, str) or len(token) > MAX_TOKEN_BYTES:
         raise Rejected("size")
     parts = token.split(".")
@@ -63,7 +70,7 @@ def parse_unverified(token: str) -> Unverified:
     if not isinstance(header.get("alg"), str):
         raise Rejected("alg")
     typ = header.get("typ")
-    if isinstance(typ, str) and typ.lower() in ACCESS_TOKEN_TYPES:
+    if not access_token_ok and isinstance(typ, str) and typ.lower() in ACCESS_TOKEN_TYPES:
         raise Rejected("access token presented as workload identity")
     return Unverified(header, claims)
 
@@ -78,6 +85,18 @@ def _numeric(claims: Mapping[str, Any], name: str, required: bool) -> None:
         raise Rejected(f"{name} is not a NumericDate")
 
 
+@dataclass(frozen=True, slots=True)
+class Expected:
+    """What an external JWT must satisfy, whoever configured it (a trust policy, an IdP)."""
+
+    issuer: str  # exact "iss"; empty only for SPIFFE JWT-SVIDs, which may have none
+    audience: str
+    algorithms: tuple[str, ...]
+    discovery_url: str
+    static_keys: Mapping[str, ExternalKey] = field(default_factory=dict)
+    required: tuple[str, ...] = ("exp", "sub")
+
+
 async def verify(
     token: str,
     parsed: Unverified,
@@ -87,6 +106,22 @@ async def verify(
 ) -> dict[str, Any]:
     """Verify ``token`` under ``policy``; return its claims or raise Rejected."""
     p = policy.view
+    expected = Expected(p.issuer, p.audience, p.algorithms, p.discovery_url, policy.static_keys)
+    claims = await verify_external(token, parsed, expected, issuer_keys, now)
+    if not subject_matches(claims, p.subject, policy.subject_regex, p.claim_equals):
+        raise Rejected("claims do not match the policy")
+    return claims
+
+
+async def verify_external(
+    token: str,
+    parsed: Unverified,
+    expected: Expected,
+    issuer_keys: IssuerKeyCache,
+    now: float,
+) -> dict[str, Any]:
+    """Signature, ``iss``, ``aud`` and times of ``token``; its claims or Rejected."""
+    p = expected
     alg = parsed.header["alg"]
     if alg not in p.algorithms:
         raise Rejected("algorithm not allowed by policy")
@@ -102,7 +137,7 @@ async def verify(
         except KeysUnavailable:
             raise Rejected("issuer keys unavailable") from None
     else:
-        keys = policy.static_keys
+        keys = p.static_keys
         key = keys.get(kid) if kid else single_key(keys)
     if key is None:
         raise Rejected("unknown kid")
@@ -118,13 +153,11 @@ async def verify(
             audience=p.audience,
             issuer=p.issuer or None,
             leeway=LEEWAY,
-            options={"require": ["exp", "sub"], "verify_iat": True},
+            options={"require": list(p.required), "verify_iat": True},
         )
     except jwt.PyJWTError as exc:
         raise Rejected(type(exc).__name__) from None
     iat = claims.get("iat")
     if isinstance(iat, int | float) and iat > now + LEEWAY:
         raise Rejected("issued in the future")
-    if not subject_matches(claims, p.subject, policy.subject_regex, p.claim_equals):
-        raise Rejected("claims do not match the policy")
     return claims

@@ -19,11 +19,11 @@ from typing import Any
 
 import psycopg
 from psycopg.types.json import Json
-from sqlalchemy import bindparam, insert, text
+from sqlalchemy import String, bindparam, delete, func, insert, select, text
 
 from control_plane.domain.errors import AlreadyExists, Unavailable
 from control_plane.storage.db import Database
-from control_plane.storage.models import IssuedToken
+from control_plane.storage.models import IssuedToken, RevocationEvent
 from control_plane.storage.repositories import TenantRepository
 from control_plane.storage.types import UTCDateTime
 
@@ -43,7 +43,12 @@ class IssuedTokenRecord:
     txn: str | None = None
 
 
+class ParentRevoked(Exception):
+    """A child token was not recorded: its parent was revoked first (it is never issued)."""
+
+
 _RECORD_BATCH = "SELECT agentauth_record_issued_tokens(%s)"
+_PARENT_REVOKED_SQLSTATE = "AAR01"  # raised by migration 0005's function
 MAX_BATCH = 256
 
 
@@ -119,7 +124,13 @@ class IssuedTokenWriter:
                     await pg.set_autocommit(False)
         except psycopg.errors.UniqueViolation:
             raise AlreadyExists() from None
-        except psycopg.OperationalError as exc:
+        except psycopg.Error as exc:
+            if exc.sqlstate == _PARENT_REVOKED_SQLSTATE:
+                raise ParentRevoked() from None
+            if isinstance(exc, psycopg.OperationalError):
+                raise Unavailable(debug=type(exc).__name__) from None
+            raise
+        except OSError as exc:
             raise Unavailable(debug=type(exc).__name__) from None
 
 
@@ -128,7 +139,7 @@ def _settle(future: asyncio.Future[None], exc: BaseException | None) -> None:
         return
     if exc is None:
         future.set_result(None)
-    elif isinstance(exc, AlreadyExists | Unavailable):
+    elif isinstance(exc, AlreadyExists | Unavailable | ParentRevoked):
         future.set_exception(exc)
     else:
         future.set_exception(Unavailable(debug=type(exc).__name__))
@@ -152,6 +163,20 @@ async def _record_one(db: Database, rec: IssuedTokenRecord) -> None:
                 txn=rec.txn,
             )
         )
+        if rec.parent_jti is not None:
+            # SQLite has one writer: after our insert, no revocation can run
+            # until we commit, and the parent's state read here is current.
+            parent_revoked = (
+                await s.execute(
+                    text(
+                        "SELECT revoke_time IS NOT NULL FROM issued_tokens "
+                        "WHERE org_id = :org AND jti = :jti"
+                    ),
+                    {"org": rec.org_id, "jti": rec.parent_jti},
+                )
+            ).scalar()
+            if parent_revoked is None or bool(parent_revoked):  # SQLite answers 0 / 1
+                raise ParentRevoked()
 
 
 async def get(db: Database, org_id: str, jti: str) -> IssuedToken | None:
@@ -200,11 +225,22 @@ SELECTORS = {
 }
 
 
+REVOCATION_CHANNEL = "agentauth_revocations"
+EVENT_CHUNK = 500  # jtis per published event
+
+
+def revocation_lock_key(org_id: str) -> str:
+    """The advisory-lock key that serializes an org's revocations (migration 0005)."""
+    return "agentauth.revocation:" + org_id
+
+
 async def revoke_matching(
     db: Database, org_id: str, selector: str, value: str, now: dt.datetime
 ) -> int:
     """Revoke every token of ``org_id`` matching ``selector`` and all their descendants.
 
+    In the same transaction, the revoked jtis are appended to the org's
+    revocation feed and, on PostgreSQL, every replica is notified at commit.
     Returns how many tokens this call revoked.
     """
     column = SELECTORS[selector]
@@ -221,16 +257,87 @@ async def revoke_matching(
     params: dict[str, object] = {"org": org_id, "now": now}
     if column:
         params["value"] = value
-    async with db.org_tx(org_id) as s:
-        # Count first, in the same transaction: SQLite reports no rowcount for
-        # an UPDATE led by a CTE, and counting by timestamp afterwards would
-        # include tokens revoked earlier at the same instant.
-        count_sql = f"{tree} SELECT count(*) FROM issued_tokens {live}"  # noqa: S608
-        counted = await s.execute(text(count_sql), params)
-        await s.execute(
-            text(f"{tree} UPDATE issued_tokens SET revoke_time = :now {live}").bindparams(  # noqa: S608
-                bindparam("now", type_=UTCDateTime())
-            ),
-            params,
+    update = (
+        text(
+            f"{tree} UPDATE issued_tokens SET revoke_time = :now {live} "  # noqa: S608
+            "RETURNING jti, expire_time"
         )
-        return int(counted.scalar_one())
+        .bindparams(bindparam("now", type_=UTCDateTime()))
+        .columns(jti=String(), expire_time=UTCDateTime())
+    )
+    async with db.org_tx(org_id) as s:
+        if db.is_postgres:
+            # Children being recorded hold this lock shared: the tree below is
+            # computed only after they have committed (or been refused).
+            await s.execute(
+                text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+                {"key": revocation_lock_key(org_id)},
+            )
+        revoked = (await s.execute(update, params)).all()
+        for i in range(0, len(revoked), EVENT_CHUNK):
+            chunk = revoked[i : i + EVENT_CHUNK]
+            await s.execute(
+                insert(RevocationEvent).values(
+                    org_id=org_id,
+                    jtis=[r.jti for r in chunk],
+                    revoke_time=now,
+                    expire_time=max(r.expire_time for r in chunk),
+                )
+            )
+        if revoked and db.is_postgres:
+            await s.execute(
+                text("SELECT pg_notify(:channel, :org)"),
+                {"channel": REVOCATION_CHANNEL, "org": org_id},
+            )
+        # Events of tokens that have all expired tell a validator nothing.
+        await s.execute(
+            delete(RevocationEvent).where(
+                RevocationEvent.org_id == org_id,
+                RevocationEvent.expire_time < now - EVENT_RETENTION,
+            )
+        )
+    return len(revoked)
+
+
+# Validators allow clock skew; keep events a little past their tokens' expiry.
+EVENT_RETENTION = dt.timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedRevocation:
+    seq: int
+    jtis: list[str]
+    revoke_time: dt.datetime
+    expire_time: dt.datetime
+
+
+async def revocations_after(
+    db: Database, org_id: str, seq: int, now: dt.datetime, limit: int = 100
+) -> list[PublishedRevocation]:
+    """The org's events after ``seq`` whose tokens have not all expired, oldest first."""
+    async with db.org_tx(org_id) as s:
+        rows = (
+            await s.execute(
+                select(RevocationEvent)
+                .where(
+                    RevocationEvent.org_id == org_id,
+                    RevocationEvent.seq > seq,
+                    RevocationEvent.expire_time >= now - EVENT_RETENTION,
+                )
+                .order_by(RevocationEvent.seq)
+                .limit(limit)
+            )
+        ).scalars()
+        return [
+            PublishedRevocation(r.seq, list(r.jtis), r.revoke_time, r.expire_time) for r in rows
+        ]
+
+
+async def latest_revocation_seq(db: Database, org_id: str) -> int:
+    async with db.org_tx(org_id) as s:
+        value = (
+            await s.execute(
+                select(func.max(RevocationEvent.seq)).where(RevocationEvent.org_id == org_id)
+            )
+        ).scalar()
+    return int(value or 0)

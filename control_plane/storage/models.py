@@ -12,6 +12,7 @@ import datetime as dt
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -269,6 +270,29 @@ class DelegationRule(Base):
     )
 
 
+class IdentityProvider(Base):
+    """The org's trusted OIDC identity provider (at most one per org)."""
+
+    __tablename__ = "identity_providers"
+    org_id: Mapped[str] = _org_fk()
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    issuer: Mapped[str] = mapped_column(String(2048))
+    discovery_url: Mapped[str] = mapped_column(String(2048))
+    jwks_json: Mapped[str] = mapped_column(Text)
+    audience: Mapped[str] = mapped_column(String(512))
+    subject_claim: Mapped[str] = mapped_column(String(64))
+    claim_equals: Mapped[dict[str, str]] = mapped_column(JSON)
+    algorithms: Mapped[list[str]] = mapped_column(JSON)
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    create_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    __table_args__ = (
+        UniqueConstraint("org_id"),  # one identity provider per org, even under a race
+        UniqueConstraint("org_id", "request_id"),
+        Index(None, "org_id", "create_time", "id"),
+    )
+
+
 class UsedAssertion(Base):
     """RFC 7523 §3: a client assertion's jti is single-use until the assertion expires."""
 
@@ -277,6 +301,31 @@ class UsedAssertion(Base):
     digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     expire_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     __table_args__ = (Index(None, "org_id", "expire_time"),)
+
+
+class RevocationEvent(Base):
+    """One revocation, as the feed publishes it: the jtis it revoked, descendants included.
+
+    ``seq`` orders an org's events (revocations of one org are serialized, so
+    commit order is seq order); ``expire_time`` is the latest expiry among the
+    jtis: after it the event carries no information and is pruned.
+    """
+
+    __tablename__ = "revocation_events"
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organizations.id", ondelete="CASCADE"))
+    jtis: Mapped[list[str]] = mapped_column(JSON)
+    revoke_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    expire_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    __table_args__ = (
+        Index(None, "org_id", "seq"),
+        Index(None, "org_id", "expire_time"),
+        # SQLite would otherwise reuse the highest seq after a prune, and a
+        # watcher resuming from that cursor would skip the new event.
+        {"sqlite_autoincrement": True},
+    )
 
 
 TENANT_TABLES: tuple[str, ...] = tuple(
@@ -289,6 +338,7 @@ PLATFORM_TABLES: tuple[str, ...] = tuple(
 __all__ = [
     "Agent",
     "DelegationRule",
+    "IdentityProvider",
     "IssuedToken",
     "TrustPolicy",
     "UsedAssertion",
@@ -298,6 +348,7 @@ __all__ = [
     "Organization",
     "PLATFORM_TABLES",
     "PlatformApiKey",
+    "RevocationEvent",
     "ServiceAccount",
     "SigningKey",
     "SystemDek",

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from agentauth import ControlPlaneClient
 from agentauth.v1 import admin_pb2 as pb
+from agentauth.v1 import identity_provider_pb2 as idp_pb
 from agentauth.v1 import trust_policy_pb2 as trust_pb
 from sqlalchemy import text
 
@@ -114,7 +115,18 @@ class Harness:
                 ),
             )
         )
+        idp = await client.admin.CreateIdentityProvider(
+            pb.CreateIdentityProviderRequest(
+                parent=org,
+                identity_provider=idp_pb.IdentityProvider(
+                    issuer="https://idp.example/oauth2/default",
+                    jwks_json=json.dumps({"keys": [PUBLIC_JWK]}),
+                    audience="0oa1fixtureclient",
+                ),
+            )
+        )
         return {
+            "idp": idp.identity_provider.name,
             "agent2": agent2.agent.name,
             "rule": rule.delegation_rule.name,
             "policy": policy.trust_policy.name,

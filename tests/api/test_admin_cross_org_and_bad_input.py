@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from agentauth import AgentAuthError, InvalidArgumentError, NotFoundError
 from agentauth.v1 import admin_pb2 as pb
+from agentauth.v1 import identity_provider_pb2 as idp_pb
 from agentauth.v1 import trust_policy_pb2 as trust_pb
 from google.protobuf import duration_pb2, field_mask_pb2
 
@@ -68,6 +69,17 @@ ADDRESSED: dict[str, Callable[[Names], Any]] = {
     ),
     "ListDelegationRules": lambda n: pb.ListDelegationRulesRequest(parent=n["org"]),
     "DeleteDelegationRule": lambda n: pb.DeleteDelegationRuleRequest(name=n["rule"]),
+    "CreateIdentityProvider": lambda n: pb.CreateIdentityProviderRequest(
+        parent=n["org"],
+        identity_provider=idp_pb.IdentityProvider(
+            issuer="https://probe.example/oauth2/default",
+            jwks_json=json.dumps({"keys": [PUBLIC_JWK]}),
+            audience="probe",
+        ),
+    ),
+    "GetIdentityProvider": lambda n: pb.GetIdentityProviderRequest(name=n["idp"]),
+    "ListIdentityProviders": lambda n: pb.ListIdentityProvidersRequest(parent=n["org"]),
+    "DeleteIdentityProvider": lambda n: pb.DeleteIdentityProviderRequest(name=n["idp"]),
 }
 PUBLIC_JWK = {
     "kty": "EC",
@@ -195,6 +207,30 @@ def _bad_requests(org: str) -> list[tuple[str, Any]]:
                 pb.DisableServiceAccountRequest(name=child.replace("/users/", "/serviceAccounts/")),
             ),
             ("RevokeApiKey", pb.RevokeApiKeyRequest(name=child.replace("/users/", "/apiKeys/"))),
+            (
+                "GetIdentityProvider",
+                pb.GetIdentityProviderRequest(
+                    name=child.replace("/users/", "/identityProviders/")
+                ),
+            ),
+            (
+                "DeleteIdentityProvider",
+                pb.DeleteIdentityProviderRequest(
+                    name=child.replace("/users/", "/identityProviders/")
+                ),
+            ),
+        ]
+        out += [
+            ("ListIdentityProviders", pb.ListIdentityProvidersRequest(parent=bad)),
+            (
+                "CreateIdentityProvider",
+                pb.CreateIdentityProviderRequest(
+                    parent=bad,
+                    identity_provider=idp_pb.IdentityProvider(
+                        issuer="https://idp.example", jwks_json="{}", audience="a"
+                    ),
+                ),
+            ),
         ]
     # Trust policies: every rule of a policy is checked before anything is stored.
     agent = f"{org}/agents/{HEX}"
@@ -265,6 +301,48 @@ def _bad_requests(org: str) -> list[tuple[str, Any]]:
         ("UpdateOrganization", pb.UpdateOrganizationRequest(
             organization=pb.Organization(name=org, max_delegation_depth=99),
             update_mask=field_mask_pb2.FieldMask(paths=["max_delegation_depth"]))),
+    ]
+    # Identity providers: every rule is checked before the one-per-org check.
+    def idp(**kw: Any) -> Any:
+        base: dict[str, Any] = {
+            "issuer": "https://login.example/tenant/v2.0",
+            "discovery_url": "https://login.example/tenant/v2.0/.well-known/openid-configuration",
+            "audience": "client-id",
+        }
+        base.update(kw)
+        return pb.CreateIdentityProviderRequest(
+            parent=org, identity_provider=idp_pb.IdentityProvider(**base)
+        )
+
+    out += [
+        ("CreateIdentityProvider", pb.CreateIdentityProviderRequest(parent=org)),
+        ("CreateIdentityProvider", idp(issuer="")),
+        ("CreateIdentityProvider", idp(issuer="http://login.example/tenant/v2.0")),
+        ("CreateIdentityProvider", idp(issuer="https://login.example/t?x=1")),
+        ("CreateIdentityProvider", idp(issuer="https://user:pw@login.example/t")),
+        ("CreateIdentityProvider", idp(issuer=" https://login.example/t")),
+        ("CreateIdentityProvider", idp(discovery_url="")),  # neither keys source
+        ("CreateIdentityProvider", idp(jwks_json=json.dumps({"keys": [PUBLIC_JWK]}))),  # both
+        ("CreateIdentityProvider", idp(discovery_url="ftp://login.example/x")),
+        ("CreateIdentityProvider", idp(discovery_url="", jwks_json='{"keys": [{"kty": "oct", "k": "c2VjcmV0"}]}')),
+        ("CreateIdentityProvider", idp(discovery_url="", jwks_json=json.dumps({"keys": [dict(PUBLIC_JWK, d="x")]}))),
+        ("CreateIdentityProvider", idp(audience="")),
+        ("CreateIdentityProvider", idp(audience="*")),
+        ("CreateIdentityProvider", idp(audience="has space")),
+        ("CreateIdentityProvider", idp(subject_claim="email")),
+        ("CreateIdentityProvider", idp(subject_claim="preferred_username")),
+        ("CreateIdentityProvider", idp(algorithms=["HS256"])),
+        ("CreateIdentityProvider", idp(algorithms=["none"])),
+        ("CreateIdentityProvider", idp(claim_equals={"a..b": "x"})),
+        ("CreateIdentityProvider", idp(claim_equals={"tid": ""})),
+        ("CreateIdentityProvider", pb.CreateIdentityProviderRequest(
+            parent=f"{org}/agents/{HEX}", identity_provider=idp().identity_provider)),
+        ("GetIdentityProvider", pb.GetIdentityProviderRequest(name=f"{org}/identityProviders/nope")),
+        ("GetIdentityProvider", pb.GetIdentityProviderRequest(name=f"{org}/trustPolicies/{HEX}")),
+        ("DeleteIdentityProvider", pb.DeleteIdentityProviderRequest(name=f"{org}/idps/{HEX}")),
+        ("DeleteIdentityProvider", pb.DeleteIdentityProviderRequest(name="")),
+        ("ListIdentityProviders", pb.ListIdentityProvidersRequest(parent=f"{org}/users/{HEX}")),
+        ("ListIdentityProviders", pb.ListIdentityProvidersRequest(parent=org, page_token="x")),
     ]
     # Wrong collection for the RPC.
     out.append(("GetUser", pb.GetUserRequest(name=f"{org}/agents/{HEX}")))

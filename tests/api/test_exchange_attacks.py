@@ -69,7 +69,12 @@ from tests.api.exchange_helpers import (
 )
 
 FORM = "application/x-www-form-urlencoded"
-INVALID_GRANT = (UnauthenticatedError, "INVALID_GRANT")
+# RFC 8693 §2.2.2: an invalid or unacceptable subject_token / actor_token is
+# invalid_request. Over gRPC it is UNAUTHENTICATED (a malformed request is
+# INVALID_ARGUMENT); over HTTP only its one fixed description tells it apart.
+UNACCEPTABLE = (UnauthenticatedError, "INVALID_REQUEST")
+UNACCEPTABLE_DESCRIPTION = "the subject_token or actor_token is not acceptable"
+UNACCEPTABLE_BODY = {"error": "invalid_request", "error_description": UNACCEPTABLE_DESCRIPTION}
 INVALID_REQUEST = (InvalidArgumentError, "INVALID_REQUEST")
 INVALID_CLIENT = (UnauthenticatedError, "INVALID_CLIENT")
 
@@ -165,7 +170,7 @@ async def test_rfc8725_3_1_alg_none_spellings(world: World, alg: str, signature:
     else:
         token = compact(header, claims, b"" if signature == "empty" else b"\x00" * 32)
     assert jwt.get_unverified_header(token)["alg"] == alg
-    await world.refused(*INVALID_GRANT, subject_token=token)
+    await world.refused(*UNACCEPTABLE, subject_token=token)
 
 
 @pytest.mark.parametrize("form", RSA_KEY_FORMS)
@@ -175,7 +180,7 @@ async def test_rfc8725_3_1_cve_2015_9235_hs256_macd_with_issuer_public_key(
     served, jwks = await _served_jwks(world.k8s)
     secret = _public_key_forms(jwks["keys"][0], served)[form]
     token = _hs256(world.header(alg="HS256"), world.claims(), secret)
-    await world.refused(*INVALID_GRANT, subject_token=token)
+    await world.refused(*UNACCEPTABLE, subject_token=token)
 
 
 @pytest.mark.parametrize("alg", ["HS256", "HS512", "none", "ES256K"])
@@ -199,7 +204,7 @@ async def test_pyjwt_cve_2026_48523_header_alg_differs_from_key_alg_pss(harness:
         # The signature really is PS256: only the key's pinned alg stops it.
         jwt.decode(token, jwt.PyJWK(k8s.jwks()["keys"][0]).key, algorithms=["PS256"],
                    audience=AUDIENCE)  # fmt: skip
-        await w.refused(*INVALID_GRANT, subject_token=token)
+        await w.refused(*UNACCEPTABLE, subject_token=token)
 
 
 @pytest.mark.parametrize(
@@ -223,13 +228,13 @@ async def test_rfc8725_3_1_header_alg_not_the_keys_alg(
     async with KubernetesIssuer() as k8s:
         w = await open_world(harness, k8s, algorithms=policy_algs)
         token = k8s.sign(w.claims(), headers={"alg": header_alg})
-        await w.refused(*INVALID_GRANT, subject_token=token)
+        await w.refused(*UNACCEPTABLE, subject_token=token)
 
 
 async def test_rfc8725_3_1_es256_only_policy_refuses_valid_rs256_token(harness: Any) -> None:
     async with KubernetesIssuer() as k8s:
         w = await open_world(harness, k8s, algorithms=["ES256"])
-        await w.refused(*INVALID_GRANT, subject_token=w.workload())
+        await w.refused(*UNACCEPTABLE, subject_token=w.workload())
 
 
 # --------------------------------------------------------------------------
@@ -254,7 +259,7 @@ async def test_rfc8725_2_9_kid_injection(world: World, kid: str) -> None:
     fetched = world.jwks_fetches
     header = {"alg": "RS256", "kid": EVIL_KIDS[kid], "typ": "JWT"}  # signed by the real key
     token = sign_raw(world.k8s, json.dumps(header).encode(), json.dumps(world.claims()).encode())
-    await world.refused(*INVALID_GRANT, subject_token=token)
+    await world.refused(*UNACCEPTABLE, subject_token=token)
     assert world.jwks_fetches - fetched <= 1
 
 
@@ -274,10 +279,10 @@ async def test_pyjwt_cve_2026_48524_unknown_kid_storm_refetches_jwks_at_most_onc
     results = await asyncio.gather(
         *(world.exchange(subject_token=t) for t in storm), return_exceptions=True
     )
-    assert all(isinstance(r, UnauthenticatedError) and r.reason == "INVALID_GRANT" for r in results)
+    assert all(isinstance(r, UnauthenticatedError) and r.reason == "INVALID_REQUEST" for r in results)
     # Sequential stragglers within the same interval fetch nothing more.
     for t in storm[:10]:
-        await world.refused(*INVALID_GRANT, subject_token=t)
+        await world.refused(*UNACCEPTABLE, subject_token=t)
     assert world.jwks_fetches - fetched == 1
     assert await world.harness.snapshot() == before
 
@@ -287,7 +292,7 @@ async def test_pyjwt_cve_2026_48524_cold_cache_storm_fetches_jwks_once(world: Wo
     results = await asyncio.gather(
         *(world.exchange(subject_token=t) for t in storm), return_exceptions=True
     )
-    assert all(isinstance(r, UnauthenticatedError) and r.reason == "INVALID_GRANT" for r in results)
+    assert all(isinstance(r, UnauthenticatedError) and r.reason == "INVALID_REQUEST" for r in results)
     assert world.k8s.requests[DISCOVERY_PATH] == 1
     assert world.jwks_fetches == 1
 
@@ -314,7 +319,7 @@ async def test_pyjwt_cve_2026_48524_issuer_down_refetch_is_rate_limited(
         try:
             await world.exchange(subject_token=world.workload())
         except UnauthenticatedError as err:  # never fetched: nothing to verify with
-            assert cache == "never-fetched" and err.reason == "INVALID_GRANT"
+            assert cache == "never-fetched" and err.reason == "INVALID_REQUEST"
     assert world.k8s.requests[DISCOVERY_PATH] - attempts <= 1
 
 
@@ -371,7 +376,7 @@ async def test_rfc8725_3_10_jku_and_x5u_are_never_fetched(
         for m in members:
             headers[m] = f"{url}/{m}/keys.json"
         token = jwt.encode(world.claims(), key, algorithm="RS256", headers=headers)
-        await world.refused(*INVALID_GRANT, subject_token=token)
+        await world.refused(*UNACCEPTABLE, subject_token=token)
         assert hits == []
 
 
@@ -405,7 +410,7 @@ async def test_cve_2018_0114_embedded_jwk_and_x5c_are_ignored(world: World, vari
         elif variant == "jwk-trusted-kid":
             headers["kid"] = world.k8s.key_id
     token = jwt.encode(world.claims(), key, algorithm="RS256", headers=headers)
-    await world.refused(*INVALID_GRANT, subject_token=token)
+    await world.refused(*UNACCEPTABLE, subject_token=token)
 
 
 # --------------------------------------------------------------------------
@@ -425,12 +430,12 @@ CRIT_HEADERS = {
 @pytest.mark.parametrize("case", list(CRIT_HEADERS))
 async def test_rfc7515_4_1_11_crit(world: World, case: str) -> None:
     token = world.k8s.sign(world.claims(), headers=CRIT_HEADERS[case])
-    await world.refused(*INVALID_GRANT, subject_token=token)
+    await world.refused(*UNACCEPTABLE, subject_token=token)
 
 
 async def test_rfc7797_b64_false_without_crit(world: World) -> None:
     token = world.k8s.sign(world.claims(), headers={"b64": False})
-    await world.refused(*INVALID_GRANT, subject_token=token)
+    await world.refused(*UNACCEPTABLE, subject_token=token)
 
 
 # --------------------------------------------------------------------------
@@ -480,7 +485,7 @@ TIME_CASES = [
 
 @pytest.mark.parametrize("case", TIME_CASES)
 async def test_rfc7519_4_1_4_time_claims(world: World, case: str) -> None:
-    await world.refused(*INVALID_GRANT, subject_token=_time_case(world, case))
+    await world.refused(*UNACCEPTABLE, subject_token=_time_case(world, case))
 
 
 async def test_rfc7519_4_1_4_expiry_within_leeway_is_accepted_and_caps_the_minted_token(
@@ -502,9 +507,10 @@ async def test_rfc7519_4_1_4_subject_token_with_no_life_left(
     exp: float = now - 10 if case == "expired-within-leeway" else now + 0.4
     token = world.k8s.sign(world.claims(exp=exp, iat=now - 60, nbf=now - 60))
     if transport == "grpc":
-        await world.refused(*INVALID_GRANT, subject_token=token)
+        await world.refused(*UNACCEPTABLE, subject_token=token)
     else:
-        await world.http_refused(400, "invalid_grant", world.form(subject_token=token))
+        body = await world.http_refused(400, "invalid_request", world.form(subject_token=token))
+        assert body == UNACCEPTABLE_BODY
 
 
 @pytest.mark.parametrize("exp", [10**12, 1e300], ids=["year-33658", "1e300"])
@@ -514,7 +520,7 @@ async def test_rfc7519_4_1_4_subject_token_exp_beyond_year_9999(world: World, ex
     try:
         resp = await world.exchange(subject_token=token)
     except UnauthenticatedError as err:  # refusing is acceptable too; failing is not
-        assert err.reason == "INVALID_GRANT"
+        assert err.reason == "INVALID_REQUEST"
         assert await world.harness.snapshot() == before
     else:
         assert 0 < resp.expires_in <= 300
@@ -542,7 +548,7 @@ async def test_rfc8725_3_9_audience_near_matches(world: World, case: str) -> Non
     claims = world.claims(aud=AUDIENCES[case])
     if case == "empty-list":
         claims["aud"] = []
-    await world.refused(*INVALID_GRANT, subject_token=world.k8s.sign(claims))
+    await world.refused(*UNACCEPTABLE, subject_token=world.k8s.sign(claims))
 
 
 def _issuer_variant(issuer: str, case: str) -> Any:
@@ -568,7 +574,7 @@ ISSUER_CASES = [
 @pytest.mark.parametrize("case", ISSUER_CASES)
 async def test_rfc8725_3_8_issuer_near_matches(world: World, case: str) -> None:
     claims = world.claims(iss=_issuer_variant(world.k8s.issuer, case))
-    await world.refused(*INVALID_GRANT, subject_token=world.k8s.sign(claims))
+    await world.refused(*UNACCEPTABLE, subject_token=world.k8s.sign(claims))
 
 
 # --------------------------------------------------------------------------
@@ -579,7 +585,7 @@ async def test_rfc8725_3_8_issuer_near_matches(world: World, case: str) -> None:
 async def test_rfc8725_2_8_our_access_token_as_subject_token(world: World) -> None:
     ours = (await world.exchange(subject_token=world.workload())).access_token
     assert jwt.get_unverified_header(ours)["typ"] == "at+jwt"
-    await world.refused(*INVALID_GRANT, subject_token=ours)
+    await world.refused(*UNACCEPTABLE, subject_token=ours)
 
 
 @pytest.mark.parametrize("typ", ["at+jwt", "AT+JWT", "application/at+jwt"])
@@ -587,7 +593,7 @@ async def test_rfc9068_2_1_access_token_typ_from_trusted_issuer_is_not_a_workloa
     world: World, typ: str
 ) -> None:
     await world.refused(
-        *INVALID_GRANT, subject_token=world.k8s.sign(world.claims(), headers={"typ": typ})
+        *UNACCEPTABLE, subject_token=world.k8s.sign(world.claims(), headers={"typ": typ})
     )
 
 
@@ -605,7 +611,7 @@ async def test_rfc8725_3_12_id_token_like_jwt_from_trusted_issuer(world: World, 
         "exp": now + 600,
         "email": "admin@example.com",
     }
-    await world.refused(*INVALID_GRANT, subject_token=world.k8s.sign(id_token))
+    await world.refused(*UNACCEPTABLE, subject_token=world.k8s.sign(id_token))
 
 
 @pytest.mark.parametrize(
@@ -643,7 +649,7 @@ async def test_rfc8693_3_subject_token_type_lies(world: World, subject_token_typ
 async def test_rfc8693_2_1_refresh_token_like_opaque_subject_token(
     world: World, opaque: str
 ) -> None:
-    await world.refused(*INVALID_GRANT, subject_token=opaque)
+    await world.refused(*UNACCEPTABLE, subject_token=opaque)
 
 
 @pytest.mark.parametrize(
@@ -720,7 +726,7 @@ async def test_rfc7515_7_1_malformed_compact_serialization(world: World, case: s
     token = world.workload()
     if case == "standard-alphabet":
         assert any(c in token.split(".")[2] for c in "-_")
-    await world.refused(*INVALID_GRANT, subject_token=_malformed(token, case))
+    await world.refused(*UNACCEPTABLE, subject_token=_malformed(token, case))
 
 
 DUPLICATES = {
@@ -766,7 +772,7 @@ async def test_rfc8725_2_6_duplicate_json_members(world: World, case: str) -> No
                          json.dumps(json.loads(p)).encode())  # fmt: skip
     if case != "header-alg":
         assert (await world.exchange(subject_token=last_wins)).access_token
-    await world.refused(*INVALID_GRANT, subject_token=sign_raw(world.k8s, h, p))
+    await world.refused(*UNACCEPTABLE, subject_token=sign_raw(world.k8s, h, p))
 
 
 def _non_utf8(w: World, case: str) -> tuple[bytes, bytes]:
@@ -791,7 +797,7 @@ def _non_utf8(w: World, case: str) -> tuple[bytes, bytes]:
      "bom-prefixed-payload"],
 )  # fmt: skip
 async def test_rfc8725_3_7_non_utf8(world: World, case: str) -> None:
-    await world.refused(*INVALID_GRANT, subject_token=sign_raw(world.k8s, *_non_utf8(world, case)))
+    await world.refused(*UNACCEPTABLE, subject_token=sign_raw(world.k8s, *_non_utf8(world, case)))
 
 
 # --------------------------------------------------------------------------
@@ -865,7 +871,7 @@ def _mismatch(w: World, case: str) -> str:
      "namespace-not-a-string", "claims-flattened-to-top-level"],
 )  # fmt: skip
 async def test_trust_policy_claims_must_match(world: World, case: str) -> None:
-    await world.refused(*INVALID_GRANT, subject_token=_mismatch(world, case))
+    await world.refused(*UNACCEPTABLE, subject_token=_mismatch(world, case))
 
 
 async def test_rfc8725_2_6_dotted_claim_name_cannot_shadow_nested_claim(world: World) -> None:
@@ -874,7 +880,7 @@ async def test_rfc8725_2_6_dotted_claim_name_cannot_shadow_nested_claim(world: W
         "kubernetes.io.namespace": NAMESPACE,
         "kubernetes.io.serviceaccount.name": SA_NAME,
     })  # fmt: skip
-    await world.refused(*INVALID_GRANT, subject_token=world.k8s.sign(claims))
+    await world.refused(*UNACCEPTABLE, subject_token=world.k8s.sign(claims))
 
 
 # --------------------------------------------------------------------------
@@ -890,23 +896,23 @@ async def test_owasp_api1_2023_other_org_is_identical_to_unknown_org(world: Worl
     org_b, _, _ = await world.harness.new_org("B")
     token = world.workload()
     unknown = "orgs/" + secrets.token_hex(16)
-    other = await world.refused(*INVALID_GRANT, subject_token=token, organization=org_b)
-    missing = await world.refused(*INVALID_GRANT, subject_token=token, organization=unknown)
+    other = await world.refused(*UNACCEPTABLE, subject_token=token, organization=org_b)
+    missing = await world.refused(*UNACCEPTABLE, subject_token=token, organization=unknown)
     assert _error_shape(other) == _error_shape(missing)
     # The same over HTTP: byte-identical RFC 6749 §5.2 bodies.
     b_other = await world.http_refused(
-        400, "invalid_grant", world.form(subject_token=token, organization=org_b)
+        400, "invalid_request", world.form(subject_token=token, organization=org_b)
     )
     b_missing = await world.http_refused(
-        400, "invalid_grant", world.form(subject_token=token, organization=unknown)
+        400, "invalid_request", world.form(subject_token=token, organization=unknown)
     )
-    assert b_other == b_missing
+    assert b_other == b_missing == UNACCEPTABLE_BODY
 
 
-async def test_rfc8693_cross_org_client_id_is_invalid_grant(world: World) -> None:
+async def test_rfc8693_2_2_2_cross_org_client_id_is_unacceptable(world: World) -> None:
     org_b, b_admin, _ = await world.harness.new_org("B")
     agent_b, _, _ = await setup_agent(b_admin, org_b, **k8s_policy(world.k8s))
-    await world.refused(*INVALID_GRANT, subject_token=world.workload(), client_id=agent_b.name)
+    await world.refused(*UNACCEPTABLE, subject_token=world.workload(), client_id=agent_b.name)
 
 
 # --------------------------------------------------------------------------
@@ -915,12 +921,11 @@ async def test_rfc8693_cross_org_client_id_is_invalid_grant(world: World) -> Non
 
 
 async def test_rfc8693_4_1_caller_supplied_act_and_may_act_are_ignored(world: World) -> None:
-    attacker, _ = _attacker_rsa()
+    # actor_token is an RFC 8693 §2.1 parameter the endpoint reads (sub-delegation): an
+    # attacker's actor token is refused there (test_rfc8693_chain_bad_input.py).
     extra = {
         "act": json.dumps({"sub": "orgs/x/serviceAccounts/admin"}),
         "may_act": json.dumps({"sub": "attacker"}),
-        "actor_token": jwt.encode({"sub": "attacker"}, attacker, algorithm="RS256"),
-        "actor_token_type": JWT_TYPE,
         "sub": "orgs/x/serviceAccounts/admin",
         "org_id": "0" * 32,
         "cnf": json.dumps({"jkt": "x"}),
@@ -1052,8 +1057,8 @@ async def test_disabled_agent_is_refused_at_once(world: World) -> None:
     # Warm the 5 s identity snapshot, then disable through the same server.
     assert (await world.exchange(subject_token=world.workload())).access_token
     await world.admin.admin.DisableAgent(pb.DisableAgentRequest(name=world.agent.name))
-    await world.refused(*INVALID_GRANT, subject_token=world.workload())
-    await world.refused(*INVALID_GRANT, subject_token=world.workload(), client_id=world.agent.name)
+    await world.refused(*UNACCEPTABLE, subject_token=world.workload())
+    await world.refused(*UNACCEPTABLE, subject_token=world.workload(), client_id=world.agent.name)
 
 
 async def test_disabled_service_account_is_refused_at_once(world: World) -> None:
@@ -1084,7 +1089,7 @@ async def test_identity_snapshot_staleness_is_bounded_by_its_ttl(world: World) -
         await owner.dispose()
     base = directory.clock
     directory.clock = lambda: base() + directory.ttl + 0.5
-    await world.refused(*INVALID_GRANT, subject_token=world.workload())
+    await world.refused(*UNACCEPTABLE, subject_token=world.workload())
 
 
 # --------------------------------------------------------------------------
@@ -1492,82 +1497,85 @@ async def test_rfc7662_2_2_forged_token_is_inactive(world: World, case: str) -> 
 # RFC 6749 §5.2 over HTTP: a representative subset of the above
 # --------------------------------------------------------------------------
 
-HttpCase = Callable[[World], Awaitable[tuple[dict[str, str], int, str]]]
+# (form, HTTP status, the RFC 6749 §5.2 body members expected)
+HttpExpect = tuple[dict[str, str], int, dict[str, str]]
+HttpCase = Callable[[World], Awaitable[HttpExpect]]
 
 
-async def _h_alg_none(w: World) -> tuple[dict[str, str], int, str]:
-    return w.form(subject_token=compact(w.header(alg="none"), w.claims())), 400, "invalid_grant"
+async def _h_alg_none(w: World) -> HttpExpect:
+    return w.form(subject_token=compact(w.header(alg="none"), w.claims())), 400, UNACCEPTABLE_BODY
 
 
-async def _h_hs256_pem(w: World) -> tuple[dict[str, str], int, str]:
+async def _h_hs256_pem(w: World) -> HttpExpect:
     served, jwks = await _served_jwks(w.k8s)
     secret = _public_key_forms(jwks["keys"][0], served)["pem-spki"]
     token = _hs256(w.header(alg="HS256"), w.claims(), secret)
-    return w.form(subject_token=token), 400, "invalid_grant"
+    return w.form(subject_token=token), 400, UNACCEPTABLE_BODY
 
 
-async def _h_kid_sql(w: World) -> tuple[dict[str, str], int, str]:
+async def _h_kid_sql(w: World) -> HttpExpect:
     token = w.k8s.sign(w.claims(), headers={"kid": EVIL_KIDS["sql-injection"]})
-    return w.form(subject_token=token), 400, "invalid_grant"
+    return w.form(subject_token=token), 400, UNACCEPTABLE_BODY
 
 
-async def _h_expired(w: World) -> tuple[dict[str, str], int, str]:
-    return w.form(subject_token=_time_case(w, "expired-beyond-leeway")), 400, "invalid_grant"
+async def _h_expired(w: World) -> HttpExpect:
+    return w.form(subject_token=_time_case(w, "expired-beyond-leeway")), 400, UNACCEPTABLE_BODY
 
 
-async def _h_exp_string(w: World) -> tuple[dict[str, str], int, str]:
-    return w.form(subject_token=_time_case(w, "exp-string")), 400, "invalid_grant"
+async def _h_exp_string(w: World) -> HttpExpect:
+    return w.form(subject_token=_time_case(w, "exp-string")), 400, UNACCEPTABLE_BODY
 
 
-async def _h_audience(w: World) -> tuple[dict[str, str], int, str]:
+async def _h_audience(w: World) -> HttpExpect:
     token = w.k8s.sign(w.claims(aud="agentauth.evil"))
-    return w.form(subject_token=token), 400, "invalid_grant"
+    return w.form(subject_token=token), 400, UNACCEPTABLE_BODY
 
 
-async def _h_our_token(w: World) -> tuple[dict[str, str], int, str]:
+async def _h_our_token(w: World) -> HttpExpect:
     ours = (await w.exchange(subject_token=w.workload())).access_token
-    return w.form(subject_token=ours), 400, "invalid_grant"
+    return w.form(subject_token=ours), 400, UNACCEPTABLE_BODY
 
 
-async def _h_type_lie(w: World) -> tuple[dict[str, str], int, str]:
+async def _h_type_lie(w: World) -> HttpExpect:
     form = w.form(subject_token=w.workload(), subject_token_type=ACCESS_TOKEN_TYPE)
-    return form, 400, "invalid_request"
+    return form, 400, {"error": "invalid_request"}
 
 
-async def _h_two_segments(w: World) -> tuple[dict[str, str], int, str]:
-    return w.form(subject_token=_malformed(w.workload(), "two-segments")), 400, "invalid_grant"
+async def _h_two_segments(w: World) -> HttpExpect:
+    return w.form(subject_token=_malformed(w.workload(), "two-segments")), 400, UNACCEPTABLE_BODY
 
 
-async def _h_duplicate_sub(w: World) -> tuple[dict[str, str], int, str]:
+async def _h_duplicate_sub(w: World) -> HttpExpect:
     payload = DUPLICATES["payload-sub"][1]
     assert payload is not None
     token = sign_raw(w.k8s, json.dumps(w.header()).encode(), _fill(payload, w))
-    return w.form(subject_token=token), 400, "invalid_grant"
+    return w.form(subject_token=token), 400, UNACCEPTABLE_BODY
 
 
-async def _h_wrong_namespace(w: World) -> tuple[dict[str, str], int, str]:
-    return w.form(subject_token=w.workload(namespace="prod")), 400, "invalid_grant"
+async def _h_wrong_namespace(w: World) -> HttpExpect:
+    return w.form(subject_token=w.workload(namespace="prod")), 400, UNACCEPTABLE_BODY
 
 
-async def _h_refresh_requested(w: World) -> tuple[dict[str, str], int, str]:
+async def _h_refresh_requested(w: World) -> HttpExpect:
     form = w.form(subject_token=w.workload(),
                   requested_token_type="urn:ietf:params:oauth:token-type:refresh_token")  # fmt: skip
-    return form, 400, "invalid_request"
+    return form, 400, {"error": "invalid_request"}
 
 
-async def _h_invalid_scope(w: World) -> tuple[dict[str, str], int, str]:
-    return w.form(subject_token=w.workload(), scope="invoices:read admin"), 400, "invalid_scope"
+async def _h_invalid_scope(w: World) -> HttpExpect:
+    form = w.form(subject_token=w.workload(), scope="invoices:read admin")
+    return form, 400, {"error": "invalid_scope"}
 
 
-async def _h_invalid_target(w: World) -> tuple[dict[str, str], int, str]:
+async def _h_invalid_target(w: World) -> HttpExpect:
     form = {**w.form(subject_token=w.workload()), "audience": "https://evil.example"}
-    return form, 400, "invalid_target"
+    return form, 400, {"error": "invalid_target"}
 
 
-async def _h_bad_assertion(w: World) -> tuple[dict[str, str], int, str]:
+async def _h_bad_assertion(w: World) -> HttpExpect:
     form = {"grant_type": "client_credentials", "client_assertion_type": JWT_BEARER,
             "client_assertion": compact({"alg": "none"}, {"iss": w.agent.name, "sub": w.agent.name})}  # fmt: skip
-    return form, 401, "invalid_client"
+    return form, 401, {"error": "invalid_client"}
 
 
 HTTP_CASES: dict[str, HttpCase] = {
@@ -1591,9 +1599,11 @@ HTTP_CASES: dict[str, HttpCase] = {
 
 @pytest.mark.parametrize("case", list(HTTP_CASES))
 async def test_rfc6749_5_2_error_responses_over_http(world: World, case: str) -> None:
-    form, status, error = await HTTP_CASES[case](world)
-    body = await world.http_refused(status, error, form)
-    assert body["error_description"]
+    form, status, want = await HTTP_CASES[case](world)
+    body = await world.http_refused(status, want["error"], form)
+    assert body["error_description"] and want.items() <= body.items()
+    # Only an unacceptable token gets the unacceptable-token answer.
+    assert (body["error_description"] == UNACCEPTABLE_DESCRIPTION) == (want == UNACCEPTABLE_BODY)
     # The description is the safe, fixed message: no echo of the presented token.
     for value in form.values():
         if len(value) > 40:

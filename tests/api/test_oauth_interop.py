@@ -138,8 +138,9 @@ async def test_rfc7523_authlib_default_one_hour_assertion_is_refused(harness: An
     assert await harness.snapshot() == before
 
 
-async def test_rfc8693_authlib_parses_invalid_grant(harness: Any) -> None:
-    """Authlib's generic fetch_token drives RFC 8693 too and surfaces our §5.2 errors."""
+async def test_rfc8693_2_2_2_authlib_parses_unacceptable_token(harness: Any) -> None:
+    """Authlib's generic fetch_token drives RFC 8693 too and surfaces our §5.2 errors:
+    an expired subject token is ``invalid_request`` (RFC 8693 §2.2.2)."""
     async with KubernetesIssuer() as k8s:
         w = await open_world(harness, k8s)
         meta = await _discover(harness)
@@ -166,7 +167,8 @@ async def test_rfc8693_authlib_parses_invalid_grant(harness: Any) -> None:
 
         with pytest.raises(OAuthError) as err:
             await in_thread(fetch)
-    assert err.value.error == "invalid_grant"
+    assert err.value.error == "invalid_request"
+    assert err.value.description == "the subject_token or actor_token is not acceptable"
 
 
 def _post(url: str, data: dict[str, str], bearer: str | None = None) -> requests.Response:

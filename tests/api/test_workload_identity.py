@@ -125,7 +125,7 @@ async def test_workload_token_for_another_org_is_refused(harness) -> None:
                 grant_type=TOKEN_EXCHANGE, subject_token=workload, subject_token_type=JWT_TYPE,
                 organization=org_b,
             ))
-        assert err.value.reason == "INVALID_GRANT"
+        assert err.value.reason == "INVALID_REQUEST"
         assert await harness.snapshot() == before
 
 

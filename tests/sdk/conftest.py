@@ -28,6 +28,7 @@ from agentauth._errors import AgentAuthError
 from agentauth._validator import AsyncTokenValidator, TokenValidator
 from agentauth._validator_errors import (
     JwksUnavailableError,
+    RevocationsUnavailableError,
     TokenForbiddenError,
     TokenInvalidError,
     TokenReason,
@@ -207,6 +208,8 @@ def _expected_class(reason: str) -> type[AgentAuthError]:
         return TokenForbiddenError
     if reason == TokenReason.JWKS_UNAVAILABLE:
         return JwksUnavailableError
+    if reason == TokenReason.REVOCATIONS_UNAVAILABLE:
+        return RevocationsUnavailableError
     return TokenInvalidError
 
 

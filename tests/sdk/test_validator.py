@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Any
 import grpc
 import pytest
 from agentauth._errors import PermissionDeniedError, UnauthenticatedError, UnavailableError
+from agentauth._revocation_list import RevocationList
 from agentauth._validator import AsyncTokenValidator, TokenValidator
 from agentauth._validator_claims import VerifiedToken
 from agentauth._validator_errors import (
     JwksUnavailableError,
+    RevocationsUnavailableError,
     TokenForbiddenError,
     TokenInvalidError,
     TokenReason,
@@ -69,6 +71,7 @@ SHARED_REASONS = {
     "TOKEN_ACT_TOO_DEEP",
     "TOKEN_REVOKED",
     "JWKS_UNAVAILABLE",
+    "REVOCATIONS_UNAVAILABLE",
 }
 
 
@@ -232,14 +235,22 @@ def test_every_token_reason_has_a_test(validator: TokenValidator, fetch: FetchSp
     shallow = TokenValidator(ISSUER, AUDIENCE, clock=validator._clock, fetch=fetch, max_act_depth=1)
     for reason, (bearer, kwargs) in cases.items():
         refused(shallow, bearer, reason, **kwargs)
-    # The last two are reached through their own paths: no key set ever
-    # fetched, and the revocation feed that does not exist yet.
+    # The rest are reached through their own paths: a revocation list that
+    # was never synced, then one that lists the token, then no key set ever.
+    revocations = RevocationList(clock=validator._clock)
+    listed = TokenValidator(
+        ISSUER, AUDIENCE, clock=validator._clock, fetch=fetch, revocations=revocations
+    )
+    err = refused(listed, token(), R.REVOCATIONS_UNAVAILABLE)
+    assert isinstance(err, UnavailableError)
+    revocations.mark_synced()
+    assert listed.validate(token()).jti == "jti-0001"
+    revocations.add(["jti-0001"], NOW + 300)
+    refused(listed, token(), R.TOKEN_REVOKED)  # a cache hit is refused too
     fetch.error = OSError("down")
     fresh = TokenValidator(ISSUER, AUDIENCE, clock=validator._clock, fetch=fetch)
     refused(fresh, token(), R.JWKS_UNAVAILABLE)
-    revoked = token_error(R.TOKEN_REVOKED)
-    assert type(revoked) is TokenInvalidError and revoked.reason == R.TOKEN_REVOKED
-    covered = set(cases) | {R.JWKS_UNAVAILABLE, R.TOKEN_REVOKED}
+    covered = set(cases) | {R.JWKS_UNAVAILABLE, R.TOKEN_REVOKED, R.REVOCATIONS_UNAVAILABLE}
     assert covered == SHARED_REASONS
 
 
@@ -444,6 +455,9 @@ def test_errors_are_built_like_the_servers(reason: str) -> None:
         assert isinstance(err, PermissionDeniedError)
     elif reason == R.JWKS_UNAVAILABLE:
         expected = (JwksUnavailableError, grpc.StatusCode.UNAVAILABLE)
+        assert isinstance(err, UnavailableError)
+    elif reason == R.REVOCATIONS_UNAVAILABLE:
+        expected = (RevocationsUnavailableError, grpc.StatusCode.UNAVAILABLE)
         assert isinstance(err, UnavailableError)
     else:
         expected = (TokenInvalidError, grpc.StatusCode.UNAUTHENTICATED)

@@ -18,10 +18,13 @@ from agentauth._errors import (
     UnavailableError,
     from_rpc_error,
 )
+from agentauth._revocation_list import RevocationList
+from agentauth._revocations import RevocationWatcher
 from agentauth._validator import AsyncTokenValidator, TokenValidator
 from agentauth._validator_claims import VerifiedToken
 from agentauth._validator_errors import (
     JwksUnavailableError,
+    RevocationsUnavailableError,
     TokenForbiddenError,
     TokenInvalidError,
     TokenReason,
@@ -40,6 +43,9 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "ResourceExhaustedError",
+    "RevocationList",
+    "RevocationWatcher",
+    "RevocationsUnavailableError",
     "TokenForbiddenError",
     "TokenInvalidError",
     "TokenReason",

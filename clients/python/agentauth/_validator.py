@@ -19,8 +19,11 @@ per-call org and scope checks. Every failure is a typed
 Verified tokens are cached by SHA-256 of the token for as long as the claims
 check would still pass (never past ``exp`` + ``leeway``); org and scopes are
 checked on every call. The cache is dropped when a key disappears from the
-key set. Revocation is not seen offline: a revoked token stays valid here until
-it expires, so keep token lifetimes short (the control plane caps them).
+key set. Revocation is seen offline through a :class:`~agentauth.RevocationList`
+kept current by a :class:`~agentauth.RevocationWatcher` (``revocations=``):
+a listed token — a revoked one or any token exchanged from it — is refused
+with ``TOKEN_REVOKED``, on cache hits too. Without a list, a revoked token
+stays valid here until it expires (the control plane caps lifetimes).
 """
 
 from __future__ import annotations
@@ -57,6 +60,13 @@ class TokenValidator(Validator):
         cache_size: verified tokens remembered (LRU); 0 disables the cache.
         fetch: ``fetch(url) -> bytes`` replacing the built-in urllib fetcher;
             it must time out (callers needing a fetch wait for it).
+        revocations: a :class:`~agentauth.RevocationList` (filled by a
+            :class:`~agentauth.RevocationWatcher`); listed tokens are refused
+            with ``TOKEN_REVOKED``.
+        max_staleness: with ``revocations``, refuse every token with
+            ``REVOCATIONS_UNAVAILABLE`` (UNAVAILABLE) while the list has not
+            been confirmed current for this many seconds — fail closed when
+            the watch is down. ``None`` keeps accepting (fail open).
 
     A fetch happens inside :meth:`validate` and blocks that caller (callers
     needing the same fetch wait for it; others keep going). In asyncio code
@@ -80,7 +90,8 @@ class TokenValidator(Validator):
             TokenForbiddenError: a ``required_scopes`` entry is missing
                 (``TOKEN_SCOPE_INSUFFICIENT``) or ``org_id`` is not the expected
                 org (``TOKEN_ORG_MISMATCH``).
-            JwksUnavailableError: no key set could be fetched yet.
+            JwksUnavailableError: no key set could be fetched yet, or
+                (``REVOCATIONS_UNAVAILABLE``) the revocation list is stale.
         """
         now = self._clock()
         # _lookup() inlined: a cache hit is ~2 us, a method call ~0.1 us of it.
@@ -98,6 +109,8 @@ class TokenValidator(Validator):
                 verified = self._validate_uncached(token, now, digest)
         else:
             verified = self._validate_uncached(token, now, digest)
+        if self._revocations is not None:
+            self._check_revocation(verified)
         if required_scopes or expected_org is not None or self._expected_org is not None:
             org = expected_org if expected_org is not None else self._expected_org
             return authorize(verified, required_scopes, org)
@@ -171,6 +184,8 @@ class AsyncTokenValidator(Validator):
             parsed = self._parse(token)
             key = await self._key(parsed.kid, now)
             verified = self._finish(parsed, key, now, verified)
+        if self._revocations is not None:
+            self._check_revocation(verified)
         if required_scopes or expected_org is not None or self._expected_org is not None:
             org = expected_org if expected_org is not None else self._expected_org
             return authorize(verified, required_scopes, org)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from hashlib import sha256
 from typing import Final
 
+from agentauth._revocation_list import RevocationList
 from agentauth._validator_claims import VerifiedToken, check_claims
 from agentauth._validator_errors import TokenReason, token_error
 from agentauth._validator_jose import MAX_JSON_DEPTH, ParsedToken, parse_compact, parse_payload
@@ -80,6 +81,8 @@ class Validator:
         jwks_cache_ttl: float = 300.0,
         cache_size: int = 10_000,
         fetch: Fetch | None = None,
+        revocations: RevocationList | None = None,
+        max_staleness: float | None = 120.0,
     ) -> None:
         if not isinstance(issuer, str) or not issuer:
             raise ValueError("issuer must be a non-empty string")
@@ -122,6 +125,12 @@ class Validator:
         # handled where they can surface (KeyError).
         self._cache: OrderedDict[bytes, _Entry] = OrderedDict()
         self._withdrawals = 0
+        if revocations is not None and not isinstance(revocations, RevocationList):
+            raise TypeError("revocations must be a RevocationList")
+        self._revocations = revocations
+        self._max_staleness = (
+            None if max_staleness is None else _positive("max_staleness", max_staleness)
+        )
         self._setup()
 
     def _setup(self) -> None:
@@ -154,6 +163,16 @@ class Validator:
                 pass
             return entry[0]
         return digest
+
+    def _check_revocation(self, verified: VerifiedToken) -> None:
+        """With a revocation list: refuse listed tokens, and everything while it is stale."""
+        revocations = self._revocations
+        if revocations is None:
+            return
+        if verified.jti in revocations:
+            raise token_error(TokenReason.TOKEN_REVOKED)
+        if self._max_staleness is not None and not revocations.is_current(self._max_staleness):
+            raise token_error(TokenReason.REVOCATIONS_UNAVAILABLE)
 
     def _remember(self, digest: bytes, entry: _Entry) -> None:
         cache = self._cache

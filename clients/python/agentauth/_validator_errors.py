@@ -54,9 +54,11 @@ class TokenReason:
     TOKEN_ORG_MISMATCH: Final = "TOKEN_ORG_MISMATCH"
     TOKEN_SCOPE_INSUFFICIENT: Final = "TOKEN_SCOPE_INSUFFICIENT"
     TOKEN_ACT_TOO_DEEP: Final = "TOKEN_ACT_TOO_DEEP"
-    #: Reserved for the revocation feed; the offline validator never raises it yet.
+    #: The token, or one it was exchanged from, was revoked (revocation feed).
     TOKEN_REVOKED: Final = "TOKEN_REVOKED"
     JWKS_UNAVAILABLE: Final = "JWKS_UNAVAILABLE"
+    #: The revocation list has not been confirmed current within ``max_staleness``.
+    REVOCATIONS_UNAVAILABLE: Final = "REVOCATIONS_UNAVAILABLE"
 
     @classmethod
     def all(cls) -> frozenset[str]:
@@ -84,6 +86,7 @@ _MESSAGES: Final[Mapping[str, str]] = {
     TokenReason.TOKEN_ACT_TOO_DEEP: "the token's delegation chain is too deep",
     TokenReason.TOKEN_REVOKED: "the token has been revoked",
     TokenReason.JWKS_UNAVAILABLE: "the issuer's signing keys could not be fetched",
+    TokenReason.REVOCATIONS_UNAVAILABLE: "the revocation list is not current; retry",
 }
 
 
@@ -99,24 +102,33 @@ class JwksUnavailableError(UnavailableError):
     """No key set has ever been fetched from the JWKS URL, so nothing can be verified; retry."""
 
 
+class RevocationsUnavailableError(UnavailableError):
+    """The revocation list has not been confirmed current within ``max_staleness``; retry."""
+
+
 _FORBIDDEN: Final = frozenset(
     {TokenReason.TOKEN_SCOPE_INSUFFICIENT, TokenReason.TOKEN_ORG_MISMATCH}
 )
 
 
-def token_error(
-    reason: str, metadata: Mapping[str, str] | None = None
-) -> TokenInvalidError | TokenForbiddenError | JwksUnavailableError:
+_TokenError = (
+    TokenInvalidError | TokenForbiddenError | JwksUnavailableError | RevocationsUnavailableError
+)
+
+
+def token_error(reason: str, metadata: Mapping[str, str] | None = None) -> _TokenError:
     """The typed exception for ``reason``, built like the errors the server returns.
 
     ``metadata`` (camelCase keys) may name a claim or the required scopes, never
     a value taken from the token.
     """
-    cls: type[TokenInvalidError | TokenForbiddenError | JwksUnavailableError]
+    cls: type[_TokenError]
     if reason in _FORBIDDEN:
         cls = TokenForbiddenError
     elif reason == TokenReason.JWKS_UNAVAILABLE:
         cls = JwksUnavailableError
+    elif reason == TokenReason.REVOCATIONS_UNAVAILABLE:
+        cls = RevocationsUnavailableError
     else:
         cls = TokenInvalidError
     code = cls.grpc_code if cls.grpc_code is not None else grpc.StatusCode.UNKNOWN

@@ -8,9 +8,10 @@ superset. Audiences come from the policy's allow-list only (``invalid_target``).
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 
 from control_plane.domain import names
-from control_plane.domain.delegation import attenuate
+from control_plane.domain.delegation import attenuate, nest
 from control_plane.domain.errors import InvalidArgument, InvalidRequest, InvalidScope, InvalidTarget
 from control_plane.domain.trust import SCOPE_TOKEN
 from control_plane.services.grants.base import TokenRequest
@@ -87,4 +88,37 @@ async def issue_for_agent(
         audiences=audiences,
         ttl=ident.token_ttl,
         not_after=not_after,
+    )
+
+
+async def issue_delegated(
+    minter: Minter,
+    ident: OrgIdentity,
+    user_id: str,
+    agent_id: str,
+    scope: str,
+    audience: tuple[str, ...],
+    *,
+    not_after: dt.datetime | None = None,
+) -> MintedToken:
+    """The first link of a delegation chain: ``sub`` = the user, ``act`` = the agent.
+
+    RFC 8693 §4.1: the acting party goes in ``act`` and the subject stays the
+    principal. Scopes and audiences are bounded by everything the agent's trust
+    policies allow; ``txn`` is a new id for the chain of this one user request.
+    """
+    policies = [p.view for p in ident.policies if p.view.agent_id == agent_id]
+    scopes = grant_scopes(frozenset(sc for p in policies for sc in p.scopes), scope)
+    audiences = choose_audiences(audience, {au for p in policies for au in p.audiences})
+    agent_name = names.child_name(ident.org_id, "agents", agent_id)
+    return await minter.mint(
+        org_id=ident.org_id,
+        subject=names.child_name(ident.org_id, "users", user_id),
+        client_id=agent_name,
+        scopes=scopes,
+        audiences=audiences,
+        ttl=ident.token_ttl,
+        not_after=not_after,
+        act=nest(agent_name, None),
+        txn=secrets.token_hex(16),
     )

@@ -23,17 +23,17 @@ from control_plane.domain.delegation import (
 from control_plane.domain.errors import (
     AgentAuthError,
     InvalidArgument,
-    InvalidGrant,
     InvalidRequest,
     InvalidTarget,
+    UnacceptableToken,
 )
 from control_plane.services.delegation import DelegationRuleService
 from control_plane.services.grants.base import (
     ACCESS_TOKEN_TYPE,
     JWT_TOKEN_TYPE,
     MAX_PARAM,
-    TOKEN_EXCHANGE,
     TokenRequest,
+    is_sub_delegation,
 )
 from control_plane.services.grants.issuance import grant_scopes
 from control_plane.services.grants.workload_exchange import WorkloadTokenExchange
@@ -60,7 +60,8 @@ class SubDelegation:
         self.minter = minter
 
     def can_handle(self, request: TokenRequest) -> bool:
-        return request.grant_type == TOKEN_EXCHANGE and bool(request.actor_token)
+        """Only our own access tokens; any other subject with an actor is a user assertion."""
+        return is_sub_delegation(request, self.own_tokens.issuer)
 
     async def handle(self, request: TokenRequest) -> MintedToken:
         if request.subject_token_type != ACCESS_TOKEN_TYPE:
@@ -80,17 +81,17 @@ class SubDelegation:
         try:
             parent = await self.own_tokens.verify_active(request.subject_token)
         except AgentAuthError as exc:
-            raise InvalidGrant(debug=f"subject: {exc.reason}") from None
+            raise UnacceptableToken(debug=f"subject: {exc.reason}") from None
         try:
             chain = actor_chain(parent.get("act"))
         except ChainInvalid as exc:
-            raise InvalidGrant(debug=str(exc)) from None
+            raise UnacceptableToken(debug=str(exc)) from None
         if not chain:
             raise InvalidRequest("the subject token is not a delegated token")
         org_id = parent["org_id"]
         ident = await self.directory.get(org_id)
         if ident is None:
-            raise InvalidGrant(debug="org gone")
+            raise UnacceptableToken(debug="org gone")
         if len(chain) + 1 > ident.max_delegation_depth:
             raise InvalidRequest("the delegation chain is at its maximum depth")
 
@@ -107,12 +108,12 @@ class SubDelegation:
                 ident, request.actor_token, wanted.id if wanted else None
             )
         except Rejected as exc:
-            raise InvalidRequest("the actor_token is not acceptable", debug=exc.why) from None
+            raise UnacceptableToken(debug=f"actor: {exc.why}") from None
         delegate_id = policy.view.agent_id
         try:
             delegator = names.parse_child(chain[0], "agents", "act.sub")
         except InvalidArgument:
-            raise InvalidGrant(debug="current actor is not an agent") from None
+            raise UnacceptableToken(debug="current actor is not an agent") from None
         if delegator.org_id != org_id or not await self.rules.allows(
             org_id, delegator.id, delegate_id
         ):
@@ -137,22 +138,26 @@ class SubDelegation:
             int(parent["exp"]), int(actor_claims["exp"]), now, int(ident.token_ttl.total_seconds())
         )
         if exp is None:
-            raise InvalidGrant(debug="parent or actor expires now")
+            raise UnacceptableToken(debug="parent or actor expires now")
         not_after = dt.datetime.fromtimestamp(exp, dt.UTC)
         agent_name = names.child_name(org_id, "agents", delegate_id)
-        return await self.minter.mint(
-            org_id=org_id,
-            subject=parent["sub"],
-            client_id=agent_name,
-            scopes=scopes,
-            audiences=audiences,
-            ttl=ident.token_ttl,
-            not_after=not_after,
-            act=nest(agent_name, parent["act"]),
-            txn=parent.get("txn") if isinstance(parent.get("txn"), str) else None,
-            parent_jti=parent["jti"],
-            root_jti=await self._root(org_id, parent["jti"]),
-        )
+        try:
+            return await self.minter.mint(
+                org_id=org_id,
+                subject=parent["sub"],
+                client_id=agent_name,
+                scopes=scopes,
+                audiences=audiences,
+                ttl=ident.token_ttl,
+                not_after=not_after,
+                act=nest(agent_name, parent["act"]),
+                txn=parent.get("txn") if isinstance(parent.get("txn"), str) else None,
+                parent_jti=parent["jti"],
+                root_jti=await self._root(org_id, parent["jti"]),
+            )
+        except issued_tokens.ParentRevoked:
+            # Revoked while we were minting: the child was never recorded or sent.
+            raise UnacceptableToken(debug="subject revoked during the exchange") from None
 
     async def _root(self, org_id: str, parent_jti: str) -> str:
         """The chain root is recorded on every link; a first hop is its own root."""

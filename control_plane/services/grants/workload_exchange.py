@@ -15,7 +15,7 @@ from typing import Any
 
 from control_plane.clock import Clock
 from control_plane.domain import names
-from control_plane.domain.errors import InvalidArgument, InvalidGrant, InvalidRequest
+from control_plane.domain.errors import InvalidArgument, InvalidRequest, UnacceptableToken
 from control_plane.services.external_keys import IssuerKeyCache
 from control_plane.services.grants.base import (
     ACCESS_TOKEN_TYPE,
@@ -116,18 +116,18 @@ class WorkloadTokenExchange:
             except InvalidArgument:
                 raise InvalidRequest("client_id must be orgs/{org}/agents/{agent}") from None
             if agent.org_id != org_id:
-                raise InvalidGrant(debug="client_id in another org")
+                raise UnacceptableToken(debug="client_id in another org")
             wanted_agent = agent.id
         ident = await self.directory.get(org_id)
         if ident is None:
-            raise InvalidGrant(debug="no such org")
+            raise UnacceptableToken(debug="no such org")
         try:
             policy, claims = await self.identify(ident, request.subject_token, wanted_agent)
         except Rejected as exc:
-            raise InvalidGrant(debug=exc.why) from None
+            raise UnacceptableToken(debug=exc.why) from None
         not_after = not_after_for(claims["exp"], self.clock.now())
         if not_after is None:
-            raise InvalidGrant(debug="subject token expires now")
+            raise UnacceptableToken(debug="subject token expires now")
         return await issue_for_agent(
             self.minter, request, ident, policy.view.agent_id, policy, not_after=not_after
         )

@@ -1,5 +1,6 @@
 import datetime
 
+from agentauth.v1 import identity_provider_pb2 as _identity_provider_pb2
 from agentauth.v1 import trust_policy_pb2 as _trust_policy_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
@@ -549,5 +550,61 @@ class DeleteDelegationRuleRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class DeleteDelegationRuleResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CreateIdentityProviderRequest(_message.Message):
+    __slots__ = ("parent", "identity_provider", "request_id")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    identity_provider: _identity_provider_pb2.IdentityProvider
+    request_id: str
+    def __init__(self, parent: _Optional[str] = ..., identity_provider: _Optional[_Union[_identity_provider_pb2.IdentityProvider, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class CreateIdentityProviderResponse(_message.Message):
+    __slots__ = ("identity_provider",)
+    IDENTITY_PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    identity_provider: _identity_provider_pb2.IdentityProvider
+    def __init__(self, identity_provider: _Optional[_Union[_identity_provider_pb2.IdentityProvider, _Mapping]] = ...) -> None: ...
+
+class GetIdentityProviderRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetIdentityProviderResponse(_message.Message):
+    __slots__ = ("identity_provider",)
+    IDENTITY_PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    identity_provider: _identity_provider_pb2.IdentityProvider
+    def __init__(self, identity_provider: _Optional[_Union[_identity_provider_pb2.IdentityProvider, _Mapping]] = ...) -> None: ...
+
+class ListIdentityProvidersRequest(_message.Message):
+    __slots__ = ("parent", "page_size", "page_token")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    page_size: int
+    page_token: str
+    def __init__(self, parent: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListIdentityProvidersResponse(_message.Message):
+    __slots__ = ("identity_providers", "next_page_token")
+    IDENTITY_PROVIDERS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    identity_providers: _containers.RepeatedCompositeFieldContainer[_identity_provider_pb2.IdentityProvider]
+    next_page_token: str
+    def __init__(self, identity_providers: _Optional[_Iterable[_Union[_identity_provider_pb2.IdentityProvider, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class DeleteIdentityProviderRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteIdentityProviderResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

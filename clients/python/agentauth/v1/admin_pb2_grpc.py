@@ -149,6 +149,26 @@ class AdminServiceStub:
                 request_serializer=agentauth_dot_v1_dot_admin__pb2.DeleteDelegationRuleRequest.SerializeToString,
                 response_deserializer=agentauth_dot_v1_dot_admin__pb2.DeleteDelegationRuleResponse.FromString,
                 _registered_method=True)
+        self.CreateIdentityProvider = channel.unary_unary(
+                '/agentauth.v1.AdminService/CreateIdentityProvider',
+                request_serializer=agentauth_dot_v1_dot_admin__pb2.CreateIdentityProviderRequest.SerializeToString,
+                response_deserializer=agentauth_dot_v1_dot_admin__pb2.CreateIdentityProviderResponse.FromString,
+                _registered_method=True)
+        self.GetIdentityProvider = channel.unary_unary(
+                '/agentauth.v1.AdminService/GetIdentityProvider',
+                request_serializer=agentauth_dot_v1_dot_admin__pb2.GetIdentityProviderRequest.SerializeToString,
+                response_deserializer=agentauth_dot_v1_dot_admin__pb2.GetIdentityProviderResponse.FromString,
+                _registered_method=True)
+        self.ListIdentityProviders = channel.unary_unary(
+                '/agentauth.v1.AdminService/ListIdentityProviders',
+                request_serializer=agentauth_dot_v1_dot_admin__pb2.ListIdentityProvidersRequest.SerializeToString,
+                response_deserializer=agentauth_dot_v1_dot_admin__pb2.ListIdentityProvidersResponse.FromString,
+                _registered_method=True)
+        self.DeleteIdentityProvider = channel.unary_unary(
+                '/agentauth.v1.AdminService/DeleteIdentityProvider',
+                request_serializer=agentauth_dot_v1_dot_admin__pb2.DeleteIdentityProviderRequest.SerializeToString,
+                response_deserializer=agentauth_dot_v1_dot_admin__pb2.DeleteIdentityProviderResponse.FromString,
+                _registered_method=True)
         self.CreateServiceAccount = channel.unary_unary(
                 '/agentauth.v1.AdminService/CreateServiceAccount',
                 request_serializer=agentauth_dot_v1_dot_admin__pb2.CreateServiceAccountRequest.SerializeToString,
@@ -348,6 +368,35 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateIdentityProvider(self, request, context):
+        """Configures the organization's identity provider, whose tokens assert its
+        users (at most one per organization; a second is ALREADY_EXISTS).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetIdentityProvider(self, request, context):
+        """Gets the identity provider.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListIdentityProviders(self, request, context):
+        """Lists an organization's identity providers (zero or one).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteIdentityProvider(self, request, context):
+        """Deletes the identity provider; its tokens stop asserting users at once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateServiceAccount(self, request, context):
         """Creates a service account in an organization.
         """
@@ -504,6 +553,26 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.DeleteDelegationRule,
                     request_deserializer=agentauth_dot_v1_dot_admin__pb2.DeleteDelegationRuleRequest.FromString,
                     response_serializer=agentauth_dot_v1_dot_admin__pb2.DeleteDelegationRuleResponse.SerializeToString,
+            ),
+            'CreateIdentityProvider': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateIdentityProvider,
+                    request_deserializer=agentauth_dot_v1_dot_admin__pb2.CreateIdentityProviderRequest.FromString,
+                    response_serializer=agentauth_dot_v1_dot_admin__pb2.CreateIdentityProviderResponse.SerializeToString,
+            ),
+            'GetIdentityProvider': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetIdentityProvider,
+                    request_deserializer=agentauth_dot_v1_dot_admin__pb2.GetIdentityProviderRequest.FromString,
+                    response_serializer=agentauth_dot_v1_dot_admin__pb2.GetIdentityProviderResponse.SerializeToString,
+            ),
+            'ListIdentityProviders': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListIdentityProviders,
+                    request_deserializer=agentauth_dot_v1_dot_admin__pb2.ListIdentityProvidersRequest.FromString,
+                    response_serializer=agentauth_dot_v1_dot_admin__pb2.ListIdentityProvidersResponse.SerializeToString,
+            ),
+            'DeleteIdentityProvider': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteIdentityProvider,
+                    request_deserializer=agentauth_dot_v1_dot_admin__pb2.DeleteIdentityProviderRequest.FromString,
+                    response_serializer=agentauth_dot_v1_dot_admin__pb2.DeleteIdentityProviderResponse.SerializeToString,
             ),
             'CreateServiceAccount': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateServiceAccount,
@@ -1118,6 +1187,114 @@ class AdminService:
             '/agentauth.v1.AdminService/DeleteDelegationRule',
             agentauth_dot_v1_dot_admin__pb2.DeleteDelegationRuleRequest.SerializeToString,
             agentauth_dot_v1_dot_admin__pb2.DeleteDelegationRuleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateIdentityProvider(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentauth.v1.AdminService/CreateIdentityProvider',
+            agentauth_dot_v1_dot_admin__pb2.CreateIdentityProviderRequest.SerializeToString,
+            agentauth_dot_v1_dot_admin__pb2.CreateIdentityProviderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetIdentityProvider(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentauth.v1.AdminService/GetIdentityProvider',
+            agentauth_dot_v1_dot_admin__pb2.GetIdentityProviderRequest.SerializeToString,
+            agentauth_dot_v1_dot_admin__pb2.GetIdentityProviderResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListIdentityProviders(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentauth.v1.AdminService/ListIdentityProviders',
+            agentauth_dot_v1_dot_admin__pb2.ListIdentityProvidersRequest.SerializeToString,
+            agentauth_dot_v1_dot_admin__pb2.ListIdentityProvidersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteIdentityProvider(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentauth.v1.AdminService/DeleteIdentityProvider',
+            agentauth_dot_v1_dot_admin__pb2.DeleteIdentityProviderRequest.SerializeToString,
+            agentauth_dot_v1_dot_admin__pb2.DeleteIdentityProviderResponse.FromString,
             options,
             channel_credentials,
             insecure,

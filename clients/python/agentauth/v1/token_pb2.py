@@ -22,41 +22,46 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61gentauth/v1/token.proto\x12\x0c\x61gentauth.v1\"\\\n\x03Jwk\x12\x0b\n\x03kid\x18\x01 \x01(\t\x12\x0b\n\x03kty\x18\x02 \x01(\t\x12\x0b\n\x03\x63rv\x18\x03 \x01(\t\x12\t\n\x01x\x18\x04 \x01(\t\x12\t\n\x01y\x18\x05 \x01(\t\x12\x0b\n\x03\x61lg\x18\x06 \x01(\t\x12\x0b\n\x03use\x18\x07 \x01(\t\"\x10\n\x0eGetJwksRequest\"E\n\x0fGetJwksResponse\x12\x1f\n\x04keys\x18\x01 \x03(\x0b\x32\x11.agentauth.v1.Jwk\x12\x11\n\tjwks_json\x18\x02 \x01(\t\"\xc6\x02\n\x14\x45xchangeTokenRequest\x12\x12\n\ngrant_type\x18\x01 \x01(\t\x12\x15\n\rsubject_token\x18\x02 \x01(\t\x12\x1a\n\x12subject_token_type\x18\x03 \x01(\t\x12\x1c\n\x14requested_token_type\x18\x04 \x01(\t\x12\x1d\n\x15\x63lient_assertion_type\x18\x05 \x01(\t\x12\x18\n\x10\x63lient_assertion\x18\x06 \x01(\t\x12\x11\n\tclient_id\x18\x07 \x01(\t\x12\x14\n\x0corganization\x18\x08 \x01(\t\x12\x17\n\x0fservice_account\x18\t \x01(\t\x12\x10\n\x08\x61udience\x18\n \x03(\t\x12\r\n\x05scope\x18\x0b \x01(\t\x12\x13\n\x0b\x61\x63tor_token\x18\x0c \x01(\t\x12\x18\n\x10\x61\x63tor_token_type\x18\r \x01(\t\"\x7f\n\x15\x45xchangeTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x19\n\x11issued_token_type\x18\x02 \x01(\t\x12\x12\n\ntoken_type\x18\x03 \x01(\t\x12\x12\n\nexpires_in\x18\x04 \x01(\x03\x12\r\n\x05scope\x18\x05 \x01(\t\"@\n\x16IntrospectTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x17\n\x0ftoken_type_hint\x18\x02 \x01(\t\"\xca\x01\n\x17IntrospectTokenResponse\x12\x0e\n\x06\x61\x63tive\x18\x01 \x01(\x08\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x11\n\tclient_id\x18\x03 \x01(\t\x12\x0b\n\x03sub\x18\x04 \x01(\t\x12\x0e\n\x06org_id\x18\x05 \x01(\t\x12\x0b\n\x03\x65xp\x18\x06 \x01(\x03\x12\x0b\n\x03iat\x18\x07 \x01(\x03\x12\x0b\n\x03nbf\x18\x08 \x01(\x03\x12\x0b\n\x03\x61ud\x18\t \x03(\t\x12\x0b\n\x03iss\x18\n \x01(\t\x12\x0b\n\x03jti\x18\x0b \x01(\t\x12\x12\n\ntoken_type\x18\x0c \x01(\t\"<\n\x12RevokeTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x17\n\x0ftoken_type_hint\x18\x02 \x01(\t\"\x15\n\x13RevokeTokenResponse\"T\n\x14\x44\x65legateTokenRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\r\n\x05scope\x18\x03 \x01(\t\x12\x10\n\x08\x61udience\x18\x04 \x03(\t\"d\n\x15\x44\x65legateTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x03\x12\r\n\x05scope\x18\x04 \x01(\t\"c\n\x13RevokeTokensRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\r\n\x05\x61gent\x18\x03 \x01(\t\x12\x0b\n\x03txn\x18\x04 \x01(\t\x12\x12\n\nall_tokens\x18\x05 \x01(\x08\"-\n\x14RevokeTokensResponse\x12\x15\n\rrevoked_count\x18\x01 \x01(\x03\x32\x95\x04\n\x0cTokenService\x12\x46\n\x07GetJwks\x12\x1c.agentauth.v1.GetJwksRequest\x1a\x1d.agentauth.v1.GetJwksResponse\x12X\n\rExchangeToken\x12\".agentauth.v1.ExchangeTokenRequest\x1a#.agentauth.v1.ExchangeTokenResponse\x12^\n\x0fIntrospectToken\x12$.agentauth.v1.IntrospectTokenRequest\x1a%.agentauth.v1.IntrospectTokenResponse\x12R\n\x0bRevokeToken\x12 .agentauth.v1.RevokeTokenRequest\x1a!.agentauth.v1.RevokeTokenResponse\x12X\n\rDelegateToken\x12\".agentauth.v1.DelegateTokenRequest\x1a#.agentauth.v1.DelegateTokenResponse\x12U\n\x0cRevokeTokens\x12!.agentauth.v1.RevokeTokensRequest\x1a\".agentauth.v1.RevokeTokensResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x61gentauth/v1/token.proto\x12\x0c\x61gentauth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\\\n\x03Jwk\x12\x0b\n\x03kid\x18\x01 \x01(\t\x12\x0b\n\x03kty\x18\x02 \x01(\t\x12\x0b\n\x03\x63rv\x18\x03 \x01(\t\x12\t\n\x01x\x18\x04 \x01(\t\x12\t\n\x01y\x18\x05 \x01(\t\x12\x0b\n\x03\x61lg\x18\x06 \x01(\t\x12\x0b\n\x03use\x18\x07 \x01(\t\"\x10\n\x0eGetJwksRequest\"E\n\x0fGetJwksResponse\x12\x1f\n\x04keys\x18\x01 \x03(\x0b\x32\x11.agentauth.v1.Jwk\x12\x11\n\tjwks_json\x18\x02 \x01(\t\"\xc6\x02\n\x14\x45xchangeTokenRequest\x12\x12\n\ngrant_type\x18\x01 \x01(\t\x12\x15\n\rsubject_token\x18\x02 \x01(\t\x12\x1a\n\x12subject_token_type\x18\x03 \x01(\t\x12\x1c\n\x14requested_token_type\x18\x04 \x01(\t\x12\x1d\n\x15\x63lient_assertion_type\x18\x05 \x01(\t\x12\x18\n\x10\x63lient_assertion\x18\x06 \x01(\t\x12\x11\n\tclient_id\x18\x07 \x01(\t\x12\x14\n\x0corganization\x18\x08 \x01(\t\x12\x17\n\x0fservice_account\x18\t \x01(\t\x12\x10\n\x08\x61udience\x18\n \x03(\t\x12\r\n\x05scope\x18\x0b \x01(\t\x12\x13\n\x0b\x61\x63tor_token\x18\x0c \x01(\t\x12\x18\n\x10\x61\x63tor_token_type\x18\r \x01(\t\"\x7f\n\x15\x45xchangeTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x19\n\x11issued_token_type\x18\x02 \x01(\t\x12\x12\n\ntoken_type\x18\x03 \x01(\t\x12\x12\n\nexpires_in\x18\x04 \x01(\x03\x12\r\n\x05scope\x18\x05 \x01(\t\"@\n\x16IntrospectTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x17\n\x0ftoken_type_hint\x18\x02 \x01(\t\"\xca\x01\n\x17IntrospectTokenResponse\x12\x0e\n\x06\x61\x63tive\x18\x01 \x01(\x08\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x11\n\tclient_id\x18\x03 \x01(\t\x12\x0b\n\x03sub\x18\x04 \x01(\t\x12\x0e\n\x06org_id\x18\x05 \x01(\t\x12\x0b\n\x03\x65xp\x18\x06 \x01(\x03\x12\x0b\n\x03iat\x18\x07 \x01(\x03\x12\x0b\n\x03nbf\x18\x08 \x01(\x03\x12\x0b\n\x03\x61ud\x18\t \x03(\t\x12\x0b\n\x03iss\x18\n \x01(\t\x12\x0b\n\x03jti\x18\x0b \x01(\t\x12\x12\n\ntoken_type\x18\x0c \x01(\t\"<\n\x12RevokeTokenRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x17\n\x0ftoken_type_hint\x18\x02 \x01(\t\"\x15\n\x13RevokeTokenResponse\"T\n\x14\x44\x65legateTokenRequest\x12\x0c\n\x04user\x18\x01 \x01(\t\x12\r\n\x05\x61gent\x18\x02 \x01(\t\x12\r\n\x05scope\x18\x03 \x01(\t\x12\x10\n\x08\x61udience\x18\x04 \x03(\t\"d\n\x15\x44\x65legateTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x03\x12\r\n\x05scope\x18\x04 \x01(\t\"c\n\x13RevokeTokensRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0c\n\x04user\x18\x02 \x01(\t\x12\r\n\x05\x61gent\x18\x03 \x01(\t\x12\x0b\n\x03txn\x18\x04 \x01(\t\x12\x12\n\nall_tokens\x18\x05 \x01(\x08\"-\n\x14RevokeTokensResponse\x12\x15\n\rrevoked_count\x18\x01 \x01(\x03\"9\n\x17WatchRevocationsRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\t\"\xaa\x01\n\x18WatchRevocationsResponse\x12\x0c\n\x04jtis\x18\x01 \x03(\t\x12/\n\x0brevoke_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x63ursor\x18\x04 \x01(\t\x12\x0e\n\x06synced\x18\x05 \x01(\x08\x32\xfa\x04\n\x0cTokenService\x12\x46\n\x07GetJwks\x12\x1c.agentauth.v1.GetJwksRequest\x1a\x1d.agentauth.v1.GetJwksResponse\x12X\n\rExchangeToken\x12\".agentauth.v1.ExchangeTokenRequest\x1a#.agentauth.v1.ExchangeTokenResponse\x12^\n\x0fIntrospectToken\x12$.agentauth.v1.IntrospectTokenRequest\x1a%.agentauth.v1.IntrospectTokenResponse\x12R\n\x0bRevokeToken\x12 .agentauth.v1.RevokeTokenRequest\x1a!.agentauth.v1.RevokeTokenResponse\x12X\n\rDelegateToken\x12\".agentauth.v1.DelegateTokenRequest\x1a#.agentauth.v1.DelegateTokenResponse\x12U\n\x0cRevokeTokens\x12!.agentauth.v1.RevokeTokensRequest\x1a\".agentauth.v1.RevokeTokensResponse\x12\x63\n\x10WatchRevocations\x12%.agentauth.v1.WatchRevocationsRequest\x1a&.agentauth.v1.WatchRevocationsResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'agentauth.v1.token_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_JWK']._serialized_start=42
-  _globals['_JWK']._serialized_end=134
-  _globals['_GETJWKSREQUEST']._serialized_start=136
-  _globals['_GETJWKSREQUEST']._serialized_end=152
-  _globals['_GETJWKSRESPONSE']._serialized_start=154
-  _globals['_GETJWKSRESPONSE']._serialized_end=223
-  _globals['_EXCHANGETOKENREQUEST']._serialized_start=226
-  _globals['_EXCHANGETOKENREQUEST']._serialized_end=552
-  _globals['_EXCHANGETOKENRESPONSE']._serialized_start=554
-  _globals['_EXCHANGETOKENRESPONSE']._serialized_end=681
-  _globals['_INTROSPECTTOKENREQUEST']._serialized_start=683
-  _globals['_INTROSPECTTOKENREQUEST']._serialized_end=747
-  _globals['_INTROSPECTTOKENRESPONSE']._serialized_start=750
-  _globals['_INTROSPECTTOKENRESPONSE']._serialized_end=952
-  _globals['_REVOKETOKENREQUEST']._serialized_start=954
-  _globals['_REVOKETOKENREQUEST']._serialized_end=1014
-  _globals['_REVOKETOKENRESPONSE']._serialized_start=1016
-  _globals['_REVOKETOKENRESPONSE']._serialized_end=1037
-  _globals['_DELEGATETOKENREQUEST']._serialized_start=1039
-  _globals['_DELEGATETOKENREQUEST']._serialized_end=1123
-  _globals['_DELEGATETOKENRESPONSE']._serialized_start=1125
-  _globals['_DELEGATETOKENRESPONSE']._serialized_end=1225
-  _globals['_REVOKETOKENSREQUEST']._serialized_start=1227
-  _globals['_REVOKETOKENSREQUEST']._serialized_end=1326
-  _globals['_REVOKETOKENSRESPONSE']._serialized_start=1328
-  _globals['_REVOKETOKENSRESPONSE']._serialized_end=1373
-  _globals['_TOKENSERVICE']._serialized_start=1376
-  _globals['_TOKENSERVICE']._serialized_end=1909
+  _globals['_JWK']._serialized_start=75
+  _globals['_JWK']._serialized_end=167
+  _globals['_GETJWKSREQUEST']._serialized_start=169
+  _globals['_GETJWKSREQUEST']._serialized_end=185
+  _globals['_GETJWKSRESPONSE']._serialized_start=187
+  _globals['_GETJWKSRESPONSE']._serialized_end=256
+  _globals['_EXCHANGETOKENREQUEST']._serialized_start=259
+  _globals['_EXCHANGETOKENREQUEST']._serialized_end=585
+  _globals['_EXCHANGETOKENRESPONSE']._serialized_start=587
+  _globals['_EXCHANGETOKENRESPONSE']._serialized_end=714
+  _globals['_INTROSPECTTOKENREQUEST']._serialized_start=716
+  _globals['_INTROSPECTTOKENREQUEST']._serialized_end=780
+  _globals['_INTROSPECTTOKENRESPONSE']._serialized_start=783
+  _globals['_INTROSPECTTOKENRESPONSE']._serialized_end=985
+  _globals['_REVOKETOKENREQUEST']._serialized_start=987
+  _globals['_REVOKETOKENREQUEST']._serialized_end=1047
+  _globals['_REVOKETOKENRESPONSE']._serialized_start=1049
+  _globals['_REVOKETOKENRESPONSE']._serialized_end=1070
+  _globals['_DELEGATETOKENREQUEST']._serialized_start=1072
+  _globals['_DELEGATETOKENREQUEST']._serialized_end=1156
+  _globals['_DELEGATETOKENRESPONSE']._serialized_start=1158
+  _globals['_DELEGATETOKENRESPONSE']._serialized_end=1258
+  _globals['_REVOKETOKENSREQUEST']._serialized_start=1260
+  _globals['_REVOKETOKENSREQUEST']._serialized_end=1359
+  _globals['_REVOKETOKENSRESPONSE']._serialized_start=1361
+  _globals['_REVOKETOKENSRESPONSE']._serialized_end=1406
+  _globals['_WATCHREVOCATIONSREQUEST']._serialized_start=1408
+  _globals['_WATCHREVOCATIONSREQUEST']._serialized_end=1465
+  _globals['_WATCHREVOCATIONSRESPONSE']._serialized_start=1468
+  _globals['_WATCHREVOCATIONSRESPONSE']._serialized_end=1638
+  _globals['_TOKENSERVICE']._serialized_start=1641
+  _globals['_TOKENSERVICE']._serialized_end=2275
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,6 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -171,3 +174,25 @@ class RevokeTokensResponse(_message.Message):
     REVOKED_COUNT_FIELD_NUMBER: _ClassVar[int]
     revoked_count: int
     def __init__(self, revoked_count: _Optional[int] = ...) -> None: ...
+
+class WatchRevocationsRequest(_message.Message):
+    __slots__ = ("parent", "cursor")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    cursor: str
+    def __init__(self, parent: _Optional[str] = ..., cursor: _Optional[str] = ...) -> None: ...
+
+class WatchRevocationsResponse(_message.Message):
+    __slots__ = ("jtis", "revoke_time", "expire_time", "cursor", "synced")
+    JTIS_FIELD_NUMBER: _ClassVar[int]
+    REVOKE_TIME_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    SYNCED_FIELD_NUMBER: _ClassVar[int]
+    jtis: _containers.RepeatedScalarFieldContainer[str]
+    revoke_time: _timestamp_pb2.Timestamp
+    expire_time: _timestamp_pb2.Timestamp
+    cursor: str
+    synced: bool
+    def __init__(self, jtis: _Optional[_Iterable[str]] = ..., revoke_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cursor: _Optional[str] = ..., synced: _Optional[bool] = ...) -> None: ...

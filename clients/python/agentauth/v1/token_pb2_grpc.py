@@ -65,6 +65,11 @@ class TokenServiceStub:
                 request_serializer=agentauth_dot_v1_dot_token__pb2.RevokeTokensRequest.SerializeToString,
                 response_deserializer=agentauth_dot_v1_dot_token__pb2.RevokeTokensResponse.FromString,
                 _registered_method=True)
+        self.WatchRevocations = channel.unary_stream(
+                '/agentauth.v1.TokenService/WatchRevocations',
+                request_serializer=agentauth_dot_v1_dot_token__pb2.WatchRevocationsRequest.SerializeToString,
+                response_deserializer=agentauth_dot_v1_dot_token__pb2.WatchRevocationsResponse.FromString,
+                _registered_method=True)
 
 
 class TokenServiceServicer:
@@ -123,6 +128,20 @@ class TokenServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchRevocations(self, request, context):
+        """Streams the revocations of one organization, for validators that check
+        tokens offline. First the backlog: every revocation after `cursor` (with
+        no cursor: every revocation of a token that has not yet expired); then a
+        message with `synced` set; then each revocation as it commits on any
+        replica, and a `synced` heartbeat every 30 seconds. A reconnecting watcher
+        passes the last cursor it received and misses nothing. Each message lists
+        every token a revocation made invalid, including every token exchanged
+        from a revoked one: a token whose jti is listed must be rejected.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TokenServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -155,6 +174,11 @@ def add_TokenServiceServicer_to_server(servicer, server):
                     servicer.RevokeTokens,
                     request_deserializer=agentauth_dot_v1_dot_token__pb2.RevokeTokensRequest.FromString,
                     response_serializer=agentauth_dot_v1_dot_token__pb2.RevokeTokensResponse.SerializeToString,
+            ),
+            'WatchRevocations': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRevocations,
+                    request_deserializer=agentauth_dot_v1_dot_token__pb2.WatchRevocationsRequest.FromString,
+                    response_serializer=agentauth_dot_v1_dot_token__pb2.WatchRevocationsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -320,6 +344,33 @@ class TokenService:
             '/agentauth.v1.TokenService/RevokeTokens',
             agentauth_dot_v1_dot_token__pb2.RevokeTokensRequest.SerializeToString,
             agentauth_dot_v1_dot_token__pb2.RevokeTokensResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRevocations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/agentauth.v1.TokenService/WatchRevocations',
+            agentauth_dot_v1_dot_token__pb2.WatchRevocationsRequest.SerializeToString,
+            agentauth_dot_v1_dot_token__pb2.WatchRevocationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,156 @@
+"""Wake-ups for revocation watchers, across replicas.
+
+A revocation commits its events to ``revocation_events`` and, on PostgreSQL,
+``NOTIFY agentauth_revocations, '<org id>'`` in the same transaction (delivered
+at commit). Every replica keeps one connection that LISTENs and wakes the local
+watchers of that org, who then read the events after their cursor. A NOTIFY
+sent while the listener is reconnecting is lost, so after every (re)connect and
+every ``poll_interval`` all watched orgs are woken anyway: the database, not
+the notification, is the source of truth, and a wake-up is only a hint to look.
+
+The same listener carries ``agentauth_identity`` notifications, which drop an
+org's identity snapshot (trust policies, agents, settings) on every replica
+when one replica changes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+from sqlalchemy import text
+
+from control_plane.ids import is_id
+from control_plane.logs import get_logger
+from control_plane.storage.db import Database
+from control_plane.storage.issued_tokens import REVOCATION_CHANNEL
+
+IDENTITY_CHANNEL = "agentauth_identity"
+
+
+def libpq_url(sqlalchemy_url: str) -> str:
+    """The engine URL as a plain libpq connection string for a raw psycopg connection."""
+    scheme, rest = sqlalchemy_url.split("://", 1)
+    return "postgresql://" + rest if scheme.startswith("postgresql") else sqlalchemy_url
+
+
+class RevocationFeed:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        poll_interval: float = 5.0,
+        on_identity_changed: Callable[[str], None] | None = None,
+    ) -> None:
+        self.db = db
+        self.poll_interval = poll_interval
+        self.on_identity_changed = on_identity_changed
+        self._waiters: dict[str, asyncio.Event] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._log = get_logger("agentauth.revocation_feed")
+        # Set while the LISTEN connection is up (always on SQLite: one process).
+        self.listening = asyncio.Event()
+
+    # ------------------------------------------------------------ watchers
+
+    def ticket(self, org_id: str) -> asyncio.Event:
+        """An event set at the next wake-up of ``org_id``. Take it *before* reading,
+        so a revocation committed between the read and the wait is not slept through."""
+        event = self._waiters.get(org_id)
+        if event is None or event.is_set():
+            event = self._waiters[org_id] = asyncio.Event()
+        return event
+
+    def wake(self, org_id: str) -> None:
+        event = self._waiters.pop(org_id, None)
+        if event is not None:
+            event.set()
+
+    def wake_all(self) -> None:
+        waiters, self._waiters = self._waiters, {}
+        for event in waiters.values():
+            event.set()
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._poll()))
+        if self.db.is_postgres:
+            self._tasks.append(loop.create_task(self._listen()))
+            with contextlib.suppress(TimeoutError):  # serve anyway; the poll covers it
+                await asyncio.wait_for(self.listening.wait(), 5.0)
+        else:
+            self.listening.set()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        self.wake_all()
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            self.wake_all()
+
+    async def _listen(self) -> None:
+        url = libpq_url(self.db.engine.url.render_as_string(hide_password=False))
+        backoff = 0.1
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+                async with conn:
+                    await conn.execute(f"LISTEN {REVOCATION_CHANNEL}")
+                    await conn.execute(f"LISTEN {IDENTITY_CHANNEL}")
+                    self.listening.set()
+                    backoff = 0.1
+                    # Anything notified while we were not listening: look now.
+                    self.wake_all()
+                    async for note in conn.notifies():
+                        self._dispatch(note.channel, note.payload)
+            except (psycopg.Error, OSError) as exc:
+                self._log.warning("revocation listener disconnected", error=type(exc).__name__)
+            finally:
+                self.listening.clear()
+            await asyncio.sleep(backoff * (1 + random.random()))  # noqa: S311 - jitter
+            backoff = min(backoff * 2, 5.0)
+
+    def _dispatch(self, channel: str, payload: str) -> None:
+        if not is_id(payload):
+            return
+        if channel == REVOCATION_CHANNEL:
+            self.wake(payload)
+        elif channel == IDENTITY_CHANNEL and self.on_identity_changed is not None:
+            self.on_identity_changed(payload)
+
+    # ------------------------------------------------------------ publishing
+
+    def identity_changed(self, org_id: str) -> None:
+        """Tell the other replicas to drop ``org_id``'s identity snapshot."""
+        if not self.db.is_postgres:
+            return
+        task = asyncio.get_running_loop().create_task(self._notify(IDENTITY_CHANNEL, org_id))
+        self._tasks.append(task)
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[Any]) -> None:
+        with contextlib.suppress(ValueError):
+            self._tasks.remove(task)
+
+    async def _notify(self, channel: str, org_id: str) -> None:
+        try:
+            async with self.db.engine.connect() as conn:
+                await conn.execute(
+                    text("SELECT pg_notify(:channel, :org)"), {"channel": channel, "org": org_id}
+                )
+                await conn.commit()
+        except Exception as exc:  # best effort: the snapshot's TTL bounds staleness
+            self._log.warning("identity notify failed", error=type(exc).__name__)
