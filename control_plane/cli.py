@@ -33,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--grpc-listen", help="HOST:PORT (env AGENTAUTH_GRPC_LISTEN)")
     p_serve.add_argument("--http-listen", help="HOST:PORT (env AGENTAUTH_HTTP_LISTEN)")
 
+    sub.add_parser(
+        "sandbox", help="run a loopback provider or issuer emulator (see: sandbox --help)"
+    )
     p_migrate = sub.add_parser("migrate", help="apply database migrations")
     _add_storage_flags(p_migrate)
 
@@ -104,6 +107,13 @@ async def _keys(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sandbox"]:
+        # Loopback emulators of providers and issuers (control_plane.sandbox): try a
+        # connector with no provider account, e.g. `control-plane sandbox oauth gmail`.
+        from control_plane.sandbox.__main__ import main as sandbox_main
+
+        return sandbox_main(argv[1:])
     args = _parser().parse_args(argv)
     logs.configure()
     try:

@@ -70,3 +70,15 @@ def test_signing_key_rotation_and_taint(tmp_path: Path, capsys) -> None:
 def test_bad_listen_address_is_a_clear_error(tmp_path: Path, capsys) -> None:
     code, _, err = _run(capsys, "serve", "--data-dir", str(tmp_path), "--grpc-listen", "nope")
     assert code == 2 and "HOST:PORT" in err
+
+
+def test_sandbox_subcommand_forwards_to_the_emulators(capsys) -> None:  # type: ignore[no-untyped-def]
+    from control_plane.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["sandbox", "oauth", "--help"])
+    assert done.value.code == 0
+    assert "connector" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as bad:
+        main(["sandbox", "oauth", "not_a_connector"])
+    assert bad.value.code == 2

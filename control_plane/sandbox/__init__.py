@@ -16,11 +16,15 @@ retries.
   discovery, JWKS and the ID-token / access-token claim layouts of an Okta
   custom authorization server and a Microsoft Entra ID v2.0 tenant, for an
   org's identity provider (user assertions).
+* :class:`SandboxProvider` - the OAuth 2.0 authorization server and resource
+  API of any ``oauth2`` connector of the catalog, with each provider's token
+  replies, refresh-token rotation and error bodies, for connected accounts.
 
-``python -m control_plane.sandbox kubernetes|spiffe|okta|entra`` runs one from a shell.
+``python -m control_plane.sandbox kubernetes|spiffe|okta|entra|oauth`` runs one from a shell.
 """
 
 from control_plane.sandbox.kubernetes_issuer import KubernetesIssuer
+from control_plane.sandbox.oauth_provider import SandboxProvider
 from control_plane.sandbox.oidc_idp import EntraIdentityProvider, OktaIdentityProvider
 from control_plane.sandbox.spiffe_id import SpiffeId, parse_spiffe_id
 from control_plane.sandbox.spiffe_issuer import SpiffeIssuer
@@ -29,6 +33,7 @@ __all__ = [
     "EntraIdentityProvider",
     "KubernetesIssuer",
     "OktaIdentityProvider",
+    "SandboxProvider",
     "SpiffeId",
     "SpiffeIssuer",
     "parse_spiffe_id",

@@ -8,6 +8,7 @@ and keep their keys in memory (a restart means new keys)::
     python -m control_plane.sandbox spiffe --trust-domain example.org --port 8702
     python -m control_plane.sandbox okta --port 8703
     python -m control_plane.sandbox entra --port 8704
+    python -m control_plane.sandbox oauth gmail --port 8705
 
 Each prints its URLs (one ``name: value`` per line on stdout) and, besides the
 endpoints the real system publishes, serves ``POST /issue`` to mint a token::
@@ -21,6 +22,11 @@ endpoints the real system publishes, serves ``POST /issue`` to mint a token::
 
 The answer is ``{"token": "<JWT>"}``; bad input gets a 400 with ``error_description``.
 SIGTERM or Ctrl-C stops the server cleanly (exit status 0).
+
+``oauth <connector>`` emulates that catalog connector's OAuth 2.0 provider and API
+(:mod:`control_plane.sandbox.oauth_provider`) and prints its base URL, endpoints and
+the sandbox client id and secret instead; a real provider URL ``https://host/path``
+is served at ``<base_url>/host/path``.
 """
 
 from __future__ import annotations
@@ -35,9 +41,11 @@ from typing import Any
 
 from aiohttp import web
 
+from control_plane.connectors.loader import load_catalog
 from control_plane.sandbox import kubernetes_issuer as k8s
 from control_plane.sandbox._jose import ALGORITHMS
 from control_plane.sandbox._loopback import LoopbackServer, json_response, require_loopback
+from control_plane.sandbox.oauth_provider import SandboxProvider
 from control_plane.sandbox.oidc_idp import EntraIdentityProvider, OktaIdentityProvider
 from control_plane.sandbox.spiffe_issuer import BUNDLE_PATH, KEYS_PATH, SpiffeIssuer
 
@@ -166,6 +174,35 @@ def _spiffe(args: argparse.Namespace) -> tuple[LoopbackServer, Callable[[], list
     return iss, lines
 
 
+def _oauth(args: argparse.Namespace) -> tuple[LoopbackServer, Callable[[], list[str]]]:
+    catalog = load_catalog()
+    connector = catalog.get(args.connector)
+    oauth = sorted(c.id for c in catalog if c.auth.type == "oauth2")
+    if connector is None or connector.auth.type != "oauth2":
+        raise ValueError(f"unknown OAuth 2.0 connector {args.connector!r}; one of: {oauth}")
+    provider = SandboxProvider(
+        connector, client_id=args.client_id, client_secret=args.client_secret
+    )
+
+    def lines() -> list[str]:
+        sandbox = provider.connector_for_sandbox()
+        out = [
+            f"connector: {connector.id}",
+            f"base_url: {provider.base_url}",
+            f"authorize: {sandbox.auth.authorize_url}",
+            f"token: {sandbox.auth.token_url}",
+        ]
+        if sandbox.auth.revoke_url:
+            out.append(f"revoke: {sandbox.auth.revoke_url}")
+        return [
+            *out,
+            f"client_id: {provider.client_id}",
+            f"client_secret: {provider.client_secret}",
+        ]
+
+    return provider.server, lines
+
+
 async def _serve(
     server: LoopbackServer, lines: Callable[[], list[str]], host: str, port: int
 ) -> int:
@@ -198,7 +235,8 @@ def _loopback_host(value: str) -> str:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m control_plane.sandbox",
-        description="Loopback workload-token issuers and OIDC identity providers for tests "
+        description="Loopback workload-token issuers, OIDC identity providers and OAuth 2.0 "
+        "providers for tests "
         "(emulators: they sign whatever they are asked to).",
     )
     sub = parser.add_subparsers(dest="kind", required=True)
@@ -218,7 +256,12 @@ def _parser() -> argparse.ArgumentParser:
     entra.add_argument("--tenant-id", help="tid (default: a random UUID)")
     for command in (okta, entra):
         command.add_argument("--client-id", help="the OIDC client id (ID tokens' aud)")
-    for command in (kube, spiffe, okta, entra):
+    oauth = sub.add_parser("oauth", help="OAuth 2.0 provider + API of a catalog connector")
+    oauth.add_argument("connector", help="connector id, e.g. gmail")
+    oauth.add_argument("--port", type=int, default=8705)
+    oauth.add_argument("--client-id", help="the sandbox client id (default: random)")
+    oauth.add_argument("--client-secret", help="the sandbox client secret (default: random)")
+    for command in (kube, spiffe, okta, entra, oauth):
         command.add_argument(
             "--host", type=_loopback_host, default="127.0.0.1", help="loopback address only"
         )
@@ -229,12 +272,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        build = {"kubernetes": _kubernetes, "spiffe": _spiffe, "okta": _idp, "entra": _idp}
+        build = {
+            "kubernetes": _kubernetes,
+            "spiffe": _spiffe,
+            "okta": _idp,
+            "entra": _idp,
+            "oauth": _oauth,
+        }
         server, lines = build[args.kind](args)
     except ValueError as exc:  # e.g. an invalid trust domain
         parser.error(str(exc))
+    what = "provider" if args.kind == "oauth" else "issuer"
     print(
-        f"sandbox {args.kind} issuer: a test emulator, not an identity provider",
+        f"sandbox {args.kind} {what}: a test emulator, not an identity provider",
         file=sys.stderr,
         flush=True,
     )

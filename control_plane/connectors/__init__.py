@@ -1,0 +1,1 @@
+"""The declarative connector catalog: one YAML definition per provider (see loader)."""

@@ -1,0 +1,335 @@
+"""Loading connector definitions: YAML files, validated before the server starts.
+
+Each ``<id>.yaml`` is checked twice. First against ``schema.json`` (JSON Schema
+2020-12; unknown fields anywhere are errors), then for what a schema cannot say:
+the file is named after the connector, tool names are ``<id>.<verb>`` and unique,
+every URL placeholder names a required argument or a field the connected account
+has, argument schemas are themselves valid JSON Schema and closed
+(``additionalProperties: false``), fields that belong to another auth type are
+absent, patterns compile and strategies exist. Every problem is reported with its
+file and path, all at once, so a bad definition is fixed in one pass.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from control_plane.connectors.model import (
+    ApiKeyPlacement,
+    AuthSpec,
+    ConnectionParam,
+    Connector,
+    ErrorRule,
+    HttpMapping,
+    RefreshPolicy,
+    Tool,
+)
+from control_plane.connectors.strategies import STRATEGIES
+
+CATALOG_DIR = Path(__file__).with_name("catalog")
+MAX_FILE_BYTES = 512 * 1024
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_OAUTH_ONLY = (
+    "authorize_url",
+    "token_url",
+    "revoke_url",
+    "client_auth",
+    "pkce",
+    "scope_separator",
+    "scope_param",
+    "refresh_scopes",
+    "authorize_params",
+    "token_request_format",
+    "token_response_format",
+    "sends_iss",
+    "issuer",
+    "keep_fields",
+    "refresh",
+)
+_KEY_TYPES = ("api_key", "developer_secret")
+
+
+class ConnectorDefinitionError(ValueError):
+    """One or more definitions are invalid; ``problems`` lists ``file: path: message``."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid connector definitions:\n  " + "\n  ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    connectors: Mapping[str, Connector]
+
+    def get(self, connector_id: str) -> Connector | None:
+        return self.connectors.get(connector_id)
+
+    def __iter__(self) -> Iterator[Connector]:
+        return iter(self.connectors.values())
+
+    def __len__(self) -> int:
+        return len(self.connectors)
+
+
+def _format_schema() -> dict[str, Any]:
+    text = resources.files("control_plane.connectors").joinpath("schema.json").read_text()
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+_VALIDATOR = jsonschema.Draft202012Validator(_format_schema())
+
+
+def _path(parts: Iterable[Any]) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def load_catalog(directory: Path | None = None) -> Catalog:
+    """Every ``*.yaml`` in ``directory`` (default: the shipped catalog), or raise.
+
+    Parsed once per process for the same files (name, size, mtime): validating
+    every tool's JSON Schema costs about half a second.
+    """
+    directory = (directory or CATALOG_DIR).resolve()
+    stamp = tuple(
+        (f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(directory.glob("*.yaml"))
+    )
+    # A fresh mapping per caller: connectors are immutable, the mapping is the
+    # caller's (tests point one runtime's connector at a sandbox).
+    return Catalog(dict(_load(directory, stamp).connectors))
+
+
+@functools.lru_cache(maxsize=8)
+def _load(directory: Path, stamp: tuple[tuple[str, int, int], ...]) -> Catalog:
+    problems: list[str] = []
+    connectors: dict[str, Connector] = {}
+    files = sorted(directory.glob("*.yaml"))
+    if not files:
+        raise ConnectorDefinitionError([f"{directory}: no connector definitions (*.yaml)"])
+    for file in files:
+        found: list[str] = []
+        connector = parse_definition(file.name, file.read_bytes(), found)
+        problems.extend(found)
+        if connector is not None:
+            connectors[connector.id] = connector
+    if problems:
+        raise ConnectorDefinitionError(problems)
+    return Catalog(connectors)
+
+
+def parse_definition(filename: str, raw: bytes, problems: list[str]) -> Connector | None:
+    """The connector in ``raw``; problems are appended (None when there are any)."""
+    before = len(problems)
+
+    def bad(where: str, message: str) -> None:
+        problems.append(f"{filename}: {where}: {message}")
+
+    if len(raw) > MAX_FILE_BYTES:
+        bad("(file)", f"larger than {MAX_FILE_BYTES} bytes")
+        return None
+    try:
+        doc = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark is not None else "(file)"
+        bad(where, f"not valid YAML ({getattr(exc, 'problem', None) or type(exc).__name__})")
+        return None
+    for err in sorted(_VALIDATOR.iter_errors(doc), key=lambda e: list(e.absolute_path)):
+        bad(_path(err.absolute_path), err.message)
+    if len(problems) > before:
+        return None
+    assert isinstance(doc, dict)
+    if Path(filename).stem != doc["id"]:
+        bad("id", f"must equal the file name ({Path(filename).stem!r})")
+    _check_auth(doc, bad)
+    _check_tools(doc, bad)
+    _check_errors(doc, bad)
+    if len(problems) > before:
+        return None
+    return _build(doc)
+
+
+def _compiles(pattern: str) -> bool:
+    try:
+        re.compile(pattern)
+    except re.error:
+        return False
+    return True
+
+
+def _placeholders(template: str) -> list[str]:
+    return _PLACEHOLDER.findall(template)
+
+
+def _check_auth(doc: dict[str, Any], bad: Any) -> None:
+    auth = doc["auth"]
+    kind = auth["type"]
+    params = {p["name"] for p in auth.get("connection_params", [])}
+    kept = set(auth.get("keep_fields", []))
+    for p in auth.get("connection_params", []):
+        if not _compiles(p["pattern"]):
+            bad(f"auth.connection_params.{p['name']}.pattern", "is not a valid regex")
+    if kind == "oauth2":
+        for name in ("authorize_url", "token_url", "client_auth"):
+            if name not in auth:
+                bad(f"auth.{name}", "is required for oauth2")
+        for name in ("authorize_url",):
+            for ph in _placeholders(auth.get(name, "")):
+                if not ph.startswith("connection.") or ph.split(".", 1)[1] not in params:
+                    bad(f"auth.{name}", f"{{{ph}}} must name a connection param")
+        for name in ("token_url", "revoke_url"):
+            for ph in _placeholders(auth.get(name, "")):
+                field = ph.split(".", 1)[1] if ph.startswith("connection.") else None
+                if field is None or (field not in params and field not in kept):
+                    bad(f"auth.{name}", f"{{{ph}}} must name a connection param or kept field")
+        if "api_key" in auth:
+            bad("auth.api_key", "is for api_key and developer_secret connectors")
+    else:
+        for name in _OAUTH_ONLY:
+            if name in auth:
+                bad(f"auth.{name}", f"is for oauth2 connectors, not {kind}")
+        if kind in _KEY_TYPES and "api_key" not in auth:
+            bad("auth.api_key", f"is required for {kind}")
+        pattern = auth.get("api_key", {}).get("pattern")
+        if pattern is not None and not _compiles(pattern):
+            bad("auth.api_key.pattern", "is not a valid regex")
+
+
+def _check_tools(doc: dict[str, Any], bad: Any) -> None:
+    auth = doc["auth"]
+    params = {p["name"] for p in auth.get("connection_params", [])}
+    kept = set(auth.get("keep_fields", []))
+    seen: set[str] = set()
+    for i, tool in enumerate(doc["tools"]):
+        where = f"tools[{i}]"
+        name = tool["name"]
+        if name in seen:
+            bad(f"{where}.name", f"{name!r} is defined twice")
+        seen.add(name)
+        if name.split(".", 1)[0] != doc["id"]:
+            bad(f"{where}.name", f"must start with '{doc['id']}.'")
+        schema = tool["input_schema"]
+        try:
+            jsonschema.Draft202012Validator.check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            bad(f"{where}.input_schema", f"is not valid JSON Schema: {exc.message}")
+            continue
+        if schema.get("type") != "object" or schema.get("additionalProperties") is not False:
+            bad(f"{where}.input_schema", "must be type object with additionalProperties: false")
+        props = schema.get("properties", {})
+        required = set(schema.get("required", []))
+        if not isinstance(props, dict):
+            continue
+        for ph in _placeholders(tool["http"]["url"]):
+            if ph.startswith("connection."):
+                field = ph.split(".", 1)[1]
+                if field not in params and field not in kept:
+                    bad(f"{where}.http.url", f"{{{ph}}} is not a connection param or kept field")
+            elif ph not in props or ph not in required:
+                bad(f"{where}.http.url", f"{{{ph}}} must be a required argument")
+        for q in tool["http"].get("query", []):
+            if q not in props:
+                bad(f"{where}.http.query", f"{q!r} is not an argument")
+        strategy = tool["http"].get("strategy")
+        if strategy is not None and strategy not in STRATEGIES:
+            bad(f"{where}.http.strategy", f"unknown strategy {strategy!r}")
+        if auth["type"] != "oauth2" and tool["scopes"]:
+            bad(f"{where}.scopes", "only oauth2 connectors have provider scopes")
+
+
+def _check_errors(doc: dict[str, Any], bad: Any) -> None:
+    for i, rule in enumerate(doc.get("errors", [])):
+        when = rule["when"]
+        if set(when) <= {"phase", "status"}:
+            bad(f"errors[{i}].when", "must look at the body or headers, not the status alone")
+        for header, pattern in when.get("header", {}).items():
+            if not _compiles(pattern):
+                bad(f"errors[{i}].when.header.{header}", "is not a valid regex")
+        if rule.get("retry_after") and rule["class"] not in ("rate_limited", "transient"):
+            bad(f"errors[{i}].retry_after", "only for rate_limited or transient")
+
+
+def _build(doc: dict[str, Any]) -> Connector:
+    a = doc["auth"]
+    refresh = RefreshPolicy(**a["refresh"]) if "refresh" in a else RefreshPolicy()
+    key = a.get("api_key")
+    auth = AuthSpec(
+        type=a["type"],
+        authorize_url=a.get("authorize_url", ""),
+        token_url=a.get("token_url", ""),
+        revoke_url=a.get("revoke_url", ""),
+        client_auth=a.get("client_auth", "client_secret_post"),
+        pkce=a.get("pkce", False),
+        scope_separator=a.get("scope_separator", " "),
+        scope_param=a.get("scope_param", "scope"),
+        refresh_scopes=tuple(a.get("refresh_scopes", ())),
+        authorize_params=dict(a.get("authorize_params", {})),
+        token_request_format=a.get("token_request_format", "form"),
+        token_response_format=a.get("token_response_format", "json"),
+        sends_iss=a.get("sends_iss", False),
+        issuer=a.get("issuer", ""),
+        keep_fields=tuple(a.get("keep_fields", ())),
+        connection_params=tuple(ConnectionParam(**p) for p in a.get("connection_params", ())),
+        api_key=(
+            ApiKeyPlacement(key["in"], key["name"], key.get("prefix", ""), key.get("pattern", ""))
+            if key
+            else None
+        ),
+        refresh=refresh,
+    )
+    tools = tuple(
+        Tool(
+            name=t["name"],
+            description=t["description"],
+            input_schema=t["input_schema"],
+            scopes=tuple(t["scopes"]),
+            destructive=t["destructive"],
+            output_trust=t["output_trust"],
+            http=HttpMapping(
+                method=t["http"]["method"],
+                url=t["http"]["url"],
+                query=tuple(t["http"].get("query", ())),
+                body=t["http"].get("body", "none"),
+                headers=dict(t["http"].get("headers", {})),
+                strategy=t["http"].get("strategy"),
+            ),
+        )
+        for t in doc["tools"]
+    )
+    errors = tuple(
+        ErrorRule(
+            reason=r["reason"],
+            error_class=r["class"],
+            phase=r["when"].get("phase"),
+            status=tuple(r["when"].get("status", ())),
+            body=dict(r["when"].get("body", {})),
+            body_contains=r["when"].get("body_contains", ""),
+            header=dict(r["when"].get("header", {})),
+            retry_after=r.get("retry_after"),
+            retry_after_header=r.get("retry_after_header", "Retry-After"),
+        )
+        for r in doc.get("errors", ())
+    )
+    return Connector(
+        id=doc["id"],
+        display_name=doc["display_name"],
+        auth=auth,
+        tools=tools,
+        errors=errors,
+        description=doc.get("description", ""),
+        docs_url=doc.get("docs_url", ""),
+        api_base_url=doc.get("api_base_url", ""),
+    )
