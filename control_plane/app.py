@@ -17,12 +17,21 @@ from typing import TextIO
 
 import aiohttp
 import grpc
-from agentauth.v1 import admin_pb2, admin_pb2_grpc, token_pb2, token_pb2_grpc
+from agentauth.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    connection_pb2,
+    connection_pb2_grpc,
+    token_pb2,
+    token_pb2_grpc,
+)
 from aiohttp import web
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from control_plane.api.admin_servicer import AdminServicer
+from control_plane.api.connect_http import ConnectPages
+from control_plane.api.connection_servicer import ConnectionServicer
 from control_plane.api.http import build_http_app
 from control_plane.api.interceptors import chain
 from control_plane.api.metrics import Metrics
@@ -31,9 +40,18 @@ from control_plane.api.token_servicer import TokenServicer
 from control_plane.audit.hook import AuditSink, LogAuditSink
 from control_plane.clock import Clock, SystemClock
 from control_plane.config import Settings, parse_listen
+from control_plane.connectors.loader import Catalog, ConnectorDefinitionError, load_catalog
 from control_plane.domain.principals import Principal
 from control_plane.logs import get_logger
 from control_plane.services.api_keys import ApiKeyService
+from control_plane.services.connect_flow import ConnectFlow
+from control_plane.services.connections import (
+    AccountWatch,
+    ConnectedAccountService,
+    ConnectorConfigService,
+    DeveloperSecretService,
+    OAuthAppService,
+)
 from control_plane.services.context import ServiceContext
 from control_plane.services.delegation import DelegationRuleService, TrustedBackendDelegation
 from control_plane.services.external_keys import IssuerKeyCache
@@ -63,6 +81,7 @@ log = get_logger("agentauth.server")
 SERVICE_NAMES = (
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
     token_pb2.DESCRIPTOR.services_by_name["TokenService"].full_name,
+    connection_pb2.DESCRIPTOR.services_by_name["ConnectionService"].full_name,
 )
 
 
@@ -78,6 +97,7 @@ class Runtime:
     keys: SigningKeyManager
     clock: Clock
     audit: AuditSink
+    catalog: Catalog
     metrics: Metrics = field(default_factory=Metrics)
 
     def __post_init__(self) -> None:
@@ -139,6 +159,7 @@ async def open_runtime(
     settings: Settings, *, clock: Clock | None = None, audit: AuditSink | None = None
 ) -> Runtime:
     clock = clock or SystemClock()
+    catalog = load_connectors(settings)  # a bad definition stops start-up before anything else
     db = await prepare_database(settings)
     try:
         fresh = not await database_initialized(db)
@@ -164,7 +185,14 @@ async def open_runtime(
     except BaseException:
         await db.dispose()
         raise
-    return Runtime(settings, db, barrier, keys, clock, audit or LogAuditSink())
+    return Runtime(settings, db, barrier, keys, clock, audit or LogAuditSink(), catalog)
+
+
+def load_connectors(settings: Settings) -> Catalog:
+    try:
+        return load_catalog(Path(settings.connectors_dir) if settings.connectors_dir else None)
+    except ConnectorDefinitionError as exc:
+        raise StartupError(str(exc)) from None
 
 
 @dataclass
@@ -298,6 +326,22 @@ async def start_servers(runtime: Runtime) -> Servers:
         ),
         server,
     )
+    connectors = ConnectorConfigService(runtime.services, runtime.catalog)
+    oauth_apps = OAuthAppService(runtime.services, runtime.catalog)
+    accounts = ConnectedAccountService(runtime.services, connectors)
+    flow = ConnectFlow(runtime.services, connectors, accounts, oauth_apps, tokens.http, issuer)
+    accounts.revoker = flow.revoke_at_provider
+    connection_pb2_grpc.add_ConnectionServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        ConnectionServicer(
+            connectors,
+            oauth_apps,
+            DeveloperSecretService(runtime.services, runtime.catalog),
+            accounts,
+            flow,
+            AccountWatch(runtime.db, runtime.barrier, runtime.clock, feed),
+        ),
+        server,
+    )
     token_pb2_grpc.add_TokenServiceServicer_to_server(  # type: ignore[no-untyped-call]
         TokenServicer(
             runtime.keys,
@@ -335,6 +379,7 @@ async def start_servers(runtime: Runtime) -> Servers:
         audit=runtime.audit,
         signing_algorithm=s.signing_algorithm,
     )
+    ConnectPages(flow).routes(app)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.SockSite(runner, http_sock).start()
@@ -384,6 +429,7 @@ async def serve(settings: Settings, *, out: TextIO = sys.stdout) -> None:
             grpc_port=servers.grpc_port,
             http_port=servers.http_port,
             issuer=servers.tokens.issuer,
+            connectors=len(runtime.catalog),
         )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

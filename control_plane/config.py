@@ -54,6 +54,8 @@ class Settings:
     # since a second server would otherwise silently steal half the connections.
     reuse_port: bool = field(default_factory=lambda: _env("REUSE_PORT", "0") == "1")
     max_message_bytes: int = 4 * 1024 * 1024
+    # Connector definitions (*.yaml); empty: the catalog shipped with agentauth.
+    connectors_dir: str = field(default_factory=lambda: _env("CONNECTORS_DIR", ""))
 
     def __post_init__(self) -> None:
         if self.signing_algorithm not in ("ES256", "EdDSA"):

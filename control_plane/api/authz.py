@@ -33,6 +33,7 @@ def _write(roles: frozenset[Role] = ADMINS) -> Rule:
 
 
 _ADMIN = "/agentauth.v1.AdminService/"
+_CONN = "/agentauth.v1.ConnectionService/"
 
 RULES: dict[str, Rule] = {
     # Standard services: liveness and discovery are public by design.
@@ -87,6 +88,25 @@ RULES: dict[str, Rule] = {
     _ADMIN + "CreateApiKey": _write(),
     _ADMIN + "ListApiKeys": _read(),
     _ADMIN + "RevokeApiKey": _write(),
+    # ConnectionService: admins configure connectors and credentials (deployment-level
+    # names are checked for platform admins in the service); the developer's backend
+    # (a service-account token) manages its users' connected accounts.
+    _CONN + "ListConnectors": _read(TOKEN_CALLERS),
+    _CONN + "UpdateConnectorConfig": _write(),
+    _CONN + "SetOAuthApp": _write(),
+    _CONN + "GetOAuthApp": _read(),
+    _CONN + "DeleteOAuthApp": _write(),
+    _CONN + "SetDeveloperSecret": _write(),
+    _CONN + "GetDeveloperSecret": _read(),
+    _CONN + "DeleteDeveloperSecret": _write(),
+    _CONN + "CreateConnectedAccount": _write(TOKEN_CALLERS),
+    _CONN + "GetConnectedAccount": _read(TOKEN_CALLERS),
+    _CONN + "ListConnectedAccounts": _read(TOKEN_CALLERS),
+    _CONN + "UpdateConnectedAccount": _write(TOKEN_CALLERS),
+    _CONN + "DeleteConnectedAccount": _write(TOKEN_CALLERS),
+    _CONN + "SetApiKey": _write(TOKEN_CALLERS),
+    _CONN + "GetAuthorizationLink": _read(TOKEN_CALLERS),
+    _CONN + "WatchConnectedAccounts": _read(TOKEN_CALLERS),
 }
 
 

@@ -13,10 +13,12 @@ from control_plane.api.convert import ts
 from control_plane.api.interceptors import current_principal
 from control_plane.domain.errors import field_error
 from control_plane.services.delegation import TrustedBackendDelegation
+from control_plane.services.feed_watch import WatchItem
 from control_plane.services.grants.base import ACCESS_TOKEN_TYPE, TokenRequest
 from control_plane.services.grants.registry import TokenEndpoint
 from control_plane.services.own_tokens import OwnTokens
-from control_plane.services.revocation import BulkRevocation, FeedMessage, RevocationWatch
+from control_plane.services.revocation import BulkRevocation, RevocationWatch
+from control_plane.storage.issued_tokens import PublishedRevocation
 from control_plane.tokens.keys import SigningKeyManager
 
 MAX_TOKEN_LEN = 16 * 1024
@@ -147,15 +149,16 @@ class TokenServicer(token_pb2_grpc.TokenServiceServicer):
 
 
 async def _messages(
-    stream: AsyncIterator[FeedMessage],
+    stream: AsyncIterator[WatchItem[PublishedRevocation]],
 ) -> AsyncIterator[pb.WatchRevocationsResponse]:
-    async for m in stream:
+    async for item in stream:
+        e = item.event
         yield pb.WatchRevocationsResponse(
-            jtis=m.jtis,
-            revoke_time=ts(m.revoke_time),
-            expire_time=ts(m.expire_time),
-            cursor=m.cursor,
-            synced=m.synced,
+            jtis=e.jtis if e else [],
+            revoke_time=ts(e.revoke_time) if e else None,
+            expire_time=ts(e.expire_time) if e else None,
+            cursor=item.cursor,
+            synced=item.synced,
         )
 
 

@@ -13,6 +13,7 @@ import datetime as dt
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -328,6 +329,168 @@ class RevocationEvent(Base):
     )
 
 
+# ---------------------------------------------------------------- the vault
+# Sealed columns hold barrier blobs (AES-256-GCM, AAD = scope, table, row, field).
+# Connector ids come from the catalog (files), so they are not foreign keys.
+
+CONNECTOR_ID = String(40)
+
+
+class PlatformOAuthApp(Base):
+    """The deployment's OAuth client for a connector, used by every org without its own."""
+
+    __tablename__ = "platform_oauth_apps"
+    connector_id: Mapped[str] = mapped_column(CONNECTOR_ID, primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(512))
+    client_secret: Mapped[bytes] = mapped_column(LargeBinary)  # sealed, platform scope
+    update_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class OrgOAuthApp(Base):
+    """An enterprise customer's own OAuth client for a connector; overrides the deployment's."""
+
+    __tablename__ = "org_oauth_apps"
+    org_id: Mapped[str] = _org_fk()
+    connector_id: Mapped[str] = mapped_column(CONNECTOR_ID, primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(512))
+    client_secret: Mapped[bytes] = mapped_column(LargeBinary)  # sealed, org scope
+    update_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class OrgConnector(Base):
+    """Per org: is the connector enabled, and which of its tools (None: all)."""
+
+    __tablename__ = "org_connectors"
+    org_id: Mapped[str] = _org_fk()
+    connector_id: Mapped[str] = mapped_column(CONNECTOR_ID, primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    enabled_tools: Mapped[list[str] | None] = mapped_column(JSON)
+    update_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class PlatformDeveloperSecret(Base):
+    """The developer's static secret for a developer_secret connector (Pattern 1)."""
+
+    __tablename__ = "platform_developer_secrets"
+    connector_id: Mapped[str] = mapped_column(CONNECTOR_ID, primary_key=True)
+    secret: Mapped[bytes] = mapped_column(LargeBinary)  # sealed, platform scope
+    secret_hint: Mapped[str] = mapped_column(String(16))
+    rate_requests: Mapped[int] = mapped_column(Integer)
+    rate_period_seconds: Mapped[int] = mapped_column(Integer)
+    create_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    rotate_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class OrgDeveloperSecret(Base):
+    __tablename__ = "org_developer_secrets"
+    org_id: Mapped[str] = _org_fk()
+    connector_id: Mapped[str] = mapped_column(CONNECTOR_ID, primary_key=True)
+    secret: Mapped[bytes] = mapped_column(LargeBinary)  # sealed, org scope
+    secret_hint: Mapped[str] = mapped_column(String(16))
+    rate_requests: Mapped[int] = mapped_column(Integer)
+    rate_period_seconds: Mapped[int] = mapped_column(Integer)
+    create_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    rotate_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class ConnectedAccount(Base):
+    """A user's (or service account's) credential at a provider.
+
+    ``secret`` is one sealed JSON document (access and refresh tokens, or the
+    BYOK key). ``secret_version`` grows with every write of it, so the refresh
+    coordinator can compare-and-set after re-reading; ``refresh_lease_until``
+    is its cross-replica lease.
+    """
+
+    __tablename__ = "connected_accounts"
+    org_id: Mapped[str] = _org_fk()
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    connector_id: Mapped[str] = mapped_column(CONNECTOR_ID)
+    owner_kind: Mapped[str] = mapped_column(String(16))  # "users" | "serviceAccounts"
+    owner_id: Mapped[str] = mapped_column(ID)
+    label: Mapped[str] = mapped_column(String(100))
+    is_default: Mapped[bool] = mapped_column(Boolean)
+    state: Mapped[str] = mapped_column(String(16))
+    state_reason: Mapped[str] = mapped_column(String(64))
+    connection_params: Mapped[dict[str, str]] = mapped_column(JSON)
+    granted_scopes: Mapped[list[str]] = mapped_column(JSON)
+    provider_metadata: Mapped[dict[str, str]] = mapped_column(JSON)
+    secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    secret_version: Mapped[int] = mapped_column(Integer, default=0)
+    api_key_hint: Mapped[str] = mapped_column(String(16))
+    access_expire_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    refresh_lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    create_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    update_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    state_change_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    last_used_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    last_refreshed_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    secret_create_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    secret_rotate_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    __table_args__ = (
+        UniqueConstraint("org_id", "request_id"),
+        Index(None, "org_id", "create_time", "id"),
+        Index(None, "org_id", "owner_kind", "owner_id", "connector_id"),
+    )
+
+
+class ConnectLink(Base):
+    """A hosted connect link (single use, short-lived) and the authorization it starts.
+
+    ``id`` is the SHA-256 of the link's secret part; ``state_hash`` that of the
+    OAuth ``state`` of the latest start (RFC 6749 §10.12), bound to the browser
+    by ``browser_hash`` (a cookie set at the start). The PKCE verifier is sealed.
+    """
+
+    __tablename__ = "connect_links"
+    org_id: Mapped[str] = _org_fk()
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ID)
+    connector_id: Mapped[str] = mapped_column(CONNECTOR_ID)
+    expire_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    create_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    used_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    state_hash: Mapped[str | None] = mapped_column(String(64))
+    browser_hash: Mapped[str | None] = mapped_column(String(64))
+    code_verifier: Mapped[bytes | None] = mapped_column(LargeBinary)
+    requested_scopes: Mapped[list[str] | None] = mapped_column(JSON)
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["org_id", "account_id"],
+            ["connected_accounts.org_id", "connected_accounts.id"],
+            ondelete="CASCADE",
+        ),
+        Index(None, "org_id", "state_hash"),
+        Index(None, "org_id", "expire_time"),
+    )
+
+
+class AccountEvent(Base):
+    """A connected account's state change, as WatchConnectedAccounts streams it.
+
+    An org's changes are serialized by an advisory lock (like revocations), so
+    its ``seq`` order is its commit order and a resume cursor skips nothing.
+    """
+
+    __tablename__ = "account_events"
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    org_id: Mapped[str] = mapped_column(ID, ForeignKey("organizations.id", ondelete="CASCADE"))
+    account_id: Mapped[str] = mapped_column(ID)
+    connector_id: Mapped[str] = mapped_column(CONNECTOR_ID)
+    state: Mapped[str] = mapped_column(String(16))
+    state_reason: Mapped[str] = mapped_column(String(64))
+    event_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    __table_args__ = (
+        Index(None, "org_id", "seq"),
+        Index(None, "org_id", "event_time"),
+        {"sqlite_autoincrement": True},
+    )
+
+
 TENANT_TABLES: tuple[str, ...] = tuple(
     t.name for t in Base.metadata.sorted_tables if "org_id" in t.c
 )
@@ -348,6 +511,14 @@ __all__ = [
     "Organization",
     "PLATFORM_TABLES",
     "PlatformApiKey",
+    "PlatformDeveloperSecret",
+    "PlatformOAuthApp",
+    "OrgConnector",
+    "OrgDeveloperSecret",
+    "OrgOAuthApp",
+    "ConnectedAccount",
+    "ConnectLink",
+    "AccountEvent",
     "RevocationEvent",
     "ServiceAccount",
     "SigningKey",

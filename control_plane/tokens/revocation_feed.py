@@ -10,7 +10,8 @@ the notification, is the source of truth, and a wake-up is only a hint to look.
 
 The same listener carries ``agentauth_identity`` notifications, which drop an
 org's identity snapshot (trust policies, agents, settings) on every replica
-when one replica changes it.
+when one replica changes it, and ``agentauth_accounts`` ones, which wake the
+watchers of connected-account state changes (topic ``accounts``).
 """
 
 from __future__ import annotations
@@ -26,10 +27,13 @@ from sqlalchemy import text
 
 from control_plane.ids import is_id
 from control_plane.logs import get_logger
+from control_plane.storage.account_events import ACCOUNTS_CHANNEL
 from control_plane.storage.db import Database
 from control_plane.storage.issued_tokens import REVOCATION_CHANNEL
 
 IDENTITY_CHANNEL = "agentauth_identity"
+REVOCATIONS = "revocations"
+ACCOUNTS = "accounts"  # connected-account state changes (storage/account_events.py)
 
 
 def libpq_url(sqlalchemy_url: str) -> str:
@@ -49,7 +53,7 @@ class RevocationFeed:
         self.db = db
         self.poll_interval = poll_interval
         self.on_identity_changed = on_identity_changed
-        self._waiters: dict[str, asyncio.Event] = {}
+        self._waiters: dict[tuple[str, str], asyncio.Event] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._log = get_logger("agentauth.revocation_feed")
         # Set while the LISTEN connection is up (always on SQLite: one process).
@@ -57,16 +61,17 @@ class RevocationFeed:
 
     # ------------------------------------------------------------ watchers
 
-    def ticket(self, org_id: str) -> asyncio.Event:
-        """An event set at the next wake-up of ``org_id``. Take it *before* reading,
-        so a revocation committed between the read and the wait is not slept through."""
-        event = self._waiters.get(org_id)
+    def ticket(self, org_id: str, topic: str = REVOCATIONS) -> asyncio.Event:
+        """An event set at the next wake-up of ``org_id``'s ``topic``. Take it *before*
+        reading, so a change committed between the read and the wait is not slept through."""
+        key = (topic, org_id)
+        event = self._waiters.get(key)
         if event is None or event.is_set():
-            event = self._waiters[org_id] = asyncio.Event()
+            event = self._waiters[key] = asyncio.Event()
         return event
 
-    def wake(self, org_id: str) -> None:
-        event = self._waiters.pop(org_id, None)
+    def wake(self, org_id: str, topic: str = REVOCATIONS) -> None:
+        event = self._waiters.pop((topic, org_id), None)
         if event is not None:
             event.set()
 
@@ -110,6 +115,7 @@ class RevocationFeed:
                 async with conn:
                     await conn.execute(f"LISTEN {REVOCATION_CHANNEL}")
                     await conn.execute(f"LISTEN {IDENTITY_CHANNEL}")
+                    await conn.execute(f"LISTEN {ACCOUNTS_CHANNEL}")
                     self.listening.set()
                     backoff = 0.1
                     # Anything notified while we were not listening: look now.
@@ -128,6 +134,8 @@ class RevocationFeed:
             return
         if channel == REVOCATION_CHANNEL:
             self.wake(payload)
+        elif channel == ACCOUNTS_CHANNEL:
+            self.wake(payload, ACCOUNTS)
         elif channel == IDENTITY_CHANNEL and self.on_identity_changed is not None:
             self.on_identity_changed(payload)
 

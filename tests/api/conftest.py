@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import AsyncIterator
+import io
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,19 @@ class Harness:
             return out
         finally:
             await owner.dispose()
+
+
+@pytest.fixture
+def captured_logs() -> Iterator[io.StringIO]:
+    """Every server log line (DEBUG and up) of the test, as JSON lines."""
+    import logging
+
+    from control_plane import logs
+
+    stream = io.StringIO()
+    logs.configure(level=logging.DEBUG, stream=stream)
+    yield stream
+    logs.configure(level=logging.WARNING)
 
 
 @pytest.fixture

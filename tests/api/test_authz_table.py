@@ -5,13 +5,13 @@ from __future__ import annotations
 import grpc
 import pytest
 from agentauth import PermissionDeniedError
-from agentauth.v1 import admin_pb2, token_pb2
+from agentauth.v1 import admin_pb2, connection_pb2, token_pb2
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
 from control_plane.api.authz import RULES, rule_for
 
-SERVED = [admin_pb2, token_pb2, health_pb2, reflection_pb2]
+SERVED = [admin_pb2, token_pb2, connection_pb2, health_pb2, reflection_pb2]
 
 
 def _served_methods() -> set[str]:
@@ -52,7 +52,17 @@ def test_every_mutation_is_audited() -> None:
     for method, rule in RULES.items():
         name = method.rsplit("/", 1)[1]
         mutating = name.startswith(
-            ("Create", "Delete", "Update", "Register", "Disable", "Revoke", "Exchange", "Delegate")
+            (
+                "Create",
+                "Delete",
+                "Update",
+                "Register",
+                "Disable",
+                "Revoke",
+                "Exchange",
+                "Delegate",
+                "Set",
+            )
         )
         assert rule.audited == mutating, method
 

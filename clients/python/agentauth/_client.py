@@ -11,7 +11,7 @@ import grpc.aio
 
 from agentauth._errors import from_rpc_error
 from agentauth._version import __version__
-from agentauth.v1 import admin_pb2_grpc, token_pb2_grpc
+from agentauth.v1 import admin_pb2_grpc, connection_pb2_grpc, token_pb2_grpc
 
 __all__ = ["ControlPlaneClient", "client_interceptors"]
 
@@ -69,7 +69,14 @@ class _UnaryCallDefaults(_CallDefaults, grpc.aio.UnaryUnaryClientInterceptor):
 
 
 class _StreamCallDefaults(_CallDefaults, grpc.aio.UnaryStreamClientInterceptor):
-    """:class:`_CallDefaults` for server-streaming calls (e.g. WatchRevocations)."""
+    """:class:`_CallDefaults` for server-streaming calls (e.g. WatchRevocations).
+
+    Only the key: a watch stream is meant to stay open, so the default deadline
+    of unary calls does not apply (a call may still set its own).
+    """
+
+    def __init__(self, api_key: str | None) -> None:
+        super().__init__(api_key, None)
 
     async def intercept_unary_stream(
         self,
@@ -115,7 +122,7 @@ def client_interceptors(
     return [
         _TypedErrors(),
         _UnaryCallDefaults(api_key, timeout),
-        _StreamCallDefaults(api_key, timeout),
+        _StreamCallDefaults(api_key),
     ]
 
 
@@ -135,8 +142,9 @@ class ControlPlaneClient:
     TLS directly.
 
     Failed unary calls raise :class:`agentauth.AgentAuthError` subclasses.
-    Every call gets ``authorization: Bearer <api_key>`` and, unless the call
-    sets its own, a deadline of ``timeout`` seconds (``None`` for none).
+    Every call gets ``authorization: Bearer <api_key>`` and every unary call,
+    unless it sets its own, a deadline of ``timeout`` seconds (``None`` for
+    none); streams have no default deadline.
 
     If ``channel`` is given it is used as is and not closed by :meth:`close`;
     build it with :func:`client_interceptors` to get the key, deadline and
@@ -179,6 +187,7 @@ class ControlPlaneClient:
         # clean whether or not the mypy config already exempts agentauth.v1.
         self.admin = admin_pb2_grpc.AdminServiceStub(self._channel)  # type: ignore[no-untyped-call, unused-ignore]
         self.tokens = token_pb2_grpc.TokenServiceStub(self._channel)  # type: ignore[no-untyped-call, unused-ignore]
+        self.connections = connection_pb2_grpc.ConnectionServiceStub(self._channel)  # type: ignore[no-untyped-call, unused-ignore]
 
     @property
     def channel(self) -> grpc.aio.Channel:

@@ -1,0 +1,212 @@
+"""Talking to a provider's token endpoint (RFC 6749 §4.1.3, §6; RFC 7636 §4.5).
+
+One place knows how a connector authenticates (``client_secret_basic``:
+form-urlencoded id and secret in HTTP Basic, RFC 6749 §2.3.1; ``client_secret_post``:
+both in the body), how it wants the request (form or JSON) and how it answers
+(JSON, or form-encoded like GitHub without ``Accept``), and how providers that
+report errors in HTTP 200 bodies (Slack ``{"ok": false}``, GitHub ``{"error": …}``)
+are read. Nothing here logs or raises with a token, a code or a secret in it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, quote
+
+import aiohttp
+
+from control_plane.connectors.model import Connector
+
+MAX_RESPONSE = 256 * 1024
+
+
+class TokenEndpointError(Exception):
+    """The exchange failed; ``code`` is safe to show (an RFC 6749 error code or ours)."""
+
+    def __init__(self, code: str, status: int | None = None) -> None:
+        super().__init__(code)
+        self.code = code
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class TokenSet:
+    access_token: str
+    refresh_token: str | None
+    expires_in: int | None
+    scope: str | None
+    token_type: str
+    raw: Mapping[str, Any] = field(repr=False)
+
+    def secret_document(self) -> dict[str, Any]:
+        """What the vault seals for the account."""
+        doc: dict[str, Any] = {"access_token": self.access_token, "token_type": self.token_type}
+        if self.refresh_token:
+            doc["refresh_token"] = self.refresh_token
+        return doc
+
+
+def _basic(client_id: str, client_secret: str) -> str:
+    pair = f"{quote(client_id, safe='')}:{quote(client_secret, safe='')}"
+    return "Basic " + base64.b64encode(pair.encode()).decode()
+
+
+def _safe_code(value: object) -> str:
+    text = str(value)[:64]
+    return text if text.replace("_", "").replace("-", "").isalnum() else "provider_error"
+
+
+def dotted(doc: Any, path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(doc, Mapping) or part not in doc:
+            return None
+        doc = doc[part]
+    return doc
+
+
+async def request_token(
+    http: aiohttp.ClientSession,
+    connector: Connector,
+    token_url: str,
+    client_id: str,
+    client_secret: str,
+    params: Mapping[str, str],
+) -> TokenSet:
+    """POST a token request and read the provider's answer (or raise TokenEndpointError)."""
+    auth = connector.auth
+    body = dict(params)
+    headers = {"Accept": "application/json"}
+    if auth.client_auth == "client_secret_basic":
+        headers["Authorization"] = _basic(client_id, client_secret)
+    else:
+        body["client_id"] = client_id
+        body["client_secret"] = client_secret
+    kwargs: dict[str, Any] = (
+        {"json": body} if auth.token_request_format == "json" else {"data": body}
+    )
+    try:
+        async with http.post(
+            token_url,
+            headers=headers,
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=15),
+            **kwargs,
+        ) as resp:
+            raw = await resp.content.read(MAX_RESPONSE + 1)
+            status = resp.status
+            content_type = resp.headers.get("Content-Type", "")
+    except (aiohttp.ClientError, TimeoutError):
+        raise TokenEndpointError("provider_unreachable") from None
+    if len(raw) > MAX_RESPONSE:
+        raise TokenEndpointError("response_too_large", status)
+    doc = _parse(raw, content_type, auth.token_response_format)
+    if doc is None:
+        raise TokenEndpointError("unreadable_response", status)
+    if doc.get("ok") is False or "error" in doc or status >= 400:
+        raise TokenEndpointError(_safe_code(doc.get("error", f"http_{status}")), status)
+    return _token_set(doc, connector)
+
+
+def _parse(raw: bytes, content_type: str, declared: str) -> dict[str, Any] | None:
+    text = raw.decode("utf-8", errors="strict") if raw else ""
+    if "x-www-form-urlencoded" in content_type or (
+        declared == "form" and "json" not in content_type
+    ):
+        try:
+            return dict(parse_qsl(text, strict_parsing=True))
+        except ValueError:
+            return None
+    try:
+        doc = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _token_set(doc: dict[str, Any], connector: Connector) -> TokenSet:
+    source = doc
+    user = doc.get("authed_user")
+    if isinstance(user, dict) and isinstance(user.get("access_token"), str):
+        # Slack puts the user's token under authed_user (the top level is the bot's):
+        # a connector that asks for user scopes acts with the user's token.
+        if connector.auth.scope_param == "user_scope" or not isinstance(
+            doc.get("access_token"), str
+        ):
+            source = user
+    access = source.get("access_token")
+    if not isinstance(access, str) or not access or len(access) > 16384:
+        raise TokenEndpointError("no_access_token")
+    refresh = source.get("refresh_token")
+    expires = source.get("expires_in")
+    expires_in: int | None = None
+    if isinstance(expires, str) and expires.isdigit():
+        expires = int(expires)
+    if (
+        isinstance(expires, int | float)
+        and not isinstance(expires, bool)
+        and math.isfinite(expires)
+    ):
+        expires_in = max(0, int(expires))
+    scope = source.get("scope", doc.get("scope"))
+    return TokenSet(
+        access_token=access,
+        refresh_token=refresh if isinstance(refresh, str) and refresh else None,
+        expires_in=expires_in,
+        scope=scope if isinstance(scope, str) else None,
+        token_type=str(source.get("token_type", "Bearer"))[:32],
+        raw=doc,
+    )
+
+
+def granted_scopes(tokens: TokenSet, connector: Connector, requested: list[str]) -> list[str]:
+    """The scopes the provider says it granted (either separator), else what was asked."""
+    if tokens.scope is None:
+        return sorted(requested)
+    parts = tokens.scope.replace(",", " ").split()
+    return sorted(set(parts))
+
+
+def kept_fields(tokens: TokenSet, connector: Connector) -> dict[str, str]:
+    """The connector's keep_fields present in the response, as strings (never tokens)."""
+    out: dict[str, str] = {}
+    for path in connector.auth.keep_fields:
+        value = dotted(tokens.raw, path)
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            out[path] = str(value)[:2048]
+    return out
+
+
+async def revoke_token(
+    http: aiohttp.ClientSession,
+    connector: Connector,
+    revoke_url: str,
+    client_id: str,
+    client_secret: str,
+    token: str,
+    hint: str,
+) -> int | None:
+    """RFC 7009 revocation; the HTTP status, or None when the provider was unreachable."""
+    body = {"token": token, "token_type_hint": hint}
+    headers = {"Accept": "application/json"}
+    if connector.auth.client_auth == "client_secret_basic":
+        headers["Authorization"] = _basic(client_id, client_secret)
+    else:
+        body["client_id"] = client_id
+        body["client_secret"] = client_secret
+    try:
+        async with http.post(
+            revoke_url,
+            data=body,
+            headers=headers,
+            allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=10),
+        ) as resp:
+            await resp.content.read(MAX_RESPONSE)
+            return resp.status
+    except (aiohttp.ClientError, TimeoutError):
+        return None
