@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 
+from sqlalchemy import select
+
 from control_plane.domain import validation as v
 from control_plane.domain.entities import Page, UserView
-from control_plane.domain.errors import AlreadyExists, field_error
+from control_plane.domain.errors import AlreadyExists, NotFound, field_error
 from control_plane.domain.principals import Principal
 from control_plane.services.context import ServiceContext
 from control_plane.services.tenant_crud import TenantCrud
+from control_plane.storage import account_events
 from control_plane.storage import models as m
 from control_plane.storage.repositories import TenantRepository
 
@@ -86,4 +89,27 @@ class UserService(TenantCrud[m.User, UserView]):
         return await self._update(principal, org_id, user_id, mutate)
 
     async def delete(self, principal: Principal, org_id: str, user_id: str) -> None:
-        await self._delete(principal, org_id, user_id)
+        """Delete the user and, in the same transaction, its connected accounts (their
+        sealed secrets go with them; grants are not revoked at the provider here)."""
+        org_id = principal.scope_for(org_id)
+        now = self.ctx.clock.now()
+        async with self.ctx.db.org_tx(org_id) as s:
+            repo = TenantRepository(s, org_id)
+            if await repo.get(m.User, user_id) is None:
+                raise NotFound()
+            owned = (
+                await s.execute(
+                    select(m.ConnectedAccount).where(
+                        m.ConnectedAccount.org_id == org_id,
+                        m.ConnectedAccount.owner_kind == "users",
+                        m.ConnectedAccount.owner_id == user_id,
+                    )
+                )
+            ).scalars()
+            for account in owned:
+                await account_events.record(
+                    s, self.ctx.db, org_id, account.id, account.connector_id, "DELETED", "", now
+                )
+                await s.delete(account)
+            await repo.delete(m.User, user_id)
+        self.ctx.identity_changed(org_id)

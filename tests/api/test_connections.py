@@ -490,3 +490,19 @@ def _bad_gmail() -> dict:
     doc = yaml.safe_load((CATALOG_DIR / "gmail.yaml").read_bytes())
     doc["colour"] = 1
     return doc
+
+
+async def test_deleting_a_user_deletes_its_connected_accounts(harness: Any) -> None:
+    org, admin, _ = await harness.new_org()
+    names = await harness.populate(org, admin)
+    await enable(admin, org, "stripe")
+    mine = await new_account(admin, org, names["user"], "stripe")
+    await admin.connections.SetApiKey(pb.SetApiKeyRequest(name=mine.name, api_key="rk_test_Owned0123456789"))
+    theirs = await new_account(admin, org, names["sa"], "stripe")
+    await admin.admin.DeleteUser(apb.DeleteUserRequest(name=names["user"]))
+    with pytest.raises(NotFoundError):
+        await admin.connections.GetConnectedAccount(pb.GetConnectedAccountRequest(name=mine.name))
+    still = await admin.connections.GetConnectedAccount(pb.GetConnectedAccountRequest(name=theirs.name))
+    assert still.connected_account.name == theirs.name
+    rows = await harness.snapshot()
+    assert all(r[1] != mine.name.rsplit("/", 1)[1] for r in rows["connected_accounts"])
