@@ -26,12 +26,27 @@ MAX_RESPONSE = 256 * 1024
 
 
 class TokenEndpointError(Exception):
-    """The exchange failed; ``code`` is safe to show (an RFC 6749 error code or ours)."""
+    """The exchange failed; ``code`` is safe to show (an RFC 6749 error code or ours).
 
-    def __init__(self, code: str, status: int | None = None) -> None:
+    ``raw`` and ``headers`` are the provider's answer, for classification only:
+    they are never logged or shown (a body may echo a token).
+    """
+
+    def __init__(
+        self,
+        code: str,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        raw: bytes = b"",
+    ) -> None:
         super().__init__(code)
         self.code = code
         self.status = status
+        self.headers: Mapping[str, str] = headers or {}
+        self.raw = raw
+
+    def __repr__(self) -> str:
+        return f"TokenEndpointError({self.code!r}, {self.status!r})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,15 +115,17 @@ async def request_token(
             raw = await resp.content.read(MAX_RESPONSE + 1)
             status = resp.status
             content_type = resp.headers.get("Content-Type", "")
+            reply_headers = dict(resp.headers)
     except (aiohttp.ClientError, TimeoutError):
         raise TokenEndpointError("provider_unreachable") from None
     if len(raw) > MAX_RESPONSE:
-        raise TokenEndpointError("response_too_large", status)
+        raise TokenEndpointError("response_too_large", status, reply_headers)
     doc = _parse(raw, content_type, auth.token_response_format)
     if doc is None:
-        raise TokenEndpointError("unreadable_response", status)
+        raise TokenEndpointError("unreadable_response", status, reply_headers, raw)
     if doc.get("ok") is False or "error" in doc or status >= 400:
-        raise TokenEndpointError(_safe_code(doc.get("error", f"http_{status}")), status)
+        code = _safe_code(doc.get("error", f"http_{status}"))
+        raise TokenEndpointError(code, status, reply_headers, raw)
     return _token_set(doc, connector)
 
 

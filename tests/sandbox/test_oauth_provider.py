@@ -28,6 +28,8 @@ from urllib.parse import parse_qsl, quote, urljoin, urlsplit
 import aiohttp
 import pytest
 
+from control_plane.vault.classify import _matches, parse_body
+
 from control_plane.connectors.authorize import authorization_url, fill_connection
 from control_plane.connectors.loader import load_catalog
 from control_plane.connectors.model import (
@@ -115,40 +117,20 @@ class Reply:
 # --- the connector's own error rules, applied like the runtime would ---------------------
 
 
-def _values(doc: Any, parts: list[str]) -> list[Any]:
-    """Values at a dotted path; arrays along the way and at the end are searched."""
-    if isinstance(doc, list):
-        return [v for item in doc for v in _values(item, parts)]
-    if not parts:
-        return [doc]
-    if isinstance(doc, dict) and parts[0] in doc:
-        return _values(doc[parts[0]], parts[1:])
-    return []
-
-
 def _classify(rules: tuple[ErrorRule, ...], phase: str, reply: Reply) -> str | None:
-    """The class of the first of the connector's rules that matches, like the runtime."""
-    status, body, text, headers = reply.status, reply.body, reply.text, reply.headers
-    for rule in rules:
-        if rule.phase not in (None, phase) or (rule.status and status not in rule.status):
-            continue
-        if rule.body_contains and rule.body_contains not in text:
-            continue
-        if any(
-            not any(
-                v in (want if isinstance(want, list) else [want])
-                for v in _values(body, path.split("."))
-            )
-            for path, want in rule.body.items()
-        ):
-            continue
-        if any(
-            name not in headers or not re.search(rx, headers[name])
-            for name, rx in rule.header.items()
-        ):
-            continue
-        return rule.error_class
+    """The class of the first of the connector's rules that matches: the runtime's own
+    classifier, with the generic fallback left out (it always answers something)."""
+    connector = _RulesOnly(rules)
+    doc, text = parse_body(reply.text.encode())
+    for rule in connector.errors:
+        if _matches(rule, phase, reply.status, doc, text, reply.headers):
+            return rule.error_class
     return None
+
+
+@dataclass(frozen=True)
+class _RulesOnly:
+    errors: tuple[ErrorRule, ...]
 
 
 # --- a small OAuth client, as agentauth's connect flow behaves ---------------------------

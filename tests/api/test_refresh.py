@@ -1,0 +1,210 @@
+"""The refresh coordinator against sandbox providers, on each database backend.
+
+Replicas are modelled as coordinators with their own database engine and HTTP
+session on the same database (the cross-process test comes with ExecuteTool).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from typing import Any
+
+import aiohttp
+import pytest
+from sqlalchemy import text
+
+from control_plane.domain.errors import FailedPrecondition, Unavailable
+from control_plane.services.connections import OAuthAppService
+from control_plane.services.context import ServiceContext
+from control_plane.storage.db import Database
+from control_plane.vault.refresh import RefreshCoordinator, RefreshEvent
+from tests.api.connect_helpers import browser, connect_world, consent, finish, start
+
+
+async def _connect(w: Any) -> str:
+    acct = await w.account()
+    async with browser() as b:
+        done = await consent(b, await start(b, await w.link(acct)))
+        status, _ = await finish(b, done)
+    assert status == 200
+    return str(acct.name.rsplit("/", 1)[1])
+
+
+async def _sql(harness: Any, statement: str, **params: Any) -> Any:
+    owner = Database(harness.database_url, app_role=None)
+    try:
+        async with owner.engine.begin() as conn:
+            result = await conn.execute(text(statement), params)
+            return result.all() if result.returns_rows else []
+    finally:
+        await owner.dispose()
+
+
+async def _expire(harness: Any) -> None:
+    await _sql(harness, "UPDATE connected_accounts SET access_expire_time = :t",
+               t=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1))
+
+
+class Replica:
+    """A coordinator with its own engine and HTTP session (one per replica)."""
+
+    def __init__(self, harness: Any) -> None:
+        rt = harness.runtime
+        self.db = Database(harness.database_url)
+        ctx = ServiceContext(self.db, rt.barrier, rt.clock)
+        self.http = aiohttp.ClientSession()
+        self.events: list[RefreshEvent] = []
+        self.coordinator = RefreshCoordinator(
+            ctx, rt.catalog, OAuthAppService(ctx, rt.catalog), self.http)
+        self.coordinator.events.append(self.events.append)
+
+    async def close(self) -> None:
+        await self.http.close()
+        await self.db.dispose()
+
+
+def _access_tokens(w: Any) -> list[str]:
+    return [t.value for t in w.provider.issued if t.kind == "access"]
+
+
+@pytest.fixture
+async def replicas(harness: Any) -> Any:
+    made: list[Replica] = []
+
+    def make() -> Replica:
+        made.append(Replica(harness))
+        return made[-1]
+
+    yield make
+    for r in made:
+        await r.close()
+
+
+async def test_a_due_token_is_refreshed_once_then_reused(harness: Any, replicas: Any) -> None:
+    async with connect_world(harness, "gmail") as w:
+        account = await _connect(w)
+        org = w.org.split("/")[1]
+        r = replicas()
+        first = await r.coordinator.access_token(org, account)
+        assert first == _access_tokens(w)[-1] and len(_access_tokens(w)) == 1  # not due yet
+        await _expire(harness)
+        fresh = await r.coordinator.access_token(org, account)
+        assert fresh != first and fresh == _access_tokens(w)[-1]
+        assert await r.coordinator.access_token(org, account) == fresh  # durable, not due
+        [(version, refreshed)] = await _sql(
+            harness, "SELECT secret_version, last_refreshed_time FROM connected_accounts")
+        assert version == 2 and refreshed is not None
+        assert [e.outcome for e in r.events] == ["attempt", "refreshed"]
+
+
+async def test_single_flight_in_a_process_and_across_replicas(harness: Any, replicas: Any) -> None:
+    async with connect_world(harness, "slack") as w:  # single-use rotating refresh tokens
+        account = await _connect(w)
+        org = w.org.split("/")[1]
+        a, b = replicas(), replicas()
+        await _expire(harness)
+        before = len(_access_tokens(w))
+        got = await asyncio.gather(*(
+            (a if i % 2 else b).coordinator.access_token(org, account) for i in range(40)
+        ))
+        assert len(_access_tokens(w)) == before + 1  # exactly one refresh reached Slack
+        assert len(set(got)) == 1 and got[0] == _access_tokens(w)[-1]
+        refreshed = [e for e in a.events + b.events if e.outcome == "refreshed"]
+        assert len(refreshed) == 1
+        # The rotated refresh token was stored before use: the next refresh uses it.
+        await _expire(harness)
+        again = await a.coordinator.access_token(org, account)
+        assert again == _access_tokens(w)[-1] != got[0]
+
+
+async def test_a_refresh_without_refresh_token_or_kept_fields_keeps_the_stored_ones(
+    harness: Any, replicas: Any
+) -> None:
+    async with connect_world(harness, "salesforce") as w:
+        account = await _connect(w)
+        org = w.org.split("/")[1]
+        import json
+
+        def as_dict(value: Any) -> dict[str, str]:
+            return json.loads(value) if isinstance(value, str) else dict(value)
+
+        [(meta_before,)] = await _sql(harness, "SELECT provider_metadata FROM connected_accounts")
+        r = replicas()
+        await r.coordinator.access_token(org, account, force=True)
+        [(meta_after, expires)] = await _sql(
+            harness, "SELECT provider_metadata, access_expire_time FROM connected_accounts")
+        before, after = as_dict(meta_before), as_dict(meta_after)
+        assert "instance_url" in before and before.items() <= after.items()
+        assert expires is not None  # no expires_in from Salesforce: the connector's default
+        secret_doc = await harness.runtime.barrier.open(
+            org, "connected_accounts", account, "secret",
+            (await _sql(harness, "SELECT secret FROM connected_accounts"))[0][0])
+        assert b"refresh_token" in secret_doc  # Salesforce does not rotate: the old one stays
+
+
+async def test_revoked_at_the_provider_marks_the_account_revoked(harness: Any, replicas: Any) -> None:
+    async with connect_world(harness, "gmail") as w:
+        account = await _connect(w)
+        org = w.org.split("/")[1]
+        w.provider.revoke_all()
+        r = replicas()
+        with pytest.raises(FailedPrecondition) as info:
+            await r.coordinator.access_token(org, account, force=True)
+        assert info.value.reason == "ACCOUNT_REVOKED"
+        [(state, reason)] = await _sql(harness, "SELECT state, state_reason FROM connected_accounts")
+        assert state == "REVOKED" and reason
+        assert r.events[-1].outcome == "revoked"
+
+
+async def test_broken_client_credentials_are_an_operator_error_not_a_reconnect(
+    harness: Any, replicas: Any
+) -> None:
+    from agentauth.v1 import connection_pb2 as pb
+
+    async with connect_world(harness, "gmail") as w:
+        account = await _connect(w)
+        org = w.org.split("/")[1]
+        await w.admin.connections.SetOAuthApp(pb.SetOAuthAppRequest(oauth_app=pb.OAuthApp(
+            name=f"{w.org}/oauthApps/gmail", client_id="sandbox-client",
+            client_secret="wrong-secret")))
+        r = replicas()
+        with pytest.raises(FailedPrecondition) as info:
+            await r.coordinator.access_token(org, account, force=True)
+        assert info.value.reason == "OPERATOR_ERROR"
+        [(state,)] = await _sql(harness, "SELECT state FROM connected_accounts")
+        assert state == "ERROR"
+
+
+async def test_transient_failures_keep_the_token_and_cool_down(harness: Any, replicas: Any) -> None:
+    async with connect_world(harness, "gmail") as w:
+        account = await _connect(w)
+        org = w.org.split("/")[1]
+        w.provider.faults.retry_after = 5
+        w.provider.faults.next_token_status = 503
+        r = replicas()
+        with pytest.raises(Unavailable) as info:
+            await r.coordinator.access_token(org, account, force=True)
+        assert info.value.metadata["retryAfterSeconds"] == "5"
+        [(state, version)] = await _sql(harness, "SELECT state, secret_version FROM connected_accounts")
+        assert (state, version) == ("ACTIVE", 1)
+        issued = len(w.provider.issued)
+        with pytest.raises(Unavailable) as again:  # within the cooldown: no new request
+            await r.coordinator.access_token(org, account, force=True)
+        assert again.value.reason == "REFRESH_IN_PROGRESS"
+        assert len(w.provider.issued) == issued
+
+
+async def test_a_crashed_lease_holder_delays_but_never_locks_out(harness: Any, replicas: Any) -> None:
+    async with connect_world(harness, "gmail") as w:
+        account = await _connect(w)
+        org = w.org.split("/")[1]
+        await _expire(harness)
+        # A replica took the lease and died: it lapses in a second.
+        await _sql(harness, "UPDATE connected_accounts SET refresh_lease_until = :t",
+                   t=dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1))
+        r = replicas()
+        token = await asyncio.wait_for(r.coordinator.access_token(org, account), 10)
+        assert token == _access_tokens(w)[-1]
+        [(lease,)] = await _sql(harness, "SELECT refresh_lease_until FROM connected_accounts")
+        assert lease is None
