@@ -41,6 +41,8 @@ def arguments(description: str | None) -> argparse.Namespace:
 class Replica:
     target: str  # gRPC host:port
     http: str  # base URL of the HTTP surface
+    proc: subprocess.Popen[bytes] | None = None
+    database_url: str = ""  # the shared database (an owner connection)
 
 
 def wait_serving(target: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
@@ -66,7 +68,11 @@ def wait_serving(target: str, proc: subprocess.Popen[bytes], timeout: float = 60
 
 @contextlib.contextmanager
 def cluster_on_postgres(
-    database_url: str, replicas: int = 1, *, quiet: bool = True
+    database_url: str,
+    replicas: int = 1,
+    *,
+    quiet: bool = True,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[tuple[list[Replica], str]]:
     """Yields (replicas, platform admin key): ``replicas`` ``control-plane serve``
     processes sharing one fresh PostgreSQL database, one KEK and one issuer."""
@@ -84,6 +90,7 @@ def cluster_on_postgres(
         "AGENTAUTH_DATABASE_URL": url,
         # One issuer for the cluster, as behind a load balancer.
         "AGENTAUTH_ISSUER": f"http://127.0.0.1:{ports[0][1]}",
+        **(extra_env or {}),
     }
     cli = [sys.executable, "-m", "control_plane"]
     procs: list[subprocess.Popen[bytes]] = []
@@ -111,7 +118,7 @@ def cluster_on_postgres(
             )
             procs.append(proc)
             wait_serving(f"127.0.0.1:{gport}", proc)  # one at a time: start-up writes keys
-            started.append(Replica(f"127.0.0.1:{gport}", f"http://127.0.0.1:{hport}"))
+            started.append(Replica(f"127.0.0.1:{gport}", f"http://127.0.0.1:{hport}", proc, url))
         yield started, key
     finally:
         for proc in procs:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import os
 import signal
 import socket
@@ -14,6 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import urlsplit
 
 import aiohttp
 import grpc
@@ -42,7 +44,9 @@ from control_plane.clock import Clock, SystemClock
 from control_plane.config import Settings, parse_listen
 from control_plane.connectors.loader import Catalog, ConnectorDefinitionError, load_catalog
 from control_plane.domain.principals import Principal
+from control_plane.domain.trust import is_loopback
 from control_plane.logs import get_logger
+from control_plane.sandbox.routing import rewrite_for_sandbox
 from control_plane.services.api_keys import ApiKeyService
 from control_plane.services.connect_flow import ConnectFlow
 from control_plane.services.connections import (
@@ -75,7 +79,9 @@ from control_plane.tokens.keys import SigningKeyManager
 from control_plane.tokens.minting import Minter
 from control_plane.tokens.revocation_feed import RevocationFeed
 from control_plane.vault.barrier import Barrier
+from control_plane.vault.keepalive import KeepAlive
 from control_plane.vault.kek import EnvKekProvider, FileKekProvider, KekProvider
+from control_plane.vault.refresh import RefreshCoordinator
 
 log = get_logger("agentauth.server")
 SERVICE_NAMES = (
@@ -190,9 +196,19 @@ async def open_runtime(
 
 def load_connectors(settings: Settings) -> Catalog:
     try:
-        return load_catalog(Path(settings.connectors_dir) if settings.connectors_dir else None)
+        catalog = load_catalog(Path(settings.connectors_dir) if settings.connectors_dir else None)
     except ConnectorDefinitionError as exc:
         raise StartupError(str(exc)) from None
+    if settings.sandbox_url:
+        host = urlsplit(settings.sandbox_url).hostname or ""
+        if not is_loopback(host):
+            raise StartupError("AGENTAUTH_SANDBOX_URL must point at a loopback address")
+        log.warning("sandbox mode: every connector talks to", sandbox=settings.sandbox_url)
+        base = settings.sandbox_url.rstrip("/")
+        catalog = Catalog(
+            {cid: rewrite_for_sandbox(c, base) for cid, c in catalog.connectors.items()}
+        )
+    return catalog
 
 
 @dataclass
@@ -265,6 +281,7 @@ class Servers:
     health: health.aio.HealthServicer
     tokens: TokenStack
     feed: RevocationFeed
+    keepalive: KeepAlive | None = None
 
     async def stop(self, grace: float = 2.0) -> None:
         await self.health.enter_graceful_shutdown()
@@ -331,6 +348,13 @@ async def start_servers(runtime: Runtime) -> Servers:
     accounts = ConnectedAccountService(runtime.services, connectors)
     flow = ConnectFlow(runtime.services, connectors, accounts, oauth_apps, tokens.http, issuer)
     accounts.revoker = flow.revoke_at_provider
+    refresher = RefreshCoordinator(
+        runtime.services,
+        runtime.catalog,
+        oauth_apps,
+        tokens.http,
+        lease=dt.timedelta(seconds=s.refresh_lease_seconds),
+    )
     connection_pb2_grpc.add_ConnectionServiceServicer_to_server(  # type: ignore[no-untyped-call]
         ConnectionServicer(
             connectors,
@@ -339,6 +363,7 @@ async def start_servers(runtime: Runtime) -> Servers:
             accounts,
             flow,
             AccountWatch(runtime.db, runtime.barrier, runtime.clock, feed),
+            refresher,
         ),
         server,
     )
@@ -386,7 +411,8 @@ async def start_servers(runtime: Runtime) -> Servers:
 
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Servers(server, runner, grpc_port, http_port, health_servicer, tokens, feed)
+    keepalive = KeepAlive(runtime.services, runtime.catalog, refresher)
+    return Servers(server, runner, grpc_port, http_port, health_servicer, tokens, feed, keepalive)
 
 
 async def key_maintenance(runtime: Runtime) -> None:
@@ -436,12 +462,16 @@ async def serve(settings: Settings, *, out: TextIO = sys.stdout) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
-        maintenance = asyncio.create_task(key_maintenance(runtime))
+        background = [asyncio.create_task(key_maintenance(runtime))]
+        if servers.keepalive is not None:
+            background.append(asyncio.create_task(servers.keepalive.run()))
         await stop.wait()
         log.info("shutting down")
-        maintenance.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await maintenance
+        for task in background:
+            task.cancel()
+        for task in background:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await servers.stop()
     finally:
         await runtime.close()

@@ -56,6 +56,13 @@ class Settings:
     max_message_bytes: int = 4 * 1024 * 1024
     # Connector definitions (*.yaml); empty: the catalog shipped with agentauth.
     connectors_dir: str = field(default_factory=lambda: _env("CONNECTORS_DIR", ""))
+    # Sandbox mode: every connector's provider URLs point at this loopback emulator
+    # (`control-plane sandbox oauth <connector>` prints it). Loopback only.
+    sandbox_url: str = field(default_factory=lambda: _env("SANDBOX_URL", ""))
+    # How long a replica may hold an account's refresh lease before others take over.
+    refresh_lease_seconds: float = field(
+        default_factory=lambda: float(_env("REFRESH_LEASE_SECONDS", "30"))
+    )
 
     def __post_init__(self) -> None:
         if self.signing_algorithm not in ("ES256", "EdDSA"):

@@ -107,6 +107,8 @@ RULES: dict[str, Rule] = {
     _CONN + "SetApiKey": _write(TOKEN_CALLERS),
     _CONN + "GetAuthorizationLink": _read(TOKEN_CALLERS),
     _CONN + "WatchConnectedAccounts": _read(TOKEN_CALLERS),
+    # Refreshing changes the vault (a rotated token is stored): audited.
+    _CONN + "RefreshConnectedAccount": _write(TOKEN_CALLERS),
 }
 
 

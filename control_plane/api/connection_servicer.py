@@ -11,6 +11,7 @@ from agentauth.v1 import connection_pb2_grpc
 
 from control_plane.api.convert import ts
 from control_plane.api.interceptors import current_principal
+from control_plane.domain import names
 from control_plane.services.connect_flow import ConnectFlow
 from control_plane.services.connections import (
     AccountWatch,
@@ -25,6 +26,7 @@ from control_plane.services.connections import (
 )
 from control_plane.services.feed_watch import WatchItem
 from control_plane.storage import account_events
+from control_plane.vault.refresh import RefreshCoordinator
 
 _AUTH_TYPES = {
     "oauth2": pb.CONNECTOR_AUTH_TYPE_OAUTH2,
@@ -112,6 +114,7 @@ def account(v: ConnectedAccountView) -> pb.ConnectedAccount:
         last_refreshed_time=ts(v.last_refreshed_time),
         secret_create_time=ts(v.secret_create_time),
         secret_rotate_time=ts(v.secret_rotate_time),
+        access_expire_time=ts(v.access_expire_time),
     )
 
 
@@ -124,7 +127,9 @@ class ConnectionServicer(connection_pb2_grpc.ConnectionServiceServicer):
         accounts: ConnectedAccountService,
         flow: ConnectFlow,
         watch: AccountWatch,
+        refresher: RefreshCoordinator,
     ) -> None:
+        self.refresher = refresher
         self.flow = flow
         self.watch = watch
         self.connectors = connectors
@@ -253,6 +258,17 @@ class ConnectionServicer(connection_pb2_grpc.ConnectionServiceServicer):
     ) -> pb.GetAuthorizationLinkResponse:
         url, expires = await self.flow.create_link(current_principal(), request.name)
         return pb.GetAuthorizationLinkResponse(url=url, expire_time=ts(expires))
+
+    async def RefreshConnectedAccount(
+        self, request: pb.RefreshConnectedAccountRequest, context: Ctx
+    ) -> pb.RefreshConnectedAccountResponse:
+        principal = current_principal()
+        n = names.parse_child(request.name, "connectedAccounts")
+        org_id = principal.scope_for(n.org_id)
+        await self.accounts.get(principal, request.name)  # NOT_FOUND before any refresh
+        await self.refresher.access_token(org_id, n.id, force=request.force)
+        v = await self.accounts.get(principal, request.name)
+        return pb.RefreshConnectedAccountResponse(connected_account=account(v))
 
     async def WatchConnectedAccounts(
         self, request: pb.WatchConnectedAccountsRequest, context: Ctx

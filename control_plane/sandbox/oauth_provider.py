@@ -62,7 +62,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self, TypeVar
 from urllib.parse import parse_qsl, unquote, unquote_plus, urlencode, urlsplit, urlunsplit
@@ -71,6 +71,7 @@ from aiohttp import web
 
 from control_plane.connectors.model import Connector, Tool
 from control_plane.sandbox._loopback import LoopbackServer, json_response
+from control_plane.sandbox.routing import rewrite_for_sandbox, sandbox_url
 
 __all__ = [
     "PROFILES",
@@ -1338,39 +1339,12 @@ class SandboxProvider:
         return self.sandbox_url(issuer) if issuer else self.base_url
 
     def sandbox_url(self, real_url: str) -> str:
-        """``https://host/path?q`` -> ``{base_url}/host/path?q`` (placeholders kept).
-
-        A URL that starts with a placeholder holds a whole base URL filled at run time
-        (a kept ``instance_url``); it is returned unchanged.
-        """
-        if real_url.startswith("https://"):
-            return f"{self.base_url}/{real_url.removeprefix('https://')}"
-        if real_url.startswith("{"):
-            return real_url
-        raise ValueError(f"not an https URL: {real_url!r}")
+        """``https://host/path?q`` -> ``{base_url}/host/path?q`` (see :mod:`.routing`)."""
+        return sandbox_url(self.base_url, real_url)
 
     def connector_for_sandbox(self, connector: Connector | None = None) -> Connector:
-        """A copy of the connector whose endpoints, tool URLs and issuer point here.
-
-        Plain-http loopback URLs are fine at run time: the https rule of the loader
-        applies to definition files.
-        """
-        c = connector or self.connector
-        a = c.auth
-        auth = replace(
-            a,
-            authorize_url=self.sandbox_url(a.authorize_url),
-            token_url=self.sandbox_url(a.token_url),
-            revoke_url=self.sandbox_url(a.revoke_url) if a.revoke_url else "",
-            issuer=self.sandbox_url(a.issuer)
-            if a.issuer
-            else (self.base_url if a.sends_iss else ""),
-        )
-        tools = tuple(
-            replace(t, http=replace(t.http, url=self.sandbox_url(t.http.url))) for t in c.tools
-        )
-        base = self.sandbox_url(c.api_base_url) if c.api_base_url else ""
-        return replace(c, auth=auth, tools=tools, api_base_url=base)
+        """A copy of the connector whose endpoints, tool URLs and issuer point here."""
+        return rewrite_for_sandbox(connector or self.connector, self.base_url)
 
     # --- test helpers ---------------------------------------------------------------
 

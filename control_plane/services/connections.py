@@ -17,7 +17,7 @@ import datetime as dt
 import json
 import re
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select, update
@@ -159,7 +159,7 @@ class ConnectedAccountView:
     last_refreshed_time: dt.datetime | None = None
     secret_create_time: dt.datetime | None = None
     secret_rotate_time: dt.datetime | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    access_expire_time: dt.datetime | None = None
 
 
 def account_view(r: m.ConnectedAccount) -> ConnectedAccountView:
@@ -182,6 +182,7 @@ def account_view(r: m.ConnectedAccount) -> ConnectedAccountView:
         last_refreshed_time=r.last_refreshed_time,
         secret_create_time=r.secret_create_time,
         secret_rotate_time=r.secret_rotate_time,
+        access_expire_time=r.access_expire_time,
     )
 
 

@@ -420,6 +420,8 @@ class ConnectedAccount(Base):
     api_key_hint: Mapped[str] = mapped_column(String(16))
     access_expire_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     refresh_lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # After a transient failure or rate limit: no refresh before this (no retry storm).
+    refresh_blocked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     request_id: Mapped[str | None] = mapped_column(String(64))
     request_fingerprint: Mapped[str | None] = mapped_column(String(64))
     create_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())

@@ -44,7 +44,7 @@ from control_plane.vault.oauth_client import TokenEndpointError, kept_fields, re
 
 LEASE = dt.timedelta(seconds=30)
 WAIT_STEP = 0.05
-MAX_WAIT = 35.0
+MAX_WAIT = 35.0  # callers wait at most this long for another replica's refresh
 _log = get_logger("agentauth.refresh")
 
 
@@ -65,6 +65,7 @@ class _Snapshot:
     state: str
     expires: dt.datetime | None
     lease_until: dt.datetime | None
+    blocked_until: dt.datetime | None
     secret: dict[str, Any]
     connector_id: str
     connection: dict[str, str]
@@ -78,7 +79,10 @@ class RefreshCoordinator:
         catalog: Catalog,
         oauth_apps: OAuthAppService,
         http: aiohttp.ClientSession,
+        *,
+        lease: dt.timedelta = LEASE,
     ) -> None:
+        self.lease = lease
         self.ctx = ctx
         self.catalog = catalog
         self.oauth_apps = oauth_apps
@@ -93,6 +97,7 @@ class RefreshCoordinator:
         snap = await self._read(org_id, account_id)
         if not force and not self._due(snap):
             return str(snap.secret["access_token"])
+        self._check_cooldown(snap)
         key = (org_id, account_id)
         running = self._inflight.get(key)
         if running is not None:  # one refresh per account in this process
@@ -111,6 +116,16 @@ class RefreshCoordinator:
             self._inflight.pop(key, None)
 
     # ------------------------------------------------------------ internals
+
+    def _check_cooldown(self, snap: _Snapshot) -> None:
+        now = self.ctx.clock.now()
+        if snap.blocked_until is not None and snap.blocked_until > now:
+            wait = max(1, int((snap.blocked_until - now).total_seconds() + 0.999))
+            raise Unavailable(
+                "the provider was unavailable; retry later",
+                reason="REFRESH_COOLDOWN",
+                metadata={"retryAfterSeconds": str(wait)},
+            )
 
     def _connector(self, connector_id: str) -> Any:
         c = self.catalog.get(connector_id)
@@ -143,6 +158,7 @@ class RefreshCoordinator:
                 row.state,
                 row.access_expire_time,
                 row.refresh_lease_until,
+                row.refresh_blocked_until,
                 json.loads(opened),
                 row.connector_id,
                 dict(row.connection_params),
@@ -161,7 +177,7 @@ class RefreshCoordinator:
                     (m.ConnectedAccount.refresh_lease_until.is_(None))
                     | (m.ConnectedAccount.refresh_lease_until < now),
                 )
-                .values(refresh_lease_until=now + LEASE)
+                .values(refresh_lease_until=now + self.lease)
                 .returning(m.ConnectedAccount.id)
             )
             return result.scalar_one_or_none() is not None
@@ -178,8 +194,8 @@ class RefreshCoordinator:
             if fresh.version != snap.version and (not self._due(fresh) or not force):
                 self._emit(RefreshEvent(org_id, account_id, fresh.connector_id, "waited"))
                 return str(fresh.secret["access_token"])
-            cooling = fresh.lease_until is not None and fresh.lease_until > self.ctx.clock.now()
-            if waited >= MAX_WAIT or (cooling and fresh.version == snap.version and waited > 2):
+            self._check_cooldown(fresh)  # the holder failed transiently meanwhile
+            if waited >= MAX_WAIT:
                 raise Unavailable(
                     "the account's token is being refreshed; retry shortly",
                     reason="REFRESH_IN_PROGRESS",
@@ -258,6 +274,7 @@ class RefreshCoordinator:
             row.provider_metadata = metadata
             row.last_refreshed_time = now
             row.refresh_lease_until = None
+            row.refresh_blocked_until = None
             row.update_time = now
             if row.state != "ACTIVE":
                 row.state, row.state_reason, row.state_change_time = "ACTIVE", "", now
@@ -293,7 +310,8 @@ class RefreshCoordinator:
                 return
             if failure.error_class in ("transient", "rate_limited"):
                 # A cooldown: nobody retries before it (no retry storm); the token stays.
-                row.refresh_lease_until = now + dt.timedelta(seconds=failure.retry_after or 1)
+                row.refresh_blocked_until = now + dt.timedelta(seconds=failure.retry_after or 1)
+                row.refresh_lease_until = None
                 outcome = "transient"
             else:
                 state = "ERROR" if failure.error_class == "operator_error" else "REVOKED"

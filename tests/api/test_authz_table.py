@@ -62,6 +62,7 @@ def test_every_mutation_is_audited() -> None:
                 "Exchange",
                 "Delegate",
                 "Set",
+                "Refresh",
             )
         )
         assert rule.audited == mutating, method

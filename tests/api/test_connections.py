@@ -313,6 +313,8 @@ ADDRESSED: dict[str, Callable[[Names], Any]] = {
     "DeleteConnectedAccount": lambda n: pb.DeleteConnectedAccountRequest(name=n["account"]),
     "SetApiKey": lambda n: pb.SetApiKeyRequest(name=n["account"], api_key="rk_test_probe0123456789"),
     "GetAuthorizationLink": lambda n: pb.GetAuthorizationLinkRequest(name=n["account"]),
+    "RefreshConnectedAccount": lambda n: pb.RefreshConnectedAccountRequest(
+        name=n["account"], force=True),
 }
 
 

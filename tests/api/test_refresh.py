@@ -191,7 +191,8 @@ async def test_transient_failures_keep_the_token_and_cool_down(harness: Any, rep
         issued = len(w.provider.issued)
         with pytest.raises(Unavailable) as again:  # within the cooldown: no new request
             await r.coordinator.access_token(org, account, force=True)
-        assert again.value.reason == "REFRESH_IN_PROGRESS"
+        assert again.value.reason == "REFRESH_COOLDOWN"
+        assert 1 <= int(again.value.metadata["retryAfterSeconds"]) <= 5
         assert len(w.provider.issued) == issued
 
 
@@ -208,3 +209,60 @@ async def test_a_crashed_lease_holder_delays_but_never_locks_out(harness: Any, r
         assert token == _access_tokens(w)[-1]
         [(lease,)] = await _sql(harness, "SELECT refresh_lease_until FROM connected_accounts")
         assert lease is None
+
+
+async def test_refresh_connected_account_rpc_errors_are_precise(harness: Any) -> None:
+    from agentauth import FailedPreconditionError, NotFoundError, UnavailableError
+    from agentauth.v1 import connection_pb2 as pb
+
+    async with connect_world(harness, "gmail") as w:
+        pending = await w.account()
+        with pytest.raises(FailedPreconditionError) as not_connected:
+            await w.admin.connections.RefreshConnectedAccount(
+                pb.RefreshConnectedAccountRequest(name=pending.name))
+        assert not_connected.value.reason == "ACCOUNT_PENDING"
+        account = await _connect(w)
+        name = f"{w.org}/connectedAccounts/{account}"
+        got = (await w.admin.connections.RefreshConnectedAccount(
+            pb.RefreshConnectedAccountRequest(name=name, force=True))).connected_account
+        assert got.state == pb.CONNECTED_ACCOUNT_STATE_ACTIVE and got.last_refreshed_time.seconds
+        w.provider.faults.next_token_status = 503
+        with pytest.raises(UnavailableError) as down:
+            await w.admin.connections.RefreshConnectedAccount(
+                pb.RefreshConnectedAccountRequest(name=name, force=True))
+        assert "retryAfterSeconds" in down.value.metadata
+        _, other, _ = await harness.new_org("Other")
+        with pytest.raises(NotFoundError):
+            await other.connections.RefreshConnectedAccount(
+                pb.RefreshConnectedAccountRequest(name=name))
+        await w.admin.connections.UpdateConnectorConfig(pb.UpdateConnectorConfigRequest(
+            name=f"{w.org}/connectors/stripe", enabled=True))
+        byok = (await w.admin.connections.CreateConnectedAccount(pb.CreateConnectedAccountRequest(
+            parent=w.org, connected_account=pb.ConnectedAccount(
+                connector="stripe", owner=w.names["user"])))).connected_account
+        await w.admin.connections.SetApiKey(
+            pb.SetApiKeyRequest(name=byok.name, api_key="rk_test_NotRefreshable0123"))
+        with pytest.raises(FailedPreconditionError):
+            await w.admin.connections.RefreshConnectedAccount(
+                pb.RefreshConnectedAccountRequest(name=byok.name, force=True))
+
+
+async def test_keep_alive_refreshes_idle_accounts_once_across_replicas(
+    harness: Any, replicas: Any
+) -> None:
+    from control_plane.vault.keepalive import KeepAlive
+
+    async with connect_world(harness, "gmail") as w:  # Google: 180 days of inactivity
+        account = await _connect(w)
+        a, b = replicas(), replicas()
+        keep = [KeepAlive(r.coordinator.ctx, harness.runtime.catalog, r.coordinator) for r in (a, b)]
+        assert [await k.run_once() for k in keep] == [0, 0]  # just connected: not due
+        await _sql(harness, "UPDATE connected_accounts SET secret_create_time = :t",
+                   t=dt.datetime.now(dt.UTC) - dt.timedelta(days=61))
+        before = len(_access_tokens(w))
+        done = await asyncio.gather(*(k.run_once() for k in keep))
+        assert sum(done) >= 1 and len(_access_tokens(w)) == before + 1  # one refresh, not two
+        [(refreshed,)] = await _sql(harness, "SELECT last_refreshed_time FROM connected_accounts")
+        assert refreshed is not None
+        assert [await k.run_once() for k in keep] == [0, 0]  # and not again
+        assert account

@@ -234,7 +234,7 @@ class DeleteDeveloperSecretResponse(_message.Message):
     def __init__(self) -> None: ...
 
 class ConnectedAccount(_message.Message):
-    __slots__ = ("name", "connector", "owner", "label", "default", "state", "state_reason", "connection_params", "granted_scopes", "provider_metadata", "api_key_hint", "create_time", "update_time", "state_change_time", "last_used_time", "last_refreshed_time", "secret_create_time", "secret_rotate_time")
+    __slots__ = ("name", "connector", "owner", "label", "default", "state", "state_reason", "connection_params", "granted_scopes", "provider_metadata", "api_key_hint", "create_time", "update_time", "state_change_time", "last_used_time", "last_refreshed_time", "secret_create_time", "secret_rotate_time", "access_expire_time")
     class ConnectionParamsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -267,6 +267,7 @@ class ConnectedAccount(_message.Message):
     LAST_REFRESHED_TIME_FIELD_NUMBER: _ClassVar[int]
     SECRET_CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     SECRET_ROTATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    ACCESS_EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
     name: str
     connector: str
     owner: str
@@ -285,7 +286,8 @@ class ConnectedAccount(_message.Message):
     last_refreshed_time: _timestamp_pb2.Timestamp
     secret_create_time: _timestamp_pb2.Timestamp
     secret_rotate_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., connector: _Optional[str] = ..., owner: _Optional[str] = ..., label: _Optional[str] = ..., default: _Optional[bool] = ..., state: _Optional[_Union[ConnectedAccountState, str]] = ..., state_reason: _Optional[str] = ..., connection_params: _Optional[_Mapping[str, str]] = ..., granted_scopes: _Optional[_Iterable[str]] = ..., provider_metadata: _Optional[_Mapping[str, str]] = ..., api_key_hint: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_change_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_used_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_refreshed_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., secret_create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., secret_rotate_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    access_expire_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., connector: _Optional[str] = ..., owner: _Optional[str] = ..., label: _Optional[str] = ..., default: _Optional[bool] = ..., state: _Optional[_Union[ConnectedAccountState, str]] = ..., state_reason: _Optional[str] = ..., connection_params: _Optional[_Mapping[str, str]] = ..., granted_scopes: _Optional[_Iterable[str]] = ..., provider_metadata: _Optional[_Mapping[str, str]] = ..., api_key_hint: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_change_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_used_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., last_refreshed_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., secret_create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., secret_rotate_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., access_expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateConnectedAccountRequest(_message.Message):
     __slots__ = ("parent", "connected_account", "request_id")
@@ -418,3 +420,17 @@ class WatchConnectedAccountsResponse(_message.Message):
     cursor: str
     synced: bool
     def __init__(self, connected_account: _Optional[str] = ..., connector: _Optional[str] = ..., state: _Optional[_Union[ConnectedAccountState, str]] = ..., state_reason: _Optional[str] = ..., deleted: _Optional[bool] = ..., event_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., cursor: _Optional[str] = ..., synced: _Optional[bool] = ...) -> None: ...
+
+class RefreshConnectedAccountRequest(_message.Message):
+    __slots__ = ("name", "force")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    force: bool
+    def __init__(self, name: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class RefreshConnectedAccountResponse(_message.Message):
+    __slots__ = ("connected_account",)
+    CONNECTED_ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+    connected_account: ConnectedAccount
+    def __init__(self, connected_account: _Optional[_Union[ConnectedAccount, _Mapping]] = ...) -> None: ...

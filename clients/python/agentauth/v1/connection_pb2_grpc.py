@@ -118,6 +118,11 @@ class ConnectionServiceStub:
                 request_serializer=agentauth_dot_v1_dot_connection__pb2.WatchConnectedAccountsRequest.SerializeToString,
                 response_deserializer=agentauth_dot_v1_dot_connection__pb2.WatchConnectedAccountsResponse.FromString,
                 _registered_method=True)
+        self.RefreshConnectedAccount = channel.unary_unary(
+                '/agentauth.v1.ConnectionService/RefreshConnectedAccount',
+                request_serializer=agentauth_dot_v1_dot_connection__pb2.RefreshConnectedAccountRequest.SerializeToString,
+                response_deserializer=agentauth_dot_v1_dot_connection__pb2.RefreshConnectedAccountResponse.FromString,
+                _registered_method=True)
 
 
 class ConnectionServiceServicer:
@@ -254,6 +259,17 @@ class ConnectionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RefreshConnectedAccount(self, request, context):
+        """Makes sure an OAuth account's access token is fresh: refreshes it when it is
+        within the connector's refresh-ahead margin of expiry (or always, with
+        `force`), once across all replicas, and returns the account. A provider
+        that refused the refresh leaves the account REVOKED or ERROR with a reason;
+        an unavailable one gives UNAVAILABLE with a retry hint. No token is returned.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ConnectionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -336,6 +352,11 @@ def add_ConnectionServiceServicer_to_server(servicer, server):
                     servicer.WatchConnectedAccounts,
                     request_deserializer=agentauth_dot_v1_dot_connection__pb2.WatchConnectedAccountsRequest.FromString,
                     response_serializer=agentauth_dot_v1_dot_connection__pb2.WatchConnectedAccountsResponse.SerializeToString,
+            ),
+            'RefreshConnectedAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.RefreshConnectedAccount,
+                    request_deserializer=agentauth_dot_v1_dot_connection__pb2.RefreshConnectedAccountRequest.FromString,
+                    response_serializer=agentauth_dot_v1_dot_connection__pb2.RefreshConnectedAccountResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -774,6 +795,33 @@ class ConnectionService:
             '/agentauth.v1.ConnectionService/WatchConnectedAccounts',
             agentauth_dot_v1_dot_connection__pb2.WatchConnectedAccountsRequest.SerializeToString,
             agentauth_dot_v1_dot_connection__pb2.WatchConnectedAccountsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RefreshConnectedAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentauth.v1.ConnectionService/RefreshConnectedAccount',
+            agentauth_dot_v1_dot_connection__pb2.RefreshConnectedAccountRequest.SerializeToString,
+            agentauth_dot_v1_dot_connection__pb2.RefreshConnectedAccountResponse.FromString,
             options,
             channel_credentials,
             insecure,
