@@ -44,6 +44,7 @@ from control_plane.vault.oauth_client import TokenEndpointError, kept_fields, re
 
 LEASE = dt.timedelta(seconds=30)
 WAIT_STEP = 0.05
+OUTCOME_UNKNOWN = "REFRESH_OUTCOME_UNKNOWN"
 MAX_WAIT = 35.0  # callers wait at most this long for another replica's refresh
 _log = get_logger("agentauth.refresh")
 
@@ -63,6 +64,8 @@ class RefreshEvent:
 class _Snapshot:
     version: int
     state: str
+    state_reason: str
+    last_activity: dt.datetime | None
     expires: dt.datetime | None
     lease_until: dt.datetime | None
     blocked_until: dt.datetime | None
@@ -156,6 +159,8 @@ class RefreshCoordinator:
             return _Snapshot(
                 row.secret_version,
                 row.state,
+                row.state_reason,
+                row.last_refreshed_time or row.secret_create_time,
                 row.access_expire_time,
                 row.refresh_lease_until,
                 row.refresh_blocked_until,
@@ -242,7 +247,7 @@ class RefreshCoordinator:
                 if again.version != snap.version:
                     self._emit(RefreshEvent(org_id, account_id, c.id, "reused", failure.reason))
                     return str(again.secret["access_token"])
-                failure = Failure("revoked", failure.reason)
+                failure = Failure("revoked", self._why_dead(c, snap, failure.reason))
             await self._settle(org_id, account_id, snap, failure)
             raise self._error(failure) from None
         now = self.ctx.clock.now()
@@ -275,6 +280,8 @@ class RefreshCoordinator:
             row.last_refreshed_time = now
             row.refresh_lease_until = None
             row.refresh_blocked_until = None
+            if row.state == "ACTIVE":
+                row.state_reason = ""
             row.update_time = now
             if row.state != "ACTIVE":
                 row.state, row.state_reason, row.state_change_time = "ACTIVE", "", now
@@ -282,9 +289,23 @@ class RefreshCoordinator:
         self._emit(RefreshEvent(org_id, account_id, c.id, "refreshed"))
         return tokens.access_token
 
+    def _why_dead(self, c: Any, snap: _Snapshot, reason: str) -> str:
+        """A clearer reason for a dead refresh token when the history explains it."""
+        if snap.state_reason == OUTCOME_UNKNOWN:
+            # Our last refresh reached the provider but its answer was lost: a
+            # rotating provider consumed the token we still hold.
+            return "ROTATED_RESPONSE_LOST"
+        days = c.auth.refresh.inactivity_expiry_days
+        idle = snap.last_activity
+        if days and idle is not None and self.ctx.clock.now() - idle > dt.timedelta(days=days):
+            return "INACTIVITY"
+        return reason
+
     def _failure(self, c: Any, exc: TokenEndpointError) -> Failure:
-        if exc.status is None:  # unreachable, timeout, unreadable: the token may still be good
-            return Failure("transient", "PROVIDER_" + exc.code.upper())
+        if exc.status is None:
+            # Unreachable, timed out or dropped: the token may still be good, or the
+            # provider may have rotated it and the answer was lost.
+            return Failure("transient", OUTCOME_UNKNOWN)
         body = json.dumps({"error": exc.code}).encode()
         return classify(c, "token", exc.status, exc.headers, exc.raw or body)
 
@@ -312,6 +333,8 @@ class RefreshCoordinator:
                 # A cooldown: nobody retries before it (no retry storm); the token stays.
                 row.refresh_blocked_until = now + dt.timedelta(seconds=failure.retry_after or 1)
                 row.refresh_lease_until = None
+                if failure.reason == OUTCOME_UNKNOWN:
+                    row.state_reason = OUTCOME_UNKNOWN  # remembered for the next attempt
                 outcome = "transient"
             else:
                 state = "ERROR" if failure.error_class == "operator_error" else "REVOKED"

@@ -53,7 +53,9 @@ class ConnectWorld:
 
 
 @contextlib.asynccontextmanager
-async def connect_world(harness: Any, connector_id: str = "gmail") -> AsyncIterator[ConnectWorld]:
+async def connect_world(
+    harness: Any, connector_id: str = "gmail", **provider_options: Any
+) -> AsyncIterator[ConnectWorld]:
     org, admin, _ = await harness.new_org()
     names = await harness.populate(org, admin)
     real = harness.runtime.catalog.connectors[connector_id]
@@ -62,6 +64,7 @@ async def connect_world(harness: Any, connector_id: str = "gmail") -> AsyncItera
         client_id="sandbox-client",
         client_secret=CANARY_CLIENT_SECRET,
         redirect_uris=[harness.http + "/oauth/callback"],
+        **provider_options,
     ) as provider:
         # This runtime's catalog only (each runtime gets its own mapping).
         harness.runtime.catalog.connectors[connector_id] = provider.connector_for_sandbox()

@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from sqlalchemy import text
 
+from control_plane.connectors.loader import load_catalog
 from control_plane.domain.errors import FailedPrecondition, Unavailable
 from control_plane.services.connections import OAuthAppService
 from control_plane.services.context import ServiceContext
@@ -266,3 +267,118 @@ async def test_keep_alive_refreshes_idle_accounts_once_across_replicas(
         assert refreshed is not None
         assert [await k.run_once() for k in keep] == [0, 0]  # and not again
         assert account
+
+
+@pytest.mark.parametrize("connector", ["slack", "gmail"])
+async def test_a_lost_refresh_response_ends_in_a_defined_state(
+    harness: Any, replicas: Any, connector: str
+) -> None:
+    async with connect_world(harness, connector) as w:
+        account = await _connect(w)
+        org = w.org.split("/")[1]
+        r = replicas()
+        w.provider.faults.lose_response = True  # the provider rotates, the answer is lost
+        with pytest.raises(Unavailable) as first:
+            await r.coordinator.access_token(org, account, force=True)
+        assert first.value.reason == "REFRESH_OUTCOME_UNKNOWN"
+        [(state, reason)] = await _sql(harness, "SELECT state, state_reason FROM connected_accounts")
+        assert (state, reason) == ("ACTIVE", "REFRESH_OUTCOME_UNKNOWN")
+        await asyncio.sleep(1.1)  # the cooldown
+        if connector == "gmail":  # Google does not rotate: the old refresh token still works
+            await r.coordinator.access_token(org, account, force=True)
+            [(state, reason)] = await _sql(
+                harness, "SELECT state, state_reason FROM connected_accounts")
+            assert (state, reason) == ("ACTIVE", "")
+            return
+        with pytest.raises(FailedPrecondition) as second:  # Slack's token was single use
+            await r.coordinator.access_token(org, account, force=True)
+        assert second.value.reason == "ACCOUNT_REVOKED"
+        [(state, reason)] = await _sql(harness, "SELECT state, state_reason FROM connected_accounts")
+        assert (state, reason) == ("REVOKED", "ROTATED_RESPONSE_LOST")
+        issued = len(w.provider.issued)
+        with pytest.raises(FailedPrecondition):  # no loop: nothing more is sent
+            await r.coordinator.access_token(org, account, force=True)
+        assert len(w.provider.issued) == issued
+
+
+async def test_keep_alive_with_a_clock_before_and_past_googles_six_months(
+    harness: Any, replicas: Any
+) -> None:
+    from control_plane.clock import FakeClock
+    from control_plane.vault.keepalive import KeepAlive
+
+    fake = FakeClock(dt.datetime.now(dt.UTC))
+    async with connect_world(harness, "gmail", clock=lambda: fake.now().timestamp()) as w:
+        account = await _connect(w)
+        org = w.org.split("/")[1]
+        r = replicas()
+        r.coordinator.ctx.clock = fake  # type: ignore[misc]
+        keep = KeepAlive(r.coordinator.ctx, harness.runtime.catalog, r.coordinator)
+        fake.advance(dt.timedelta(days=61))
+        assert await keep.run_once() == 1  # exercised well before six months
+        [(state,)] = await _sql(harness, "SELECT state FROM connected_accounts")
+        assert state == "ACTIVE"
+        fake.advance(dt.timedelta(days=200))  # idle past Google's deadline
+        with pytest.raises(FailedPrecondition):
+            await r.coordinator.access_token(org, account, force=True)
+        [(state, reason)] = await _sql(harness, "SELECT state, state_reason FROM connected_accounts")
+        assert (state, reason) == ("REVOKED", "INACTIVITY")
+
+
+REFRESHABLE = sorted(
+    c.id for c in load_catalog() if c.auth.type == "oauth2" and c.auth.refresh.supported
+)
+
+
+@pytest.mark.parametrize("connector", REFRESHABLE)
+async def test_each_providers_signals_are_classified(
+    harness: Any, replicas: Any, connector: str
+) -> None:
+    """Transient and rate-limit signals never revoke; operator errors mark ERROR (the
+    user is not sent to reconnect); the provider's revoked signal marks REVOKED."""
+    from agentauth.v1 import connection_pb2 as pb
+
+    async with connect_world(harness, connector) as w:
+        params = {p.name: "acme" if p.name != "cloud_id" else
+                  "11111111-2222-3333-4444-555555555555"
+                  for p in harness.runtime.catalog.connectors[connector].auth.connection_params}
+        acct = await w.account(connection_params=params)
+        async with browser() as b:
+            done = await consent(b, await start(b, await w.link(acct)))
+            status, page = await finish(b, done)
+        assert status == 200, page[-300:]
+        account = acct.name.rsplit("/", 1)[1]
+        org = w.org.split("/")[1]
+        r = replicas()
+
+        async def reset() -> None:
+            await _sql(harness, "UPDATE connected_accounts SET state = 'ACTIVE', "
+                       "state_reason = '', refresh_blocked_until = NULL")
+
+        for status_code in (503, 429):
+            w.provider.faults.next_token_status = status_code
+            with pytest.raises(Unavailable):
+                await r.coordinator.access_token(org, account, force=True)
+            [(state,)] = await _sql(harness, "SELECT state FROM connected_accounts")
+            assert state == "ACTIVE", (connector, status_code)
+            await reset()
+
+        await w.admin.connections.SetOAuthApp(pb.SetOAuthAppRequest(oauth_app=pb.OAuthApp(
+            name=f"{w.org}/oauthApps/{connector}", client_id="sandbox-client",
+            client_secret="not-the-secret")))
+        with pytest.raises(FailedPrecondition) as operator:
+            await r.coordinator.access_token(org, account, force=True)
+        assert operator.value.reason == "OPERATOR_ERROR", connector
+        [(state,)] = await _sql(harness, "SELECT state FROM connected_accounts")
+        assert state == "ERROR"
+        await w.admin.connections.SetOAuthApp(pb.SetOAuthAppRequest(oauth_app=pb.OAuthApp(
+            name=f"{w.org}/oauthApps/{connector}", client_id="sandbox-client",
+            client_secret=w.provider.client_secret)))
+        await reset()
+
+        w.provider.revoke_all()
+        with pytest.raises(FailedPrecondition) as revoked:
+            await r.coordinator.access_token(org, account, force=True)
+        assert revoked.value.reason == "ACCOUNT_REVOKED", connector
+        [(state, reason)] = await _sql(harness, "SELECT state, state_reason FROM connected_accounts")
+        assert state == "REVOKED" and reason, connector
