@@ -72,12 +72,12 @@ def _matches(
 def _seconds(value: str | None, *, epoch: bool = False) -> float | None:
     if value is None:
         return None
-    text = value.split(",")[0].strip()  # Brave: "1, 1419704" (the first window)
+    first = value.split(",")[0].strip()  # Brave: "1, 1419704" (the first window)
     try:
-        number = float(text)
+        number = float(first)
     except ValueError:
-        try:
-            moment = email.utils.parsedate_to_datetime(text)
+        try:  # an HTTP-date (RFC 9110 §10.2.3), which has a comma of its own
+            moment = email.utils.parsedate_to_datetime(value.strip())
         except (TypeError, ValueError):
             return None
         number, epoch = moment.timestamp(), True

@@ -45,6 +45,7 @@ from control_plane.vault.oauth_client import TokenEndpointError, kept_fields, re
 LEASE = dt.timedelta(seconds=30)
 WAIT_STEP = 0.05
 OUTCOME_UNKNOWN = "REFRESH_OUTCOME_UNKNOWN"
+GIVE_UP = dt.timedelta(hours=6)  # expired and unrefreshable this long: REFRESH_FAILING
 MAX_WAIT = 35.0  # callers wait at most this long for another replica's refresh
 _log = get_logger("agentauth.refresh")
 
@@ -335,6 +336,17 @@ class RefreshCoordinator:
                 row.refresh_lease_until = None
                 if failure.reason == OUTCOME_UNKNOWN:
                     row.state_reason = OUTCOME_UNKNOWN  # remembered for the next attempt
+                expired = row.access_expire_time is not None and row.access_expire_time <= now
+                if expired:
+                    # EXPIRED: the access token is gone and refresh is not possible yet;
+                    # a long outage is named as such (the give-up window).
+                    too_long = now - row.access_expire_time > GIVE_UP  # type: ignore[operator]
+                    reason = "REFRESH_FAILING" if too_long else failure.reason
+                    if row.state != "EXPIRED" or row.state_reason != reason:
+                        if failure.reason != OUTCOME_UNKNOWN or too_long:
+                            row.state_reason = reason
+                        row.state, row.state_change_time = "EXPIRED", now
+                        await account_changed(self.ctx, s, row, now)
                 outcome = "transient"
             else:
                 state = "ERROR" if failure.error_class == "operator_error" else "REVOKED"

@@ -382,3 +382,30 @@ async def test_each_providers_signals_are_classified(
         assert revoked.value.reason == "ACCOUNT_REVOKED", connector
         [(state, reason)] = await _sql(harness, "SELECT state, state_reason FROM connected_accounts")
         assert state == "REVOKED" and reason, connector
+
+
+async def test_an_expired_token_that_cannot_be_refreshed_is_expired_then_recovers(
+    harness: Any, replicas: Any
+) -> None:
+    async with connect_world(harness, "gmail") as w:
+        account = await _connect(w)
+        org = w.org.split("/")[1]
+        r = replicas()
+        await _expire(harness)
+        w.provider.faults.next_token_status = 503
+        with pytest.raises(Unavailable):
+            await r.coordinator.access_token(org, account)
+        [(state, reason)] = await _sql(harness, "SELECT state, state_reason FROM connected_accounts")
+        assert state == "EXPIRED" and reason and reason != "REFRESH_FAILING"
+        await _sql(harness, "UPDATE connected_accounts SET refresh_blocked_until = NULL")
+        await r.coordinator.access_token(org, account)  # the provider is back
+        [(state, reason)] = await _sql(harness, "SELECT state, state_reason FROM connected_accounts")
+        assert (state, reason) == ("ACTIVE", "")
+        # A long outage (past the give-up window) is named as such.
+        await _sql(harness, "UPDATE connected_accounts SET access_expire_time = :t",
+                   t=dt.datetime.now(dt.UTC) - dt.timedelta(hours=7))
+        w.provider.faults.next_token_status = 503
+        with pytest.raises(Unavailable):
+            await r.coordinator.access_token(org, account)
+        [(state, reason)] = await _sql(harness, "SELECT state, state_reason FROM connected_accounts")
+        assert (state, reason) == ("EXPIRED", "REFRESH_FAILING")
