@@ -30,11 +30,14 @@ remembers. ``/authorize``, ``/token`` and ``/revoke`` are short aliases.
   ``auth.refresh``: non-rotating (the same one keeps working), rotating (a new
   one each time; the old one stays valid unless ``single_use``), single-use
   (reuse after ``reuse_leeway_seconds`` is refused), plus inactivity and
-  absolute expiry. A refresh token is only issued when the provider would
-  issue one: the connector supports refresh, a ``refresh_scopes`` scope was
-  granted, and the provider's offline switch was sent (Google
-  ``access_type=offline``, Dropbox ``token_access_type=offline``, Shopify
-  ``expiring=1``).
+  absolute expiry. Google adds two limits [G1]: a cap on live refresh tokens
+  per user and client (``refresh_token_cap``: one more silently revokes the
+  oldest) and, with ``testing_mode``, refresh tokens that die after 7 days
+  unless only sign-in scopes were granted. A refresh token is only issued when
+  the provider would issue one: the connector supports refresh, a
+  ``refresh_scopes`` scope was granted, and the provider's offline switch was
+  sent (Google ``access_type=offline``, Dropbox ``token_access_type=offline``,
+  Shopify ``expiring=1``).
 * revocation endpoint (when the connector has ``revoke_url``): the token comes
   from the ``token`` parameter (body or query) or the bearer header; the whole
   grant is revoked.
@@ -768,6 +771,12 @@ class ProviderProfile:
     refresh_kills_old_access: bool = False
     #: Reusing a spent refresh token outside the leeway revokes the whole grant (Atlassian [A2]).
     reuse_revokes_family: bool = False
+    #: Live refresh tokens per user and client; one more silently revokes the oldest (Google).
+    refresh_token_cap: int | None = None
+    #: Refresh-token lifetime of an app in Testing mode (Google: 7 days), unless every
+    #: granted scope is in ``testing_exempt_scopes``.
+    testing_refresh_ttl: int | None = None
+    testing_exempt_scopes: frozenset[str] = frozenset()
     #: Authorization parameter without which no refresh token is issued.
     offline_param: tuple[str, str] | None = None
     #: Token-request parameter (body or query) without which no refresh token is issued.
@@ -801,6 +810,25 @@ _GOOGLE = ProviderProfile(
     name="google",
     access_ttl=3599,
     offline_param=("access_type", "offline"),
+    # "There is currently a limit of 100 refresh tokens per Google Account per OAuth 2.0
+    # client ID. If the limit is reached, creating a new refresh token automatically
+    # invalidates the oldest refresh token without warning." [G1]
+    refresh_token_cap=100,
+    # "A Google Cloud Platform project with an OAuth consent screen configured for an
+    # external user type and a publishing status of 'Testing' is issued a refresh token
+    # expiring in 7 days, unless the only OAuth scopes requested are a subset of name,
+    # email address, and user profile (through the userinfo.email, userinfo.profile,
+    # openid scopes, or their OpenID Connect equivalents)." [G1]
+    testing_refresh_ttl=7 * 86400,
+    testing_exempt_scopes=frozenset(
+        {
+            "openid",
+            "email",
+            "profile",
+            "https://www.googleapis.com/auth/userinfo.email",
+            "https://www.googleapis.com/auth/userinfo.profile",
+        }
+    ),
     prefix=_prefixes("ya29.a0", "1//0"),
     token_error=rfc_errors(
         text={
@@ -1275,6 +1303,8 @@ class SandboxProvider:
         withhold_scopes: Sequence[str] = (),
         clock: Callable[[], float] = time.time,
         profile: ProviderProfile | None = None,
+        refresh_token_cap: int | None = None,
+        testing_mode: bool = False,
     ) -> None:
         if connector.auth.type != "oauth2":
             raise ValueError(f"{connector.id} is not an OAuth 2.0 connector")
@@ -1290,6 +1320,14 @@ class SandboxProvider:
         self.access_ttl = access_ttl
         #: Scopes the user declines on the consent page (granular consent).
         self.withhold_scopes = set(withhold_scopes)
+        #: Live refresh tokens per user and client before the oldest is silently revoked;
+        #: overrides the profile's ``refresh_token_cap`` when set.
+        self.refresh_token_cap = (
+            self.profile.refresh_token_cap if refresh_token_cap is None else refresh_token_cap
+        )
+        #: The app is in Testing mode with an External audience (the profile's
+        #: ``testing_refresh_ttl`` applies).
+        self.testing_mode = testing_mode
         self.clock = clock
         self.faults = Faults()
         #: Every token issued, in order.
@@ -1810,9 +1848,38 @@ class SandboxProvider:
         access = self._mint(grant, "access", chain, scopes, self._access_ttl(grant, params))
         refresh = None
         if new_refresh and grant.offline:
-            ttl = self.profile.refresh_ttl
-            refresh = self._mint(grant, "refresh", chain, refresh_scopes or scopes, ttl)
+            granted = refresh_scopes or scopes
+            refresh = self._mint(grant, "refresh", chain, granted, self._refresh_ttl(granted))
+            self._apply_refresh_cap(grant.client_id)
         return _Pair(access, refresh, scopes)
+
+    def _refresh_ttl(self, scopes: tuple[str, ...]) -> int | None:
+        ttl, testing = self.profile.refresh_ttl, self.profile.testing_refresh_ttl
+        if (
+            self.testing_mode
+            and testing is not None
+            and not set(scopes) <= self.profile.testing_exempt_scopes
+        ):
+            ttl = testing if ttl is None else min(ttl, testing)
+        return ttl
+
+    def _apply_refresh_cap(self, client_id: str) -> None:
+        """Revoke the oldest live refresh tokens of the client beyond the cap, silently.
+
+        The sandbox has one user, so "per Google Account per OAuth 2.0 client ID" is per
+        client id. The revoked token's access tokens are left alone.
+        """
+        if self.refresh_token_cap is None:
+            return
+        live = [
+            t
+            for t in self.issued  # oldest first
+            if t.kind == "refresh"
+            and self._grants[t.grant_id].client_id == client_id
+            and self.token_state(t.value) in ("live", "used")
+        ]
+        for token in live[: max(len(live) - self.refresh_token_cap, 0)]:
+            token.revoked = True
 
     def _issue(self, grant_type: str, grant: _Grant, chains: dict[str, _Pair]) -> TokenIssue:
         first = chains[next(iter(chains))]

@@ -792,6 +792,31 @@ async def test_rotating_but_not_single_use_keeps_old_refresh_tokens(
         assert (await client.refresh(first)).status == 200
 
 
+async def test_microsoft_access_tokens_live_a_random_60_to_90_minutes(
+    http: aiohttp.ClientSession, clock: Clock
+) -> None:
+    outlook = _with_refresh(_connector("outlook", "login.microsoftonline.com"), rotating=True)
+    async with SandboxProvider(outlook, clock=clock) as provider:
+        client = Client(provider, http)
+        body = (await client.connect()).body
+        lifetimes, refresh_tokens = set(), {body["refresh_token"]}
+        for _ in range(20):
+            body = (await client.refresh(body["refresh_token"])).body
+            assert 3600 <= body["expires_in"] <= 5400  # [M2]
+            assert body["ext_expires_in"] == body["expires_in"]
+            lifetimes.add(body["expires_in"])
+            refresh_tokens.add(body["refresh_token"])
+        assert len(lifetimes) > 1  # random, not a fixed 75 min
+        assert len(refresh_tokens) == 21  # a new one on every use [M1]
+        tool = client.connector.tools[0]
+        clock.now += body["expires_in"] - 1
+        assert (await client.call(tool, body["access_token"])).status == 200
+        clock.now += 1
+        expired = await client.call(tool, body["access_token"])
+        assert expired.status == 401
+        assert expired.body["error"]["code"] == "InvalidAuthenticationToken"
+
+
 async def test_single_use_reuse_within_the_leeway_is_accepted(
     http: aiohttp.ClientSession, clock: Clock
 ) -> None:
@@ -823,6 +848,26 @@ async def test_atlassian_reuse_outside_the_leeway_revokes_the_family(
         assert family.status == 403  # the whole family is gone [A2]
 
 
+@pytest.mark.parametrize("cid", ["zendesk", "zoom"])
+async def test_zendesk_and_zoom_refresh_tokens_are_single_use_without_grace(
+    cid: str, http: aiohttp.ClientSession
+) -> None:
+    connector = CATALOG.connectors.get(cid) or pytest.skip(f"no {cid} connector")
+    policy = connector.auth.refresh
+    assert policy.rotating and policy.single_use and policy.reuse_leeway_seconds == 0  # [Z2][ZM2]
+    async with SandboxProvider(connector) as provider:
+        client = Client(provider, http)
+        first = (await client.connect()).body
+        second = await client.refresh(first["refresh_token"])
+        assert second.status == 200 and second.body["refresh_token"] != first["refresh_token"]
+        reused = await client.refresh(first["refresh_token"])  # at once: no leeway
+        default = (400, {"error": "invalid_grant"})
+        status, shape = REFRESH_REFUSED.get(provider.profile.name, default)
+        assert reused.status == status and _contains(reused.body, shape), reused.body
+        if cid == "zendesk":  # "...and deletes the previous access and refresh token" [Z2]
+            assert provider.token_state(first["access_token"]) == "revoked"
+
+
 async def test_refresh_token_inactivity_expiry(http: aiohttp.ClientSession, clock: Clock) -> None:
     gmail = _with_refresh(_connector("gmail", "oauth2.googleapis.com"), inactivity_expiry_days=180)
     async with SandboxProvider(gmail, clock=clock) as provider:
@@ -843,6 +888,86 @@ async def test_google_issues_no_refresh_token_without_access_type_offline(
     async with SandboxProvider(_connector("gmail", "oauth2.googleapis.com")) as provider:
         body = (await Client(provider, http).connect()).body
         assert "refresh_token" not in body and body["expires_in"] == 3599
+
+
+GMAIL_READ = "https://www.googleapis.com/auth/gmail.readonly"
+GOOGLE_REFRESH_REFUSED = {
+    "error": "invalid_grant",
+    "error_description": "Token has been expired or revoked.",
+}
+
+
+def _google(*scopes: str) -> Connector:
+    return _connector(
+        "gmail", "oauth2.googleapis.com", scopes=scopes, authorize_params={"access_type": "offline"}
+    )
+
+
+def test_google_caps_live_refresh_tokens_at_100_by_default() -> None:
+    assert PROFILES["gmail"].refresh_token_cap == 100  # [G1]
+    assert SandboxProvider(_google(GMAIL_READ)).refresh_token_cap == 100
+    assert SandboxProvider(_google(GMAIL_READ), refresh_token_cap=3).refresh_token_cap == 3
+    assert SandboxProvider(PLAIN).refresh_token_cap is None
+
+
+async def test_google_refresh_token_over_the_cap_silently_revokes_the_oldest(
+    http: aiohttp.ClientSession,
+) -> None:
+    """[G1] "creating a new refresh token automatically invalidates the oldest refresh
+    token without warning" (100 per account and client; 3 here)."""
+    async with SandboxProvider(_google(GMAIL_READ), refresh_token_cap=3) as google:
+        client = Client(google, http)
+        rts = [(await client.connect()).body["refresh_token"] for _ in range(3)]
+        for rt in rts:  # a Google refresh issues no refresh token: nobody is pushed out
+            assert (await client.refresh(rt)).status == 200
+        fourth = await client.connect()
+        assert fourth.status == 200  # without warning
+        rts.append(fourth.body["refresh_token"])
+        assert [google.token_state(rt) for rt in rts] == ["revoked", "live", "live", "live"]
+        refused = await client.refresh(rts[0])
+        assert (refused.status, refused.body) == (400, GOOGLE_REFRESH_REFUSED)
+        # only live tokens count: after a revocation the next one pushes nobody out
+        async with http.post(client.connector.auth.revoke_url, data={"token": rts[1]}) as resp:
+            assert resp.status == 200
+        rts.append((await client.connect()).body["refresh_token"])
+        states = [google.token_state(rt) for rt in rts]
+        assert states == ["revoked", "revoked", "live", "live", "live"]
+
+
+USERINFO = (
+    "https://www.googleapis.com/auth/userinfo.email",
+    "https://www.googleapis.com/auth/userinfo.profile",
+)
+
+
+@pytest.mark.parametrize(
+    ("scopes", "testing_mode", "expires"),
+    [
+        ((GMAIL_READ,), True, True),
+        (("openid", "email", GMAIL_READ), True, True),
+        (("openid", "email", "profile"), True, False),  # sign-in scopes only
+        (("openid", *USERINFO), True, False),
+        ((GMAIL_READ,), False, False),  # in production
+    ],
+)
+async def test_google_testing_mode_refresh_tokens_expire_in_7_days(
+    scopes: tuple[str, ...], testing_mode: bool, expires: bool,
+    http: aiohttp.ClientSession, clock: Clock,
+) -> None:  # fmt: skip
+    """[G1] Testing publishing status + External user type: a refresh token "expiring in
+    7 days, unless the only OAuth scopes requested are a subset of name, email address,
+    and user profile"."""
+    async with SandboxProvider(_google(*scopes), clock=clock, testing_mode=testing_mode) as google:
+        client = Client(google, http)
+        rt = (await client.connect()).body["refresh_token"]
+        clock.now += 7 * 86400 - 1
+        assert (await client.refresh(rt)).status == 200
+        clock.now += 1
+        reply = await client.refresh(rt)
+        if expires:
+            assert (reply.status, reply.body) == (400, GOOGLE_REFRESH_REFUSED)
+        else:
+            assert reply.status == 200, reply.body
 
 
 async def test_refresh_may_narrow_but_not_widen_the_scope(http: aiohttp.ClientSession) -> None:
