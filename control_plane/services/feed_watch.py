@@ -92,7 +92,11 @@ class FeedWatch(Generic[E]):
                 synced = True
                 yield WatchItem(None, await self._encode(org_id, seq), True)
             try:
-                await asyncio.wait_for(ticket.wait(), self.heartbeat)
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                # cancellation that races the event, and this loop would then run on
+                # after its RPC is gone (seen as a hang at server shutdown).
+                async with asyncio.timeout(self.heartbeat):
+                    await ticket.wait()
             except TimeoutError:
                 # A heartbeat: the watcher knows the stream (and we the peer) is alive.
                 yield WatchItem(None, await self._encode(org_id, seq), True)

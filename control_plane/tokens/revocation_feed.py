@@ -88,7 +88,8 @@ class RevocationFeed:
         if self.db.is_postgres:
             self._tasks.append(loop.create_task(self._listen()))
             with contextlib.suppress(TimeoutError):  # serve anyway; the poll covers it
-                await asyncio.wait_for(self.listening.wait(), 5.0)
+                async with asyncio.timeout(5.0):
+                    await self.listening.wait()
         else:
             self.listening.set()
 

@@ -134,7 +134,10 @@ class RevocationWatcher:
                     while True:
                         # The server sends a heartbeat every 30 s: silence for
                         # longer means a dead connection; reconnect.
-                        msg = await asyncio.wait_for(call.read(), self.silence_timeout)
+                        # asyncio.timeout, not wait_for (which can swallow stop()'s
+                        # cancellation when a message arrives at the same moment).
+                        async with asyncio.timeout(self.silence_timeout):
+                            msg = await call.read()
                         if msg is grpc.aio.EOF:
                             break
                         self._apply(msg)
