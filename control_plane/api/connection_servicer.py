@@ -265,7 +265,7 @@ class ConnectionServicer(connection_pb2_grpc.ConnectionServiceServicer):
         principal = current_principal()
         n = names.parse_child(request.name, "connectedAccounts")
         org_id = principal.scope_for(n.org_id)
-        await self.accounts.get(principal, request.name)  # NOT_FOUND before any refresh
+        # A missing account is NOT_FOUND from the coordinator's own read.
         await self.refresher.access_token(org_id, n.id, force=request.force)
         v = await self.accounts.get(principal, request.name)
         return pb.RefreshConnectedAccountResponse(connected_account=account(v))

@@ -25,7 +25,11 @@ from typing import Any
 import aiohttp
 from sqlalchemy import update
 
-from control_plane.connectors.authorize import authorization_url, fill_connection
+from control_plane.connectors.authorize import (
+    authorization_url,
+    fill_connection,
+    requested_scopes,
+)
 from control_plane.connectors.model import Connector
 from control_plane.domain import names
 from control_plane.domain.errors import FailedPrecondition, NotFound
@@ -137,7 +141,7 @@ class ConnectFlow:
             c = self.connectors.connector(account.connector_id)
             if c.auth.type not in ("oauth2", "api_key"):
                 raise FailedPrecondition("this connector is not connected by a user")
-            if await self._enabled_tools(org_id, c, s) is None:
+            if await self.connectors.enabled_tools(org_id, c, session=s) is None:
                 raise FailedPrecondition(
                     f"the {c.id} connector is not enabled for this organization",
                     reason="CONNECTOR_DISABLED",
@@ -157,12 +161,6 @@ class ConnectFlow:
                 )
             )
         return f"{self.base}/connect/{org_id}.{secret}", now + LINK_TTL
-
-    async def _enabled_tools(self, org_id: str, c: Connector, s: Any) -> tuple[str, ...] | None:
-        row = await s.get(m.OrgConnector, (org_id, c.id))
-        if row is None or not row.enabled:
-            return None
-        return tuple(row.enabled_tools) if row.enabled_tools else c.tool_names
 
     # ------------------------------------------------------------ the pages
 
@@ -212,7 +210,7 @@ class ConnectFlow:
             if c.auth.type != "oauth2":
                 raise FlowFailed("NOT_OAUTH", 400)
             account = await s.get(m.ConnectedAccount, (org_id, link.account_id))
-            tools = await self._enabled_tools(org_id, c, s)
+            tools = await self.connectors.enabled_tools(org_id, c, session=s)
             app = await self.oauth_apps.client_for(org_id, c.id)
             if account is None or tools is None or app is None:
                 raise FlowFailed("CONNECTOR_UNAVAILABLE", 409)
@@ -230,8 +228,6 @@ class ConnectFlow:
             link.code_verifier = await self.ctx.barrier.seal(
                 org_id, "connect_links", link.id, "code_verifier", verifier.encode(), session=s
             )
-            from control_plane.connectors.authorize import requested_scopes
-
             link.requested_scopes = requested_scopes(c, tools)
         return Started(url, nonce)
 
@@ -328,7 +324,7 @@ class ConnectFlow:
             row = await TenantRepository(s, org_id).get_for_update(m.ConnectedAccount, account_id)
             if row is None:
                 raise FlowFailed("ACCOUNT_GONE", 410)
-            row.granted_scopes = granted_scopes(tokens, c, requested)
+            row.granted_scopes = granted_scopes(tokens, requested)
             row.provider_metadata = kept_fields(tokens, c)
             row.access_expire_time = expires
             await store_secret(self.ctx, s, row, tokens.secret_document(), now)

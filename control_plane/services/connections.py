@@ -240,13 +240,26 @@ class ConnectorConfigService:
             platform_app = await s.get(m.PlatformOAuthApp, c.id) is not None
         return _connector_view(org_id, c, row, org_app, platform_app)
 
-    async def enabled_tools(self, org_id: str, connector: Connector) -> tuple[str, ...] | None:
-        """The org's enabled tools of ``connector``; None when the connector is disabled."""
-        async with self.ctx.db.org_tx(org_id) as s:
-            row = await s.get(m.OrgConnector, (org_id, connector.id))
-        if row is None or not row.enabled:
-            return None
-        return tuple(row.enabled_tools) if row.enabled_tools else connector.tool_names
+    async def enabled_tools(
+        self, org_id: str, connector: Connector, *, session: Any = None
+    ) -> tuple[str, ...] | None:
+        """The org's enabled tools of ``connector``; None when the connector is disabled.
+
+        Pass ``session`` to read inside a transaction already open for ``org_id``.
+        """
+        if session is not None:
+            row = await session.get(m.OrgConnector, (org_id, connector.id))
+        else:
+            async with self.ctx.db.org_tx(org_id) as s:
+                row = await s.get(m.OrgConnector, (org_id, connector.id))
+        return _enabled(connector, row)
+
+
+def _enabled(connector: Connector, config: m.OrgConnector | None) -> tuple[str, ...] | None:
+    """The tools ``config`` enables (all when it names none); None when disabled."""
+    if config is None or not config.enabled:
+        return None
+    return tuple(config.enabled_tools) if config.enabled_tools else connector.tool_names
 
 
 async def _all(s: Any, model: Any, org_id: str) -> list[Any]:
@@ -271,8 +284,9 @@ def _connector_view(
     org_app: bool,
     platform_app: bool,
 ) -> ConnectorView:
-    enabled = bool(config and config.enabled)
-    chosen = set(config.enabled_tools) if config and config.enabled_tools else set(c.tool_names)
+    tools = _enabled(c, config)
+    enabled = tools is not None
+    chosen = set(tools or ())
     source = "NONE"
     if c.auth.type == "oauth2":
         source = "ORGANIZATION" if org_app else "DEPLOYMENT" if platform_app else "NONE"
@@ -550,7 +564,7 @@ class ConnectedAccountService(TenantCrud[m.ConnectedAccount, ConnectedAccountVie
             owner_model: Any = m.User if kind == "users" else m.ServiceAccount
             if await repo.get(owner_model, owner_id) is None:
                 raise field_error("connected_account.owner", "does not exist in this organization")
-            if await self.connectors.enabled_tools(org_id, c) is None:
+            if await self.connectors.enabled_tools(org_id, c, session=repo.session) is None:
                 raise FailedPrecondition(
                     f"the {c.id} connector is not enabled for this organization",
                     reason="CONNECTOR_DISABLED",
@@ -694,7 +708,10 @@ class ConnectedAccountService(TenantCrud[m.ConnectedAccount, ConnectedAccountVie
 async def store_secret(
     ctx: ServiceContext, s: Any, row: m.ConnectedAccount, document: dict[str, Any], now: dt.datetime
 ) -> None:
-    """Seal ``document`` as the account's secret (bumping its version) and make it ACTIVE."""
+    """Seal ``document`` as the account's secret (bumping its version) and make it ACTIVE.
+
+    Used by connecting, BYOK and refreshing alike; a state change is published.
+    """
     row.secret = await ctx.barrier.seal(
         row.org_id, "connected_accounts", row.id, "secret", json.dumps(document).encode(), session=s
     )
@@ -702,9 +719,11 @@ async def store_secret(
     row.secret_create_time = row.secret_create_time or now
     row.secret_rotate_time = now
     row.update_time = now
-    if row.state != "ACTIVE" or row.state_reason:
+    if row.state != "ACTIVE":
         row.state, row.state_reason, row.state_change_time = "ACTIVE", "", now
         await account_changed(ctx, s, row, now)
+    else:
+        row.state_reason = ""  # e.g. a remembered REFRESH_OUTCOME_UNKNOWN
 
 
 async def account_changed(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.storage.db import Database
@@ -30,11 +30,7 @@ async def record(
     reason: str,
     now: dt.datetime,
 ) -> None:
-    if db.is_postgres:
-        await s.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-            {"key": "agentauth.accounts:" + org_id},
-        )
+    await db.xact_lock(s, "agentauth.accounts:" + org_id)
     await s.execute(
         insert(AccountEvent).values(
             org_id=org_id,
@@ -45,10 +41,7 @@ async def record(
             event_time=now,
         )
     )
-    if db.is_postgres:
-        await s.execute(
-            text("SELECT pg_notify(:channel, :org)"), {"channel": ACCOUNTS_CHANNEL, "org": org_id}
-        )
+    await db.notify(s, ACCOUNTS_CHANNEL, org_id)
     await s.execute(
         delete(AccountEvent).where(
             AccountEvent.org_id == org_id, AccountEvent.event_time < now - RETENTION

@@ -121,6 +121,24 @@ class Database:
                 raise Unavailable(debug=type(exc.orig).__name__) from None
             raise
 
+    async def xact_lock(self, session: Any, key: str) -> None:
+        """PostgreSQL: hold the advisory lock named ``key`` until the transaction ends.
+
+        SQLite has one writer, so its transactions are serialized already.
+        """
+        if self.is_postgres:
+            await session.execute(
+                text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key}
+            )
+
+    async def notify(self, session: Any, channel: str, payload: str) -> None:
+        """PostgreSQL: NOTIFY ``channel`` when the transaction commits (no-op on SQLite)."""
+        if self.is_postgres:
+            await session.execute(
+                text("SELECT pg_notify(:channel, :payload)"),
+                {"channel": channel, "payload": payload},
+            )
+
     async def ping(self) -> bool:
         try:
             async with self.engine.connect() as conn:

@@ -266,13 +266,9 @@ async def revoke_matching(
         .columns(jti=String(), expire_time=UTCDateTime())
     )
     async with db.org_tx(org_id) as s:
-        if db.is_postgres:
-            # Children being recorded hold this lock shared: the tree below is
-            # computed only after they have committed (or been refused).
-            await s.execute(
-                text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-                {"key": revocation_lock_key(org_id)},
-            )
+        # Children being recorded hold this lock shared: the tree below is
+        # computed only after they have committed (or been refused).
+        await db.xact_lock(s, revocation_lock_key(org_id))
         revoked = (await s.execute(update, params)).all()
         for i in range(0, len(revoked), EVENT_CHUNK):
             chunk = revoked[i : i + EVENT_CHUNK]
@@ -284,11 +280,8 @@ async def revoke_matching(
                     expire_time=max(r.expire_time for r in chunk),
                 )
             )
-        if revoked and db.is_postgres:
-            await s.execute(
-                text("SELECT pg_notify(:channel, :org)"),
-                {"channel": REVOCATION_CHANNEL, "org": org_id},
-            )
+        if revoked:
+            await db.notify(s, REVOCATION_CHANNEL, org_id)
         # Events of tokens that have all expired tell a validator nothing.
         await s.execute(
             delete(RevocationEvent).where(

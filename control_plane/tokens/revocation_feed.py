@@ -23,7 +23,6 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from sqlalchemy import text
 
 from control_plane.ids import is_id
 from control_plane.logs import get_logger
@@ -157,9 +156,7 @@ class RevocationFeed:
     async def _notify(self, channel: str, org_id: str) -> None:
         try:
             async with self.db.engine.connect() as conn:
-                await conn.execute(
-                    text("SELECT pg_notify(:channel, :org)"), {"channel": channel, "org": org_id}
-                )
+                await self.db.notify(conn, channel, org_id)
                 await conn.commit()
         except Exception as exc:  # best effort: the snapshot's TTL bounds staleness
             self._log.warning("identity notify failed", error=type(exc).__name__)

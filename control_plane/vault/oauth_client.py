@@ -71,6 +71,19 @@ def _basic(client_id: str, client_secret: str) -> str:
     return "Basic " + base64.b64encode(pair.encode()).decode()
 
 
+def _authenticated(
+    connector: Connector, body: dict[str, str], client_id: str, client_secret: str
+) -> tuple[dict[str, str], dict[str, str]]:
+    """``body`` and headers with the client authenticated as the connector says."""
+    headers = {"Accept": "application/json"}
+    if connector.auth.client_auth == "client_secret_basic":
+        headers["Authorization"] = _basic(client_id, client_secret)
+    else:
+        body["client_id"] = client_id
+        body["client_secret"] = client_secret
+    return body, headers
+
+
 def _safe_code(value: object) -> str:
     text = str(value)[:64]
     return text if text.replace("_", "").replace("-", "").isalnum() else "provider_error"
@@ -94,13 +107,7 @@ async def request_token(
 ) -> TokenSet:
     """POST a token request and read the provider's answer (or raise TokenEndpointError)."""
     auth = connector.auth
-    body = dict(params)
-    headers = {"Accept": "application/json"}
-    if auth.client_auth == "client_secret_basic":
-        headers["Authorization"] = _basic(client_id, client_secret)
-    else:
-        body["client_id"] = client_id
-        body["client_secret"] = client_secret
+    body, headers = _authenticated(connector, dict(params), client_id, client_secret)
     kwargs: dict[str, Any] = (
         {"json": body} if auth.token_request_format == "json" else {"data": body}
     )
@@ -180,7 +187,7 @@ def _token_set(doc: dict[str, Any], connector: Connector) -> TokenSet:
     )
 
 
-def granted_scopes(tokens: TokenSet, connector: Connector, requested: list[str]) -> list[str]:
+def granted_scopes(tokens: TokenSet, requested: list[str]) -> list[str]:
     """The scopes the provider says it granted (either separator), else what was asked."""
     if tokens.scope is None:
         return sorted(requested)
@@ -208,13 +215,9 @@ async def revoke_token(
     hint: str,
 ) -> int | None:
     """RFC 7009 revocation; the HTTP status, or None when the provider was unreachable."""
-    body = {"token": token, "token_type_hint": hint}
-    headers = {"Accept": "application/json"}
-    if connector.auth.client_auth == "client_secret_basic":
-        headers["Authorization"] = _basic(client_id, client_secret)
-    else:
-        body["client_id"] = client_id
-        body["client_secret"] = client_secret
+    body, headers = _authenticated(
+        connector, {"token": token, "token_type_hint": hint}, client_id, client_secret
+    )
     try:
         async with http.post(
             revoke_url,

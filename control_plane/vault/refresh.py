@@ -36,7 +36,7 @@ from control_plane.connectors.authorize import fill_connection
 from control_plane.connectors.loader import Catalog
 from control_plane.domain.errors import FailedPrecondition, NotFound, Unavailable
 from control_plane.logs import get_logger
-from control_plane.services.connections import OAuthAppService, account_changed
+from control_plane.services.connections import OAuthAppService, account_changed, store_secret
 from control_plane.services.context import ServiceContext
 from control_plane.storage import models as m
 from control_plane.vault.classify import Failure, classify
@@ -266,27 +266,12 @@ class RefreshCoordinator:
             row = await s.get(m.ConnectedAccount, (org_id, account_id), with_for_update=True)
             if row is None or row.secret_version != snap.version:
                 raise Unavailable("the account changed during the refresh", reason="REFRESH_RACE")
-            row.secret = await self.ctx.barrier.seal(
-                org_id,
-                "connected_accounts",
-                row.id,
-                "secret",
-                json.dumps(document).encode(),
-                session=s,
-            )
-            row.secret_version += 1
-            row.secret_rotate_time = now
             row.access_expire_time = expires
             row.provider_metadata = metadata
             row.last_refreshed_time = now
             row.refresh_lease_until = None
             row.refresh_blocked_until = None
-            if row.state == "ACTIVE":
-                row.state_reason = ""
-            row.update_time = now
-            if row.state != "ACTIVE":
-                row.state, row.state_reason, row.state_change_time = "ACTIVE", "", now
-                await account_changed(self.ctx, s, row, now)
+            await store_secret(self.ctx, s, row, document, now)
         self._emit(RefreshEvent(org_id, account_id, c.id, "refreshed"))
         return tokens.access_token
 
