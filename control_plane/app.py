@@ -285,8 +285,11 @@ class Servers:
 
     async def stop(self, grace: float = 2.0) -> None:
         await self.health.enter_graceful_shutdown()
-        await self.feed.stop()  # ends open WatchRevocations streams' waits
+        # The gRPC server first: it cancels open watch streams. Stopping the feed
+        # first used to wake them into one more database read while the
+        # runtime was being closed, which could leave a task that never ended.
         await self.grpc_server.stop(grace)
+        await self.feed.stop()
         await self.http_runner.cleanup()
         await self.tokens.http.close()
 

@@ -99,7 +99,6 @@ class RevocationFeed:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        self.wake_all()
 
     async def _poll(self) -> None:
         while True:
