@@ -12,9 +12,9 @@ import os
 import signal
 import socket
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -43,45 +43,44 @@ from control_plane.audit.hook import AuditSink, LogAuditSink
 from control_plane.clock import Clock, SystemClock
 from control_plane.config import Settings, parse_listen
 from control_plane.connectors.loader import Catalog, ConnectorDefinitionError, load_catalog
+from control_plane.connectors.sandbox_routing import rewrite_for_sandbox
 from control_plane.domain.principals import Principal
 from control_plane.domain.trust import is_loopback
 from control_plane.logs import get_logger
-from control_plane.sandbox.routing import rewrite_for_sandbox
 from control_plane.services.api_keys import ApiKeyService
 from control_plane.services.connect_flow import ConnectFlow
-from control_plane.services.connections import (
-    AccountWatch,
-    ConnectedAccountService,
-    ConnectorConfigService,
-    DeveloperSecretService,
-    OAuthAppService,
-)
+from control_plane.services.connected_accounts import AccountWatch, ConnectedAccountService
+from control_plane.services.connectors import ConnectorConfigService
 from control_plane.services.context import ServiceContext
-from control_plane.services.delegation import DelegationRuleService, TrustedBackendDelegation
+from control_plane.services.delegation import DelegationRuleService
+from control_plane.services.developer_secrets import DeveloperSecretService
 from control_plane.services.external_keys import IssuerKeyCache
 from control_plane.services.grants.base import Grant
 from control_plane.services.grants.client_credentials import ClientCredentialsPrivateKeyJwt
 from control_plane.services.grants.registry import TokenEndpoint
 from control_plane.services.grants.sub_delegation import SubDelegation
+from control_plane.services.grants.trusted_backend import TrustedBackendDelegation
 from control_plane.services.grants.user_assertion import UserAssertion
 from control_plane.services.grants.workload_exchange import WorkloadTokenExchange
 from control_plane.services.identity import IdentityDirectory
 from control_plane.services.identity_providers import IdentityProviderService
+from control_plane.services.oauth_apps import OAuthAppService
 from control_plane.services.organizations import OrganizationSettings
 from control_plane.services.own_tokens import OwnTokens
 from control_plane.services.revocation import BulkRevocation, RevocationWatch
 from control_plane.services.trust_policies import TrustPolicyService
 from control_plane.storage.db import Database
 from control_plane.storage.migrate import current_revision, head_revision, upgrade
-from control_plane.storage.models import SystemDek
-from control_plane.storage.repositories import PlatformRepository
 from control_plane.tokens.keys import SigningKeyManager
 from control_plane.tokens.minting import Minter
 from control_plane.tokens.revocation_feed import RevocationFeed
+from control_plane.vault.accounts import AccountVault
 from control_plane.vault.barrier import Barrier
+from control_plane.vault.credentials import DeveloperSecrets, OAuthApps
 from control_plane.vault.keepalive import KeepAlive
 from control_plane.vault.kek import EnvKekProvider, FileKekProvider, KekProvider
 from control_plane.vault.refresh import RefreshCoordinator
+from control_plane.vault.upstream import Upstream
 
 log = get_logger("agentauth.server")
 SERVICE_NAMES = (
@@ -95,8 +94,14 @@ class StartupError(RuntimeError):
     """The server must not start; the message says why and what to do."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Runtime:
+    """What every entry point (serve, the CLI's maintenance commands) shares.
+
+    Built once by :func:`open_runtime`, in dependency order; nothing is set on it
+    afterwards.
+    """
+
     settings: Settings
     db: Database
     barrier: Barrier
@@ -104,10 +109,10 @@ class Runtime:
     clock: Clock
     audit: AuditSink
     catalog: Catalog
-    metrics: Metrics = field(default_factory=Metrics)
-
-    def __post_init__(self) -> None:
-        self.services = ServiceContext(self.db, self.barrier, self.clock)
+    directory: IdentityDirectory
+    feed: RevocationFeed
+    services: ServiceContext
+    metrics: Metrics
 
     async def close(self) -> None:
         await self.db.dispose()
@@ -157,8 +162,8 @@ def kek_provider(settings: Settings, *, may_create: bool) -> KekProvider:
 
 async def database_initialized(db: Database) -> bool:
     """True once the platform data key exists: from then on the KEK must already exist."""
-    async with db.platform_tx() as s:
-        return await PlatformRepository(s).exists(SystemDek)
+    async with db.platform_tx() as tx:
+        return await tx.deks.get(None) is not None
 
 
 async def open_runtime(
@@ -191,7 +196,29 @@ async def open_runtime(
     except BaseException:
         await db.dispose()
         raise
-    return Runtime(settings, db, barrier, keys, clock, audit or LogAuditSink(), catalog)
+    directory = IdentityDirectory(db)
+    # Identity changes (agents, policies, settings) drop the org's snapshot here at
+    # once and, through the feed's NOTIFY, on every other replica.
+    feed = RevocationFeed(db, on_identity_changed=directory.invalidate)
+
+    def identity_changed(org_id: str) -> None:
+        directory.invalidate(org_id)
+        feed.identity_changed(org_id)
+
+    services = ServiceContext(db, barrier, clock, identity_changed)
+    return Runtime(
+        settings,
+        db,
+        barrier,
+        keys,
+        clock,
+        audit or LogAuditSink(),
+        catalog,
+        directory,
+        feed,
+        services,
+        Metrics(),
+    )
 
 
 def load_connectors(settings: Settings) -> Catalog:
@@ -233,15 +260,12 @@ class TokenStack:
         return await self.own_tokens.authenticate(credential)
 
 
-def build_token_stack(runtime: Runtime, issuer: str) -> TokenStack:
-    http = aiohttp.ClientSession(
-        timeout=aiohttp.ClientTimeout(total=10), headers={"User-Agent": "agentauth"}
-    )
-    directory = IdentityDirectory(runtime.db)
+def build_token_stack(runtime: Runtime, issuer: str, http: aiohttp.ClientSession) -> TokenStack:
+    directory = runtime.directory
     issuer_keys = IssuerKeyCache(lambda: http)
     minter = Minter(runtime.db, runtime.keys, runtime.clock, issuer)
     base = issuer.rstrip("/")
-    own_tokens = OwnTokens(runtime.db, runtime.keys, runtime.clock, issuer)
+    own_tokens = OwnTokens(runtime.db, runtime.keys, runtime.clock, issuer, runtime.feed)
     workloads = WorkloadTokenExchange(directory, issuer_keys, minter, runtime.clock)
     rules = DelegationRuleService(runtime.services)
     grants: list[Grant] = [
@@ -272,6 +296,65 @@ def build_token_stack(runtime: Runtime, issuer: str) -> TokenStack:
     )
 
 
+@dataclass(frozen=True)
+class VaultStack:
+    """The credential boundary: everything that ever holds a decrypted credential."""
+
+    oauth_apps: OAuthApps
+    developer_secrets: DeveloperSecrets
+    accounts: AccountVault
+    refresher: RefreshCoordinator
+    upstream: Upstream
+    keepalive: KeepAlive
+
+
+def build_vault(runtime: Runtime, http: aiohttp.ClientSession) -> VaultStack:
+    db, barrier, clock, catalog = runtime.db, runtime.barrier, runtime.clock, runtime.catalog
+    oauth_apps = OAuthApps(db, barrier)
+    refresher = RefreshCoordinator(
+        db,
+        barrier,
+        clock,
+        catalog,
+        oauth_apps,
+        http,
+        lease=dt.timedelta(seconds=runtime.settings.refresh_lease_seconds),
+    )
+    return VaultStack(
+        oauth_apps,
+        DeveloperSecrets(db, barrier),
+        AccountVault(db, barrier, clock, oauth_apps, http),
+        refresher,
+        Upstream(db, barrier, clock, catalog, refresher, http),
+        KeepAlive(db, clock, catalog, refresher),
+    )
+
+
+@dataclass(frozen=True)
+class ConnectionStack:
+    """ConnectionService's use cases, over the vault."""
+
+    connectors: ConnectorConfigService
+    oauth_apps: OAuthAppService
+    developer_secrets: DeveloperSecretService
+    accounts: ConnectedAccountService
+    flow: ConnectFlow
+    watch: AccountWatch
+
+
+def build_connections(runtime: Runtime, vault: VaultStack, issuer: str) -> ConnectionStack:
+    ctx, catalog, clock = runtime.services, runtime.catalog, runtime.clock
+    connectors = ConnectorConfigService(runtime.db, clock, catalog, vault.oauth_apps)
+    return ConnectionStack(
+        connectors,
+        OAuthAppService(catalog, vault.oauth_apps, clock),
+        DeveloperSecretService(catalog, vault.developer_secrets, clock),
+        ConnectedAccountService(ctx, connectors, vault.accounts, vault.refresher),
+        ConnectFlow(ctx, connectors, vault.oauth_apps, vault.accounts, issuer),
+        AccountWatch(runtime.db, runtime.barrier, clock, runtime.feed),
+    )
+
+
 @dataclass
 class Servers:
     grpc_server: grpc.aio.Server
@@ -280,8 +363,12 @@ class Servers:
     http_port: int
     health: health.aio.HealthServicer
     tokens: TokenStack
+    vault: VaultStack
     feed: RevocationFeed
-    keepalive: KeepAlive | None = None
+
+    @property
+    def keepalive(self) -> KeepAlive:
+        return self.vault.keepalive
 
     async def stop(self, grace: float = 2.0) -> None:
         await self.health.enter_graceful_shutdown()
@@ -311,23 +398,10 @@ def _listen_socket(listen: str, reuse_port: bool) -> socket.socket:
     return sock
 
 
-async def start_servers(runtime: Runtime) -> Servers:
+def build_grpc_server(
+    runtime: Runtime, tokens: TokenStack, conns: ConnectionStack, health_servicer: Any
+) -> grpc.aio.Server:
     s = runtime.settings
-    # Bind HTTP first: when no issuer is configured it is this address, port included.
-    http_sock = _listen_socket(s.http_listen, s.reuse_port)
-    http_port = int(http_sock.getsockname()[1])
-    host = parse_listen(s.http_listen)[0]
-    issuer = s.issuer or f"http://{host}:{http_port}"
-    tokens = build_token_stack(runtime, issuer)
-
-    runtime.services.identity_listeners.append(tokens.directory.invalidate)
-    feed = RevocationFeed(runtime.db, on_identity_changed=tokens.directory.invalidate)
-    await feed.start()
-    runtime.services.identity_listeners.append(feed.identity_changed)
-    tokens.own_tokens.feed = feed
-    org_settings = OrganizationSettings(runtime.services)
-    trust = TrustPolicyService(runtime.services, issuer)
-    idps = IdentityProviderService(runtime.services, issuer)
     server = grpc.aio.server(
         interceptors=chain(runtime.metrics, tokens.authenticate, runtime.audit),
         options=[
@@ -336,37 +410,22 @@ async def start_servers(runtime: Runtime) -> Servers:
             ("grpc.max_send_message_length", s.max_message_bytes),
         ],
     )
-    admin_pb2_grpc.add_AdminServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        AdminServicer(
-            runtime.services,
-            trust=trust,
-            org_settings=org_settings,
-            rules=tokens.rules,
-            idps=idps,
-        ),
-        server,
-    )
-    connectors = ConnectorConfigService(runtime.services, runtime.catalog)
-    oauth_apps = OAuthAppService(runtime.services, runtime.catalog)
-    accounts = ConnectedAccountService(runtime.services, connectors)
-    flow = ConnectFlow(runtime.services, connectors, accounts, oauth_apps, tokens.http, issuer)
-    accounts.revoker = flow.revoke_at_provider
-    refresher = RefreshCoordinator(
+    admin = AdminServicer(
         runtime.services,
-        runtime.catalog,
-        oauth_apps,
-        tokens.http,
-        lease=dt.timedelta(seconds=s.refresh_lease_seconds),
+        trust=TrustPolicyService(runtime.services, tokens.issuer),
+        org_settings=OrganizationSettings(runtime.services),
+        rules=tokens.rules,
+        idps=IdentityProviderService(runtime.services, tokens.issuer),
     )
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)  # type: ignore[no-untyped-call]
     connection_pb2_grpc.add_ConnectionServiceServicer_to_server(  # type: ignore[no-untyped-call]
         ConnectionServicer(
-            connectors,
-            oauth_apps,
-            DeveloperSecretService(runtime.services, runtime.catalog),
-            accounts,
-            flow,
-            AccountWatch(runtime.db, runtime.barrier, runtime.clock, feed),
-            refresher,
+            conns.connectors,
+            conns.oauth_apps,
+            conns.developer_secrets,
+            conns.accounts,
+            conns.flow,
+            conns.watch,
         ),
         server,
     )
@@ -376,46 +435,68 @@ async def start_servers(runtime: Runtime) -> Servers:
             tokens.endpoint,
             tokens.own_tokens,
             tokens.delegation,
-            BulkRevocation(runtime.db, runtime.clock, feed),
-            RevocationWatch(runtime.db, runtime.barrier, runtime.clock, feed),
+            BulkRevocation(runtime.db, runtime.clock, runtime.feed),
+            RevocationWatch(runtime.db, runtime.barrier, runtime.clock, runtime.feed),
         ),
         server,
     )
-    health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    ghost, gport = parse_listen(s.grpc_listen)
-    grpc_port = server.add_insecure_port(f"{ghost}:{gport}")
-    if grpc_port == 0:
-        http_sock.close()
-        await tokens.http.close()
-        await feed.stop()
-        raise StartupError(f"cannot listen for gRPC on {s.grpc_listen}")
-    await server.start()
+    return server
 
+
+def build_web_app(runtime: Runtime, tokens: TokenStack, conns: ConnectionStack) -> web.Application:
+    s = runtime.settings
     app = build_http_app(
         runtime.keys, runtime.metrics, runtime.db.ping, int(s.jwks_cache_ttl.total_seconds())
     )
     add_oauth_routes(
         app,
-        issuer=issuer,
+        issuer=tokens.issuer,
         endpoint=tokens.endpoint,
         own_tokens=tokens.own_tokens,
         authenticate=tokens.authenticate,
         audit=runtime.audit,
         signing_algorithm=s.signing_algorithm,
     )
-    ConnectPages(flow).routes(app)
-    runner = web.AppRunner(app, access_log=None)
+    ConnectPages(conns.flow).routes(app)
+    return app
+
+
+async def start_servers(runtime: Runtime) -> Servers:
+    """Bind, build every component in dependency order, and start serving."""
+    s = runtime.settings
+    # Bind HTTP first: when no issuer is configured it is this address, port included.
+    http_sock = _listen_socket(s.http_listen, s.reuse_port)
+    http_port = int(http_sock.getsockname()[1])
+    host = parse_listen(s.http_listen)[0]
+    issuer = s.issuer or f"http://{host}:{http_port}"
+    http = aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=10), headers={"User-Agent": "agentauth"}
+    )
+    tokens = build_token_stack(runtime, issuer, http)
+    vault = build_vault(runtime, http)
+    conns = build_connections(runtime, vault, issuer)
+    health_servicer = health.aio.HealthServicer()
+    server = build_grpc_server(runtime, tokens, conns, health_servicer)
+    ghost, gport = parse_listen(s.grpc_listen)
+    grpc_port = server.add_insecure_port(f"{ghost}:{gport}")
+    if grpc_port == 0:
+        http_sock.close()
+        await http.close()
+        raise StartupError(f"cannot listen for gRPC on {s.grpc_listen}")
+    await runtime.feed.start()
+    await server.start()
+    runner = web.AppRunner(build_web_app(runtime, tokens, conns), access_log=None)
     await runner.setup()
     await web.SockSite(runner, http_sock).start()
-
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    keepalive = KeepAlive(runtime.services, runtime.catalog, refresher)
-    return Servers(server, runner, grpc_port, http_port, health_servicer, tokens, feed, keepalive)
+    return Servers(
+        server, runner, grpc_port, http_port, health_servicer, tokens, vault, runtime.feed
+    )
 
 
 async def key_maintenance(runtime: Runtime) -> None:
@@ -465,9 +546,10 @@ async def serve(settings: Settings, *, out: TextIO = sys.stdout) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
-        background = [asyncio.create_task(key_maintenance(runtime))]
-        if servers.keepalive is not None:
-            background.append(asyncio.create_task(servers.keepalive.run()))
+        background = [
+            asyncio.create_task(key_maintenance(runtime)),
+            asyncio.create_task(servers.keepalive.run()),
+        ]
         await stop.wait()
         log.info("shutting down")
         for task in background:

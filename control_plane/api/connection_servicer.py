@@ -11,22 +11,17 @@ from agentauth.v1 import connection_pb2_grpc
 
 from control_plane.api.convert import ts
 from control_plane.api.interceptors import current_principal
-from control_plane.domain import names
 from control_plane.services.connect_flow import ConnectFlow
-from control_plane.services.connections import (
+from control_plane.services.connected_accounts import (
     AccountWatch,
     ConnectedAccountService,
     ConnectedAccountView,
-    ConnectorConfigService,
-    ConnectorView,
-    DeveloperSecretService,
-    DeveloperSecretView,
-    OAuthAppService,
-    OAuthAppView,
 )
+from control_plane.services.connectors import ConnectorConfigService, ConnectorView
+from control_plane.services.developer_secrets import DeveloperSecretService, DeveloperSecretView
 from control_plane.services.feed_watch import WatchItem
+from control_plane.services.oauth_apps import OAuthAppService, OAuthAppView
 from control_plane.storage import account_events
-from control_plane.vault.refresh import RefreshCoordinator
 
 _AUTH_TYPES = {
     "oauth2": pb.CONNECTOR_AUTH_TYPE_OAUTH2,
@@ -127,9 +122,7 @@ class ConnectionServicer(connection_pb2_grpc.ConnectionServiceServicer):
         accounts: ConnectedAccountService,
         flow: ConnectFlow,
         watch: AccountWatch,
-        refresher: RefreshCoordinator,
     ) -> None:
-        self.refresher = refresher
         self.flow = flow
         self.watch = watch
         self.connectors = connectors
@@ -262,12 +255,7 @@ class ConnectionServicer(connection_pb2_grpc.ConnectionServiceServicer):
     async def RefreshConnectedAccount(
         self, request: pb.RefreshConnectedAccountRequest, context: Ctx
     ) -> pb.RefreshConnectedAccountResponse:
-        principal = current_principal()
-        n = names.parse_child(request.name, "connectedAccounts")
-        org_id = principal.scope_for(n.org_id)
-        # A missing account is NOT_FOUND from the coordinator's own read.
-        await self.refresher.access_token(org_id, n.id, force=request.force)
-        v = await self.accounts.get(principal, request.name)
+        v = await self.accounts.refresh(current_principal(), request.name, request.force)
         return pb.RefreshConnectedAccountResponse(connected_account=account(v))
 
     async def WatchConnectedAccounts(

@@ -12,10 +12,10 @@ from agentauth.v1 import token_pb2_grpc
 from control_plane.api.convert import ts
 from control_plane.api.interceptors import current_principal
 from control_plane.domain.errors import field_error
-from control_plane.services.delegation import TrustedBackendDelegation
 from control_plane.services.feed_watch import WatchItem
 from control_plane.services.grants.base import ACCESS_TOKEN_TYPE, TokenRequest
 from control_plane.services.grants.registry import TokenEndpoint
+from control_plane.services.grants.trusted_backend import TrustedBackendDelegation
 from control_plane.services.own_tokens import OwnTokens
 from control_plane.services.revocation import BulkRevocation, RevocationWatch
 from control_plane.storage.issued_tokens import PublishedRevocation

@@ -72,6 +72,7 @@ from urllib.parse import parse_qsl, unquote, unquote_plus, urlencode, urlsplit, 
 from aiohttp import web
 
 from control_plane.connectors.model import Connector, Tool
+from control_plane.connectors.sandbox_routing import rewrite_for_sandbox, sandbox_url
 from control_plane.sandbox._loopback import LoopbackServer, json_response
 from control_plane.sandbox.oauth_profiles import (
     PROFILES,
@@ -84,7 +85,6 @@ from control_plane.sandbox.oauth_profiles import (
     profile_for,
     rfc_errors,
 )
-from control_plane.sandbox.routing import rewrite_for_sandbox, sandbox_url
 
 __all__ = [
     "PROFILES",

@@ -27,6 +27,7 @@ def disable(row: m.Agent | m.ServiceAccount, now: dt.datetime) -> None:
 class AgentService(TenantCrud[m.Agent, AgentView]):
     model = m.Agent
     collection = "agents"
+    repository = "agents"
 
     def __init__(self, ctx: ServiceContext) -> None:
         super().__init__(ctx, agent_view)

@@ -25,11 +25,11 @@ from control_plane.domain.errors import (
     Unauthenticated,
 )
 from control_plane.domain.principals import Principal, Role
+from control_plane.domain.scope import OrgScope
 from control_plane.ids import new_id
 from control_plane.services.context import ServiceContext, make_page
 from control_plane.services.tenant_crud import TenantCrud
 from control_plane.storage import models as m
-from control_plane.storage.repositories import PlatformRepository, TenantRepository
 from control_plane.vault.barrier import PLATFORM
 
 MAX_KEY_LEN = 160
@@ -65,6 +65,7 @@ def _revoke(row: m.OrgApiKey | m.PlatformApiKey, now: dt.datetime) -> None:
 class ApiKeyService(TenantCrud[m.OrgApiKey, ApiKeyView]):
     model = m.OrgApiKey
     collection = "apiKeys"
+    repository = "api_keys"
 
     def __init__(self, ctx: ServiceContext) -> None:
         super().__init__(ctx, org_key_view)
@@ -79,13 +80,14 @@ class ApiKeyService(TenantCrud[m.OrgApiKey, ApiKeyView]):
         cols = ("secret_hash", "revoke_time")
         if (mo := _ORG_KEY.fullmatch(presented)) is not None:
             org_id, key_id = mo.group(1), mo.group(2)
-            async with self.ctx.db.org_tx(org_id) as s:
-                row = await TenantRepository(s, org_id).fields(m.OrgApiKey, key_id, *cols)
+            scope = OrgScope.to_authenticate(org_id, credential="admin-key")
+            async with self.ctx.db.org_tx(scope) as tx:
+                row = await tx.api_keys.fields(key_id, *cols)
             principal = Principal(Role.ORG_ADMIN, key_id, org_id)
         elif (mp := _PLATFORM_KEY.fullmatch(presented)) is not None:
             key_id = mp.group(1)
-            async with self.ctx.db.platform_tx() as s:
-                row = await PlatformRepository(s).fields(m.PlatformApiKey, key_id, *cols)
+            async with self.ctx.db.platform_tx() as ptx:
+                row = await ptx.api_keys.fields(key_id, *cols)
             principal = Principal(Role.PLATFORM_ADMIN, key_id)
         else:
             raise Unauthenticated()
@@ -110,7 +112,7 @@ class ApiKeyService(TenantCrud[m.OrgApiKey, ApiKeyView]):
         secret = _new_secret()
         # The key embeds its id, so build the row id first and pass it through.
         key_id = new_id()
-        key = f"aa_org_{principal.scope_for(org_id)}_{key_id}_{secret}"
+        key = f"aa_org_{principal.scope_for(org_id).org_id}_{key_id}_{secret}"
         fields = {
             "display_name": display_name,
         }
@@ -137,8 +139,8 @@ class ApiKeyService(TenantCrud[m.OrgApiKey, ApiKeyView]):
                 raise PermissionDenied()
             size = v.page_size(page_size)
             cursor = await self.ctx.page_tokens.decode(PLATFORM, "apiKeys", page_token)
-            async with self.ctx.db.platform_tx() as s:
-                rows = await PlatformRepository(s).page(m.PlatformApiKey, cursor, size + 1)
+            async with self.ctx.db.platform_tx() as tx:
+                rows = await tx.api_keys.page(cursor, size + 1)
             return await make_page(self.ctx, PLATFORM, "apiKeys", rows, size, platform_key_view)
         org_id = names.parse_org(parent, "parent")
         return await self._list(principal, org_id, page_size, page_token)
@@ -148,8 +150,8 @@ class ApiKeyService(TenantCrud[m.OrgApiKey, ApiKeyView]):
             key_id = names.parse_platform_key(name)
             if not principal.is_platform_admin:
                 raise PermissionDenied()
-            async with self.ctx.db.platform_tx() as s:
-                row = await PlatformRepository(s).get(m.PlatformApiKey, key_id)
+            async with self.ctx.db.platform_tx() as tx:
+                row = await tx.api_keys.get(key_id)
                 if row is None:
                     raise NotFound()
                 _revoke(row, self.ctx.clock.now())
@@ -165,9 +167,9 @@ class ApiKeyService(TenantCrud[m.OrgApiKey, ApiKeyView]):
         """Used by RPC (platform admins) and by ``control-plane admin create-key``."""
         display_name = v.display_name(display_name, "api_key.display_name")
         rid = v.request_id(request_id)
-        async with self.ctx.db.platform_tx() as s:
-            repo = PlatformRepository(s)
-            if rid is not None and await repo.find(m.PlatformApiKey, request_id=rid):
+        async with self.ctx.db.platform_tx() as tx:
+            repo = tx.api_keys
+            if rid is not None and await repo.find(request_id=rid):
                 raise AlreadyExists(
                     "an API key was already issued for this request_id; "
                     "its secret is shown only once",
@@ -189,5 +191,5 @@ class ApiKeyService(TenantCrud[m.OrgApiKey, ApiKeyView]):
         return platform_key_view(row), key
 
     async def any_platform_key(self) -> bool:
-        async with self.ctx.db.platform_tx() as s:
-            return await PlatformRepository(s).exists(m.PlatformApiKey)
+        async with self.ctx.db.platform_tx() as tx:
+            return await tx.api_keys.exists()

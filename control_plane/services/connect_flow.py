@@ -17,44 +17,24 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-import json
 import secrets
 from dataclasses import dataclass
-from typing import Any
 
-import aiohttp
-from sqlalchemy import update
-
-from control_plane.connectors.authorize import (
-    authorization_url,
-    fill_connection,
-    requested_scopes,
-)
+from control_plane.connectors.authorize import authorization_url, requested_scopes
 from control_plane.connectors.model import Connector
 from control_plane.domain import names
-from control_plane.domain.errors import FailedPrecondition, NotFound
-from control_plane.domain.principals import Principal
+from control_plane.domain.errors import FailedPrecondition, NotFound, Unauthenticated
+from control_plane.domain.principals import Principal, Role
+from control_plane.domain.scope import OrgScope
 from control_plane.ids import is_id
 from control_plane.logs import get_logger
-from control_plane.services.connections import (
-    ConnectedAccountService,
-    ConnectorConfigService,
-    OAuthAppService,
-    account_changed,
-    check_secret,
-    mask,
-    store_secret,
-)
+from control_plane.services.connectors import ConnectorConfigService
 from control_plane.services.context import ServiceContext
+from control_plane.services.credential_names import check_secret, mask
 from control_plane.storage import models as m
-from control_plane.storage.repositories import TenantRepository
-from control_plane.vault.oauth_client import (
-    TokenEndpointError,
-    granted_scopes,
-    kept_fields,
-    request_token,
-    revoke_token,
-)
+from control_plane.storage.units import OrgTx
+from control_plane.vault.accounts import AccountVault, AuthorizationFailed
+from control_plane.vault.credentials import OAuthApps
 
 _log = get_logger("agentauth.connect")
 LINK_TTL = dt.timedelta(minutes=15)
@@ -110,16 +90,14 @@ class ConnectFlow:
         self,
         ctx: ServiceContext,
         connectors: ConnectorConfigService,
-        accounts: ConnectedAccountService,
-        oauth_apps: OAuthAppService,
-        http: aiohttp.ClientSession,
+        oauth_apps: OAuthApps,
+        vault: AccountVault,
         public_base: str,
     ) -> None:
         self.ctx = ctx
         self.connectors = connectors
-        self.accounts = accounts
         self.oauth_apps = oauth_apps
-        self.http = http
+        self.vault = vault
         self.base = public_base.rstrip("/")
 
     @property
@@ -130,27 +108,27 @@ class ConnectFlow:
 
     async def create_link(self, principal: Principal, name: str) -> tuple[str, dt.datetime]:
         n = names.parse_child(name, "connectedAccounts")
-        org_id = principal.scope_for(n.org_id)
+        scope = principal.scope_for(n.org_id)
+        org_id = scope.org_id
         now = self.ctx.clock.now()
         secret = secrets.token_urlsafe(32)
-        async with self.ctx.db.org_tx(org_id) as s:
-            repo = TenantRepository(s, org_id)
-            account = await repo.get(m.ConnectedAccount, n.id)
+        async with self.ctx.db.org_tx(scope) as tx:
+            account = await tx.accounts.get(n.id)
             if account is None:
                 raise NotFound()
             c = self.connectors.connector(account.connector_id)
             if c.auth.type not in ("oauth2", "api_key"):
                 raise FailedPrecondition("this connector is not connected by a user")
-            if await self.connectors.enabled_tools(org_id, c, session=s) is None:
+            if await self.connectors.enabled_tools(tx, c) is None:
                 raise FailedPrecondition(
                     f"the {c.id} connector is not enabled for this organization",
                     reason="CONNECTOR_DISABLED",
                 )
-            if c.auth.type == "oauth2" and await self.oauth_apps.client_for(org_id, c.id) is None:
+            if c.auth.type == "oauth2" and not await self.oauth_apps.configured(tx, c.id):
                 raise FailedPrecondition(
                     f"no OAuth app is configured for {c.id}", reason="OAUTH_APP_MISSING"
                 )
-            s.add(
+            await tx.connect_links.add(
                 m.ConnectLink(
                     org_id=org_id,
                     id=_digest(secret),
@@ -164,11 +142,11 @@ class ConnectFlow:
 
     # ------------------------------------------------------------ the pages
 
-    async def _live_link(self, token: str, s: Any, org_id: str) -> m.ConnectLink:
+    async def _live_link(self, token: str, tx: OrgTx) -> m.ConnectLink:
         parts = _split(token)
         if parts is None:
             raise FlowFailed("LINK_INVALID", 404)
-        link: m.ConnectLink | None = await s.get(m.ConnectLink, (org_id, _digest(parts[1])))
+        link = await tx.connect_links.get(_digest(parts[1]))
         if link is None:
             raise FlowFailed("LINK_INVALID", 404)
         if link.used_time is not None:
@@ -183,11 +161,42 @@ class ConnectFlow:
             raise FlowFailed("LINK_INVALID", 404)
         return parts[0]
 
+    def _scope(self, token: str) -> OrgScope:
+        """The link names its org; the link's own secret is what is checked in it."""
+        return OrgScope.to_authenticate(self.org_of(token), credential="connect-link")
+
+    async def authenticate_link(self, token: str) -> Principal:
+        """A live link is a capability for one account: the request pipeline's
+        authentication of the connect pages. A bad, used or expired link (another
+        org's included) is UNAUTHENTICATED with the page's code as the reason."""
+        try:
+            scope = self._scope(token)
+            async with self.ctx.db.org_tx(scope) as tx:
+                link = await self._live_link(token, tx)
+        except FlowFailed as exc:
+            raise Unauthenticated("this link is not valid", reason=exc.code) from None
+        return Principal(Role.CONNECT_LINK, link.id[:16], scope.org_id)
+
+    async def authenticate_state(self, state: str) -> Principal:
+        """The authorization response's ``state`` names a pending start of one link.
+
+        Only checked here (read-only); the callback spends it once, atomically.
+        """
+        parts = _split(state)
+        if parts is None:
+            raise Unauthenticated("this sign-in attempt is not valid", reason="STATE_INVALID")
+        scope = OrgScope.to_authenticate(parts[0], credential="oauth-state")
+        async with self.ctx.db.org_tx(scope) as tx:
+            link = await tx.connect_links.pending_state(_digest(parts[1]), self.ctx.clock.now())
+        if link is None:
+            raise Unauthenticated("this sign-in attempt is not valid", reason="STATE_INVALID")
+        return Principal(Role.CONNECT_LINK, link[:16], scope.org_id)
+
     async def page(self, token: str) -> LinkPage:
-        org_id = self.org_of(token)
-        async with self.ctx.db.org_tx(org_id) as s:
-            link = await self._live_link(token, s, org_id)
-            account = await s.get(m.ConnectedAccount, (org_id, link.account_id))
+        scope = self._scope(token)
+        async with self.ctx.db.org_tx(scope) as tx:
+            link = await self._live_link(token, tx)
+            account = await tx.accounts.get(link.account_id)
         if account is None:
             raise FlowFailed("LINK_INVALID", 404)
         c = self.connectors.connector(link.connector_id)
@@ -195,7 +204,8 @@ class ConnectFlow:
 
     async def start(self, token: str) -> Started:
         """Begin the authorization request: new state, verifier and browser binding."""
-        org_id = self.org_of(token)
+        scope = self._scope(token)
+        org_id = scope.org_id
         state_secret = secrets.token_urlsafe(32)
         verifier = secrets.token_urlsafe(48)  # 64 characters, RFC 7636 §4.1
         nonce = secrets.token_urlsafe(32)
@@ -204,19 +214,19 @@ class ConnectFlow:
             .decode()
             .rstrip("=")
         )
-        async with self.ctx.db.org_tx(org_id) as s:
-            link = await self._live_link(token, s, org_id)
+        async with self.ctx.db.org_tx(scope) as tx:
+            link = await self._live_link(token, tx)
             c = self.connectors.connector(link.connector_id)
             if c.auth.type != "oauth2":
                 raise FlowFailed("NOT_OAUTH", 400)
-            account = await s.get(m.ConnectedAccount, (org_id, link.account_id))
-            tools = await self.connectors.enabled_tools(org_id, c, session=s)
-            app = await self.oauth_apps.client_for(org_id, c.id)
-            if account is None or tools is None or app is None:
+            account = await tx.accounts.get(link.account_id)
+            tools = await self.connectors.enabled_tools(tx, c)
+            client_id = await self.oauth_apps.client_id(tx, c.id)
+            if account is None or tools is None or client_id is None:
                 raise FlowFailed("CONNECTOR_UNAVAILABLE", 409)
             url = authorization_url(
                 c,
-                client_id=app[0],
+                client_id=client_id,
                 redirect_uri=self.redirect_uri,
                 state=f"{org_id}.{state_secret}",
                 code_challenge=challenge if c.auth.pkce else None,
@@ -226,7 +236,7 @@ class ConnectFlow:
             link.state_hash = _digest(state_secret)
             link.browser_hash = _digest(nonce)
             link.code_verifier = await self.ctx.barrier.seal(
-                org_id, "connect_links", link.id, "code_verifier", verifier.encode(), session=s
+                scope, "connect_links", link.id, "code_verifier", verifier.encode(), tx=tx
             )
             link.requested_scopes = requested_scopes(c, tools)
         return Started(url, nonce)
@@ -244,24 +254,14 @@ class ConnectFlow:
         if parts is None:
             raise FlowFailed("STATE_INVALID")
         org_id, state_secret = parts
+        scope = OrgScope.to_authenticate(org_id, credential="oauth-state")
         now = self.ctx.clock.now()
-        async with self.ctx.db.org_tx(org_id) as s:
+        async with self.ctx.db.org_tx(scope) as tx:
             # Single use, atomically: whoever flips used_time owns this state.
-            claimed = await s.execute(
-                update(m.ConnectLink)
-                .where(
-                    m.ConnectLink.org_id == org_id,
-                    m.ConnectLink.state_hash == _digest(state_secret),
-                    m.ConnectLink.used_time.is_(None),
-                    m.ConnectLink.expire_time > now,
-                )
-                .values(used_time=now)
-                .returning(m.ConnectLink.id)
-            )
-            link_id = claimed.scalar_one_or_none()
+            link_id = await tx.connect_links.claim_state(_digest(state_secret), now)
             if link_id is None:
                 raise FlowFailed("STATE_INVALID")
-            link = await s.get(m.ConnectLink, (org_id, link_id))
+            link = await tx.connect_links.get(link_id)
             assert link is not None
             if not browser_nonce or not secrets.compare_digest(
                 _digest(browser_nonce), link.browser_hash or ""
@@ -269,12 +269,12 @@ class ConnectFlow:
                 raise FlowFailed("BROWSER_MISMATCH")
             verifier = (
                 await self.ctx.barrier.open(
-                    org_id,
+                    scope,
                     "connect_links",
                     link.id,
                     "code_verifier",
                     link.code_verifier or b"",
-                    session=s,
+                    tx=tx,
                 )
             ).decode()
             account_id = link.account_id
@@ -286,107 +286,39 @@ class ConnectFlow:
                 raise FlowFailed("ISSUER_MISMATCH")
         if error is not None:
             code_text = error if error.replace("_", "").isalnum() and len(error) <= 64 else "error"
-            await self._mark(org_id, account_id, "PENDING", "AUTHORIZATION_" + code_text.upper())
+            await self.vault.mark_pending(scope, account_id, "AUTHORIZATION_" + code_text.upper())
             raise FlowFailed("PROVIDER_" + code_text.upper())
         if not code or len(code) > 4096:
             raise FlowFailed("CODE_MISSING")
-        app = await self.oauth_apps.client_for(org_id, c.id)
-        async with self.ctx.db.org_tx(org_id) as s:
-            account = await s.get(m.ConnectedAccount, (org_id, account_id))
-        if app is None or account is None:
-            raise FlowFailed("CONNECTOR_UNAVAILABLE", 409)
-        params = {
-            "grant_type": "authorization_code",
-            "code": code,
-            "redirect_uri": self.redirect_uri,
-        }
-        if c.auth.pkce:
-            params["code_verifier"] = verifier
         try:
-            tokens = await request_token(
-                self.http,
+            await self.vault.complete_authorization(
+                scope,
+                account_id,
                 c,
-                fill_connection(c.auth.token_url, account.connection_params),
-                app[0],
-                app[1],
-                params,
+                code=code,
+                code_verifier=verifier if c.auth.pkce else None,
+                redirect_uri=self.redirect_uri,
+                requested_scopes=requested,
             )
-        except TokenEndpointError as exc:
-            await self._mark(org_id, account_id, "PENDING", "TOKEN_EXCHANGE_FAILED")
-            raise FlowFailed("PROVIDER_" + exc.code.upper(), 502) from None
-        now = self.ctx.clock.now()
-        expires: dt.datetime | None = None
-        if tokens.expires_in is not None:
-            expires = now + dt.timedelta(seconds=tokens.expires_in)
-        elif c.auth.refresh.default_access_ttl_seconds:
-            expires = now + dt.timedelta(seconds=c.auth.refresh.default_access_ttl_seconds)
-        async with self.ctx.db.org_tx(org_id) as s:
-            row = await TenantRepository(s, org_id).get_for_update(m.ConnectedAccount, account_id)
-            if row is None:
-                raise FlowFailed("ACCOUNT_GONE", 410)
-            row.granted_scopes = granted_scopes(tokens, requested)
-            row.provider_metadata = kept_fields(tokens, c)
-            row.access_expire_time = expires
-            await store_secret(self.ctx, s, row, tokens.secret_document(), now)
+        except AuthorizationFailed as exc:
+            raise FlowFailed(exc.code, exc.status) from None
         return Finished(c)
-
-    async def _mark(self, org_id: str, account_id: str, state: str, reason: str) -> None:
-        now = self.ctx.clock.now()
-        async with self.ctx.db.org_tx(org_id) as s:
-            row = await TenantRepository(s, org_id).get_for_update(m.ConnectedAccount, account_id)
-            if row is not None and row.state == "PENDING" and row.state_reason != reason[:64]:
-                row.state_reason, row.update_time = reason[:64], now
-                await account_changed(self.ctx, s, row, now)
-
-    # ------------------------------------------------------------ deletion
-
-    async def revoke_at_provider(self, org_id: str, row: m.ConnectedAccount) -> None:
-        """Before an account is deleted: revoke its grant where the provider supports it.
-
-        Best effort (the account is deleted either way); the outcome is logged
-        without the token.
-        """
-        c = self.connectors.catalog.get(row.connector_id)
-        if c is None or c.auth.type != "oauth2" or not c.auth.revoke_url or not row.secret:
-            return
-        app = await self.oauth_apps.client_for(org_id, c.id)
-        if app is None:
-            return
-        doc = json.loads(
-            await self.ctx.barrier.open(org_id, "connected_accounts", row.id, "secret", row.secret)
-        )
-        token, hint = doc.get("refresh_token"), "refresh_token"
-        if not token:
-            token, hint = doc.get("access_token"), "access_token"
-        if not isinstance(token, str):
-            return
-        url = fill_connection(c.auth.revoke_url, row.connection_params)
-        status = await revoke_token(self.http, c, url, app[0], app[1], token, hint)
-        _log.info(
-            "provider grant revoked" if status == 200 else "provider revocation failed",
-            org_id=org_id,
-            connector=c.id,
-            status=status,
-        )
 
     # ------------------------------------------------------------ BYOK
 
     async def submit_api_key(self, token: str, api_key: str) -> Finished:
-        org_id = self.org_of(token)
+        scope = self._scope(token)
         now = self.ctx.clock.now()
-        async with self.ctx.db.org_tx(org_id) as s:
-            link = await self._live_link(token, s, org_id)
+        async with self.ctx.db.org_tx(scope) as tx:
+            link = await self._live_link(token, tx)
             c = self.connectors.connector(link.connector_id)
             if c.auth.type != "api_key":
                 raise FlowFailed("NOT_BYOK")
             pattern = c.auth.api_key.pattern if c.auth.api_key else ""
             check_secret(api_key, "api_key", pattern=pattern)  # InvalidArgument → form again
-            row = await TenantRepository(s, org_id).get_for_update(
-                m.ConnectedAccount, link.account_id
-            )
+            row = await tx.accounts.get_for_update(link.account_id)
             if row is None:
                 raise FlowFailed("ACCOUNT_GONE", 410)
-            row.api_key_hint = mask(api_key)
-            await store_secret(self.ctx, s, row, {"api_key": api_key}, now)
+            await self.vault.set_api_key(tx, row, api_key, mask(api_key), now)
             link.used_time = now
         return Finished(c)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from control_plane.clock import Clock
@@ -11,52 +11,49 @@ from control_plane.domain.entities import Page
 from control_plane.domain.errors import InvalidArgument, NotFound
 from control_plane.services.pagination import PageTokens
 from control_plane.storage.db import Database
-from control_plane.storage.models import Base
-from control_plane.storage.repositories import TenantRepository
-from control_plane.vault.barrier import Barrier
+from control_plane.storage.repositories import TenantRepo
+from control_plane.storage.units import OrgTx
+from control_plane.vault.barrier import Barrier, Scope
 
-M = TypeVar("M", bound=Base)
+M = TypeVar("M")
 V = TypeVar("V")
 
 
-@dataclass
+@dataclass(frozen=True)
 class ServiceContext:
     db: Database
     barrier: Barrier
     clock: Clock
     # Called with an org id whenever who-may-authenticate-as-what changes there
     # (agents, service accounts, trust policies, identity providers, org
-    # settings), so caches of it on this replica drop the org at once.
-    identity_listeners: list[Callable[[str], None]] = field(default_factory=list)
+    # settings), so caches of it on every replica drop the org at once.
+    identity_changed: Callable[[str], None]
 
-    def __post_init__(self) -> None:
-        self.page_tokens = PageTokens(self.barrier)
-
-    def identity_changed(self, org_id: str) -> None:
-        for listener in self.identity_listeners:
-            listener(org_id)
+    @property
+    def page_tokens(self) -> PageTokens:
+        return PageTokens(self.barrier)
 
 
-async def require_org(repo: TenantRepository) -> None:
+async def require_org(tx: OrgTx) -> None:
     """A platform admin naming a missing org gets NOT_FOUND, like anyone else."""
-    if await repo.org() is None:
+    if not await tx.org_exists():
         raise NotFound()
 
 
-async def get_or_404(repo: TenantRepository, model: type[M], id_: str) -> M:
-    row = await repo.get(model, id_)
+async def get_or_404(repo: TenantRepo[Any], id_: str) -> Any:
+    row = await repo.get(id_)
     if row is None:
         raise NotFound()
     return row
 
 
 async def idempotent_replay(
-    repo: TenantRepository, model: type[M], request_id: str | None, fingerprint: str
-) -> M | None:
+    repo: TenantRepo[Any], request_id: str | None, fingerprint: str
+) -> Any | None:
     """AIP-155: the same request_id with the same request returns the first result."""
     if request_id is None:
         return None
-    existing = await repo.find(model, request_id=request_id)
+    existing = await repo.find(request_id=request_id)
     if existing is None:
         return None
     if getattr(existing, "request_fingerprint", None) != fingerprint:
@@ -70,23 +67,23 @@ async def idempotent_replay(
 
 async def list_page(
     ctx: ServiceContext,
-    repo: TenantRepository,
-    model: type[M],
+    tx: OrgTx,
+    repo: TenantRepo[Any],
     collection: str,
     page_size: int,
     page_token: str,
-    view: Callable[[M], V],
+    view: Callable[[Any], V],
     **equals: Any,
 ) -> Page[V]:
-    """One page of ``model`` rows (optionally filtered by column equality)."""
-    cursor = await ctx.page_tokens.decode(repo.org_id, collection, page_token)
-    rows = await repo.page(model, cursor, page_size + 1, **equals)
-    return await make_page(ctx, repo.org_id, collection, rows, page_size, view)
+    """One page of ``repo``'s rows (optionally filtered by column equality)."""
+    cursor = await ctx.page_tokens.decode(tx.scope, collection, page_token)
+    rows = await repo.page(cursor, page_size + 1, **equals)
+    return await make_page(ctx, tx.scope, collection, rows, page_size, view)
 
 
 async def make_page(
     ctx: ServiceContext,
-    scope: str,
+    scope: Scope,
     collection: str,
     rows: list[Any],
     page_size: int,

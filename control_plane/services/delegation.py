@@ -1,9 +1,6 @@
-"""User-delegated tokens: delegation rules (per-org ``may_act``) and the trusted-backend grant.
+"""Delegation rules: per-org RFC 8693 §4.4 ``may_act`` — which agent may delegate to which.
 
-A delegated token's ``sub`` is the user (the principal) and its ``act`` the agent
-acting now (RFC 8693 §4.1). The developer's backend, authenticated with its own
-service-account token, may delegate an active user of *its* org to one of its
-org's agents; scopes and audiences come from that agent's trust policies.
+The grants that mint delegated tokens live in :mod:`control_plane.services.grants`.
 """
 
 from __future__ import annotations
@@ -12,19 +9,14 @@ from control_plane.domain import names
 from control_plane.domain.entities import Page
 from control_plane.domain.errors import (
     AlreadyExists,
-    InvalidTarget,
-    NotFound,
-    PermissionDenied,
     field_error,
 )
-from control_plane.domain.principals import Principal, Role
+from control_plane.domain.principals import Principal
+from control_plane.domain.scope import OrgScope
 from control_plane.services.context import ServiceContext
-from control_plane.services.grants.issuance import issue_delegated
-from control_plane.services.identity import IdentityDirectory
 from control_plane.services.tenant_crud import TenantCrud
 from control_plane.storage import models as m
-from control_plane.storage.repositories import TenantRepository
-from control_plane.tokens.minting import MintedToken, Minter
+from control_plane.storage.units import OrgTx
 
 
 def rule_view(r: m.DelegationRule) -> dict[str, object]:
@@ -39,6 +31,7 @@ def rule_view(r: m.DelegationRule) -> dict[str, object]:
 class DelegationRuleService(TenantCrud[m.DelegationRule, dict[str, object]]):
     model = m.DelegationRule
     collection = "delegationRules"
+    repository = "delegation_rules"
 
     def __init__(self, ctx: ServiceContext) -> None:
         super().__init__(ctx, rule_view)
@@ -55,11 +48,11 @@ class DelegationRuleService(TenantCrud[m.DelegationRule, dict[str, object]]):
             raise field_error("delegation_rule.delegate", "an agent does not delegate to itself")
         fields = {"delegator_agent_id": frm.id, "delegate_agent_id": to.id}
 
-        async def agents_exist(repo: TenantRepository) -> None:
+        async def agents_exist(tx: OrgTx) -> None:
             for agent_id in (frm.id, to.id):
-                if await repo.get(m.Agent, agent_id) is None:
+                if await tx.agents.get(agent_id) is None:
                     raise field_error("delegation_rule", "names an agent that does not exist")
-            if await repo.find(m.DelegationRule, **fields) is not None:
+            if await tx.delegation_rules.find(**fields) is not None:
                 raise AlreadyExists("that delegation rule exists")
 
         row, _ = await self._create(principal, org_id, request_id, fields, precheck=agents_exist)
@@ -74,37 +67,9 @@ class DelegationRuleService(TenantCrud[m.DelegationRule, dict[str, object]]):
         n = names.parse_child(name, "delegationRules")
         await self._delete(principal, n.org_id, n.id)
 
-    async def allows(self, org_id: str, delegator_id: str, delegate_id: str) -> bool:
-        async with self.ctx.db.org_tx(org_id) as s:
-            row = await TenantRepository(s, org_id).find(
-                m.DelegationRule, delegator_agent_id=delegator_id, delegate_agent_id=delegate_id
+    async def allows(self, scope: OrgScope, delegator_id: str, delegate_id: str) -> bool:
+        async with self.ctx.db.org_tx(scope) as tx:
+            row = await tx.delegation_rules.find(
+                delegator_agent_id=delegator_id, delegate_agent_id=delegate_id
             )
         return row is not None
-
-
-class TrustedBackendDelegation:
-    def __init__(self, ctx: ServiceContext, directory: IdentityDirectory, minter: Minter) -> None:
-        self.ctx = ctx
-        self.directory = directory
-        self.minter = minter
-
-    async def delegate(
-        self, caller: Principal, user: str, agent: str, scope: str, audience: tuple[str, ...]
-    ) -> MintedToken:
-        if caller.role is not Role.SERVICE_ACCOUNT or caller.org_id is None:
-            raise PermissionDenied()
-        u = names.parse_child(user, "users", "user")
-        a = names.parse_child(agent, "agents", "agent")
-        org_id = caller.org_id
-        if u.org_id != org_id or a.org_id != org_id:
-            raise NotFound()  # another org's ids look like missing ones
-        async with self.ctx.db.org_tx(org_id) as s:
-            row = await TenantRepository(s, org_id).get(m.User, u.id)
-        if row is None:
-            raise NotFound()
-        if row.state != "ACTIVE":
-            raise InvalidTarget("the user is not active")
-        ident = await self.directory.get(org_id)
-        if ident is None or a.id not in ident.active_agents:
-            raise NotFound()
-        return await issue_delegated(self.minter, ident, u.id, a.id, scope, audience)

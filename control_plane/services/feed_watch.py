@@ -20,8 +20,8 @@ from control_plane.clock import Clock
 from control_plane.domain import names
 from control_plane.domain.errors import BarrierError, NotFound, field_error
 from control_plane.domain.principals import Principal
+from control_plane.domain.scope import OrgScope
 from control_plane.storage.db import Database
-from control_plane.storage.repositories import TenantRepository
 from control_plane.tokens.revocation_feed import RevocationFeed
 from control_plane.vault.barrier import Barrier
 
@@ -57,11 +57,11 @@ class FeedWatch(Generic[E]):
         self.heartbeat = heartbeat
         self.batch = batch
 
-    async def fetch(self, org_id: str, seq: int, limit: int) -> list[tuple[int, E]]:
+    async def fetch(self, scope: OrgScope, seq: int, limit: int) -> list[tuple[int, E]]:
         """Events after ``seq``, oldest first, with their seq."""
         raise NotImplementedError
 
-    async def start_seq(self, org_id: str) -> int:
+    async def start_seq(self, scope: OrgScope) -> int:
         """Where a watch without a cursor starts (0: the whole retained backlog)."""
         return 0
 
@@ -69,28 +69,28 @@ class FeedWatch(Generic[E]):
         self, principal: Principal, parent: str, cursor: str
     ) -> AsyncIterator[WatchItem[E]]:
         """Check the caller and the cursor now, before the stream's first message."""
-        org_id = principal.scope_for(names.parse_org(parent, "parent"))
-        seq = await self._decode(org_id, cursor) if cursor else None
-        async with self.db.org_tx(org_id) as s:
-            if await TenantRepository(s, org_id).org() is None:
+        scope = principal.scope_for(names.parse_org(parent, "parent"))
+        seq = await self._decode(scope, cursor) if cursor else None
+        async with self.db.org_tx(scope) as tx:
+            if not await tx.org_exists():
                 raise NotFound()
         if seq is None:
-            seq = await self.start_seq(org_id)
-        return self._stream(org_id, seq)
+            seq = await self.start_seq(scope)
+        return self._stream(scope, seq)
 
-    async def _stream(self, org_id: str, seq: int) -> AsyncIterator[WatchItem[E]]:
+    async def _stream(self, scope: OrgScope, seq: int) -> AsyncIterator[WatchItem[E]]:
         synced = False
         while True:
-            ticket = self.feed.ticket(org_id, self.topic)  # before the read
-            events = await self.fetch(org_id, seq, self.batch)
+            ticket = self.feed.ticket(scope.org_id, self.topic)  # before the read
+            events = await self.fetch(scope, seq, self.batch)
             for event_seq, event in events:
                 seq = event_seq
-                yield WatchItem(event, await self._encode(org_id, seq), False)
+                yield WatchItem(event, await self._encode(scope, seq), False)
             if len(events) == self.batch:
                 continue  # more backlog
             if not synced:
                 synced = True
-                yield WatchItem(None, await self._encode(org_id, seq), True)
+                yield WatchItem(None, await self._encode(scope, seq), True)
             try:
                 # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
                 # cancellation that races the event, and this loop would then run on
@@ -99,19 +99,19 @@ class FeedWatch(Generic[E]):
                     await ticket.wait()
             except TimeoutError:
                 # A heartbeat: the watcher knows the stream (and we the peer) is alive.
-                yield WatchItem(None, await self._encode(org_id, seq), True)
+                yield WatchItem(None, await self._encode(scope, seq), True)
 
-    async def _encode(self, org_id: str, seq: int) -> str:
-        blob = await self.barrier.seal(org_id, self.table, "watch", "cursor", str(seq).encode())
+    async def _encode(self, scope: OrgScope, seq: int) -> str:
+        blob = await self.barrier.seal(scope, self.table, "watch", "cursor", str(seq).encode())
         return base64.urlsafe_b64encode(blob).decode().rstrip("=")
 
-    async def _decode(self, org_id: str, cursor: str) -> int:
+    async def _decode(self, scope: OrgScope, cursor: str) -> int:
         bad = field_error("cursor", "is not a cursor of this feed and organization")
         if len(cursor) > MAX_CURSOR_LEN:
             raise bad
         try:
             blob = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-            body = await self.barrier.open(org_id, self.table, "watch", "cursor", blob)
+            body = await self.barrier.open(scope, self.table, "watch", "cursor", blob)
             seq = int(body.decode("ascii"))
         except (BarrierError, binascii.Error, ValueError, UnicodeDecodeError):
             raise bad from None

@@ -17,15 +17,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
-
 from control_plane.domain.entities import IdentityProviderView, TrustPolicyView
+from control_plane.domain.scope import OrgScope
 from control_plane.domain.trust import glob_to_regex
 from control_plane.services.external_keys import ExternalKey, parse_public_jwks
 from control_plane.services.identity_providers import idp_view
 from control_plane.services.trust_policies import policy_view
-from control_plane.storage import models as m
 from control_plane.storage.db import Database
+from control_plane.storage.directory import identity_rows
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,74 +70,36 @@ class IdentityDirectory:
     def invalidate(self, org_id: str) -> None:
         self._slots.pop(org_id, None)
 
-    async def get(self, org_id: str) -> OrgIdentity | None:
+    async def get(self, scope: OrgScope) -> OrgIdentity | None:
         """The org's snapshot, or None when the org does not exist."""
+        org_id = scope.org_id
         slot = self._slots.setdefault(org_id, _Slot())
         if self.clock() - slot.loaded_at <= self.ttl:
             return slot.value
         async with slot.lock:  # one load in flight per org
             if self.clock() - slot.loaded_at <= self.ttl:
                 return slot.value
-            slot.value = await self._load(org_id)
+            slot.value = await self._load(scope)
             slot.loaded_at = self.clock()
             if len(self._slots) > 10_000:  # bound memory: drop the oldest half
                 for key in sorted(self._slots, key=lambda k: self._slots[k].loaded_at)[:5_000]:
                     self._slots.pop(key, None)
             return slot.value
 
-    async def _load(self, org_id: str) -> OrgIdentity | None:
-        async with self.db.org_tx(org_id) as s:
-            org = await s.get(m.Organization, org_id)
-            if org is None:
-                return None
-            policies = (
-                (
-                    await s.execute(
-                        select(m.TrustPolicy)
-                        .where(m.TrustPolicy.org_id == org_id)
-                        .order_by(m.TrustPolicy.create_time, m.TrustPolicy.id)
-                    )
-                )
-                .scalars()
-                .all()
-            )
-            agents = (
-                (
-                    await s.execute(
-                        select(m.Agent.id).where(
-                            m.Agent.org_id == org_id, m.Agent.state == "ACTIVE"
-                        )
-                    )
-                )
-                .scalars()
-                .all()
-            )
-            sas = (
-                (
-                    await s.execute(
-                        select(m.ServiceAccount.id).where(
-                            m.ServiceAccount.org_id == org_id, m.ServiceAccount.state == "ACTIVE"
-                        )
-                    )
-                )
-                .scalars()
-                .all()
-            )
-            idp = (
-                await s.execute(
-                    select(m.IdentityProvider).where(m.IdentityProvider.org_id == org_id)
-                )
-            ).scalar_one_or_none()
-            ttl = dt.timedelta(seconds=org.access_token_ttl_seconds)
-            depth = org.max_delegation_depth
-        compiled = tuple(_compile(policy_view(p)) for p in policies)
+    async def _load(self, scope: OrgScope) -> OrgIdentity | None:
+        async with self.db.org_tx(scope) as tx:
+            rows = await identity_rows(tx)
+        if rows is None:
+            return None
+        compiled = tuple(_compile(policy_view(p)) for p in rows.policies)
+        idp = rows.identity_provider
         return OrgIdentity(
-            org_id,
-            ttl,
+            scope.org_id,
+            dt.timedelta(seconds=rows.org.access_token_ttl_seconds),
             compiled,
-            frozenset(agents),
-            frozenset(sas),
-            depth,
+            frozenset(rows.active_agents),
+            frozenset(rows.active_service_accounts),
+            rows.org.max_delegation_depth,
             _compile_idp(idp_view(idp)) if idp is not None else None,
         )
 

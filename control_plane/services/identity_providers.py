@@ -21,7 +21,7 @@ from control_plane.services.context import ServiceContext
 from control_plane.services.external_keys import parse_public_jwks
 from control_plane.services.tenant_crud import TenantCrud
 from control_plane.storage import models as m
-from control_plane.storage.repositories import TenantRepository
+from control_plane.storage.units import OrgTx
 
 COLLECTION = "identityProviders"
 
@@ -44,6 +44,7 @@ def idp_view(r: m.IdentityProvider) -> IdentityProviderView:
 class IdentityProviderService(TenantCrud[m.IdentityProvider, IdentityProviderView]):
     model = m.IdentityProvider
     collection = COLLECTION
+    repository = "identity_providers"
 
     def __init__(self, ctx: ServiceContext, own_issuer: str) -> None:
         super().__init__(ctx, idp_view)
@@ -55,8 +56,8 @@ class IdentityProviderService(TenantCrud[m.IdentityProvider, IdentityProviderVie
         principal.scope_for(org_id)  # permission before anything about the request
         fields = self._validate(spec)
 
-        async def only_one(repo: TenantRepository) -> None:
-            if await repo.find(m.IdentityProvider) is not None:
+        async def only_one(tx: OrgTx) -> None:
+            if await tx.identity_providers.find() is not None:
                 raise AlreadyExists("the organization already has an identity provider")
 
         row, created = await self._create(principal, org_id, request_id, fields, precheck=only_one)

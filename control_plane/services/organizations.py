@@ -9,11 +9,9 @@ from control_plane.domain.principals import Principal
 from control_plane.ids import new_id
 from control_plane.services.context import ServiceContext, make_page
 from control_plane.storage import models as m
-from control_plane.storage.repositories import PlatformRepository, TenantRepository
 from control_plane.vault.barrier import PLATFORM
 
 DEFAULT_SERVICE_ACCOUNT = "default"
-TENANT_ROW_MODELS: tuple[type[m.Base], ...] = (m.OrgApiKey, m.ServiceAccount, m.Agent, m.User)
 
 
 def org_view(row: m.Organization) -> OrganizationView:
@@ -39,8 +37,8 @@ class OrganizationService:
         rid = v.request_id(request_id)
         fp = v.fingerprint({"display_name": display_name})
         if rid is not None:
-            async with self.ctx.db.platform_tx() as s:
-                existing = await PlatformRepository(s).find(m.Organization, request_id=rid)
+            async with self.ctx.db.platform_tx() as ptx:
+                existing = await ptx.orgs.find(request_id=rid)
             if existing is not None:
                 if existing.request_fingerprint != fp:
                     raise InvalidArgument(
@@ -51,7 +49,8 @@ class OrganizationService:
                 return org_view(existing)
         now = self.ctx.clock.now()
         org_id = new_id()
-        async with self.ctx.db.org_tx(org_id) as s:
+        scope = principal.scope_for(org_id)  # a platform admin's: the org is new
+        async with self.ctx.db.org_tx(scope) as tx:
             row = m.Organization(
                 id=org_id,
                 display_name=display_name,
@@ -63,9 +62,9 @@ class OrganizationService:
                 access_token_ttl_seconds=300,
                 max_delegation_depth=4,
             )
-            await PlatformRepository(s).add(row)
-            await self.ctx.barrier.create_org_key(s, org_id)
-            await TenantRepository(s, org_id).add(
+            await tx.create_org(row)
+            await self.ctx.barrier.create_org_key(tx, scope)
+            await tx.service_accounts.add(
                 m.ServiceAccount(
                     org_id=org_id,
                     id=new_id(),
@@ -79,9 +78,8 @@ class OrganizationService:
         return org_view(row)
 
     async def get(self, principal: Principal, org_id: str) -> OrganizationView:
-        org_id = principal.scope_for(org_id)
-        async with self.ctx.db.platform_tx() as s:
-            row = await PlatformRepository(s).get(m.Organization, org_id)
+        async with self.ctx.db.org_tx(principal.scope_for(org_id)) as tx:
+            row = await tx.org()
         if row is None:
             raise NotFound()
         return org_view(row)
@@ -101,22 +99,19 @@ class OrganizationService:
             assert principal.org_id is not None
             return Page([await self.get(principal, principal.org_id)], "")
         cursor = await self.ctx.page_tokens.decode(PLATFORM, "organizations", page_token)
-        async with self.ctx.db.platform_tx() as s:
-            rows = await PlatformRepository(s).page(m.Organization, cursor, size + 1)
+        async with self.ctx.db.platform_tx() as tx:
+            rows = await tx.orgs.page(cursor, size + 1)
         return await make_page(self.ctx, PLATFORM, "organizations", rows, size, org_view)
 
     async def delete(self, principal: Principal, org_id: str) -> None:
         """Deletes every row of the org and destroys its data keys (crypto-shredding)."""
-        org_id = principal.scope_for(org_id)
-        async with self.ctx.db.org_tx(org_id) as s:
-            tenant = TenantRepository(s, org_id)
-            if await tenant.org() is None:
+        scope = principal.scope_for(org_id)
+        async with self.ctx.db.org_tx(scope) as tx:
+            if not await tx.org_exists():
                 raise NotFound()
-            for model in TENANT_ROW_MODELS:
-                await tenant.delete_all(model)
-            await self.ctx.barrier.destroy_org_keys(s, org_id)
-            await PlatformRepository(s).delete(m.Organization, org_id)
-        self.ctx.identity_changed(org_id)
+            await self.ctx.barrier.destroy_org_keys(tx, scope)
+            await tx.delete_org()
+        self.ctx.identity_changed(scope.org_id)
 
 
 MIN_TOKEN_TTL = 60
@@ -159,9 +154,9 @@ class OrganizationSettings:
                     "organization.access_token_ttl", "must be between 60 s and 15 min"
                 )
             ttl = int(token_ttl_seconds)
-        org_id = principal.scope_for(org_id)
-        async with self.ctx.db.platform_tx() as s:
-            row = await PlatformRepository(s).get(m.Organization, org_id)
+        scope = principal.scope_for(org_id)
+        async with self.ctx.db.org_tx(scope) as tx:
+            row = await tx.org()
             if row is None:
                 raise NotFound()
             if "display_name" in paths:
@@ -171,5 +166,5 @@ class OrganizationSettings:
             if "max_delegation_depth" in paths:
                 row.max_delegation_depth = max_delegation_depth
             row.update_time = self.ctx.clock.now()
-        self.ctx.identity_changed(org_id)
+        self.ctx.identity_changed(scope.org_id)
         return org_view(row)

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from control_plane.clock import Clock
-from control_plane.domain.errors import Unauthenticated
+from control_plane.domain.errors import NotFound, Unauthenticated
 from control_plane.domain.principals import Principal, Role
+from control_plane.domain.scope import OrgScope
 from control_plane.ids import is_id
 from control_plane.storage import issued_tokens
 from control_plane.storage.db import Database
@@ -42,12 +43,19 @@ class Introspection:
 
 
 class OwnTokens:
-    def __init__(self, db: Database, keys: SigningKeyManager, clock: Clock, issuer: str) -> None:
+    def __init__(
+        self,
+        db: Database,
+        keys: SigningKeyManager,
+        clock: Clock,
+        issuer: str,
+        feed: RevocationFeed,
+    ) -> None:
         self.db = db
         self.keys = keys
         self.clock = clock
         self.issuer = issuer
-        self.feed: RevocationFeed | None = None  # set by the app: wakes local watchers
+        self.feed = feed  # wakes this replica's watchers after a revocation
 
     def _verified_claims(self, token: str, *, check_time: bool) -> dict[str, Any]:
         """Claims of a token we signed, else TokenRejected with the SDK's reason."""
@@ -84,9 +92,11 @@ class OwnTokens:
             claims = self._verified_claims(token, check_time=True)
         except TokenRejected:
             return inactive
-        if not caller.is_platform_admin and claims["org_id"] != caller.org_id:
+        try:
+            scope = caller.scope_for(claims["org_id"])
+        except NotFound:
             return inactive
-        if not await issued_tokens.active_chain(self.db, claims["org_id"], claims["jti"]):
+        if not await issued_tokens.active_chain(self.db, scope, claims["jti"]):
             return inactive
         return Introspection(True, claims)
 
@@ -96,17 +106,18 @@ class OwnTokens:
             claims = self._verified_claims(token, check_time=False)
         except TokenRejected:
             return
-        if not caller.is_platform_admin and claims["org_id"] != caller.org_id:
+        try:
+            scope = caller.scope_for(claims["org_id"])
+        except NotFound:
             return
-        org_id = claims["org_id"]
-        if await issued_tokens.revoke_tree(self.db, org_id, claims["jti"], self.clock.now()):
-            if self.feed is not None:
-                self.feed.wake(org_id)
+        if await issued_tokens.revoke_tree(self.db, scope, claims["jti"], self.clock.now()):
+            self.feed.wake(scope.org_id)
 
     async def verify_active(self, token: str) -> dict[str, Any]:
         """Claims of a current, unrevoked token of ours (any audience): a subject token."""
         claims = self._verified_claims(token, check_time=True)
-        if not await issued_tokens.active_chain(self.db, claims["org_id"], claims["jti"]):
+        scope = OrgScope.to_authenticate(claims["org_id"], credential="access-token")
+        if not await issued_tokens.active_chain(self.db, scope, claims["jti"]):
             raise TokenRejected("TOKEN_REVOKED")
         return claims
 
@@ -124,7 +135,8 @@ class OwnTokens:
             or "/serviceAccounts/" not in sub
         ):
             raise Unauthenticated()
-        row = await issued_tokens.get(self.db, claims["org_id"], claims["jti"])
+        scope = OrgScope.to_authenticate(claims["org_id"], credential="access-token")
+        row = await issued_tokens.get(self.db, scope, claims["jti"])
         if row is None or row.revoke_time is not None:
             raise Unauthenticated()
         return Principal(Role.SERVICE_ACCOUNT, claims["jti"], claims["org_id"])

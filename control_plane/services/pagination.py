@@ -14,7 +14,7 @@ import json
 
 from control_plane.domain.errors import BarrierError, field_error
 from control_plane.storage.repositories import Cursor
-from control_plane.vault.barrier import Barrier
+from control_plane.vault.barrier import Barrier, Scope
 
 MAX_TOKEN_LEN = 1024
 
@@ -23,13 +23,13 @@ class PageTokens:
     def __init__(self, barrier: Barrier) -> None:
         self._barrier = barrier
 
-    async def encode(self, scope: str, collection: str, cursor: Cursor) -> str:
+    async def encode(self, scope: Scope, collection: str, cursor: Cursor) -> str:
         t, i = cursor
         body = json.dumps({"t": t.isoformat(), "i": i}, separators=(",", ":")).encode()
         blob = await self._barrier.seal(scope, "page_token", collection, "cursor", body)
         return base64.urlsafe_b64encode(blob).decode().rstrip("=")
 
-    async def decode(self, scope: str, collection: str, token: str) -> Cursor | None:
+    async def decode(self, scope: Scope, collection: str, token: str) -> Cursor | None:
         if not token:
             return None
         bad = field_error("page_token", "is not a page token for this list", "INVALID_PAGE_TOKEN")

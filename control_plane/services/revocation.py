@@ -14,6 +14,7 @@ from control_plane.clock import Clock
 from control_plane.domain import names
 from control_plane.domain.errors import NotFound, field_error
 from control_plane.domain.principals import Principal
+from control_plane.domain.scope import OrgScope
 from control_plane.services.feed_watch import FeedWatch
 from control_plane.storage import issued_tokens
 from control_plane.storage.db import Database
@@ -23,7 +24,7 @@ _TXN = re.compile(r"^[0-9a-f]{32}$")
 
 
 class BulkRevocation:
-    def __init__(self, db: Database, clock: Clock, feed: RevocationFeed | None = None) -> None:
+    def __init__(self, db: Database, clock: Clock, feed: RevocationFeed) -> None:
         self.db = db
         self.clock = clock
         self.feed = feed
@@ -38,7 +39,8 @@ class BulkRevocation:
         txn: str = "",
         all_tokens: bool = False,
     ) -> int:
-        org_id = principal.scope_for(names.parse_org(parent, "parent"))  # permission first
+        scope = principal.scope_for(names.parse_org(parent, "parent"))  # permission first
+        org_id = scope.org_id
         chosen = [bool(user), bool(agent), bool(txn), all_tokens]
         if sum(chosen) != 1:
             raise field_error("parent", "set exactly one of user, agent, txn, all_tokens")
@@ -59,9 +61,9 @@ class BulkRevocation:
         else:
             selector, value = "all", ""
         count = await issued_tokens.revoke_matching(
-            self.db, org_id, selector, value, self.clock.now()
+            self.db, scope, selector, value, self.clock.now()
         )
-        if count and self.feed is not None:
+        if count:
             self.feed.wake(org_id)  # this replica's watchers; others hear the NOTIFY
         return count
 
@@ -73,9 +75,7 @@ class RevocationWatch(FeedWatch[issued_tokens.PublishedRevocation]):
     topic = REVOCATIONS
 
     async def fetch(
-        self, org_id: str, seq: int, limit: int
+        self, scope: OrgScope, seq: int, limit: int
     ) -> list[tuple[int, issued_tokens.PublishedRevocation]]:
-        events = await issued_tokens.revocations_after(
-            self.db, org_id, seq, self.clock.now(), limit
-        )
+        events = await issued_tokens.revocations_after(self.db, scope, seq, self.clock.now(), limit)
         return [(e.seq, e) for e in events]

@@ -10,7 +10,7 @@ from control_plane.services.agents import disable
 from control_plane.services.context import ServiceContext
 from control_plane.services.tenant_crud import TenantCrud
 from control_plane.storage import models as m
-from control_plane.storage.repositories import TenantRepository
+from control_plane.storage.units import OrgTx
 
 
 def sa_view(r: m.ServiceAccount) -> ServiceAccountView:
@@ -22,6 +22,7 @@ def sa_view(r: m.ServiceAccount) -> ServiceAccountView:
 class ServiceAccountService(TenantCrud[m.ServiceAccount, ServiceAccountView]):
     model = m.ServiceAccount
     collection = "serviceAccounts"
+    repository = "service_accounts"
 
     def __init__(self, ctx: ServiceContext) -> None:
         super().__init__(ctx, sa_view)
@@ -35,8 +36,8 @@ class ServiceAccountService(TenantCrud[m.ServiceAccount, ServiceAccountView]):
             "state": "ACTIVE",
         }
 
-        async def unique_purpose(repo: TenantRepository) -> None:
-            if await repo.find(m.ServiceAccount, purpose=fields["purpose"]) is not None:
+        async def unique_purpose(tx: OrgTx) -> None:
+            if await tx.service_accounts.find(purpose=fields["purpose"]) is not None:
                 raise AlreadyExists(
                     "this org already has a service account for that purpose",
                     metadata={"field": "service_account.purpose"},

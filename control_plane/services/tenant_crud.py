@@ -1,8 +1,8 @@
 """The shared shape of org-scoped resources: create (idempotent), get, list, update, delete.
 
 Every operation first narrows the org through the principal (permission before
-existence), opens an org-scoped transaction and a TenantRepository for it, and
-answers NOT_FOUND for another org's ids exactly as for missing ones.
+existence), opens that org's unit of work and the resource's repository in it,
+and answers NOT_FOUND for another org's ids exactly as for missing ones.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from control_plane.services.context import (
     require_org,
 )
 from control_plane.storage.models import Base
-from control_plane.storage.repositories import TenantRepository
+from control_plane.storage.repositories import TenantRepo
+from control_plane.storage.units import OrgTx
 
 M = TypeVar("M", bound=Base)
 V = TypeVar("V")
@@ -33,10 +34,16 @@ V = TypeVar("V")
 class TenantCrud(Generic[M, V]):
     model: type[M]
     collection: str
+    #: The OrgTx attribute holding this resource's repository.
+    repository: str
 
     def __init__(self, ctx: ServiceContext, view: Callable[[M], V]) -> None:
         self.ctx = ctx
         self.view = view
+
+    def repo(self, tx: OrgTx) -> TenantRepo[M]:
+        repo: TenantRepo[M] = getattr(tx, self.repository)
+        return repo
 
     async def _create(
         self,
@@ -45,26 +52,26 @@ class TenantCrud(Generic[M, V]):
         request_id: str,
         fields: dict[str, Any],
         *,
-        precheck: Callable[[TenantRepository], Awaitable[None]] | None = None,
+        precheck: Callable[[OrgTx], Awaitable[None]] | None = None,
         extra: dict[str, Any] | None = None,
     ) -> tuple[M, bool]:
         """Insert a row built from ``fields`` (+ ``extra``, not part of the request
         fingerprint, e.g. a generated secret's digest); returns (row, created)."""
-        org_id = principal.scope_for(org_id)
+        scope = principal.scope_for(org_id)
         rid = v.request_id(request_id)
         fp = v.fingerprint(fields)
         now = self.ctx.clock.now()
-        async with self.ctx.db.org_tx(org_id) as s:
-            repo = TenantRepository(s, org_id)
-            await require_org(repo)
-            replay = await idempotent_replay(repo, self.model, rid, fp)
+        async with self.ctx.db.org_tx(scope) as tx:
+            repo = self.repo(tx)
+            await require_org(tx)
+            replay = await idempotent_replay(repo, rid, fp)
             if replay is not None:
                 return replay, False
             if precheck is not None:
-                await precheck(repo)
+                await precheck(tx)
             values = {"id": new_id(), **(extra or {})}
             row = self.model(
-                org_id=org_id,
+                org_id=scope.org_id,
                 request_id=rid,
                 request_fingerprint=fp if rid else None,
                 create_time=now,
@@ -79,21 +86,18 @@ class TenantCrud(Generic[M, V]):
         return {"update_time": now} if "update_time" in self.model.__table__.c else {}
 
     async def _get(self, principal: Principal, org_id: str, id_: str) -> V:
-        org_id = principal.scope_for(org_id)
-        async with self.ctx.db.org_tx(org_id) as s:
-            row = await get_or_404(TenantRepository(s, org_id), self.model, id_)
+        async with self.ctx.db.org_tx(principal.scope_for(org_id)) as tx:
+            row = await get_or_404(self.repo(tx), id_)
         return self.view(row)
 
     async def _list(
         self, principal: Principal, org_id: str, page_size: int, page_token: str
     ) -> Page[V]:
         size = v.page_size(page_size)
-        org_id = principal.scope_for(org_id)
-        async with self.ctx.db.org_tx(org_id) as s:
-            repo = TenantRepository(s, org_id)
-            await require_org(repo)
+        async with self.ctx.db.org_tx(principal.scope_for(org_id)) as tx:
+            await require_org(tx)
             return await list_page(
-                self.ctx, repo, self.model, self.collection, size, page_token, self.view
+                self.ctx, tx, self.repo(tx), self.collection, size, page_token, self.view
             )
 
     async def _update(
@@ -103,20 +107,19 @@ class TenantCrud(Generic[M, V]):
         id_: str,
         mutate: Callable[[M, dt.datetime], None],
     ) -> V:
-        org_id = principal.scope_for(org_id)
-        async with self.ctx.db.org_tx(org_id) as s:
-            repo = TenantRepository(s, org_id)
-            row = await repo.get_for_update(self.model, id_)
+        scope = principal.scope_for(org_id)
+        async with self.ctx.db.org_tx(scope) as tx:
+            row = await self.repo(tx).get_for_update(id_)
             if row is None:
                 raise NotFound()
             mutate(row, self.ctx.clock.now())
-            await s.flush()
-        self.ctx.identity_changed(org_id)
+            await tx.flush()
+        self.ctx.identity_changed(scope.org_id)
         return self.view(row)
 
     async def _delete(self, principal: Principal, org_id: str, id_: str) -> None:
-        org_id = principal.scope_for(org_id)
-        async with self.ctx.db.org_tx(org_id) as s:
-            if await TenantRepository(s, org_id).delete(self.model, id_) == 0:
+        scope = principal.scope_for(org_id)
+        async with self.ctx.db.org_tx(scope) as tx:
+            if await self.repo(tx).delete(id_) == 0:
                 raise NotFound()
-        self.ctx.identity_changed(org_id)
+        self.ctx.identity_changed(scope.org_id)

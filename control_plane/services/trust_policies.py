@@ -12,7 +12,7 @@ from control_plane.services.context import ServiceContext, get_or_404, list_page
 from control_plane.services.external_keys import parse_public_jwks
 from control_plane.services.tenant_crud import TenantCrud
 from control_plane.storage import models as m
-from control_plane.storage.repositories import TenantRepository
+from control_plane.storage.units import OrgTx
 
 
 def policy_view(r: m.TrustPolicy) -> TrustPolicyView:
@@ -39,6 +39,7 @@ def policy_view(r: m.TrustPolicy) -> TrustPolicyView:
 class TrustPolicyService(TenantCrud[m.TrustPolicy, TrustPolicyView]):
     model = m.TrustPolicy
     collection = "trustPolicies"
+    repository = "trust_policies"
 
     def __init__(self, ctx: ServiceContext, own_issuer: str) -> None:
         super().__init__(ctx, policy_view)
@@ -54,11 +55,11 @@ class TrustPolicyService(TenantCrud[m.TrustPolicy, TrustPolicyView]):
         fields = self._validate(agent.org_id, spec)
         sa_ids: list[str] = list(fields["service_account_ids"])  # type: ignore[call-overload]
 
-        async def references_exist(repo: TenantRepository) -> None:
-            if await repo.get(m.Agent, agent.id) is None:
+        async def references_exist(tx: OrgTx) -> None:
+            if await tx.agents.get(agent.id) is None:
                 raise NotFound()
             for sa_id in sa_ids:
-                if await repo.get(m.ServiceAccount, sa_id) is None:
+                if await tx.service_accounts.get(sa_id) is None:
                     raise field_error(
                         "trust_policy.service_accounts",
                         "names a service account that does not exist",
@@ -73,9 +74,8 @@ class TrustPolicyService(TenantCrud[m.TrustPolicy, TrustPolicyView]):
 
     async def get(self, principal: Principal, name: str) -> TrustPolicyView:
         n = _parse_policy_name(name)
-        org_id = principal.scope_for(n[0])
-        async with self.ctx.db.org_tx(org_id) as s:
-            row = await get_or_404(TenantRepository(s, org_id), m.TrustPolicy, n[2])
+        async with self.ctx.db.org_tx(principal.scope_for(n[0])) as tx:
+            row = await get_or_404(tx.trust_policies, n[2])
         if row.agent_id != n[1]:
             raise NotFound()
         return policy_view(row)
@@ -84,15 +84,13 @@ class TrustPolicyService(TenantCrud[m.TrustPolicy, TrustPolicyView]):
         self, principal: Principal, agent: names.OrgChildName, page_size: int, page_token: str
     ) -> Page[TrustPolicyView]:
         size = v.page_size(page_size)
-        org_id = principal.scope_for(agent.org_id)
-        async with self.ctx.db.org_tx(org_id) as s:
-            repo = TenantRepository(s, org_id)
-            if await repo.get(m.Agent, agent.id) is None:
+        async with self.ctx.db.org_tx(principal.scope_for(agent.org_id)) as tx:
+            if await tx.agents.get(agent.id) is None:
                 raise NotFound()
             return await list_page(
                 self.ctx,
-                repo,
-                m.TrustPolicy,
+                tx,
+                tx.trust_policies,
                 f"trustPolicies/{agent.id}",
                 size,
                 page_token,

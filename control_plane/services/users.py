@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import select
-
 from control_plane.domain import validation as v
 from control_plane.domain.entities import Page, UserView
 from control_plane.domain.errors import AlreadyExists, NotFound, field_error
 from control_plane.domain.principals import Principal
 from control_plane.services.context import ServiceContext
 from control_plane.services.tenant_crud import TenantCrud
-from control_plane.storage import account_events
 from control_plane.storage import models as m
-from control_plane.storage.repositories import TenantRepository
+from control_plane.storage.units import OrgTx
 
 USER_STATES = ("ACTIVE", "SUSPENDED")
 
@@ -35,6 +32,7 @@ def user_view(r: m.User) -> UserView:
 class UserService(TenantCrud[m.User, UserView]):
     model = m.User
     collection = "users"
+    repository = "users"
 
     def __init__(self, ctx: ServiceContext) -> None:
         super().__init__(ctx, user_view)
@@ -55,8 +53,8 @@ class UserService(TenantCrud[m.User, UserView]):
             "state": "ACTIVE",
         }
 
-        async def unique_external_id(repo: TenantRepository) -> None:
-            if await repo.find(m.User, external_id=fields["external_id"]) is not None:
+        async def unique_external_id(tx: OrgTx) -> None:
+            if await tx.users.find(external_id=fields["external_id"]) is not None:
                 raise AlreadyExists(
                     "a user with this external_id already exists",
                     metadata={"field": "user.external_id"},
@@ -91,25 +89,13 @@ class UserService(TenantCrud[m.User, UserView]):
     async def delete(self, principal: Principal, org_id: str, user_id: str) -> None:
         """Delete the user and, in the same transaction, its connected accounts (their
         sealed secrets go with them; grants are not revoked at the provider here)."""
-        org_id = principal.scope_for(org_id)
+        scope = principal.scope_for(org_id)
         now = self.ctx.clock.now()
-        async with self.ctx.db.org_tx(org_id) as s:
-            repo = TenantRepository(s, org_id)
-            if await repo.get(m.User, user_id) is None:
+        async with self.ctx.db.org_tx(scope) as tx:
+            if await tx.users.get(user_id) is None:
                 raise NotFound()
-            owned = (
-                await s.execute(
-                    select(m.ConnectedAccount).where(
-                        m.ConnectedAccount.org_id == org_id,
-                        m.ConnectedAccount.owner_kind == "users",
-                        m.ConnectedAccount.owner_id == user_id,
-                    )
-                )
-            ).scalars()
-            for account in owned:
-                await account_events.record(
-                    s, self.ctx.db, org_id, account.id, account.connector_id, "DELETED", "", now
-                )
-                await s.delete(account)
-            await repo.delete(m.User, user_id)
-        self.ctx.identity_changed(org_id)
+            for account in await tx.accounts.owned_by("users", user_id):
+                await tx.account_events.record(account.id, account.connector_id, "DELETED", "", now)
+                await tx.accounts.delete_row(account)
+            await tx.users.delete(user_id)
+        self.ctx.identity_changed(scope.org_id)

@@ -9,44 +9,18 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.storage.db import Database
 from control_plane.storage.models import AccountEvent
+
+if TYPE_CHECKING:
+    from control_plane.storage.units import OrgTx
 
 ACCOUNTS_CHANNEL = "agentauth_accounts"
 RETENTION = dt.timedelta(days=7)
-
-
-async def record(
-    s: AsyncSession,
-    db: Database,
-    org_id: str,
-    account_id: str,
-    connector_id: str,
-    state: str,
-    reason: str,
-    now: dt.datetime,
-) -> None:
-    await db.xact_lock(s, "agentauth.accounts:" + org_id)
-    await s.execute(
-        insert(AccountEvent).values(
-            org_id=org_id,
-            account_id=account_id,
-            connector_id=connector_id,
-            state=state,
-            state_reason=reason,
-            event_time=now,
-        )
-    )
-    await db.notify(s, ACCOUNTS_CHANNEL, org_id)
-    await s.execute(
-        delete(AccountEvent).where(
-            AccountEvent.org_id == org_id, AccountEvent.event_time < now - RETENTION
-        )
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,12 +34,42 @@ class Event:
     event_time: dt.datetime
 
 
-async def after(db: Database, org_id: str, seq: int, limit: int = 100) -> list[Event]:
-    async with db.org_tx(org_id) as s:
+class AccountEvents:
+    def __init__(self, tx: OrgTx, session: AsyncSession) -> None:
+        self._tx = tx
+        self._s = session
+        self.org_id = tx.org_id
+
+    async def record(
+        self, account_id: str, connector_id: str, state: str, reason: str, now: dt.datetime
+    ) -> None:
+        await self._tx.lock("accounts")
+        await self._s.execute(
+            insert(AccountEvent).values(
+                org_id=self.org_id,
+                account_id=account_id,
+                connector_id=connector_id,
+                state=state,
+                state_reason=reason,
+                event_time=now,
+            )
+        )
+        await self._tx.notify(ACCOUNTS_CHANNEL)
+        await self._s.execute(
+            delete(AccountEvent).where(
+                AccountEvent.org_id == self.org_id, AccountEvent.event_time < now - RETENTION
+            )
+        )
+
+    async def changed(self, row: Any, now: dt.datetime, state: str = "") -> None:
+        """Record ``row``'s state (or ``state``, e.g. DELETED) for WatchConnectedAccounts."""
+        await self.record(row.id, row.connector_id, state or row.state, row.state_reason, now)
+
+    async def after(self, seq: int, limit: int = 100) -> list[Event]:
         rows = (
-            await s.execute(
+            await self._s.execute(
                 select(AccountEvent)
-                .where(AccountEvent.org_id == org_id, AccountEvent.seq > seq)
+                .where(AccountEvent.org_id == self.org_id, AccountEvent.seq > seq)
                 .order_by(AccountEvent.seq)
                 .limit(limit)
             )
@@ -77,12 +81,10 @@ async def after(db: Database, org_id: str, seq: int, limit: int = 100) -> list[E
             for r in rows
         ]
 
-
-async def latest(db: Database, org_id: str) -> int:
-    from sqlalchemy import func
-
-    async with db.org_tx(org_id) as s:
+    async def latest(self) -> int:
         value = (
-            await s.execute(select(func.max(AccountEvent.seq)).where(AccountEvent.org_id == org_id))
+            await self._s.execute(
+                select(func.max(AccountEvent.seq)).where(AccountEvent.org_id == self.org_id)
+            )
         ).scalar()
-    return int(value or 0)
+        return int(value or 0)

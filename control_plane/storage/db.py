@@ -1,15 +1,34 @@
-"""The database handle: one async engine, org-scoped and platform transactions.
+"""The database handle: one async engine, org-scoped and platform units of work.
 
-An org-scoped transaction sets the per-transaction ``app.org_id`` setting on
-PostgreSQL, which row-level security checks (the second wall behind the
-repositories' own ``org_id`` filters). The runtime connects under the
-non-owner ``agentauth_app`` role so that RLS applies even to a superuser login.
+Only :mod:`control_plane.storage` talks SQL. Everyone else opens a unit of work
+and calls its repositories:
+
+* ``async with db.org_tx(scope) as tx`` — a transaction that can see one
+  organization's tenant rows (:class:`~control_plane.storage.units.OrgTx`). It
+  takes an :class:`~control_plane.domain.scope.OrgScope`, never a bare id.
+* ``async with db.platform_tx() as tx`` — platform tables only
+  (:class:`~control_plane.storage.units.PlatformTx`).
+
+Two walls stand behind every repository's own ``org_id`` filter:
+
+* PostgreSQL: the runtime connects under the non-owner ``agentauth_app`` role
+  and an org transaction sets the per-transaction ``app.org_id`` setting, which
+  row-level security checks (``FORCE ROW LEVEL SECURITY``). A query that forgets
+  its filter sees nothing of another org, and writes to another org fail.
+* SQLite (the embedded default): every connection carries a function
+  ``agentauth_org()`` that answers the org of the transaction running on it;
+  triggers on every tenant table (migration 0009) abort an INSERT, UPDATE or
+  DELETE of a row of any other org, and ORM reads in an org transaction get
+  ``org_id = :org`` added for every tenant entity they touch
+  (``with_loader_criteria``). A forgotten filter therefore reads nothing of
+  another org and cannot write to it on either backend.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import event, text
@@ -20,12 +39,20 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 from sqlalchemy.pool import NullPool
 
-from control_plane.domain.errors import AgentAuthError, AlreadyExists, Unavailable
-from control_plane.ids import is_id
+from control_plane.domain.errors import AgentAuthError, AlreadyExists, Internal, Unavailable
+from control_plane.domain.scope import OrgScope
+from control_plane.storage.models import Base
+from control_plane.storage.sqlite_guard import BYPASS, FUNCTION, GUARD_MESSAGE
+from control_plane.storage.units import OrgTx, PlatformTx
 
 APP_ROLE = "agentauth_app"
+_ORG_KEY = "agentauth_org"  # Session.info key: the org of an org transaction
+_GUARD_KEY = "agentauth_guard"  # connection-record info key: the SQLite guard state
+
+_TENANT_MAPPERS = {m.class_: m for m in Base.registry.mappers if "org_id" in m.columns}
 
 
 def normalize_url(url: str) -> str:
@@ -35,6 +62,23 @@ def normalize_url(url: str) -> str:
     if url.startswith("sqlite:///"):
         return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
     return url
+
+
+def libpq_url(sqlalchemy_url: str) -> str:
+    """The engine URL as a plain libpq connection string for a raw psycopg connection."""
+    scheme, rest = sqlalchemy_url.split("://", 1)
+    return "postgresql://" + rest if scheme.startswith("postgresql") else sqlalchemy_url
+
+
+@dataclass
+class _Guard:
+    """The org whose transaction runs on one SQLite connection (None: no org)."""
+
+    org: str | None
+    bypass: bool
+
+    def current(self) -> str | None:
+        return BYPASS if self.bypass else self.org
 
 
 class Database:
@@ -54,6 +98,9 @@ class Database:
             if ":memory:" in self.url:
                 kwargs["poolclass"] = NullPool
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        # The owner (app_role=None) is the maintenance identity: migrations, test
+        # snapshots. Like the PostgreSQL owner under RLS, it passes the SQLite guard.
+        self.owner = app_role is None
         self.app_role = app_role if self.dialect == "postgresql" else None
         self._install_connect_hooks()
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -65,14 +112,24 @@ class Database:
     def _install_connect_hooks(self) -> None:
         sync_engine = self.engine.sync_engine
         if self.dialect == "sqlite":
+            bypass = self.owner
 
             @event.listens_for(sync_engine, "connect")
-            def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+            def _sqlite_pragmas(dbapi_conn: Any, record: Any) -> None:
                 cur = dbapi_conn.cursor()
                 cur.execute("PRAGMA foreign_keys=ON")
                 cur.execute("PRAGMA journal_mode=WAL")
                 cur.execute("PRAGMA busy_timeout=30000")
                 cur.close()
+                guard = _Guard(None, bypass)
+                record.info[_GUARD_KEY] = guard
+                dbapi_conn.create_function(FUNCTION, 0, guard.current)
+
+            @event.listens_for(sync_engine, "checkin")
+            def _clear_guard(_dbapi_conn: Any, record: Any) -> None:
+                guard = record.info.get(_GUARD_KEY)
+                if guard is not None:
+                    guard.org = None
 
         elif self.app_role:
             role = self.app_role
@@ -89,22 +146,29 @@ class Database:
                 dbapi_conn.autocommit = autocommit
 
     @contextlib.asynccontextmanager
-    async def org_tx(self, org_id: str) -> AsyncIterator[AsyncSession]:
-        """A transaction that can only see ``org_id``'s tenant rows."""
-        if not is_id(org_id):
-            raise ValueError("org_tx needs a well-formed org id")
+    async def org_tx(self, scope: OrgScope) -> AsyncIterator[OrgTx]:
+        """A transaction that can only see ``scope``'s tenant rows."""
+        if not isinstance(scope, OrgScope):
+            raise TypeError("org_tx needs an OrgScope (from the authenticated principal)")
+        org_id = scope.org_id
         async with self._tx() as session:
             if self.is_postgres:
                 await session.execute(
                     text("SELECT set_config('app.org_id', :org, true)"), {"org": org_id}
                 )
-            yield session
+            else:
+                session.info[_ORG_KEY] = org_id
+                raw = await (await session.connection()).get_raw_connection()
+                guard = raw.info.get(_GUARD_KEY)
+                if guard is not None:
+                    guard.org = org_id
+            yield OrgTx(self, session, scope)
 
     @contextlib.asynccontextmanager
-    async def platform_tx(self) -> AsyncIterator[AsyncSession]:
+    async def platform_tx(self) -> AsyncIterator[PlatformTx]:
         """A transaction for platform tables; tenant tables read as empty on PostgreSQL."""
         async with self._tx() as session:
-            yield session
+            yield PlatformTx(self, session)
 
     @contextlib.asynccontextmanager
     async def _tx(self) -> AsyncIterator[AsyncSession]:
@@ -113,7 +177,11 @@ class Database:
                 yield session
         except AgentAuthError:
             raise
-        except IntegrityError:
+        except IntegrityError as exc:
+            if GUARD_MESSAGE in str(exc.orig):
+                # The SQLite org guard fired: a statement reached another org's row.
+                # A bug, never a caller's fault: INTERNAL, with the cause for the log.
+                raise Internal(debug="org guard: " + GUARD_MESSAGE) from None
             # A unique constraint lost a race (or a duplicate slipped past a check).
             raise AlreadyExists() from None
         except (OperationalError, DBAPIError) as exc:
@@ -121,23 +189,20 @@ class Database:
                 raise Unavailable(debug=type(exc.orig).__name__) from None
             raise
 
-    async def xact_lock(self, session: Any, key: str) -> None:
-        """PostgreSQL: hold the advisory lock named ``key`` until the transaction ends.
-
-        SQLite has one writer, so its transactions are serialized already.
-        """
-        if self.is_postgres:
-            await session.execute(
-                text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key}
-            )
-
-    async def notify(self, session: Any, channel: str, payload: str) -> None:
-        """PostgreSQL: NOTIFY ``channel`` when the transaction commits (no-op on SQLite)."""
-        if self.is_postgres:
-            await session.execute(
+    async def notify_now(self, channel: str, payload: str) -> None:
+        """PostgreSQL: NOTIFY outside any transaction (best effort; no-op on SQLite)."""
+        if not self.is_postgres:
+            return
+        async with self.engine.connect() as conn:
+            await conn.execute(
                 text("SELECT pg_notify(:channel, :payload)"),
                 {"channel": channel, "payload": payload},
             )
+            await conn.commit()
+
+    def listen_url(self) -> str:
+        """A plain libpq URL for a dedicated LISTEN connection (PostgreSQL)."""
+        return libpq_url(self.engine.url.render_as_string(hide_password=False))
 
     async def ping(self) -> bool:
         try:
@@ -149,3 +214,22 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _org_reads_only(state: ORMExecuteState) -> None:
+    """SQLite's read wall: ORM statements in an org transaction see only that org's rows.
+
+    PostgreSQL needs none of this (row-level security); there ``Session.info``
+    never carries the org key, so the hook costs one dict lookup.
+    """
+    org_id = state.session.info.get(_ORG_KEY)
+    if org_id is None or not (state.is_select or state.is_update or state.is_delete):
+        return
+    for mapper in state.all_mappers:
+        if mapper.class_ in _TENANT_MAPPERS:
+            state.statement = state.statement.options(
+                with_loader_criteria(
+                    mapper.class_, mapper.class_.org_id == org_id, include_aliases=True
+                )
+            )

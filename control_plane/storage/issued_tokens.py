@@ -15,17 +15,21 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.types.json import Json
 from sqlalchemy import String, bindparam, delete, func, insert, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.domain.errors import AlreadyExists, Unavailable
-from control_plane.storage.db import Database
+from control_plane.domain.scope import OrgScope
 from control_plane.storage.models import IssuedToken, RevocationEvent
-from control_plane.storage.repositories import TenantRepository
 from control_plane.storage.types import UTCDateTime
+
+if TYPE_CHECKING:
+    from control_plane.storage.db import Database
+    from control_plane.storage.units import OrgTx
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +81,12 @@ class IssuedTokenWriter:
         self._flushing = False
         self._task: asyncio.Task[None] | None = None  # keep a reference while it runs
 
-    async def record(self, rec: IssuedTokenRecord) -> None:
+    async def record(self, scope: OrgScope, rec: IssuedTokenRecord) -> None:
+        if rec.org_id != scope.org_id:
+            raise ValueError("the record belongs to another org than the scope")
         if not self.db.is_postgres:
-            await _record_one(self.db, rec)
+            async with self.db.org_tx(scope) as tx:
+                await tx.issued_tokens.insert(rec)
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((rec, future))
@@ -145,9 +152,65 @@ def _settle(future: asyncio.Future[None], exc: BaseException | None) -> None:
         future.set_exception(Unavailable(debug=type(exc).__name__))
 
 
-async def _record_one(db: Database, rec: IssuedTokenRecord) -> None:
-    async with db.org_tx(rec.org_id) as s:
-        await s.execute(
+_CHAIN_STATE = text(
+    """
+    WITH RECURSIVE chain(jti, parent_jti, revoke_time) AS (
+        SELECT jti, parent_jti, revoke_time FROM issued_tokens
+        WHERE org_id = :org AND jti = :jti
+        UNION ALL
+        SELECT p.jti, p.parent_jti, p.revoke_time FROM issued_tokens p
+        JOIN chain c ON p.jti = c.parent_jti
+        WHERE p.org_id = :org
+    )
+    SELECT count(*) AS links, count(revoke_time) AS revoked FROM chain
+    """
+)
+
+
+# Selectors for bulk revocation: a fixed allow-list of columns, never caller text.
+SELECTORS = {
+    "jti": "jti",
+    "subject": "subject",
+    "client_id": "client_id",
+    "txn": "txn",
+    "all": None,
+}
+
+
+REVOCATION_CHANNEL = "agentauth_revocations"
+EVENT_CHUNK = 500  # jtis per published event
+
+
+# The advisory lock that serializes an org's revocations: OrgTx.lock("revocation")
+# takes "agentauth.revocation:<org>", the key migration 0005's function shares.
+REVOCATION_LOCK = "revocation"
+
+
+# Validators allow clock skew; keep events a little past their tokens' expiry.
+EVENT_RETENTION = dt.timedelta(minutes=5)
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedRevocation:
+    seq: int
+    jtis: list[str]
+    revoke_time: dt.datetime
+    expire_time: dt.datetime
+
+
+class IssuedTokens:
+    """One org's issued-token records and its revocation feed."""
+
+    def __init__(self, tx: OrgTx, session: AsyncSession) -> None:
+        self._tx = tx
+        self._s = session
+        self.org_id = tx.org_id
+
+    async def insert(self, rec: IssuedTokenRecord) -> None:
+        """SQLite's record path: the row, refused if the parent is revoked meanwhile."""
+        if rec.org_id != self.org_id:
+            raise ValueError("the record belongs to another org than this transaction")
+        await self._s.execute(
             insert(IssuedToken).values(
                 org_id=rec.org_id,
                 jti=rec.jti,
@@ -167,7 +230,7 @@ async def _record_one(db: Database, rec: IssuedTokenRecord) -> None:
             # SQLite has one writer: after our insert, no revocation can run
             # until we commit, and the parent's state read here is current.
             parent_revoked = (
-                await s.execute(
+                await self._s.execute(
                     text(
                         "SELECT revoke_time IS NOT NULL FROM issued_tokens "
                         "WHERE org_id = :org AND jti = :jti"
@@ -178,142 +241,76 @@ async def _record_one(db: Database, rec: IssuedTokenRecord) -> None:
             if parent_revoked is None or bool(parent_revoked):  # SQLite answers 0 / 1
                 raise ParentRevoked()
 
+    async def get(self, jti: str) -> IssuedToken | None:
+        stmt = select(IssuedToken).where(IssuedToken.org_id == self.org_id, IssuedToken.jti == jti)
+        return (await self._s.execute(stmt)).scalar_one_or_none()
 
-async def get(db: Database, org_id: str, jti: str) -> IssuedToken | None:
-    async with db.org_tx(org_id) as s:
-        return await TenantRepository(s, org_id).find(IssuedToken, jti=jti)
+    async def active_chain(self, jti: str) -> bool:
+        row = (await self._s.execute(_CHAIN_STATE, {"org": self.org_id, "jti": jti})).one()
+        return bool(row.links) and not row.revoked
 
+    async def revoke_matching(self, selector: str, value: str, now: dt.datetime) -> int:
+        """Revoke every token matching ``selector`` and all their descendants.
 
-_CHAIN_STATE = text(
-    """
-    WITH RECURSIVE chain(jti, parent_jti, revoke_time) AS (
-        SELECT jti, parent_jti, revoke_time FROM issued_tokens
-        WHERE org_id = :org AND jti = :jti
-        UNION ALL
-        SELECT p.jti, p.parent_jti, p.revoke_time FROM issued_tokens p
-        JOIN chain c ON p.jti = c.parent_jti
-        WHERE p.org_id = :org
-    )
-    SELECT count(*) AS links, count(revoke_time) AS revoked FROM chain
-    """
-)
-
-
-async def active_chain(db: Database, org_id: str, jti: str) -> bool:
-    """The token is recorded and neither it nor any ancestor is revoked.
-
-    Walking up the lineage at use time closes the race where a child is minted
-    while its parent is being revoked: the child is dead the moment any link is.
-    """
-    async with db.org_tx(org_id) as s:
-        row = (await s.execute(_CHAIN_STATE, {"org": org_id, "jti": jti})).one()
-    return bool(row.links) and not row.revoked
-
-
-async def revoke_tree(db: Database, org_id: str, jti: str, now: dt.datetime) -> int:
-    """Revoke a token and every token exchanged from it, transitively (RFC 7009 §2.1)."""
-    return await revoke_matching(db, org_id, "jti", jti, now)
-
-
-# Selectors for bulk revocation: a fixed allow-list of columns, never caller text.
-SELECTORS = {
-    "jti": "jti",
-    "subject": "subject",
-    "client_id": "client_id",
-    "txn": "txn",
-    "all": None,
-}
-
-
-REVOCATION_CHANNEL = "agentauth_revocations"
-EVENT_CHUNK = 500  # jtis per published event
-
-
-def revocation_lock_key(org_id: str) -> str:
-    """The advisory-lock key that serializes an org's revocations (migration 0005)."""
-    return "agentauth.revocation:" + org_id
-
-
-async def revoke_matching(
-    db: Database, org_id: str, selector: str, value: str, now: dt.datetime
-) -> int:
-    """Revoke every token of ``org_id`` matching ``selector`` and all their descendants.
-
-    In the same transaction, the revoked jtis are appended to the org's
-    revocation feed and, on PostgreSQL, every replica is notified at commit.
-    Returns how many tokens this call revoked.
-    """
-    column = SELECTORS[selector]
-    condition = f"AND {column} = :value" if column else ""
-    tree = f"""
-        WITH RECURSIVE tree(jti) AS (
-            SELECT jti FROM issued_tokens WHERE org_id = :org {condition}
-            UNION
-            SELECT c.jti FROM issued_tokens c JOIN tree t ON c.parent_jti = t.jti
-            WHERE c.org_id = :org
+        In the same transaction, the revoked jtis are appended to the org's
+        revocation feed and, on PostgreSQL, every replica is notified at commit.
+        Returns how many tokens this call revoked.
+        """
+        column = SELECTORS[selector]
+        condition = f"AND {column} = :value" if column else ""
+        tree = f"""
+            WITH RECURSIVE tree(jti) AS (
+                SELECT jti FROM issued_tokens WHERE org_id = :org {condition}
+                UNION
+                SELECT c.jti FROM issued_tokens c JOIN tree t ON c.parent_jti = t.jti
+                WHERE c.org_id = :org
+            )
+        """  # noqa: S608 - the column comes from SELECTORS, values are bound
+        live = "WHERE org_id = :org AND revoke_time IS NULL AND jti IN (SELECT jti FROM tree)"
+        params: dict[str, object] = {"org": self.org_id, "now": now}
+        if column:
+            params["value"] = value
+        statement = (
+            text(
+                f"{tree} UPDATE issued_tokens SET revoke_time = :now {live} "  # noqa: S608
+                "RETURNING jti, expire_time"
+            )
+            .bindparams(bindparam("now", type_=UTCDateTime()))
+            .columns(jti=String(), expire_time=UTCDateTime())
         )
-    """  # noqa: S608 - the column comes from SELECTORS, values are bound
-    live = "WHERE org_id = :org AND revoke_time IS NULL AND jti IN (SELECT jti FROM tree)"
-    params: dict[str, object] = {"org": org_id, "now": now}
-    if column:
-        params["value"] = value
-    update = (
-        text(
-            f"{tree} UPDATE issued_tokens SET revoke_time = :now {live} "  # noqa: S608
-            "RETURNING jti, expire_time"
-        )
-        .bindparams(bindparam("now", type_=UTCDateTime()))
-        .columns(jti=String(), expire_time=UTCDateTime())
-    )
-    async with db.org_tx(org_id) as s:
         # Children being recorded hold this lock shared: the tree below is
         # computed only after they have committed (or been refused).
-        await db.xact_lock(s, revocation_lock_key(org_id))
-        revoked = (await s.execute(update, params)).all()
+        await self._tx.lock(REVOCATION_LOCK)
+        revoked = (await self._s.execute(statement, params)).all()
         for i in range(0, len(revoked), EVENT_CHUNK):
             chunk = revoked[i : i + EVENT_CHUNK]
-            await s.execute(
+            await self._s.execute(
                 insert(RevocationEvent).values(
-                    org_id=org_id,
+                    org_id=self.org_id,
                     jtis=[r.jti for r in chunk],
                     revoke_time=now,
                     expire_time=max(r.expire_time for r in chunk),
                 )
             )
         if revoked:
-            await db.notify(s, REVOCATION_CHANNEL, org_id)
+            await self._tx.notify(REVOCATION_CHANNEL)
         # Events of tokens that have all expired tell a validator nothing.
-        await s.execute(
+        await self._s.execute(
             delete(RevocationEvent).where(
-                RevocationEvent.org_id == org_id,
+                RevocationEvent.org_id == self.org_id,
                 RevocationEvent.expire_time < now - EVENT_RETENTION,
             )
         )
-    return len(revoked)
+        return len(revoked)
 
-
-# Validators allow clock skew; keep events a little past their tokens' expiry.
-EVENT_RETENTION = dt.timedelta(minutes=5)
-
-
-@dataclass(frozen=True, slots=True)
-class PublishedRevocation:
-    seq: int
-    jtis: list[str]
-    revoke_time: dt.datetime
-    expire_time: dt.datetime
-
-
-async def revocations_after(
-    db: Database, org_id: str, seq: int, now: dt.datetime, limit: int = 100
-) -> list[PublishedRevocation]:
-    """The org's events after ``seq`` whose tokens have not all expired, oldest first."""
-    async with db.org_tx(org_id) as s:
+    async def revocations_after(
+        self, seq: int, now: dt.datetime, limit: int = 100
+    ) -> list[PublishedRevocation]:
         rows = (
-            await s.execute(
+            await self._s.execute(
                 select(RevocationEvent)
                 .where(
-                    RevocationEvent.org_id == org_id,
+                    RevocationEvent.org_id == self.org_id,
                     RevocationEvent.seq > seq,
                     RevocationEvent.expire_time >= now - EVENT_RETENTION,
                 )
@@ -325,12 +322,53 @@ async def revocations_after(
             PublishedRevocation(r.seq, list(r.jtis), r.revoke_time, r.expire_time) for r in rows
         ]
 
-
-async def latest_revocation_seq(db: Database, org_id: str) -> int:
-    async with db.org_tx(org_id) as s:
+    async def latest_revocation_seq(self) -> int:
         value = (
-            await s.execute(
-                select(func.max(RevocationEvent.seq)).where(RevocationEvent.org_id == org_id)
+            await self._s.execute(
+                select(func.max(RevocationEvent.seq)).where(RevocationEvent.org_id == self.org_id)
             )
         ).scalar()
-    return int(value or 0)
+        return int(value or 0)
+
+
+# Storage functions: one unit of work each, for callers that need just this.
+
+
+async def get(db: Database, scope: OrgScope, jti: str) -> IssuedToken | None:
+    async with db.org_tx(scope) as tx:
+        return await tx.issued_tokens.get(jti)
+
+
+async def active_chain(db: Database, scope: OrgScope, jti: str) -> bool:
+    """The token is recorded and neither it nor any ancestor is revoked.
+
+    Walking up the lineage at use time closes the race where a child is minted
+    while its parent is being revoked: the child is dead the moment any link is.
+    """
+    async with db.org_tx(scope) as tx:
+        return await tx.issued_tokens.active_chain(jti)
+
+
+async def revoke_tree(db: Database, scope: OrgScope, jti: str, now: dt.datetime) -> int:
+    """Revoke a token and every token exchanged from it, transitively (RFC 7009 §2.1)."""
+    return await revoke_matching(db, scope, "jti", jti, now)
+
+
+async def revoke_matching(
+    db: Database, scope: OrgScope, selector: str, value: str, now: dt.datetime
+) -> int:
+    async with db.org_tx(scope) as tx:
+        return await tx.issued_tokens.revoke_matching(selector, value, now)
+
+
+async def revocations_after(
+    db: Database, scope: OrgScope, seq: int, now: dt.datetime, limit: int = 100
+) -> list[PublishedRevocation]:
+    """The org's events after ``seq`` whose tokens have not all expired, oldest first."""
+    async with db.org_tx(scope) as tx:
+        return await tx.issued_tokens.revocations_after(seq, now, limit)
+
+
+async def latest_revocation_seq(db: Database, scope: OrgScope) -> int:
+    async with db.org_tx(scope) as tx:
+        return await tx.issued_tokens.latest_revocation_seq()

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import hashlib
 import json
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -41,13 +40,12 @@ from typing import Any, Literal, NoReturn
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from sqlalchemy import delete, insert, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from control_plane.clock import Clock
 from control_plane.domain.errors import Internal, NotFound
 from control_plane.storage.db import Database
-from control_plane.storage.models import SigningKey
+from control_plane.storage.signing_keys import KeyRow, KeyTimes
+from control_plane.storage.units import PlatformTx
 from control_plane.tokens import lifecycle
 from control_plane.tokens.jwk import JwkSet, load_jwks, public_jwk_from_key, thumbprint
 from control_plane.tokens.lifecycle import KeyState
@@ -60,18 +58,7 @@ PrivateKey = ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
 
 _TABLE = "signing_keys"
 _FIELD = "private_key"
-#: One advisory-lock id for all signing-key mutations (stable across processes).
-_LOCK_ID = int.from_bytes(
-    hashlib.sha256(b"agentauth/signing_keys").digest()[:8], "big", signed=True
-)
-
-
-@dataclass(frozen=True, slots=True)
-class _Times:
-    kid: str
-    publish_time: dt.datetime
-    activate_time: dt.datetime
-    taint_time: dt.datetime | None
+_Times = KeyTimes
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,21 +154,18 @@ class SigningKeyManager:
             await self._load()
 
     async def _load(self) -> None:
-        columns = (
-            SigningKey.kid,
-            SigningKey.alg,
-            SigningKey.public_jwk,
-            SigningKey.sealed_private_key,
-            SigningKey.create_time,
-            SigningKey.publish_time,
-            SigningKey.activate_time,
-            SigningKey.taint_time,
-        )
-        async with self._db.platform_tx() as session:
-            snapshot = (await session.execute(select(*columns))).all()
+        async with self._db.platform_tx() as tx:
+            snapshot = await tx.signing_keys.rows()
         held = {k.kid: k for k in self._keys}
         keys: list[_Key] = []
-        for kid, alg, public_jwk, sealed, create, publish, activate, taint in snapshot:
+        for row in snapshot:
+            kid, alg, public_jwk, sealed = row.kid, row.alg, row.public_jwk, row.sealed_private_key
+            create, publish, activate, taint = (
+                row.create_time,
+                row.publish_time,
+                row.activate_time,
+                row.taint_time,
+            )
             known = held.get(kid)
             if known is not None and known.alg == alg:
                 # kid is the public key's thumbprint, so the private key cannot differ.
@@ -242,31 +226,16 @@ class SigningKeyManager:
     # ------------------------------------------------------------- mutations
 
     @asynccontextmanager
-    async def _locked(self) -> AsyncIterator[AsyncSession]:
+    async def _locked(self) -> AsyncIterator[PlatformTx]:
         """A platform transaction holding the deployment-wide signing-key lock."""
-        async with self._db.platform_tx() as session:
-            if self._db.is_postgres:
-                await session.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": _LOCK_ID})
-            else:
-                # A write statement first takes SQLite's single write lock (waiting on
-                # busy_timeout), so the reads below see the latest committed rows.
-                await session.execute(text("UPDATE signing_keys SET kid = kid WHERE 0"))
-            yield session
+        async with self._db.platform_tx() as tx:
+            await tx.signing_keys.lock()
+            yield tx
 
-    async def _times(self, session: AsyncSession) -> list[_Times]:
-        found = await session.execute(
-            select(
-                SigningKey.kid,
-                SigningKey.publish_time,
-                SigningKey.activate_time,
-                SigningKey.taint_time,
-            )
-        )
-        return [_Times(*row) for row in found.all()]
+    async def _times(self, tx: PlatformTx) -> list[_Times]:
+        return await tx.signing_keys.times()
 
-    async def _create(
-        self, session: AsyncSession, *, publish: dt.datetime, activate: dt.datetime
-    ) -> str:
+    async def _create(self, tx: PlatformTx, *, publish: dt.datetime, activate: dt.datetime) -> str:
         private = _generate(self._algorithm)
         public = public_jwk_from_key(private.public_key())
         kid = thumbprint(public)
@@ -277,11 +246,11 @@ class SigningKeyManager:
             serialization.NoEncryption(),
         )
         try:
-            sealed = await self._barrier.seal(PLATFORM, _TABLE, kid, _FIELD, der, session=session)
+            sealed = await self._barrier.seal(PLATFORM, _TABLE, kid, _FIELD, der, tx=tx)
         finally:
             del der
-        await session.execute(
-            insert(SigningKey).values(
+        await tx.signing_keys.insert(
+            KeyRow(
                 kid=kid,
                 alg=self._algorithm,
                 public_jwk=json.dumps(jwk, sort_keys=True, separators=(",", ":")),
@@ -301,19 +270,19 @@ class SigningKeyManager:
         that predates the first key. Also covers "only pending keys exist".
         Returns the new kid, or None when a signer already exists.
         """
-        async with self._locked() as session:
+        async with self._locked() as tx:
             now = self._clock.now()
             kid = None
-            if lifecycle.active_signer(await self._times(session), now) is None:
-                kid = await self._create(session, publish=now, activate=now)
+            if lifecycle.active_signer(await self._times(tx), now) is None:
+                kid = await self._create(tx, publish=now, activate=now)
         await self.load()
         return kid
 
     async def rotate(self) -> str:
         """Add the next key: published now, signing one JWKS cache TTL from now."""
-        async with self._locked() as session:
+        async with self._locked() as tx:
             now = self._clock.now()
-            kid = await self._create(session, publish=now, activate=now + self._cache_ttl)
+            kid = await self._create(tx, publish=now, activate=now + self._cache_ttl)
         await self.load()
         return kid
 
@@ -324,9 +293,9 @@ class SigningKeyManager:
         (that is :meth:`ensure_initial_key`'s job). The check runs under the
         lock, so replicas calling this together rotate once.
         """
-        async with self._locked() as session:
+        async with self._locked() as tx:
             now = self._clock.now()
-            live = [t for t in await self._times(session) if not lifecycle.is_tainted(t, now)]
+            live = [t for t in await self._times(tx) if not lifecycle.is_tainted(t, now)]
             newest = max(live, key=lambda t: (t.activate_time, t.kid), default=None)
             if (
                 newest is None
@@ -335,7 +304,7 @@ class SigningKeyManager:
             ):
                 kid = None
             else:
-                kid = await self._create(session, publish=now, activate=now + self._cache_ttl)
+                kid = await self._create(tx, publish=now, activate=now + self._cache_ttl)
         if kid is not None:
             await self.load()
         return kid
@@ -349,33 +318,31 @@ class SigningKeyManager:
         because verifiers (our TokenValidator included) refetch the JWKS when
         they meet an unknown kid. Tainting an already tainted key is a no-op.
         """
-        async with self._locked() as session:
+        async with self._locked() as tx:
             now = self._clock.now()
-            times = await self._times(session)
+            times = await self._times(tx)
             target = next((t for t in times if t.kid == kid), None)
             if target is None:
                 raise NotFound("signing key not found")
             if not lifecycle.is_tainted(target, now):
                 signer = lifecycle.active_signer(times, now)
-                await session.execute(
-                    update(SigningKey).where(SigningKey.kid == kid).values(taint_time=now)
-                )
+                await tx.signing_keys.taint(kid, now)
                 after = [replace(t, taint_time=now) if t.kid == kid else t for t in times]
                 if (
                     signer is not None
                     and signer.kid == kid
                     and lifecycle.active_signer(after, now) is None
                 ):
-                    await self._create(session, publish=now, activate=now)
+                    await self._create(tx, publish=now, activate=now)
         await self.load()
 
     async def prune(self) -> list[str]:
         """Delete keys whose publication has ended (see :func:`lifecycle.prunable`)."""
-        async with self._locked() as session:
+        async with self._locked() as tx:
             now = self._clock.now()
-            ended = lifecycle.prunable(await self._times(session), now, self._max_token_ttl)
+            ended = lifecycle.prunable(await self._times(tx), now, self._max_token_ttl)
             if ended:
-                await session.execute(delete(SigningKey).where(SigningKey.kid.in_(ended)))
+                await tx.signing_keys.delete(ended)
         await self.load()
         return ended
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from control_plane.clock import Clock
+from control_plane.domain.scope import OrgScope
 from control_plane.storage import issued_tokens
 from control_plane.storage.db import Database
 from control_plane.tokens.keys import SigningKeyManager
@@ -42,7 +43,7 @@ class Minter:
     async def mint(
         self,
         *,
-        org_id: str,
+        scope: OrgScope,
         subject: str,
         client_id: str,
         scopes: Sequence[str],
@@ -55,6 +56,7 @@ class Minter:
         root_jti: str | None = None,
     ) -> MintedToken:
         """Sign and record one token, living at most ``ttl``, 15 minutes and ``not_after``."""
+        org_id = scope.org_id
         now = self.clock.now().replace(microsecond=0)
         exp = now + min(ttl, MAX_TTL)
         if not_after is not None:
@@ -82,6 +84,7 @@ class Minter:
             claims["txn"] = txn
         token = self.keys.sign(claims)
         await self.records.record(
+            scope,
             issued_tokens.IssuedTokenRecord(
                 org_id=org_id,
                 jti=jti,

@@ -22,23 +22,16 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-import psycopg
-
 from control_plane.ids import is_id
 from control_plane.logs import get_logger
 from control_plane.storage.account_events import ACCOUNTS_CHANNEL
 from control_plane.storage.db import Database
 from control_plane.storage.issued_tokens import REVOCATION_CHANNEL
+from control_plane.storage.notifications import ListenerLost, listen
 
 IDENTITY_CHANNEL = "agentauth_identity"
 REVOCATIONS = "revocations"
 ACCOUNTS = "accounts"  # connected-account state changes (storage/account_events.py)
-
-
-def libpq_url(sqlalchemy_url: str) -> str:
-    """The engine URL as a plain libpq connection string for a raw psycopg connection."""
-    scheme, rest = sqlalchemy_url.split("://", 1)
-    return "postgresql://" + rest if scheme.startswith("postgresql") else sqlalchemy_url
 
 
 class RevocationFeed:
@@ -106,23 +99,19 @@ class RevocationFeed:
             self.wake_all()
 
     async def _listen(self) -> None:
-        url = libpq_url(self.db.engine.url.render_as_string(hide_password=False))
+        channels = (REVOCATION_CHANNEL, IDENTITY_CHANNEL, ACCOUNTS_CHANNEL)
         backoff = 0.1
         while True:
             try:
-                conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
-                async with conn:
-                    await conn.execute(f"LISTEN {REVOCATION_CHANNEL}")
-                    await conn.execute(f"LISTEN {IDENTITY_CHANNEL}")
-                    await conn.execute(f"LISTEN {ACCOUNTS_CHANNEL}")
+                async with listen(self.db, channels) as notes:
                     self.listening.set()
                     backoff = 0.1
                     # Anything notified while we were not listening: look now.
                     self.wake_all()
-                    async for note in conn.notifies():
-                        self._dispatch(note.channel, note.payload)
-            except (psycopg.Error, OSError) as exc:
-                self._log.warning("revocation listener disconnected", error=type(exc).__name__)
+                    async for channel, payload in notes:
+                        self._dispatch(channel, payload)
+            except ListenerLost as exc:
+                self._log.warning("revocation listener disconnected", error=str(exc))
             finally:
                 self.listening.clear()
             await asyncio.sleep(backoff * (1 + random.random()))  # noqa: S311 - jitter
@@ -154,8 +143,6 @@ class RevocationFeed:
 
     async def _notify(self, channel: str, org_id: str) -> None:
         try:
-            async with self.db.engine.connect() as conn:
-                await self.db.notify(conn, channel, org_id)
-                await conn.commit()
+            await self.db.notify_now(channel, org_id)
         except Exception as exc:  # best effort: the snapshot's TTL bounds staleness
             self._log.warning("identity notify failed", error=type(exc).__name__)

@@ -34,24 +34,51 @@ from __future__ import annotations
 import secrets
 import struct
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
-
-from sqlalchemy import event
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from typing import Any, Literal, TypeAlias
 
 from control_plane.clock import Clock, SystemClock
-from control_plane.domain.errors import AgentAuthError, BarrierError
+from control_plane.domain.errors import AgentAuthError, AlreadyExists, BarrierError
+from control_plane.domain.scope import OrgScope
 from control_plane.ids import is_id
 from control_plane.storage.db import Database
+from control_plane.storage.deks import WrappedDek
+from control_plane.storage.units import OrgTx, PlatformTx
 from control_plane.vault import aead
 from control_plane.vault.dek_cache import TtlLru
-from control_plane.vault.dek_store import PLATFORM, DekRow, DekStore
 from control_plane.vault.kek import KekError, KekProvider
 
-__all__ = ["FORMAT_VERSION", "PLATFORM", "Barrier", "RewrapReport"]
+__all__ = ["FORMAT_VERSION", "PLATFORM", "Barrier", "RewrapReport", "Scope"]
+
+PLATFORM: Literal["platform"] = "platform"
+#: Whose data key seals a secret: one org's (an OrgScope) or the deployment's own.
+Scope: TypeAlias = OrgScope | Literal["platform"]
+Unit: TypeAlias = OrgTx | PlatformTx
+
+
+@dataclass(frozen=True, slots=True)
+class DekRow:
+    """A wrapped DEK and whose it is (the scope's key string: an org id or PLATFORM)."""
+
+    scope: str
+    version: int
+    kek_version: str
+    wrapped: bytes = b""
+
+    def __repr__(self) -> str:
+        return f"DekRow({self.scope!r}, v{self.version}, {self.kek_version!r})"
+
+
+def _key(scope: Scope) -> str:
+    """The cache and AAD key of a scope."""
+    if isinstance(scope, OrgScope):
+        return scope.org_id
+    if scope != PLATFORM:
+        raise BarrierError("invalid barrier scope")
+    return PLATFORM
+
 
 FORMAT_VERSION = 1
 DEK_SIZE = aead.KEY_SIZE
@@ -81,7 +108,7 @@ class _Context:
     scope: str
     parts: tuple[bytes, ...]
 
-    def aad(self, dek_version: int) -> bytes:
+    def aad(self, dek_version: int) -> bytes:  # noqa: D102
         return _length_prefixed(
             _DATA_LABEL,
             bytes([FORMAT_VERSION]),
@@ -96,10 +123,11 @@ def _check_org(org_id: object) -> str:
     return org_id
 
 
-def _context(scope: str, table: str, row_id: str, field: str) -> _Context:
-    if scope != PLATFORM:
-        _check_org(scope)
-    encoded = [scope.encode("ascii")]
+def _context(scope: Scope, table: str, row_id: str, field: str) -> _Context:
+    key = _key(scope)
+    if key != PLATFORM:
+        _check_org(key)
+    encoded = [key.encode("ascii")]
     for value in (table, row_id, field):
         if not isinstance(value, str) or not value or len(value) > _MAX_NAME:
             raise BarrierError("invalid barrier context")
@@ -107,7 +135,7 @@ def _context(scope: str, table: str, row_id: str, field: str) -> _Context:
             encoded.append(value.encode("utf-8"))
         except UnicodeEncodeError:
             raise BarrierError("invalid barrier context") from None
-    return _Context(scope, tuple(encoded))
+    return _Context(key, tuple(encoded))
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +170,7 @@ class Barrier:
         dek_cache_ttl: float = 300.0,
         dek_cache_size: int = 1024,
     ) -> None:
-        self._store = DekStore(db)
+        self._db = db
         self._kek = kek
         self._clock: Clock = clock or SystemClock()
         self._deks: TtlLru[tuple[str, int], bytes] = TtlLru(
@@ -161,7 +189,8 @@ class Barrier:
 
     async def is_initialized(self) -> bool:
         """Whether a platform DEK exists (tells a fresh database from a missing KEK)."""
-        return await self._store.has_system_rows()
+        async with self._db.platform_tx() as tx:
+            return await tx.deks.get(None) is not None
 
     async def initialize(self, *, allow_create: bool) -> None:
         """Check at startup that the KEK opens the platform DEKs; create v1 if allowed.
@@ -170,14 +199,14 @@ class Barrier:
         instead of failing on the first secret (or, worse, creating a second
         platform key next to one it cannot read).
         """
-        async with self._store.tx(PLATFORM) as session:
-            rows = await self._store.system_rows(session)
+        async with self._db.platform_tx() as tx:
+            rows = [_row(PLATFORM, d) for d in await tx.deks.all()]
         if not rows:
             if not allow_create:
                 raise BarrierError("no platform key")
             try:
                 await self._create_dek(PLATFORM, 1)
-            except IntegrityError:
+            except AlreadyExists:
                 # Another replica initialized first: check that we can open its key.
                 await self.initialize(allow_create=False)
             return
@@ -194,26 +223,28 @@ class Barrier:
 
     # ------------------------------------------------------------- org keys
 
-    async def create_org_key(self, session: AsyncSession, org_id: str) -> None:
-        """Insert DEK version 1 for a new org, in the caller's ``org_tx(org_id)``."""
-        _check_org(org_id)
+    async def create_org_key(self, tx: OrgTx, scope: OrgScope) -> None:
+        """Insert DEK version 1 for the new org ``scope``, in that org's own transaction."""
+        org_id = _own_tx(tx, scope)
         dek = secrets.token_bytes(DEK_SIZE)
         row = await self._wrap(org_id, 1, dek)
-        await self._store.insert(session, row, self._clock.now())
-        # Not cached here: the row is uncommitted. Reads through this session
+        await tx.deks.insert(
+            WrappedDek(row.version, row.kek_version, row.wrapped), self._clock.now()
+        )
+        # Not cached here: the row is uncommitted. Reads through this transaction
         # may cache it; if the transaction rolls back, forget it again.
-        event.listen(session.sync_session, "after_rollback", self._forgetter(org_id), once=True)
+        tx.on_rollback(lambda: self.forget(org_id))
 
-    async def rotate_org_dek(self, org_id: str) -> int:
+    async def rotate_org_dek(self, scope: OrgScope) -> int:
         """Add a DEK version for the org; new seals use it, old versions still open."""
-        return await self._rotate_dek(_check_org(org_id))
+        return await self._rotate_dek(scope)
 
     async def rotate_platform_dek(self) -> int:
         """Add a platform DEK version (same rules as :meth:`rotate_org_dek`)."""
         return await self._rotate_dek(PLATFORM)
 
-    async def destroy_org_keys(self, session: AsyncSession, org_id: str) -> None:
-        """Crypto-shred an org: delete its DEKs in the caller's ``org_tx(org_id)``.
+    async def destroy_org_keys(self, tx: OrgTx, scope: OrgScope) -> None:
+        """Crypto-shred an org: delete its DEKs in the org's own transaction ``tx``.
 
         Every secret sealed for the org becomes unreadable, wherever copies of
         the ciphertext live (backups included), once the deletion commits and
@@ -221,12 +252,15 @@ class Barrier:
         concurrent reader may have re-cached in between); other replicas drop
         theirs within ``dek_cache_ttl``.
         """
-        await self._store.delete_org(session, _check_org(org_id))
+        org_id = _own_tx(tx, scope)
+        await tx.deks.delete_all()
         self.forget(org_id)
-        event.listen(session.sync_session, "after_commit", self._forgetter(org_id), once=True)
+        tx.on_commit(lambda: self.forget(org_id))
 
-    def forget(self, scope: str | None = None) -> None:
+    def forget(self, scope: Scope | str | None = None) -> None:
         """Drop cached DEKs: all of them, or one scope's (the invalidation hook)."""
+        if isinstance(scope, OrgScope):
+            scope = scope.org_id
         if scope is None:
             self._deks.discard(lambda _key: True)
             self._newest.discard(lambda _key: True)
@@ -234,50 +268,48 @@ class Barrier:
         self._deks.discard(lambda key: key[0] == scope)
         self._newest.discard(lambda key: key == scope)
 
-    def _forgetter(self, scope: str) -> Callable[[Any], None]:
-        return lambda _session: self.forget(scope)
-
     # ------------------------------------------------------------- sealing
 
     async def seal(
         self,
-        scope: str,
+        scope: Scope,
         table: str,
         row_id: str,
         field: str,
         plaintext: bytes,
         *,
-        session: AsyncSession | None = None,
+        tx: Unit | None = None,
     ) -> bytes:
         """Encrypt ``plaintext`` for (scope, table, row_id, field) under the newest DEK.
 
-        Pass ``session`` when calling inside a transaction, so that a DEK
-        lookup reuses its connection (SQLite allows one writer) and sees rows
-        the transaction created.
+        Pass ``tx`` when calling inside a transaction of the same scope, so that
+        a DEK lookup reuses its connection (SQLite allows one writer) and sees
+        rows the transaction created.
         """
         context = _context(scope, table, row_id, field)
         if not isinstance(plaintext, bytes | bytearray):
             raise BarrierError("only bytes can be sealed")
-        version = self._newest.get(scope)
+        key = _key(scope)
+        version = self._newest.get(key)
         if version is None:
-            row = await self._fetch(scope, None, session)
+            row = await self._fetch(scope, None, tx)
             dek = await self._dek_from_row(row)
             version = row.version
-            self._newest.put(scope, version)
+            self._newest.put(key, version)
         else:
-            dek = await self._dek(scope, version, session)
+            dek = await self._dek(scope, version, tx)
         header = _HEADER.pack(FORMAT_VERSION, version)
         return header + aead.seal(dek, bytes(plaintext), context.aad(version))
 
     async def open(
         self,
-        scope: str,
+        scope: Scope,
         table: str,
         row_id: str,
         field: str,
         blob: bytes,
         *,
-        session: AsyncSession | None = None,
+        tx: Unit | None = None,
     ) -> bytes:
         """Decrypt a blob from :meth:`seal` given the same context; else BarrierError."""
         context = _context(scope, table, row_id, field)
@@ -286,14 +318,14 @@ class Barrier:
         fmt, version = _HEADER.unpack_from(blob)
         if fmt != FORMAT_VERSION or not 1 <= version <= _MAX_DEK_VERSION:
             raise BarrierError()
-        dek = await self._dek(scope, version, session)
+        dek = await self._dek(scope, version, tx)
         return aead.open_(dek, bytes(blob[_HEADER.size :]), context.aad(version))
 
     # ------------------------------------------------------------- KEK rotation
 
     async def kek_versions_in_use(self) -> dict[str, int]:
         """How many DEKs each KEK version wraps; a version at 0 can be retired."""
-        return dict(Counter(row.kek_version for row in await self._store.all_rows()))
+        return dict(Counter(row.kek_version for row in await self._all_rows()))
 
     async def rotate_kek(
         self,
@@ -316,7 +348,7 @@ class Barrier:
         called before re-wrapping the n-th DEK that needs it (from 1); tests
         raise from it to simulate a crash.
         """
-        rows = await self._store.all_rows()
+        rows = await self._all_rows()
         active = self._kek.active_version()
         if self._kek.can_create_version() and all(r.kek_version == active for r in rows):
             active = await self._kek.create_version()
@@ -336,33 +368,62 @@ class Barrier:
                 progress(done, total)
         return RewrapReport(total, rewrapped, skipped, active)
 
+    async def _all_rows(self) -> list[DekRow]:
+        """Every DEK (without wrapped bytes): system first, then org by org in id order.
+
+        The org list comes from the platform table; each org's rows are read in
+        that org's own transaction, the only place row-level security shows them.
+        """
+        async with self._db.platform_tx() as tx:
+            rows = [_row(PLATFORM, d) for d in await tx.deks.all(with_keys=False)]
+            org_ids = await tx.orgs.ids()
+        for org_id in org_ids:
+            async with self._db.org_tx(_job_scope(org_id)) as otx:
+                rows.extend(_row(org_id, d) for d in await otx.deks.all(with_keys=False))
+        return rows
+
     async def _rewrap(self, planned: DekRow, active: str) -> bool:
         # Read, then re-wrap outside any transaction (a KMS call must not hold
         # a connection or, on SQLite, a stale read snapshot), then one
         # conditional UPDATE in its own committed transaction.
-        async with self._store.tx(planned.scope) as session:
-            current = await self._store.get(session, planned.scope, planned.version)
-        if current is None or current.kek_version == active:
+        scope = _scope_of(planned.scope)
+        async with self._unit(scope, None) as tx:
+            found = await tx.deks.get(planned.version)
+        if found is None or found.kek_version == active:
             return False  # shredded meanwhile, or a concurrent run got there first
+        current = _row(planned.scope, found)
         dek = await self._unwrap(current)
         rewrapped = await self._wrap(current.scope, current.version, dek)
-        return await self._store.replace_wrapping(current, rewrapped.kek_version, rewrapped.wrapped)
+        async with self._unit(scope, None) as tx:
+            return await tx.deks.replace_wrapping(found, rewrapped.kek_version, rewrapped.wrapped)
+
+    def _unit(self, scope: Scope, tx: Unit | None) -> AbstractAsyncContextManager[Unit]:
+        """The caller's transaction if given (same connection, sees its own rows), else ours."""
+        if tx is not None:
+            if isinstance(scope, OrgScope) != isinstance(tx, OrgTx) or (
+                isinstance(tx, OrgTx) and tx.org_id != _key(scope)
+            ):
+                raise BarrierError("the transaction is not of the sealing scope")
+            return _reuse(tx)
+        if isinstance(scope, OrgScope):
+            return self._db.org_tx(scope)
+        return self._db.platform_tx()
 
     # ------------------------------------------------------------- DEK lookup
 
-    async def _fetch(self, scope: str, version: int | None, session: AsyncSession | None) -> DekRow:
+    async def _fetch(self, scope: Scope, version: int | None, tx: Unit | None) -> DekRow:
         """The DEK row (newest when ``version`` is None); missing means shredded or forged."""
-        async with self._store.use(scope, session) as active_session:
-            row = await self._store.get(active_session, scope, version)
-        if row is None:
+        async with self._unit(scope, tx) as unit:
+            found = await unit.deks.get(version)
+        if found is None:
             raise BarrierError(debug="data key not found")
-        return row
+        return _row(_key(scope), found)
 
-    async def _dek(self, scope: str, version: int, session: AsyncSession | None) -> bytes:
-        cached = self._deks.get((scope, version))
+    async def _dek(self, scope: Scope, version: int, tx: Unit | None) -> bytes:
+        cached = self._deks.get((_key(scope), version))
         if cached is not None:
             return cached
-        return await self._dek_from_row(await self._fetch(scope, version, session))
+        return await self._dek_from_row(await self._fetch(scope, version, tx))
 
     async def _dek_from_row(self, row: DekRow) -> bytes:
         cached = self._deks.get((row.scope, row.version))
@@ -372,23 +433,26 @@ class Barrier:
         self._deks.put((row.scope, row.version), dek)
         return dek
 
-    async def _create_dek(self, scope: str, version: int) -> None:
+    async def _create_dek(self, scope: Scope, version: int) -> None:
         """Insert a fresh DEK ``version`` in its own transaction, then cache it."""
+        key = _key(scope)
         dek = secrets.token_bytes(DEK_SIZE)
-        row = await self._wrap(scope, version, dek)  # no connection held during a KMS call
-        async with self._store.tx(scope) as session:
-            await self._store.insert(session, row, self._clock.now())
-        self._deks.put((scope, version), dek)
-        self._newest.put(scope, version)
+        row = await self._wrap(key, version, dek)  # no connection held during a KMS call
+        async with self._unit(scope, None) as tx:
+            await tx.deks.insert(
+                WrappedDek(row.version, row.kek_version, row.wrapped), self._clock.now()
+            )
+        self._deks.put((key, version), dek)
+        self._newest.put(key, version)
 
-    async def _rotate_dek(self, scope: str) -> int:
-        async with self._store.tx(scope) as session:
-            newest = await self._store.get(session, scope, None)
+    async def _rotate_dek(self, scope: Scope) -> int:
+        async with self._unit(scope, None) as tx:
+            newest = await tx.deks.get(None)
         if newest is None:
             raise BarrierError("no data key to rotate")
         try:
             await self._create_dek(scope, newest.version + 1)
-        except IntegrityError:
+        except AlreadyExists:
             # The primary key (scope, version) serializes concurrent rotations.
             raise BarrierError("a concurrent rotation added this DEK version; retry") from None
         return newest.version + 1
@@ -417,3 +481,31 @@ class Barrier:
         if len(dek) != DEK_SIZE:
             raise KekError(debug="unwrapped data key has the wrong size")
         return dek
+
+
+def _own_tx(tx: object, scope: OrgScope) -> str:
+    """The org's id, if ``tx`` is that org's own transaction; else refuse.
+
+    On PostgreSQL a DELETE from any other transaction would match no rows under
+    row-level security and "succeed": the org would look shredded without being so.
+    """
+    if not isinstance(tx, OrgTx) or not isinstance(scope, OrgScope) or tx.org_id != scope.org_id:
+        raise BarrierError("org keys are created and destroyed in the org's own transaction")
+    return _check_org(scope.org_id)
+
+
+def _row(scope: str, dek: WrappedDek) -> DekRow:
+    return DekRow(scope, dek.version, dek.kek_version, dek.wrapped)
+
+
+def _job_scope(org_id: str) -> OrgScope:
+    return OrgScope.for_platform_job(org_id, job="kek-rotation")
+
+
+def _scope_of(key: str) -> Scope:
+    return PLATFORM if key == PLATFORM else _job_scope(key)
+
+
+@asynccontextmanager
+async def _reuse(tx: Unit) -> AsyncIterator[Unit]:
+    yield tx

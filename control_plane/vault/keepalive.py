@@ -13,13 +13,12 @@ import asyncio
 import datetime as dt
 import random
 
-from sqlalchemy import func, select
-
+from control_plane.clock import Clock
 from control_plane.connectors.loader import Catalog
 from control_plane.domain.errors import AgentAuthError
+from control_plane.domain.scope import OrgScope
 from control_plane.logs import get_logger
-from control_plane.services.context import ServiceContext
-from control_plane.storage import models as m
+from control_plane.storage.db import Database
 from control_plane.vault.refresh import RefreshCoordinator
 
 FRACTION = 3  # refresh once a third of the inactivity window has passed
@@ -29,13 +28,15 @@ _log = get_logger("agentauth.keepalive")
 class KeepAlive:
     def __init__(
         self,
-        ctx: ServiceContext,
+        db: Database,
+        clock: Clock,
         catalog: Catalog,
         refresher: RefreshCoordinator,
         *,
         interval: float = 3600.0,
     ) -> None:
-        self.ctx = ctx
+        self.db = db
+        self.clock = clock
         self.catalog = catalog
         self.refresher = refresher
         self.interval = interval
@@ -54,30 +55,19 @@ class KeepAlive:
         windows = self._windows()
         if not windows:
             return 0
-        now = self.ctx.clock.now()
-        async with self.ctx.db.platform_tx() as s:
-            orgs = list((await s.execute(select(m.Organization.id))).scalars())
+        now = self.clock.now()
+        async with self.db.platform_tx() as ptx:
+            orgs = await ptx.orgs.ids()
         done = 0
         for org_id in orgs:
+            scope = OrgScope.for_platform_job(org_id, job="keep-alive")
             due: list[str] = []
-            async with self.ctx.db.org_tx(org_id) as s:
+            async with self.db.org_tx(scope) as tx:
                 for connector_id, window in windows.items():
-                    last = func.coalesce(
-                        m.ConnectedAccount.last_refreshed_time,
-                        m.ConnectedAccount.secret_create_time,
-                    )
-                    rows = await s.execute(
-                        select(m.ConnectedAccount.id).where(
-                            m.ConnectedAccount.org_id == org_id,
-                            m.ConnectedAccount.connector_id == connector_id,
-                            m.ConnectedAccount.state == "ACTIVE",
-                            last < now - window,
-                        )
-                    )
-                    due.extend(rows.scalars())
+                    due.extend(await tx.accounts.idle_since(connector_id, now - window))
             for account_id in due:
                 try:
-                    await self.refresher.access_token(org_id, account_id, force=True)
+                    await self.refresher.ensure_fresh(scope, account_id, force=True)
                     done += 1
                 except AgentAuthError as exc:  # recorded on the account by the coordinator
                     _log.info("keep-alive refresh failed", org_id=org_id, reason=exc.reason)

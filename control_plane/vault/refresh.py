@@ -25,21 +25,23 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-from sqlalchemy import update
 
+from control_plane.clock import Clock
 from control_plane.connectors.authorize import fill_connection
 from control_plane.connectors.loader import Catalog
 from control_plane.domain.errors import FailedPrecondition, NotFound, Unavailable
+from control_plane.domain.scope import OrgScope
 from control_plane.logs import get_logger
-from control_plane.services.connections import OAuthAppService, account_changed, store_secret
-from control_plane.services.context import ServiceContext
-from control_plane.storage import models as m
+from control_plane.storage.db import Database
+from control_plane.vault.accounts import access_expiry, open_secret, store_secret
+from control_plane.vault.barrier import Barrier
 from control_plane.vault.classify import Failure, classify
+from control_plane.vault.credentials import OAuthApps
 from control_plane.vault.oauth_client import TokenEndpointError, kept_fields, request_token
 
 LEASE = dt.timedelta(seconds=30)
@@ -79,26 +81,48 @@ class _Snapshot:
 class RefreshCoordinator:
     def __init__(
         self,
-        ctx: ServiceContext,
+        db: Database,
+        barrier: Barrier,
+        clock: Clock,
         catalog: Catalog,
-        oauth_apps: OAuthAppService,
+        oauth_apps: OAuthApps,
         http: aiohttp.ClientSession,
         *,
         lease: dt.timedelta = LEASE,
+        listeners: Sequence[Callable[[RefreshEvent], None]] = (),
     ) -> None:
         self.lease = lease
-        self.ctx = ctx
+        self.db = db
+        self.barrier = barrier
+        self.clock = clock
         self.catalog = catalog
         self.oauth_apps = oauth_apps
         self.http = http
         self._inflight: dict[tuple[str, str], asyncio.Future[str]] = {}
-        self.events: list[Callable[[RefreshEvent], None]] = [self._log_event]
+        self._listeners: tuple[Callable[[RefreshEvent], None], ...] = (
+            self._log_event,
+            *listeners,
+        )
 
     # ------------------------------------------------------------ public
 
-    async def access_token(self, org_id: str, account_id: str, *, force: bool = False) -> str:
-        """A live access token for the account, refreshing first when it is due."""
-        snap = await self._read(org_id, account_id)
+    async def ensure_fresh(self, scope: OrgScope, account_id: str, *, force: bool = False) -> None:
+        """Make the account's access token fresh (when due, or always with ``force``).
+
+        The operation the rest of the system sees: it answers with nothing or an
+        error, never with the token (``RefreshConnectedAccount``, keep-alive).
+        """
+        await self.access_token(scope, account_id, force=force)
+
+    # ------------------------------------------------------------ vault-internal
+
+    async def access_token(self, scope: OrgScope, account_id: str, *, force: bool = False) -> str:
+        """A live access token for the account, refreshing first when it is due.
+
+        Vault-internal: only the vault's own upstream caller uses the value.
+        """
+        org_id = scope.org_id
+        snap = await self._read(scope, account_id)
         if not force and not self._due(snap):
             return str(snap.secret["access_token"])
         self._check_cooldown(snap)
@@ -109,7 +133,7 @@ class RefreshCoordinator:
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
-            token = await self._refresh(org_id, account_id, snap, force)
+            token = await self._refresh(scope, account_id, snap, force)
             future.set_result(token)
             return token
         except BaseException as exc:
@@ -122,7 +146,7 @@ class RefreshCoordinator:
     # ------------------------------------------------------------ internals
 
     def _check_cooldown(self, snap: _Snapshot) -> None:
-        now = self.ctx.clock.now()
+        now = self.clock.now()
         if snap.blocked_until is not None and snap.blocked_until > now:
             wait = max(1, int((snap.blocked_until - now).total_seconds() + 0.999))
             raise Unavailable(
@@ -145,18 +169,16 @@ class RefreshCoordinator:
         if snap.expires is None:
             return False
         margin = self._connector(snap.connector_id).auth.refresh.refresh_ahead_seconds
-        return snap.expires - dt.timedelta(seconds=margin) <= self.ctx.clock.now()
+        return snap.expires - dt.timedelta(seconds=margin) <= self.clock.now()
 
-    async def _read(self, org_id: str, account_id: str) -> _Snapshot:
-        async with self.ctx.db.org_tx(org_id) as s:
-            row = await s.get(m.ConnectedAccount, (org_id, account_id))
+    async def _read(self, scope: OrgScope, account_id: str) -> _Snapshot:
+        async with self.db.org_tx(scope) as tx:
+            row = await tx.accounts.get(account_id)
             if row is None:
                 raise NotFound()
             if row.secret is None:
                 raise FailedPrecondition("the account is not connected", reason="ACCOUNT_PENDING")
-            opened = await self.ctx.barrier.open(
-                org_id, "connected_accounts", row.id, "secret", row.secret, session=s
-            )
+            opened = await open_secret(self.barrier, tx, row)
             return _Snapshot(
                 row.secret_version,
                 row.state,
@@ -165,38 +187,27 @@ class RefreshCoordinator:
                 row.access_expire_time,
                 row.refresh_lease_until,
                 row.refresh_blocked_until,
-                json.loads(opened),
+                opened,
                 row.connector_id,
                 dict(row.connection_params),
                 dict(row.provider_metadata),
             )
 
-    async def _take_lease(self, org_id: str, account_id: str, version: int) -> bool:
-        now = self.ctx.clock.now()
-        async with self.ctx.db.org_tx(org_id) as s:
-            result = await s.execute(
-                update(m.ConnectedAccount)
-                .where(
-                    m.ConnectedAccount.org_id == org_id,
-                    m.ConnectedAccount.id == account_id,
-                    m.ConnectedAccount.secret_version == version,
-                    (m.ConnectedAccount.refresh_lease_until.is_(None))
-                    | (m.ConnectedAccount.refresh_lease_until < now),
-                )
-                .values(refresh_lease_until=now + self.lease)
-                .returning(m.ConnectedAccount.id)
-            )
-            return result.scalar_one_or_none() is not None
+    async def _take_lease(self, scope: OrgScope, account_id: str, version: int) -> bool:
+        now = self.clock.now()
+        async with self.db.org_tx(scope) as tx:
+            return await tx.accounts.take_lease(account_id, version, now, now + self.lease)
 
-    async def _refresh(self, org_id: str, account_id: str, snap: _Snapshot, force: bool) -> str:
+    async def _refresh(self, scope: OrgScope, account_id: str, snap: _Snapshot, force: bool) -> str:
+        org_id = scope.org_id
         waited = 0.0
         while True:
-            if await self._take_lease(org_id, account_id, snap.version):
+            if await self._take_lease(scope, account_id, snap.version):
                 break
             # Another replica holds the lease (or just finished): wait for its result.
             await asyncio.sleep(WAIT_STEP)
             waited += WAIT_STEP
-            fresh = await self._read(org_id, account_id)
+            fresh = await self._read(scope, account_id)
             if fresh.version != snap.version and (not self._due(fresh) or not force):
                 self._emit(RefreshEvent(org_id, account_id, fresh.connector_id, "waited"))
                 return str(fresh.secret["access_token"])
@@ -208,25 +219,26 @@ class RefreshCoordinator:
                 )
             snap = fresh
         # We hold the lease. Someone may have finished just before: look again.
-        snap = await self._read(org_id, account_id)
+        snap = await self._read(scope, account_id)
         if not force and not self._due(snap):
-            await self._release(org_id, account_id)
+            await self._release(scope, account_id)
             return str(snap.secret["access_token"])
-        return await self._exchange(org_id, account_id, snap)
+        return await self._exchange(scope, account_id, snap)
 
-    async def _exchange(self, org_id: str, account_id: str, snap: _Snapshot) -> str:
+    async def _exchange(self, scope: OrgScope, account_id: str, snap: _Snapshot) -> str:
+        org_id = scope.org_id
         c = self._connector(snap.connector_id)
         refresh_token = snap.secret.get("refresh_token")
         if not c.auth.refresh.supported or not isinstance(refresh_token, str):
-            await self._release(org_id, account_id)
+            await self._release(scope, account_id)
             raise FailedPrecondition(
                 "the provider gave no refresh token; the user must reconnect",
                 reason="REFRESH_UNSUPPORTED",
             )
-        app = await self.oauth_apps.client_for(org_id, c.id)
+        app = await self.oauth_apps.client_for(scope, c.id)
         if app is None:
             await self._settle(
-                org_id, account_id, snap, Failure("operator_error", "OAUTH_APP_MISSING")
+                scope, account_id, snap, Failure("operator_error", "OAUTH_APP_MISSING")
             )
             raise FailedPrecondition("no OAuth app is configured", reason="OAUTH_APP_MISSING")
         self._emit(RefreshEvent(org_id, account_id, c.id, "attempt"))
@@ -236,34 +248,30 @@ class RefreshCoordinator:
                 self.http,
                 c,
                 url,
-                app[0],
-                app[1],
+                app.client_id,
+                app.client_secret.reveal(),
                 {"grant_type": "refresh_token", "refresh_token": refresh_token},
             )
         except TokenEndpointError as exc:
             failure = self._failure(c, exc)
             if failure.error_class == "refresh_race":
                 # Was it rotated by someone else meanwhile? Then that token is good.
-                again = await self._read(org_id, account_id)
+                again = await self._read(scope, account_id)
                 if again.version != snap.version:
                     self._emit(RefreshEvent(org_id, account_id, c.id, "reused", failure.reason))
                     return str(again.secret["access_token"])
                 failure = Failure("revoked", self._why_dead(c, snap, failure.reason))
-            await self._settle(org_id, account_id, snap, failure)
+            await self._settle(scope, account_id, snap, failure)
             raise self._error(failure) from None
-        now = self.ctx.clock.now()
+        now = self.clock.now()
         document = dict(snap.secret)
         document.update(tokens.secret_document())  # no refresh_token in it: the old one stays
         if not tokens.refresh_token and "refresh_token" in snap.secret:
             document["refresh_token"] = snap.secret["refresh_token"]
-        expires: dt.datetime | None = None
-        if tokens.expires_in is not None:
-            expires = now + dt.timedelta(seconds=tokens.expires_in)
-        elif c.auth.refresh.default_access_ttl_seconds:
-            expires = now + dt.timedelta(seconds=c.auth.refresh.default_access_ttl_seconds)
+        expires = access_expiry(c, tokens.expires_in, now)
         metadata = {**snap.metadata, **kept_fields(tokens, c)}
-        async with self.ctx.db.org_tx(org_id) as s:
-            row = await s.get(m.ConnectedAccount, (org_id, account_id), with_for_update=True)
+        async with self.db.org_tx(scope) as tx:
+            row = await tx.accounts.get_for_update(account_id)
             if row is None or row.secret_version != snap.version:
                 raise Unavailable("the account changed during the refresh", reason="REFRESH_RACE")
             row.access_expire_time = expires
@@ -271,7 +279,7 @@ class RefreshCoordinator:
             row.last_refreshed_time = now
             row.refresh_lease_until = None
             row.refresh_blocked_until = None
-            await store_secret(self.ctx, s, row, document, now)
+            await store_secret(self.barrier, tx, row, document, now)
         self._emit(RefreshEvent(org_id, account_id, c.id, "refreshed"))
         return tokens.access_token
 
@@ -283,7 +291,7 @@ class RefreshCoordinator:
             return "ROTATED_RESPONSE_LOST"
         days = c.auth.refresh.inactivity_expiry_days
         idle = snap.last_activity
-        if days and idle is not None and self.ctx.clock.now() - idle > dt.timedelta(days=days):
+        if days and idle is not None and self.clock.now() - idle > dt.timedelta(days=days):
             return "INACTIVITY"
         return reason
 
@@ -308,11 +316,12 @@ class RefreshCoordinator:
         return FailedPrecondition("the user must reconnect this account", reason="ACCOUNT_REVOKED")
 
     async def _settle(
-        self, org_id: str, account_id: str, snap: _Snapshot, failure: Failure
+        self, scope: OrgScope, account_id: str, snap: _Snapshot, failure: Failure
     ) -> None:
-        now = self.ctx.clock.now()
-        async with self.ctx.db.org_tx(org_id) as s:
-            row = await s.get(m.ConnectedAccount, (org_id, account_id), with_for_update=True)
+        org_id = scope.org_id
+        now = self.clock.now()
+        async with self.db.org_tx(scope) as tx:
+            row = await tx.accounts.get_for_update(account_id)
             if row is None:
                 return
             if failure.error_class in ("transient", "rate_limited"):
@@ -331,27 +340,23 @@ class RefreshCoordinator:
                         if failure.reason != OUTCOME_UNKNOWN or too_long:
                             row.state_reason = reason
                         row.state, row.state_change_time = "EXPIRED", now
-                        await account_changed(self.ctx, s, row, now)
+                        await tx.account_events.changed(row, now)
                 outcome = "transient"
             else:
                 state = "ERROR" if failure.error_class == "operator_error" else "REVOKED"
                 row.state, row.state_reason, row.state_change_time = state, failure.reason, now
                 row.refresh_lease_until = None
                 row.update_time = now
-                await account_changed(self.ctx, s, row, now)
+                await tx.account_events.changed(row, now)
                 outcome = "error" if state == "ERROR" else "revoked"
         self._emit(RefreshEvent(org_id, account_id, snap.connector_id, outcome, failure.reason))
 
-    async def _release(self, org_id: str, account_id: str) -> None:
-        async with self.ctx.db.org_tx(org_id) as s:
-            await s.execute(
-                update(m.ConnectedAccount)
-                .where(m.ConnectedAccount.org_id == org_id, m.ConnectedAccount.id == account_id)
-                .values(refresh_lease_until=None)
-            )
+    async def _release(self, scope: OrgScope, account_id: str) -> None:
+        async with self.db.org_tx(scope) as tx:
+            await tx.accounts.release_lease(account_id)
 
     def _emit(self, event: RefreshEvent) -> None:
-        for listener in self.events:
+        for listener in self._listeners:
             listener(event)
 
     @staticmethod

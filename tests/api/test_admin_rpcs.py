@@ -240,8 +240,11 @@ async def test_delete_organization_shreds_keys_and_rows(harness) -> None:
     await harness.populate(org, client)
     org_id = org.split("/")[1]
     barrier = harness.runtime.barrier
-    async with harness.runtime.db.org_tx(org_id) as s:
-        blob = await barrier.seal(org_id, "users", "r", "f", b"tenant secret", session=s)
+    from tests.scopes import scope
+
+    org_scope = scope(org_id)
+    async with harness.runtime.db.org_tx(org_scope) as s:
+        blob = await barrier.seal(org_scope, "users", "r", "f", b"tenant secret", tx=s)
     await harness.platform.admin.DeleteOrganization(pb.DeleteOrganizationRequest(name=org))
     snapshot = await harness.snapshot()
     leftovers = {t: rows for t, rows in snapshot.items() if any(org_id in map(str, r) for r in rows)}
@@ -249,4 +252,4 @@ async def test_delete_organization_shreds_keys_and_rows(harness) -> None:
     from control_plane.domain.errors import BarrierError
 
     with pytest.raises(BarrierError):
-        await barrier.open(org_id, "users", "r", "f", blob)
+        await barrier.open(org_scope, "users", "r", "f", blob)

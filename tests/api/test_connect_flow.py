@@ -46,8 +46,10 @@ async def sealed_secret(harness: Any, org: str, account: str) -> dict[str, Any]:
             ).scalar_one()
     finally:
         await owner.dispose()
+    from tests.scopes import scope
+
     opened = await harness.runtime.barrier.open(
-        org.split("/")[1], "connected_accounts", account.rsplit("/", 1)[1], "secret", blob
+        scope(org.split("/")[1]), "connected_accounts", account.rsplit("/", 1)[1], "secret", blob
     )
     return dict(json.loads(opened))
 

@@ -107,13 +107,18 @@ async def test_connectors_start_disabled_and_follow_config_and_app_source(harnes
     )
     # The org's own app wins; the deployment's is used otherwise.
     apps = harness.servers  # noqa: F841 - keep the harness alive
-    from control_plane.services.connections import OAuthAppService
+    from tests.scopes import scope
 
-    service = OAuthAppService(harness.runtime.services, harness.runtime.catalog)
-    assert await service.client_for(org.split("/")[1], "gmail") == (
+    apps = harness.servers.vault.oauth_apps
+
+    async def client_for(org_id: str, connector: str) -> tuple[str, str, str]:
+        c = await apps.client_for(scope(org_id), connector)
+        return c.client_id, c.client_secret.reveal(), c.source
+
+    assert await client_for(org.split("/")[1], "gmail") == (
         "org-client", "other-secret", "ORGANIZATION")
     other, _, _ = await harness.new_org("Other")
-    assert await service.client_for(other.split("/")[1], "gmail") == (
+    assert await client_for(other.split("/")[1], "gmail") == (
         "deployment-client", "s3cret-value", "DEPLOYMENT")
 
 
@@ -247,8 +252,10 @@ async def test_byok_keys_are_validated_sealed_and_rotated(harness: Any) -> None:
     finally:
         await owner.dispose()
     assert b"SecondKey" not in blob
+    from tests.scopes import scope
+
     opened = await harness.runtime.barrier.open(
-        org.split("/")[1], "connected_accounts", acct.name.rsplit("/", 1)[1], "secret", blob)
+        scope(org.split("/")[1]), "connected_accounts", acct.name.rsplit("/", 1)[1], "secret", blob)
     assert b"rk_test_SecondKey987654zz" in opened
     # An OAuth account does not take a key.
     await enable(admin, org, "gmail")

@@ -16,10 +16,11 @@ from sqlalchemy import text
 
 from control_plane.connectors.loader import load_catalog
 from control_plane.domain.errors import FailedPrecondition, Unavailable
-from control_plane.services.connections import OAuthAppService
-from control_plane.services.context import ServiceContext
+from control_plane.clock import Clock
 from control_plane.storage.db import Database
+from control_plane.vault.credentials import OAuthApps
 from control_plane.vault.refresh import RefreshCoordinator, RefreshEvent
+from tests.scopes import scope
 from tests.api.connect_helpers import browser, connect_world, consent, finish, start
 
 
@@ -50,15 +51,20 @@ async def _expire(harness: Any) -> None:
 class Replica:
     """A coordinator with its own engine and HTTP session (one per replica)."""
 
-    def __init__(self, harness: Any) -> None:
+    def __init__(self, harness: Any, clock: Clock | None = None) -> None:
         rt = harness.runtime
         self.db = Database(harness.database_url)
-        ctx = ServiceContext(self.db, rt.barrier, rt.clock)
+        self.clock = clock or rt.clock
         self.http = aiohttp.ClientSession()
         self.events: list[RefreshEvent] = []
         self.coordinator = RefreshCoordinator(
-            ctx, rt.catalog, OAuthAppService(ctx, rt.catalog), self.http)
-        self.coordinator.events.append(self.events.append)
+            self.db, rt.barrier, self.clock, rt.catalog, OAuthApps(self.db, rt.barrier),
+            self.http, listeners=[self.events.append])
+
+    def keep_alive(self, catalog: Any) -> Any:
+        from control_plane.vault.keepalive import KeepAlive
+
+        return KeepAlive(self.db, self.clock, catalog, self.coordinator)
 
     async def close(self) -> None:
         await self.http.close()
@@ -73,8 +79,8 @@ def _access_tokens(w: Any) -> list[str]:
 async def replicas(harness: Any) -> Any:
     made: list[Replica] = []
 
-    def make() -> Replica:
-        made.append(Replica(harness))
+    def make(clock: Clock | None = None) -> Replica:
+        made.append(Replica(harness, clock))
         return made[-1]
 
     yield make
@@ -85,7 +91,7 @@ async def replicas(harness: Any) -> Any:
 async def test_a_due_token_is_refreshed_once_then_reused(harness: Any, replicas: Any) -> None:
     async with connect_world(harness, "gmail") as w:
         account = await _connect(w)
-        org = w.org.split("/")[1]
+        org = scope(w.org.split("/")[1])
         r = replicas()
         first = await r.coordinator.access_token(org, account)
         assert first == _access_tokens(w)[-1] and len(_access_tokens(w)) == 1  # not due yet
@@ -102,7 +108,7 @@ async def test_a_due_token_is_refreshed_once_then_reused(harness: Any, replicas:
 async def test_single_flight_in_a_process_and_across_replicas(harness: Any, replicas: Any) -> None:
     async with connect_world(harness, "slack") as w:  # single-use rotating refresh tokens
         account = await _connect(w)
-        org = w.org.split("/")[1]
+        org = scope(w.org.split("/")[1])
         a, b = replicas(), replicas()
         await _expire(harness)
         before = len(_access_tokens(w))
@@ -124,7 +130,7 @@ async def test_a_refresh_without_refresh_token_or_kept_fields_keeps_the_stored_o
 ) -> None:
     async with connect_world(harness, "salesforce") as w:
         account = await _connect(w)
-        org = w.org.split("/")[1]
+        org = scope(w.org.split("/")[1])
         import json
 
         def as_dict(value: Any) -> dict[str, str]:
@@ -147,7 +153,7 @@ async def test_a_refresh_without_refresh_token_or_kept_fields_keeps_the_stored_o
 async def test_revoked_at_the_provider_marks_the_account_revoked(harness: Any, replicas: Any) -> None:
     async with connect_world(harness, "gmail") as w:
         account = await _connect(w)
-        org = w.org.split("/")[1]
+        org = scope(w.org.split("/")[1])
         w.provider.revoke_all()
         r = replicas()
         with pytest.raises(FailedPrecondition) as info:
@@ -165,7 +171,7 @@ async def test_broken_client_credentials_are_an_operator_error_not_a_reconnect(
 
     async with connect_world(harness, "gmail") as w:
         account = await _connect(w)
-        org = w.org.split("/")[1]
+        org = scope(w.org.split("/")[1])
         await w.admin.connections.SetOAuthApp(pb.SetOAuthAppRequest(oauth_app=pb.OAuthApp(
             name=f"{w.org}/oauthApps/gmail", client_id="sandbox-client",
             client_secret="wrong-secret")))
@@ -180,7 +186,7 @@ async def test_broken_client_credentials_are_an_operator_error_not_a_reconnect(
 async def test_transient_failures_keep_the_token_and_cool_down(harness: Any, replicas: Any) -> None:
     async with connect_world(harness, "gmail") as w:
         account = await _connect(w)
-        org = w.org.split("/")[1]
+        org = scope(w.org.split("/")[1])
         w.provider.faults.retry_after = 5
         w.provider.faults.next_token_status = 503
         r = replicas()
@@ -200,7 +206,7 @@ async def test_transient_failures_keep_the_token_and_cool_down(harness: Any, rep
 async def test_a_crashed_lease_holder_delays_but_never_locks_out(harness: Any, replicas: Any) -> None:
     async with connect_world(harness, "gmail") as w:
         account = await _connect(w)
-        org = w.org.split("/")[1]
+        org = scope(w.org.split("/")[1])
         await _expire(harness)
         # A replica took the lease and died: it lapses in a second.
         await _sql(harness, "UPDATE connected_accounts SET refresh_lease_until = :t",
@@ -256,7 +262,7 @@ async def test_keep_alive_refreshes_idle_accounts_once_across_replicas(
     async with connect_world(harness, "gmail") as w:  # Google: 180 days of inactivity
         account = await _connect(w)
         a, b = replicas(), replicas()
-        keep = [KeepAlive(r.coordinator.ctx, harness.runtime.catalog, r.coordinator) for r in (a, b)]
+        keep = [r.keep_alive(harness.runtime.catalog) for r in (a, b)]
         assert [await k.run_once() for k in keep] == [0, 0]  # just connected: not due
         await _sql(harness, "UPDATE connected_accounts SET secret_create_time = :t",
                    t=dt.datetime.now(dt.UTC) - dt.timedelta(days=61))
@@ -275,7 +281,7 @@ async def test_a_lost_refresh_response_ends_in_a_defined_state(
 ) -> None:
     async with connect_world(harness, connector) as w:
         account = await _connect(w)
-        org = w.org.split("/")[1]
+        org = scope(w.org.split("/")[1])
         r = replicas()
         w.provider.faults.lose_response = True  # the provider rotates, the answer is lost
         with pytest.raises(Unavailable) as first:
@@ -310,10 +316,9 @@ async def test_keep_alive_with_a_clock_before_and_past_googles_six_months(
     fake = FakeClock(dt.datetime.now(dt.UTC))
     async with connect_world(harness, "gmail", clock=lambda: fake.now().timestamp()) as w:
         account = await _connect(w)
-        org = w.org.split("/")[1]
-        r = replicas()
-        r.coordinator.ctx.clock = fake  # type: ignore[misc]
-        keep = KeepAlive(r.coordinator.ctx, harness.runtime.catalog, r.coordinator)
+        org = scope(w.org.split("/")[1])
+        r = replicas(fake)
+        keep = r.keep_alive(harness.runtime.catalog)
         fake.advance(dt.timedelta(days=61))
         assert await keep.run_once() == 1  # exercised well before six months
         [(state,)] = await _sql(harness, "SELECT state FROM connected_accounts")
@@ -348,7 +353,7 @@ async def test_each_providers_signals_are_classified(
             status, page = await finish(b, done)
         assert status == 200, page[-300:]
         account = acct.name.rsplit("/", 1)[1]
-        org = w.org.split("/")[1]
+        org = scope(w.org.split("/")[1])
         r = replicas()
 
         async def reset() -> None:
@@ -389,7 +394,7 @@ async def test_an_expired_token_that_cannot_be_refreshed_is_expired_then_recover
 ) -> None:
     async with connect_world(harness, "gmail") as w:
         account = await _connect(w)
-        org = w.org.split("/")[1]
+        org = scope(w.org.split("/")[1])
         r = replicas()
         await _expire(harness)
         w.provider.faults.next_token_status = 503

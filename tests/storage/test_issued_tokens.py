@@ -10,22 +10,52 @@ import pytest
 
 from control_plane.domain.errors import AlreadyExists, Unavailable
 from control_plane.ids import new_id
-from control_plane.storage import issued_tokens
+from control_plane.storage import issued_tokens as _storage
 from control_plane.storage.db import Database
-from control_plane.storage.models import Organization
-from control_plane.storage.repositories import PlatformRepository
+from tests.scopes import add_org, org_session, scope
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
+class _Writer:
+    def __init__(self, db: Database) -> None:
+        self.inner = _storage.IssuedTokenWriter(db)
+
+    async def record(self, rec: _storage.IssuedTokenRecord) -> None:
+        await self.inner.record(scope(rec.org_id), rec)
+
+
+class _ByOrgId:
+    """The storage functions with an org id where they take an OrgScope (test shorthand)."""
+
+    IssuedTokenRecord = _storage.IssuedTokenRecord
+    ParentRevoked = _storage.ParentRevoked
+    IssuedTokenWriter = _Writer
+    REVOCATION_LOCK = _storage.REVOCATION_LOCK
+
+    async def get(self, db: Database, org: str, jti: str) -> object:
+        return await _storage.get(db, scope(org), jti)
+
+    async def active_chain(self, db: Database, org: str, jti: str) -> bool:
+        return await _storage.active_chain(db, scope(org), jti)
+
+    async def revoke_tree(self, db: Database, org: str, jti: str, now: dt.datetime) -> int:
+        return await _storage.revoke_tree(db, scope(org), jti, now)
+
+    async def revocations_after(
+        self, db: Database, org: str, seq: int, now: dt.datetime
+    ) -> list[_storage.PublishedRevocation]:
+        return await _storage.revocations_after(db, scope(org), seq, now)
+
+    def revocation_lock_key(self, org: str) -> str:
+        return f"agentauth.{_storage.REVOCATION_LOCK}:{org}"
+
+
+issued_tokens = _ByOrgId()
+
+
 async def _org(db: Database) -> str:
-    org_id = new_id()
-    async with db.platform_tx() as s:
-        await PlatformRepository(s).add(
-            Organization(id=org_id, display_name="o", state="ACTIVE", create_time=NOW,
-                         update_time=NOW, access_token_ttl_seconds=300)
-        )
-    return org_id
+    return await add_org(db, new_id(), NOW)
 
 
 def _rec(org_id: str, jti: str | None = None) -> issued_tokens.IssuedTokenRecord:
@@ -151,7 +181,7 @@ async def test_a_child_racing_a_revocation_waits_for_it_and_is_refused(db: Datab
     parent = _rec(org)
     await writer.record(parent)
     child = _child(parent)
-    async with db.org_tx(org) as s:
+    async with org_session(db, org) as s:
         await s.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
                         {"k": issued_tokens.revocation_lock_key(org)})
         await s.execute(text("UPDATE issued_tokens SET revoke_time = now() WHERE jti = :j"),

@@ -10,20 +10,20 @@ from sqlalchemy import select, text
 from control_plane.ids import new_id
 from control_plane.storage.db import Database
 from control_plane.storage.models import TENANT_TABLES, Organization, User
-from control_plane.storage.repositories import PlatformRepository, TenantRepository
+from tests.scopes import org_session, scope
 
 NOW = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 
 
 async def _org_with_user(db: Database) -> tuple[str, str]:
     org_id, user_id = new_id(), new_id()
-    async with db.org_tx(org_id) as s:
-        await PlatformRepository(s).add(
+    async with db.org_tx(scope(org_id)) as tx:
+        await tx.create_org(
             Organization(
                 id=org_id, display_name="o", state="ACTIVE", create_time=NOW, update_time=NOW
             )
         )
-        await TenantRepository(s, org_id).add(
+        await tx.users.add(
             User(
                 org_id=org_id,
                 id=user_id,
@@ -41,11 +41,11 @@ async def _org_with_user(db: Database) -> tuple[str, str]:
 async def test_repository_sees_only_its_org(db: Database) -> None:
     org_a, user_a = await _org_with_user(db)
     org_b, _ = await _org_with_user(db)
-    async with db.org_tx(org_b) as s:
-        assert await TenantRepository(s, org_b).get(User, user_a) is None
-    async with db.org_tx(org_a) as s:
-        repo = TenantRepository(s, org_a)
-        assert (await repo.get(User, user_a)) is not None
+    async with db.org_tx(scope(org_b)) as tx:
+        assert await tx.users.get(user_a) is None
+    async with db.org_tx(scope(org_a)) as tx:
+        repo = tx.users
+        assert (await repo.get(user_a)) is not None
         with pytest.raises(ValueError):
             await repo.add(
                 User(
@@ -68,12 +68,13 @@ async def test_query_without_org_filter_or_setting_sees_nothing(db: Database) ->
     org_a, _ = await _org_with_user(db)
     org_b, user_b = await _org_with_user(db)
     # A query that forgets its org filter, with no org setting: 0 rows.
-    async with db.platform_tx() as s:
+    async with db.platform_tx() as tx:
+        s = tx._session
         for table in TENANT_TABLES:
             count = (await s.execute(text(f"SELECT count(*) FROM {table}"))).scalar()
             assert count == 0, table
     # The same forgotten filter inside org A's transaction: only A's rows.
-    async with db.org_tx(org_a) as s:
+    async with org_session(db, org_a) as s:
         rows = (await s.execute(select(User))).scalars().all()
         assert {r.org_id for r in rows} == {org_a}
         # Writing a row for org B from A's transaction is refused by the policy.
@@ -90,8 +91,8 @@ async def test_query_without_org_filter_or_setting_sees_nothing(db: Database) ->
         # And an unfiltered UPDATE cannot reach B's row.
         result = await s.execute(text("UPDATE users SET display_name = 'pwned'"))
         assert result.rowcount == 1
-    async with db.org_tx(org_b) as s:
-        row = await TenantRepository(s, org_b).get(User, user_b)
+    async with db.org_tx(scope(org_b)) as tx:
+        row = await tx.users.get(user_b)
         assert row is not None and row.display_name == ""
 
 
@@ -99,7 +100,8 @@ async def test_query_without_org_filter_or_setting_sees_nothing(db: Database) ->
 async def test_runtime_role_is_not_owner_and_cannot_bypass(db: Database) -> None:
     if not db.is_postgres:
         pytest.skip("row-level security is a PostgreSQL feature")
-    async with db.platform_tx() as s:
+    async with db.platform_tx() as tx:
+        s = tx._session
         role = (await s.execute(text("SELECT current_user"))).scalar()
         bypass = (
             await s.execute(

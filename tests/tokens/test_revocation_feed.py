@@ -15,22 +15,17 @@ import pytest
 from control_plane.ids import new_id
 from control_plane.storage import issued_tokens
 from control_plane.storage.db import Database
-from control_plane.storage.models import Organization
-from control_plane.storage.repositories import PlatformRepository
-from control_plane.tokens.revocation_feed import IDENTITY_CHANNEL, RevocationFeed, libpq_url
+from control_plane.storage.db import libpq_url
+from tests.scopes import add_org, scope
+from control_plane.tokens.revocation_feed import IDENTITY_CHANNEL, RevocationFeed
 from tests.conftest import PG_ADMIN_URL
 
 NOW = dt.datetime.now(dt.UTC)
 
 
 async def _org_with_token(db: Database) -> str:
-    org_id = new_id()
-    async with db.platform_tx() as s:
-        await PlatformRepository(s).add(
-            Organization(id=org_id, display_name="o", state="ACTIVE", create_time=NOW,
-                         update_time=NOW, access_token_ttl_seconds=300)
-        )
-    await issued_tokens.IssuedTokenWriter(db).record(issued_tokens.IssuedTokenRecord(
+    org_id = await add_org(db, new_id(), NOW)
+    await issued_tokens.IssuedTokenWriter(db).record(scope(org_id), issued_tokens.IssuedTokenRecord(
         org_id=org_id, jti=uuid.uuid4().hex, subject="orgs/x/users/y", client_id="orgs/x/agents/z",
         scopes=[], audiences=["https://api"], issue_time=NOW,
         expire_time=NOW + dt.timedelta(minutes=5)))
@@ -61,7 +56,7 @@ async def test_a_revocation_wakes_watchers_on_every_replica(db: Database, make_f
     org = await _org_with_token(db)
     tickets = [here.ticket(org), there.ticket(org)]
     other = there.ticket(await _org_with_token(db))
-    await issued_tokens.revoke_matching(db, org, "all", "", NOW)
+    await issued_tokens.revoke_matching(db, scope(org), "all", "", NOW)
     if db.is_postgres:  # by NOTIFY, long before the hour-long poll
         await asyncio.wait_for(asyncio.gather(*(t.wait() for t in tickets)), 2)
         assert not other.is_set()  # another org's watchers sleep on

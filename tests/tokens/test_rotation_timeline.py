@@ -26,6 +26,7 @@ from control_plane.tokens.jws import TOKEN_KEY_UNKNOWN, TokenInvalid, verify_com
 from control_plane.tokens.keys import SigningKeyManager
 from control_plane.vault.barrier import PLATFORM, Barrier
 from control_plane.vault.kek import FileKekProvider
+from tests.scopes import platform_session
 
 CACHE_TTL = dt.timedelta(minutes=5)
 MAX_TOKEN_TTL = dt.timedelta(minutes=15)
@@ -296,7 +297,7 @@ async def test_the_database_holds_no_private_key_plaintext(
     db: Database, make_manager: MakeManager, barrier: Barrier
 ) -> None:
     manager, kid = await bootstrapped(make_manager)
-    async with db.platform_tx() as session:
+    async with platform_session(db) as session:
         row = (await session.execute(select(SigningKey).where(SigningKey.kid == kid))).scalar_one()
         sealed, public_jwk = row.sealed_private_key, row.public_jwk
     der = await barrier.open(PLATFORM, "signing_keys", kid, "private_key", sealed)
@@ -318,7 +319,7 @@ async def test_a_sealed_key_moved_to_another_row_does_not_open(
 ) -> None:
     manager, first = await bootstrapped(make_manager)
     second = await manager.rotate()
-    async with db.platform_tx() as session:
+    async with platform_session(db) as session:
         sealed = (
             await session.execute(
                 select(SigningKey.sealed_private_key).where(SigningKey.kid == first)
@@ -337,7 +338,7 @@ async def test_a_tampered_public_jwk_is_refused_on_load(
     manager, kid = await bootstrapped(make_manager)
     jwk = dict(manager.jwks()["keys"][0])
     jwk["x"] = jwk["y"]
-    async with db.platform_tx() as session:
+    async with platform_session(db) as session:
         await session.execute(
             update(SigningKey).where(SigningKey.kid == kid).values(public_jwk=json.dumps(jwk))
         )

@@ -8,14 +8,16 @@ from pathlib import Path
 import pytest
 
 from control_plane.clock import FakeClock
+from control_plane.domain.scope import OrgScope
 from control_plane.ids import new_id
 from control_plane.storage.db import Database
 from control_plane.storage.models import Organization
 from control_plane.vault.barrier import Barrier
 from control_plane.vault.fakes import FaultyKek
 from control_plane.vault.kek import FileKekProvider
+from tests.scopes import scope
 
-MakeOrg = Callable[[Barrier], Awaitable[str]]
+MakeOrg = Callable[[Barrier], Awaitable[OrgScope]]
 
 
 @pytest.fixture
@@ -55,11 +57,11 @@ def make_org(db: Database) -> MakeOrg:
     org's own transaction so that row-level security's WITH CHECK passes.
     """
 
-    async def _make(barrier: Barrier) -> str:
+    async def _make(barrier: Barrier) -> OrgScope:
         org_id = new_id()
         now = FakeClock().now()
-        async with db.platform_tx() as session:
-            session.add(
+        async with db.platform_tx() as tx:
+            await tx.orgs.add(
                 Organization(
                     id=org_id,
                     display_name=f"org {org_id[:6]}",
@@ -68,8 +70,9 @@ def make_org(db: Database) -> MakeOrg:
                     update_time=now,
                 )
             )
-        async with db.org_tx(org_id) as session:
-            await barrier.create_org_key(session, org_id)
-        return org_id
+        org = scope(org_id)
+        async with db.org_tx(org) as tx:
+            await barrier.create_org_key(tx, org)
+        return org
 
     return _make

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import delete, func, select
 
 from control_plane.clock import FakeClock
+from control_plane.domain.scope import OrgScope
 from control_plane.domain.errors import BarrierError
 from control_plane.ids import new_id
 from control_plane.storage.db import Database
@@ -22,8 +23,9 @@ from control_plane.vault import aead
 from control_plane.vault.barrier import PLATFORM, Barrier
 from control_plane.vault.fakes import FaultyKek
 from control_plane.vault.kek import EnvKekProvider, FileKekProvider, KekError
+from tests.scopes import org_session, platform_session, scope
 
-MakeOrg = Callable[[Barrier], Awaitable[str]]
+MakeOrg = Callable[[Barrier], Awaitable[OrgScope]]
 
 CANARY = b"CANARY-vault-7d1e0b9a-refresh-token"
 TABLE, ROW, FIELD = "connected_accounts", "0" * 31 + "1", "refresh_token"
@@ -41,7 +43,7 @@ def _assert_no_secret(err: BarrierError) -> None:
 
 
 async def _fails(
-    barrier: Barrier, scope: str, table: str, row: str, field: str, blob: bytes
+    barrier: Barrier, scope: OrgScope | str, table: str, row: str, field: str, blob: bytes
 ) -> BarrierError:
     with pytest.raises(BarrierError) as info:
         await barrier.open(scope, table, row, field, blob)
@@ -151,8 +153,8 @@ async def test_invalid_context_refused(barrier: Barrier, make_org: MakeOrg) -> N
     org = await make_org(barrier)
     for scope, table, row, field in (
         ("ORG", TABLE, ROW, FIELD),
-        (org.upper(), TABLE, ROW, FIELD),
-        ("../" + org, TABLE, ROW, FIELD),
+        (org.org_id.upper(), TABLE, ROW, FIELD),
+        ("../" + org.org_id, TABLE, ROW, FIELD),
         (org, "", ROW, FIELD),
         (org, TABLE, "", FIELD),
         (org, TABLE, ROW, ""),
@@ -218,7 +220,7 @@ async def test_e5_initialize_without_create_on_empty_db(db: Database, kek: Fault
     await barrier.initialize(allow_create=True)
     assert await barrier.is_initialized()
     await Barrier(db, kek).initialize(allow_create=False)
-    async with db.platform_tx() as s:
+    async with platform_session(db) as s:
         assert await s.scalar(select(func.count()).select_from(SystemDek)) == 1
 
 
@@ -231,7 +233,7 @@ async def test_e5_wrong_kek_at_initialize_refuses(
         for allow_create in (False, True):
             with pytest.raises(KekError):
                 await Barrier(db, wrong).initialize(allow_create=allow_create)
-    async with db.platform_tx() as s:
+    async with platform_session(db) as s:
         assert await s.scalar(select(func.count()).select_from(SystemDek)) == 1
 
 
@@ -262,36 +264,36 @@ async def test_session_is_used_inside_a_transaction(
     db: Database, barrier: Barrier, make_org: MakeOrg, kek: FaultyKek
 ) -> None:
     """On SQLite a second connection would not see uncommitted rows (or could block)."""
-    org_id = new_id()
+    org_id = scope(new_id())
     now = FakeClock().now()
     async with db.org_tx(org_id) as s:
-        s.add(
+        await s.create_org(
             Organization(
-                id=org_id, display_name="x", state="ACTIVE", create_time=now, update_time=now
+                id=org_id.org_id, display_name="x", state="ACTIVE", create_time=now,
+                update_time=now,
             )
         )
-        await s.flush()
         await barrier.create_org_key(s, org_id)
-        blob = await barrier.seal(org_id, TABLE, ROW, FIELD, CANARY, session=s)
-        assert await barrier.open(org_id, TABLE, ROW, FIELD, blob, session=s) == CANARY
+        blob = await barrier.seal(org_id, TABLE, ROW, FIELD, CANARY, tx=s)
+        assert await barrier.open(org_id, TABLE, ROW, FIELD, blob, tx=s) == CANARY
     cold = Barrier(db, kek)
     async with db.org_tx(org_id) as s:
-        assert await cold.open(org_id, TABLE, ROW, FIELD, blob, session=s) == CANARY
+        assert await cold.open(org_id, TABLE, ROW, FIELD, blob, tx=s) == CANARY
 
 
 async def test_rolled_back_org_key_is_not_left_in_the_cache(db: Database, barrier: Barrier) -> None:
-    org_id = new_id()
+    org_id = scope(new_id())
     now = FakeClock().now()
     with pytest.raises(RuntimeError):
         async with db.org_tx(org_id) as s:
-            s.add(
+            await s.create_org(
                 Organization(
-                    id=org_id, display_name="x", state="ACTIVE", create_time=now, update_time=now
+                    id=org_id.org_id, display_name="x", state="ACTIVE", create_time=now,
+                    update_time=now,
                 )
             )
-            await s.flush()
             await barrier.create_org_key(s, org_id)
-            await barrier.seal(org_id, TABLE, ROW, FIELD, CANARY, session=s)
+            await barrier.seal(org_id, TABLE, ROW, FIELD, CANARY, tx=s)
             raise RuntimeError("abort the org creation")
     with pytest.raises(BarrierError):
         await barrier.seal(org_id, TABLE, ROW, FIELD, CANARY)
@@ -316,8 +318,10 @@ async def test_crypto_shredding(
     with pytest.raises(BarrierError):
         await barrier.seal(doomed, TABLE, ROW, FIELD, CANARY)
     assert await barrier.open(kept, TABLE, ROW, FIELD, kept_blob) == b"kept"
-    async with db.org_tx(doomed) as s:
-        remaining = select(func.count()).select_from(OrgDek).where(OrgDek.org_id == doomed)
+    async with org_session(db, doomed.org_id) as s:
+        remaining = select(func.count()).select_from(OrgDek).where(
+            OrgDek.org_id == doomed.org_id
+        )
         assert await s.scalar(remaining) == 0
 
 
@@ -348,10 +352,12 @@ async def test_shredding_outside_the_org_transaction_is_refused_or_exact(
                     await barrier.destroy_org_keys(s, org)
         assert await Barrier(db, kek).open(org, TABLE, ROW, FIELD, blob) == CANARY
     else:
-        # No RLS on SQLite: the explicit org filter is the only wall, and it holds.
-        async with db.platform_tx() as s:
-            await barrier.destroy_org_keys(s, org)
-        await _fails(barrier, org, TABLE, ROW, FIELD, blob)
+        # No RLS on SQLite; the barrier refuses another transaction all the same.
+        for tx in (db.platform_tx(), db.org_tx(other)):
+            with pytest.raises(BarrierError):
+                async with tx as s:
+                    await barrier.destroy_org_keys(s, org)  # type: ignore[arg-type]
+        assert await Barrier(db, kek).open(org, TABLE, ROW, FIELD, blob) == CANARY
     assert await barrier.open(other, TABLE, ROW, FIELD, other_blob) == b"other"
 
 
@@ -376,8 +382,8 @@ async def test_e6_dek_cache_expires(
     org = await make_org(barrier)
     blob = await barrier.seal(org, TABLE, ROW, FIELD, CANARY)
     # Another replica shreds the org; this one keeps its cached DEK until the TTL.
-    async with db.org_tx(org) as s:
-        await s.execute(delete(OrgDek).where(OrgDek.org_id == org))
+    async with org_session(db, org.org_id) as s:
+        await s.execute(delete(OrgDek).where(OrgDek.org_id == org.org_id))
     clock.advance(dt.timedelta(seconds=299))
     assert await barrier.open(org, TABLE, ROW, FIELD, blob) == CANARY
     clock.advance(dt.timedelta(seconds=2))
@@ -388,13 +394,13 @@ async def test_e6_dek_cache_is_bounded_lru(
     db: Database, barrier: Barrier, make_org: MakeOrg, kek: FaultyKek
 ) -> None:
     orgs = [await make_org(barrier) for _ in range(3)]
-    blobs = {o: await barrier.seal(o, TABLE, ROW, FIELD, o.encode()) for o in orgs}
+    blobs = {o: await barrier.seal(o, TABLE, ROW, FIELD, o.org_id.encode()) for o in orgs}
     small = Barrier(db, kek, dek_cache_size=2)
     a, b, c = orgs
 
-    async def unwraps_for(org: str) -> int:
+    async def unwraps_for(org: OrgScope) -> int:
         before = kek.calls["unwrap"]
-        assert await small.open(org, TABLE, ROW, FIELD, blobs[org]) == org.encode()
+        assert await small.open(org, TABLE, ROW, FIELD, blobs[org]) == org.org_id.encode()
         return kek.calls["unwrap"] - before
 
     assert [await unwraps_for(o) for o in (a, b, c)] == [1, 1, 1]

@@ -15,7 +15,6 @@ import math
 from typing import Any
 
 import jwt
-from sqlalchemy import delete, insert
 
 from control_plane.clock import Clock
 from control_plane.domain import names
@@ -25,6 +24,7 @@ from control_plane.domain.errors import (
     InvalidClient,
     InvalidRequest,
 )
+from control_plane.domain.scope import OrgScope
 from control_plane.services.external_keys import single_key
 from control_plane.services.grants.base import (
     CLIENT_CREDENTIALS,
@@ -36,7 +36,6 @@ from control_plane.services.grants.issuance import issue_for_agent
 from control_plane.services.identity import CompiledPolicy, IdentityDirectory
 from control_plane.services.workload_tokens import LEEWAY, Rejected, parse_unverified
 from control_plane.storage.db import Database
-from control_plane.storage.models import UsedAssertion
 from control_plane.tokens.minting import MintedToken, Minter
 
 MAX_ASSERTION_LIFETIME = 300  # seconds; "short exp"
@@ -82,13 +81,14 @@ class ClientCredentialsPrivateKeyJwt:
         if request.scope and not request.scope.strip():
             raise InvalidRequest("scope is empty")
 
-        ident = await self.directory.get(agent.org_id)
+        scope = OrgScope.to_authenticate(agent.org_id, credential="client-assertion")
+        ident = await self.directory.get(scope)
         if ident is None or agent.id not in ident.active_agents:
             raise InvalidClient(debug="unknown or disabled agent")
         now = self.clock.now()
         policy, claims = self._verify(assertion, parsed.header, ident.policies, agent.id, now)
-        await self._consume_jti(agent.org_id, iss, claims, now)
-        return await issue_for_agent(self.minter, request, ident, agent.id, policy)
+        await self._consume_jti(scope, iss, claims, now)
+        return await issue_for_agent(self.minter, scope, request, ident, agent.id, policy)
 
     def _verify(
         self,
@@ -133,20 +133,13 @@ class ClientCredentialsPrivateKeyJwt:
         raise InvalidClient(debug="no key of the agent verifies the assertion")
 
     async def _consume_jti(
-        self, org_id: str, client_id: str, claims: dict[str, Any], now: dt.datetime
+        self, scope: OrgScope, client_id: str, claims: dict[str, Any], now: dt.datetime
     ) -> None:
         """Single use: remember the jti until the assertion expires; a second use fails."""
         digest = hashlib.sha256(f"{client_id}\0{claims['jti']}".encode()).hexdigest()
         expire = dt.datetime.fromtimestamp(float(claims["exp"]) + LEEWAY, dt.UTC)
         try:
-            async with self.db.org_tx(org_id) as s:
-                await s.execute(
-                    delete(UsedAssertion).where(
-                        UsedAssertion.org_id == org_id, UsedAssertion.expire_time < now
-                    )
-                )
-                await s.execute(
-                    insert(UsedAssertion).values(org_id=org_id, digest=digest, expire_time=expire)
-                )
+            async with self.db.org_tx(scope) as tx:
+                await tx.used_assertions.consume(digest, expire, now)
         except AlreadyExists:
             raise InvalidClient(debug="assertion replay") from None

@@ -13,6 +13,7 @@ import secrets
 from control_plane.domain import names
 from control_plane.domain.delegation import attenuate, nest
 from control_plane.domain.errors import InvalidArgument, InvalidRequest, InvalidScope, InvalidTarget
+from control_plane.domain.scope import OrgScope
 from control_plane.domain.trust import SCOPE_TOKEN
 from control_plane.services.grants.base import TokenRequest
 from control_plane.services.identity import CompiledPolicy, OrgIdentity
@@ -70,6 +71,7 @@ def choose_audiences(requested: tuple[str, ...], allowed: set[str] | tuple[str, 
 
 async def issue_for_agent(
     minter: Minter,
+    org: OrgScope,
     request: TokenRequest,
     ident: OrgIdentity,
     agent_id: str,
@@ -81,7 +83,7 @@ async def issue_for_agent(
     sa_id = choose_service_account(request, policy, ident)
     audiences = choose_audiences(request.audience, policy.view.audiences)
     return await minter.mint(
-        org_id=ident.org_id,
+        scope=org,
         subject=names.child_name(ident.org_id, "serviceAccounts", sa_id),
         client_id=names.child_name(ident.org_id, "agents", agent_id),
         scopes=scopes,
@@ -93,6 +95,7 @@ async def issue_for_agent(
 
 async def issue_delegated(
     minter: Minter,
+    org: OrgScope,
     ident: OrgIdentity,
     user_id: str,
     agent_id: str,
@@ -112,7 +115,7 @@ async def issue_delegated(
     audiences = choose_audiences(audience, {au for p in policies for au in p.audiences})
     agent_name = names.child_name(ident.org_id, "agents", agent_id)
     return await minter.mint(
-        org_id=ident.org_id,
+        scope=org,
         subject=names.child_name(ident.org_id, "users", user_id),
         client_id=agent_name,
         scopes=scopes,

@@ -27,6 +27,7 @@ from control_plane.domain.errors import (
     InvalidTarget,
     UnacceptableToken,
 )
+from control_plane.domain.scope import OrgScope
 from control_plane.services.delegation import DelegationRuleService
 from control_plane.services.grants.base import (
     ACCESS_TOKEN_TYPE,
@@ -89,7 +90,8 @@ class SubDelegation:
         if not chain:
             raise InvalidRequest("the subject token is not a delegated token")
         org_id = parent["org_id"]
-        ident = await self.directory.get(org_id)
+        scope = OrgScope.to_authenticate(org_id, credential="delegated-token")
+        ident = await self.directory.get(scope)
         if ident is None:
             raise UnacceptableToken(debug="org gone")
         if len(chain) + 1 > ident.max_delegation_depth:
@@ -115,7 +117,7 @@ class SubDelegation:
         except InvalidArgument:
             raise UnacceptableToken(debug="current actor is not an agent") from None
         if delegator.org_id != org_id or not await self.rules.allows(
-            org_id, delegator.id, delegate_id
+            scope, delegator.id, delegate_id
         ):
             raise InvalidRequest("this agent may not delegate to that agent")
 
@@ -143,7 +145,7 @@ class SubDelegation:
         agent_name = names.child_name(org_id, "agents", delegate_id)
         try:
             return await self.minter.mint(
-                org_id=org_id,
+                scope=scope,
                 subject=parent["sub"],
                 client_id=agent_name,
                 scopes=scopes,
@@ -153,13 +155,13 @@ class SubDelegation:
                 act=nest(agent_name, parent["act"]),
                 txn=parent.get("txn") if isinstance(parent.get("txn"), str) else None,
                 parent_jti=parent["jti"],
-                root_jti=await self._root(org_id, parent["jti"]),
+                root_jti=await self._root(scope, parent["jti"]),
             )
         except issued_tokens.ParentRevoked:
             # Revoked while we were minting: the child was never recorded or sent.
             raise UnacceptableToken(debug="subject revoked during the exchange") from None
 
-    async def _root(self, org_id: str, parent_jti: str) -> str:
+    async def _root(self, scope: OrgScope, parent_jti: str) -> str:
         """The chain root is recorded on every link; a first hop is its own root."""
-        row = await issued_tokens.get(self.own_tokens.db, org_id, parent_jti)
+        row = await issued_tokens.get(self.own_tokens.db, scope, parent_jti)
         return (row.root_jti if row is not None else None) or parent_jti

@@ -23,8 +23,6 @@ import hashlib
 from collections import OrderedDict
 from typing import Any
 
-from sqlalchemy import select
-
 from control_plane.clock import Clock
 from control_plane.domain import names
 from control_plane.domain.delegation import child_expiry
@@ -34,6 +32,7 @@ from control_plane.domain.errors import (
     InvalidRequest,
     UnacceptableToken,
 )
+from control_plane.domain.scope import OrgScope
 from control_plane.domain.trust import claims_equal
 from control_plane.domain.validation import MAX_EXTERNAL_ID
 from control_plane.services.external_keys import IssuerKeyCache
@@ -62,7 +61,6 @@ from control_plane.services.workload_tokens import (
     parse_unverified,
     verify_external,
 )
-from control_plane.storage import models as m
 from control_plane.storage.db import Database
 from control_plane.tokens.minting import MintedToken, Minter
 
@@ -103,12 +101,13 @@ class UserAssertion:
     async def handle(self, request: TokenRequest) -> MintedToken:
         _check_shape(request)
         org_id, wanted_agent = _org_of(request)
-        ident = await self.directory.get(org_id)
+        scope = OrgScope.to_authenticate(org_id, credential="user-assertion")
+        ident = await self.directory.get(scope)
         if ident is None or ident.identity_provider is None:
             raise UnacceptableToken(debug="no identity provider for that org")
         idp = ident.identity_provider
         subject = await self._subject(request, idp)
-        user_id = await self._active_user(org_id, subject[idp.view.subject_claim])
+        user_id = await self._active_user(scope, subject[idp.view.subject_claim])
         agent_id, actor_exp = await self._actor(ident, request.actor_token, wanted_agent)
         now = int(self.clock.now().timestamp())
         exp = child_expiry(
@@ -118,6 +117,7 @@ class UserAssertion:
             raise UnacceptableToken(debug="subject or actor token expires now")
         return await issue_delegated(
             self.minter,
+            scope,
             ident,
             user_id,
             agent_id,
@@ -157,21 +157,15 @@ class UserAssertion:
             self._verified.popitem(last=False)
         return claims
 
-    async def _active_user(self, org_id: str, external_id: Any) -> str:
+    async def _active_user(self, scope: OrgScope, external_id: Any) -> str:
         """The org's ACTIVE user whose external_id is the asserted subject."""
         if not isinstance(external_id, str) or not 0 < len(external_id) <= MAX_EXTERNAL_ID:
             raise UnacceptableToken(debug="subject claim is not a usable id")
-        async with self.db.org_tx(org_id) as s:
-            row = (
-                await s.execute(
-                    select(m.User.id, m.User.state).where(
-                        m.User.org_id == org_id, m.User.external_id == external_id
-                    )
-                )
-            ).first()
-        if row is None or row.state != "ACTIVE":
+        async with self.db.org_tx(scope) as tx:
+            found = await tx.users.id_and_state_by_external_id(external_id)
+        if found is None or found[1] != "ACTIVE":
             raise UnacceptableToken(debug="no active user with that subject")
-        return str(row.id)
+        return found[0]
 
     # ------------------------------------------------------------------ actor
 

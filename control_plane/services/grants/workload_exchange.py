@@ -16,6 +16,7 @@ from typing import Any
 from control_plane.clock import Clock
 from control_plane.domain import names
 from control_plane.domain.errors import InvalidArgument, InvalidRequest, UnacceptableToken
+from control_plane.domain.scope import OrgScope
 from control_plane.services.external_keys import IssuerKeyCache
 from control_plane.services.grants.base import (
     ACCESS_TOKEN_TYPE,
@@ -118,7 +119,8 @@ class WorkloadTokenExchange:
             if agent.org_id != org_id:
                 raise UnacceptableToken(debug="client_id in another org")
             wanted_agent = agent.id
-        ident = await self.directory.get(org_id)
+        scope = OrgScope.to_authenticate(org_id, credential="workload-token")
+        ident = await self.directory.get(scope)
         if ident is None:
             raise UnacceptableToken(debug="no such org")
         try:
@@ -129,7 +131,7 @@ class WorkloadTokenExchange:
         if not_after is None:
             raise UnacceptableToken(debug="subject token expires now")
         return await issue_for_agent(
-            self.minter, request, ident, policy.view.agent_id, policy, not_after=not_after
+            self.minter, scope, request, ident, policy.view.agent_id, policy, not_after=not_after
         )
 
 
