@@ -32,19 +32,21 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from control_plane.api.admin_servicer import AdminServicer
+from control_plane.api.authn import Authentication
+from control_plane.api.authz import ROUTES, RULES
 from control_plane.api.connect_http import ConnectPages
 from control_plane.api.connection_servicer import ConnectionServicer
+from control_plane.api.grpc_pipeline import PipelineInterceptor
 from control_plane.api.http import build_http_app
-from control_plane.api.interceptors import chain
 from control_plane.api.metrics import Metrics
 from control_plane.api.oauth_http import add_oauth_routes
+from control_plane.api.pipeline import Pipeline
 from control_plane.api.token_servicer import TokenServicer
 from control_plane.audit.hook import AuditSink, LogAuditSink
 from control_plane.clock import Clock, SystemClock
 from control_plane.config import Settings, parse_listen
 from control_plane.connectors.loader import Catalog, ConnectorDefinitionError, load_catalog
 from control_plane.connectors.sandbox_routing import rewrite_for_sandbox
-from control_plane.domain.principals import Principal
 from control_plane.domain.trust import is_loopback
 from control_plane.logs import get_logger
 from control_plane.services.api_keys import ApiKeyService
@@ -67,6 +69,7 @@ from control_plane.services.identity_providers import IdentityProviderService
 from control_plane.services.oauth_apps import OAuthAppService
 from control_plane.services.organizations import OrganizationSettings
 from control_plane.services.own_tokens import OwnTokens
+from control_plane.services.rate_limiter import RateLimiter, organization_limits
 from control_plane.services.revocation import BulkRevocation, RevocationWatch
 from control_plane.services.trust_policies import TrustPolicyService
 from control_plane.storage.db import Database
@@ -113,8 +116,10 @@ class Runtime:
     feed: RevocationFeed
     services: ServiceContext
     metrics: Metrics
+    limiter: RateLimiter
 
     async def close(self) -> None:
+        await self.limiter.close()
         await self.db.dispose()
 
 
@@ -197,12 +202,19 @@ async def open_runtime(
         await db.dispose()
         raise
     directory = IdentityDirectory(db)
-    # Identity changes (agents, policies, settings) drop the org's snapshot here at
-    # once and, through the feed's NOTIFY, on every other replica.
-    feed = RevocationFeed(db, on_identity_changed=directory.invalidate)
+    defaults = settings.rate_limit_defaults
+    limiter = RateLimiter(db, clock, defaults, organization_limits(db, defaults))
+
+    def forget(org_id: str) -> None:
+        directory.invalidate(org_id)
+        limiter.limits_changed(org_id)
+
+    # Identity and settings changes (agents, policies, limits) drop what this replica
+    # caches of the org at once and, through the feed's NOTIFY, on every other replica.
+    feed = RevocationFeed(db, on_identity_changed=forget)
 
     def identity_changed(org_id: str) -> None:
-        directory.invalidate(org_id)
+        forget(org_id)
         feed.identity_changed(org_id)
 
     services = ServiceContext(db, barrier, clock, identity_changed)
@@ -218,6 +230,7 @@ async def open_runtime(
         feed,
         services,
         Metrics(),
+        limiter,
     )
 
 
@@ -252,12 +265,6 @@ class TokenStack:
     api_keys: ApiKeyService
     rules: DelegationRuleService
     delegation: TrustedBackendDelegation
-
-    async def authenticate(self, credential: str) -> Principal:
-        """An admin API key (``aa_...``) or one of our service-account tokens."""
-        if credential.startswith("aa_"):
-            return await self.api_keys.authenticate(credential)
-        return await self.own_tokens.authenticate(credential)
 
 
 def build_token_stack(runtime: Runtime, issuer: str, http: aiohttp.ClientSession) -> TokenStack:
@@ -364,6 +371,7 @@ class Servers:
     health: health.aio.HealthServicer
     tokens: TokenStack
     vault: VaultStack
+    connections: ConnectionStack
     feed: RevocationFeed
 
     @property
@@ -398,12 +406,20 @@ def _listen_socket(listen: str, reuse_port: bool) -> socket.socket:
     return sock
 
 
+def pipeline_for(
+    runtime: Runtime, rules: Any, tokens: TokenStack, conns: ConnectionStack
+) -> Pipeline:
+    """authenticate → authorize → rate-limit → audit, over one authorization table."""
+    authenticate = Authentication(tokens.api_keys, tokens.own_tokens, conns.flow)
+    return Pipeline(rules, authenticate, runtime.limiter, runtime.audit, runtime.metrics)
+
+
 def build_grpc_server(
     runtime: Runtime, tokens: TokenStack, conns: ConnectionStack, health_servicer: Any
 ) -> grpc.aio.Server:
     s = runtime.settings
     server = grpc.aio.server(
-        interceptors=chain(runtime.metrics, tokens.authenticate, runtime.audit),
+        interceptors=[PipelineInterceptor(pipeline_for(runtime, RULES, tokens, conns))],
         options=[
             ("grpc.so_reuseport", 1 if s.reuse_port else 0),
             ("grpc.max_receive_message_length", s.max_message_bytes),
@@ -450,15 +466,17 @@ def build_grpc_server(
 def build_web_app(runtime: Runtime, tokens: TokenStack, conns: ConnectionStack) -> web.Application:
     s = runtime.settings
     app = build_http_app(
-        runtime.keys, runtime.metrics, runtime.db.ping, int(s.jwks_cache_ttl.total_seconds())
+        runtime.keys,
+        runtime.metrics,
+        runtime.db.ping,
+        int(s.jwks_cache_ttl.total_seconds()),
+        pipeline=pipeline_for(runtime, ROUTES, tokens, conns),
     )
     add_oauth_routes(
         app,
         issuer=tokens.issuer,
         endpoint=tokens.endpoint,
         own_tokens=tokens.own_tokens,
-        authenticate=tokens.authenticate,
-        audit=runtime.audit,
         signing_algorithm=s.signing_algorithm,
     )
     ConnectPages(conns.flow).routes(app)
@@ -495,7 +513,7 @@ async def start_servers(runtime: Runtime) -> Servers:
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return Servers(
-        server, runner, grpc_port, http_port, health_servicer, tokens, vault, runtime.feed
+        server, runner, grpc_port, http_port, health_servicer, tokens, vault, conns, runtime.feed
     )
 
 
@@ -509,6 +527,7 @@ async def key_maintenance(runtime: Runtime) -> None:
                 await runtime.keys.maybe_rotate(runtime.settings.signing_rotation)
             await runtime.keys.prune()
             await runtime.keys.load()
+            await runtime.limiter.prune()  # anonymous buckets idle long enough to be full
         except Exception as exc:  # keep serving with the keys we have
             log.error("key maintenance failed", error=type(exc).__name__)
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import platformdirs
 
+from control_plane.domain.rate_limit import Limit, RateLimitDefaults
+
 
 def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("agentauth", appauthor=False))
@@ -16,6 +18,17 @@ def default_data_dir() -> Path:
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(f"AGENTAUTH_{name}", default)
+
+
+_RATE = RateLimitDefaults()
+
+
+def _rate(name: str, default: float) -> float:
+    return float(_env(f"RATE_LIMIT_{name}_RPS", str(default)))
+
+
+def _burst(name: str, default: int) -> int:
+    return int(_env(f"RATE_LIMIT_{name}_BURST", str(default)))
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -63,12 +76,42 @@ class Settings:
     refresh_lease_seconds: float = field(
         default_factory=lambda: float(_env("REFRESH_LEASE_SECONDS", "30"))
     )
+    # The deployment's rate limits (requests per second, bucket size); rps 0 disables
+    # one. Orgs may override the org and principal ones (organizations columns).
+    rate_limit_org_rps: float = field(
+        default_factory=lambda: _rate("ORG", _RATE.org.rate_per_second)
+    )
+    rate_limit_org_burst: int = field(default_factory=lambda: _burst("ORG", _RATE.org.burst))
+    rate_limit_principal_rps: float = field(
+        default_factory=lambda: _rate("PRINCIPAL", _RATE.principal.rate_per_second)
+    )
+    rate_limit_principal_burst: int = field(
+        default_factory=lambda: _burst("PRINCIPAL", _RATE.principal.burst)
+    )
+    rate_limit_anonymous_rps: float = field(
+        default_factory=lambda: _rate("ANONYMOUS", _RATE.anonymous.rate_per_second)
+    )
+    rate_limit_anonymous_burst: int = field(
+        default_factory=lambda: _burst("ANONYMOUS", _RATE.anonymous.burst)
+    )
 
     def __post_init__(self) -> None:
+        try:
+            self.rate_limit_defaults  # noqa: B018 - validates the six values
+        except ValueError as exc:
+            raise ValueError(f"AGENTAUTH_RATE_LIMIT_*: {exc}") from None
         if self.signing_algorithm not in ("ES256", "EdDSA"):
             raise ValueError("AGENTAUTH_SIGNING_ALGORITHM must be ES256 or EdDSA")
         parse_listen(self.grpc_listen)
         parse_listen(self.http_listen)
+
+    @property
+    def rate_limit_defaults(self) -> RateLimitDefaults:
+        return RateLimitDefaults(
+            org=Limit(self.rate_limit_org_rps, self.rate_limit_org_burst),
+            principal=Limit(self.rate_limit_principal_rps, self.rate_limit_principal_burst),
+            anonymous=Limit(self.rate_limit_anonymous_rps, self.rate_limit_anonymous_burst),
+        )
 
     @property
     def embedded(self) -> bool:

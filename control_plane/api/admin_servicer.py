@@ -9,8 +9,9 @@ from agentauth.v1 import admin_pb2 as pb
 from agentauth.v1 import admin_pb2_grpc
 
 from control_plane.api import convert
-from control_plane.api.interceptors import current_principal
+from control_plane.api.pipeline import current_principal
 from control_plane.domain import names
+from control_plane.domain.entities import RateLimitSettings
 from control_plane.domain.errors import field_error
 from control_plane.services.agents import AgentService
 from control_plane.services.api_keys import ApiKeyService
@@ -85,6 +86,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             if o.HasField("access_token_ttl")
             else None
         )
+        r = o.rate_limits
         org = await self.org_settings.update(
             current_principal(),
             names.parse_org(o.name, "organization.name"),
@@ -92,6 +94,12 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             o.display_name,
             ttl,
             o.max_delegation_depth,
+            RateLimitSettings(
+                r.requests_per_second,
+                r.burst,
+                r.principal_requests_per_second,
+                r.principal_burst,
+            ),
         )
         return pb.UpdateOrganizationResponse(organization=convert.organization(org))
 

@@ -1,7 +1,10 @@
-"""Authorization: a table keyed by full RPC method name. Deny by default.
+"""Authorization: a table keyed by full RPC method name or HTTP route. Deny by default.
 
-A method missing from this table is refused for everyone, and a test fails
-when any served RPC lacks an entry, so a new RPC cannot ship unguarded.
+A method or route missing from these tables is refused for everyone, and tests
+fail when any served RPC or registered route lacks an entry, so nothing new can
+ship unguarded. Each rule also says how its caller authenticates, whether the
+call is audited (and under which action name: an HTTP route is audited under its
+gRPC twin's name) and whether it is rate-limited.
 """
 
 from __future__ import annotations
@@ -16,9 +19,17 @@ class Rule:
     roles: frozenset[Role]
     public: bool = False
     audited: bool = False  # mutations: the audit hook records them
+    #: How the caller authenticates: "bearer" (admin key or service-account token),
+    #: "connect_link" (a hosted connect link), "oauth_state" (an authorization response).
+    auth: str = "bearer"
+    #: The audit action name (default: the table key).
+    action: str = ""
+    #: Health probes and metrics scrapes are not rate-limited.
+    rate_limited: bool = True
 
 
 PUBLIC = Rule(frozenset(), public=True)
+PROBE = Rule(frozenset(), public=True, rate_limited=False)
 ADMINS = frozenset({Role.PLATFORM_ADMIN, Role.ORG_ADMIN})
 PLATFORM_ONLY = frozenset({Role.PLATFORM_ADMIN})
 TOKEN_CALLERS = frozenset({Role.PLATFORM_ADMIN, Role.ORG_ADMIN, Role.SERVICE_ACCOUNT})
@@ -37,9 +48,9 @@ _CONN = "/agentauth.v1.ConnectionService/"
 
 RULES: dict[str, Rule] = {
     # Standard services: liveness and discovery are public by design.
-    "/grpc.health.v1.Health/Check": PUBLIC,
-    "/grpc.health.v1.Health/List": PUBLIC,
-    "/grpc.health.v1.Health/Watch": PUBLIC,
+    "/grpc.health.v1.Health/Check": PROBE,
+    "/grpc.health.v1.Health/List": PROBE,
+    "/grpc.health.v1.Health/Watch": PROBE,
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": PUBLIC,
     # Published verification keys are public, like /.well-known/jwks.json.
     "/agentauth.v1.TokenService/GetJwks": PUBLIC,
@@ -109,6 +120,34 @@ RULES: dict[str, Rule] = {
     _CONN + "WatchConnectedAccounts": _read(TOKEN_CALLERS),
     # Refreshing changes the vault (a rotated token is stored): audited.
     _CONN + "RefreshConnectedAccount": _write(TOKEN_CALLERS),
+}
+
+
+_TOKEN = "/agentauth.v1.TokenService/"
+LINK = frozenset({Role.CONNECT_LINK})
+
+#: The HTTP surface, keyed "METHOD /route" (aiohttp's canonical route). The OAuth
+#: endpoints are audited under their TokenService twins' names.
+ROUTES: dict[str, Rule] = {
+    "GET /.well-known/jwks.json": PUBLIC,
+    "GET /.well-known/oauth-authorization-server": PUBLIC,
+    "GET /healthz": PROBE,
+    "GET /readyz": PROBE,
+    "GET /metrics": PROBE,
+    "POST /oauth2/token": Rule(
+        frozenset(), public=True, audited=True, action=_TOKEN + "ExchangeToken"
+    ),
+    "POST /oauth2/introspect": Rule(TOKEN_CALLERS, action=_TOKEN + "IntrospectToken"),
+    "POST /oauth2/revoke": Rule(TOKEN_CALLERS, audited=True, action=_TOKEN + "RevokeToken"),
+    # Hosted connect pages: the link in the path is the capability that authenticates.
+    "GET /connect/{link}": Rule(LINK, auth="connect_link", action="ConnectPages/Open"),
+    "POST /connect/{link}": Rule(
+        LINK, audited=True, auth="connect_link", action="ConnectPages/Submit"
+    ),
+    # The provider's redirect back: the authorization response's state authenticates.
+    "GET /oauth/callback": Rule(
+        LINK, audited=True, auth="oauth_state", action="ConnectPages/Callback"
+    ),
 }
 
 

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from control_plane.api.http import RENDERERS, http_status, retry_headers
 from control_plane.connectors.model import Connector
 from control_plane.domain.errors import AgentAuthError, InvalidArgument
 from control_plane.logs import get_logger
@@ -37,6 +38,7 @@ _MESSAGES = {
     "BROWSER_MISMATCH": "This sign-in was started in another browser. Start again from a new link.",
     "ISSUER_MISMATCH": "The answer did not come from the expected provider.",
     "CSRF": "The form expired. Reload the page and try again.",
+    "RATE_LIMITED": "Too many requests. Wait a moment and try again.",
 }
 
 
@@ -82,6 +84,24 @@ def failure_page(code: str, status: int) -> web.Response:
     return _page("Connection failed", body, status)
 
 
+# Where the pipeline refuses a page (bad link or state, rate limit), the page is the
+# one the flow itself would show, with the same status.
+_REFUSAL_STATUS = {"LINK_INVALID": 404, "LINK_USED": 410, "LINK_EXPIRED": 410, "STATE_INVALID": 400}
+
+
+def page_refusal(exc: AgentAuthError) -> web.Response:
+    status = _REFUSAL_STATUS.get(exc.reason) or http_status(exc)
+    page = failure_page(exc.reason, status)
+    page.headers.update(retry_headers(exc))
+    return page
+
+
+def callback_refusal(exc: AgentAuthError) -> web.Response:
+    page = page_refusal(exc)
+    page.del_cookie(BROWSER_COOKIE, path=CALLBACK_PATH)
+    return page
+
+
 def success_page(connector: Connector) -> web.Response:
     name = html.escape(connector.display_name)
     body = (
@@ -102,6 +122,9 @@ class ConnectPages:
         self.secure_cookies = flow.base.startswith("https://")
 
     def routes(self, app: web.Application) -> None:
+        app[RENDERERS]["GET /connect/{link}"] = page_refusal
+        app[RENDERERS]["POST /connect/{link}"] = page_refusal
+        app[RENDERERS]["GET " + CALLBACK_PATH] = callback_refusal
         app.router.add_get("/connect/{link}", self.start_page)
         app.router.add_post("/connect/{link}", self.submit)
         app.router.add_get(CALLBACK_PATH, self.callback)

@@ -10,7 +10,7 @@ from agentauth.v1 import connection_pb2 as pb
 from agentauth.v1 import connection_pb2_grpc
 
 from control_plane.api.convert import ts
-from control_plane.api.interceptors import current_principal
+from control_plane.api.pipeline import current_principal
 from control_plane.services.connect_flow import ConnectFlow
 from control_plane.services.connected_accounts import (
     AccountWatch,

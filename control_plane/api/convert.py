@@ -40,6 +40,12 @@ def organization(o: OrganizationView) -> pb.Organization:
         update_time=ts(o.update_time),
         access_token_ttl=duration_pb2.Duration(seconds=o.access_token_ttl_seconds),
         max_delegation_depth=o.max_delegation_depth,
+        rate_limits=pb.RateLimits(
+            requests_per_second=o.rate_limits.requests_per_second or 0,
+            burst=o.rate_limits.burst or 0,
+            principal_requests_per_second=o.rate_limits.principal_requests_per_second or 0,
+            principal_burst=o.rate_limits.principal_burst or 0,
+        ),
     )
 
 

@@ -1,4 +1,13 @@
-"""The small HTTP surface: published keys, liveness, readiness, metrics."""
+"""The HTTP surface: published keys, liveness, readiness, metrics — and the middleware that
+runs the request pipeline (:mod:`.pipeline`) for every route.
+
+Every registered route has an entry in :data:`~control_plane.api.authz.ROUTES`
+(deny by default, tested). The middleware finds it, takes the route's credential
+(a bearer token, a connect link in the path, an authorization response's
+``state``), runs authenticate → authorize → rate-limit → audit → handler, and
+renders refusals the route's way: RFC 6749 JSON on ``/oauth2/*``, an HTML page on
+the connect pages, plain JSON elsewhere.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +16,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from control_plane.api.metrics import Metrics
+from control_plane.api.pipeline import Call, Pipeline
+from control_plane.domain.errors import AgentAuthError
 from control_plane.tokens.keys import SigningKeyManager
 
 SECURITY_HEADERS = {
@@ -14,6 +25,76 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: How a route's refusals look (see :func:`refusal`): set on the app by the route owners.
+RENDERERS = web.AppKey("agentauth_renderers", dict)
+
+_STATUS = {
+    "INVALID_ARGUMENT": 400,
+    "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403,
+    "NOT_FOUND": 404,
+    "ALREADY_EXISTS": 409,
+    "FAILED_PRECONDITION": 412,
+    "RESOURCE_EXHAUSTED": 429,
+    "UNAVAILABLE": 503,
+    "INTERNAL": 500,
+}
+
+
+def http_status(exc: AgentAuthError) -> int:
+    return _STATUS.get(exc.code, 500)
+
+
+def retry_headers(exc: AgentAuthError) -> dict[str, str]:
+    """RFC 9110 §10.2.3 ``Retry-After`` for refusals that carry a retry hint."""
+    after = exc.metadata.get("retryAfterSeconds")
+    return {"Retry-After": after} if after else {}
+
+
+def json_refusal(exc: AgentAuthError) -> web.Response:
+    body = {"error": exc.reason.lower(), "error_description": exc.message}
+    return web.json_response(body, status=http_status(exc), headers=retry_headers(exc))
+
+
+def _route_key(request: web.Request) -> str | None:
+    info = request.match_info
+    if info.http_exception is not None:
+        return None  # no such route or method: aiohttp answers 404/405 itself
+    method = "GET" if request.method == "HEAD" else request.method
+    return f"{method} {info.route.resource.canonical}" if info.route.resource else None
+
+
+def _credential(request: web.Request, auth: str) -> str | None:
+    if auth == "connect_link":
+        return request.match_info.get("link", "")
+    if auth == "oauth_state":
+        return request.query.get("state") or None
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None  # HTTP: Basic or nothing at all is "no bearer credential"
+    return value.strip()
+
+
+def pipeline_middleware(pipeline: Pipeline) -> Callable[..., object]:
+    @web.middleware
+    async def run(request: web.Request, handler: Handler) -> web.StreamResponse:
+        key = _route_key(request)
+        if key is None:
+            return await handler(request)
+        rule = pipeline.rule(key)
+        auth = rule.auth if rule is not None else "bearer"
+        call = Call(key, "http", _credential(request, auth), request.remote)
+        try:
+            return await pipeline.run(call, lambda: handler(request))
+        except AgentAuthError as exc:
+            renderers: dict[str, Callable[[AgentAuthError], web.StreamResponse]] = (
+                request.app.get(RENDERERS) or {}
+            )
+            render = renderers.get(key, json_refusal)
+            return render(exc)
+
+    return run
 
 
 def build_http_app(
@@ -21,9 +102,11 @@ def build_http_app(
     metrics: Metrics,
     db_ready: Callable[[], Awaitable[bool]],
     jwks_max_age: int,
+    *,
+    pipeline: Pipeline,
 ) -> web.Application:
     @web.middleware
-    async def headers(request: web.Request, handler: Callable[..., Awaitable[web.StreamResponse]]):  # type: ignore[no-untyped-def]
+    async def headers(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             response = await handler(request)
         except web.HTTPException as exc:
@@ -55,7 +138,11 @@ def build_http_app(
     async def prometheus(_: web.Request) -> web.Response:
         return web.Response(text=metrics.render(), content_type="text/plain")
 
-    app = web.Application(middlewares=[headers], client_max_size=64 * 1024)
+    app = web.Application(
+        middlewares=[headers, pipeline_middleware(pipeline)],  # type: ignore[list-item]
+        client_max_size=64 * 1024,
+    )
+    app[RENDERERS] = {}
     app.router.add_get("/.well-known/jwks.json", jwks)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

@@ -8,16 +8,14 @@ The handlers call the same use cases as the gRPC TokenService.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from control_plane.audit.hook import AuditEvent, AuditSink
+from control_plane.api.http import RENDERERS, retry_headers
+from control_plane.api.pipeline import current_principal
 from control_plane.domain.errors import AgentAuthError, InvalidRequest, OAuthError
-from control_plane.domain.principals import Principal
-from control_plane.logs import get_logger
 from control_plane.services.grants.base import (
     ACCESS_TOKEN_TYPE,
     CLIENT_CREDENTIALS,
@@ -48,7 +46,6 @@ SINGLE = (
     "token",
     "token_type_hint",
 )
-log = get_logger("agentauth.oauth")
 
 
 def _json(
@@ -73,6 +70,13 @@ def oauth_error(exc: AgentAuthError) -> web.Response:
         )
     if exc.code == "PERMISSION_DENIED":
         return _json({"error": "access_denied", "error_description": exc.message}, 403)
+    if exc.code == "RESOURCE_EXHAUSTED":
+        # RFC 6585 §4 429 with Retry-After; the RFC 6749 code for "overloaded, try later".
+        return _json(
+            {"error": "temporarily_unavailable", "error_description": exc.message},
+            429,
+            retry_headers(exc),
+        )
     if exc.code in ("UNAVAILABLE", "INTERNAL"):
         return _json({"error": "temporarily_unavailable", "error_description": exc.message}, 503)
     return _json({"error": "invalid_request", "error_description": exc.message}, 400)
@@ -104,73 +108,43 @@ def add_oauth_routes(
     issuer: str,
     endpoint: TokenEndpoint,
     own_tokens: OwnTokens,
-    authenticate: Callable[[str], Awaitable[Principal]],
-    audit: AuditSink,
     signing_algorithm: str,
 ) -> None:
-    async def audited(
-        action: str, principal: Principal | None, run: Callable[[], Awaitable[web.Response]]
-    ) -> web.Response:
-        def event(phase: str, outcome: str, reason: str = "") -> AuditEvent:
-            return AuditEvent.of(action, phase, principal, outcome, reason)
-
-        await audit.record(event("attempt", "pending"))
-        try:
-            response = await run()
-        except AgentAuthError as exc:
-            await audit.record(event("outcome", exc.code, exc.reason))
-            log.info("oauth", action=action, code=exc.code, reason=exc.reason, debug=exc.debug)
-            return oauth_error(exc)
-        await audit.record(event("outcome", "OK"))
-        return response
+    """The OAuth endpoints. Authentication, rate limits and audit are the pipeline's
+    (``ROUTES`` in :mod:`.authz`); handlers raise, and refusals render as RFC 6749 JSON."""
 
     async def token(request: web.Request) -> web.Response:
-        async def run() -> web.Response:
-            form = await _form(request)
-            minted = await endpoint.exchange(
-                TokenRequest(
-                    grant_type=_text(form, "grant_type"),
-                    subject_token=_text(form, "subject_token"),
-                    subject_token_type=_text(form, "subject_token_type"),
-                    requested_token_type=_text(form, "requested_token_type"),
-                    client_assertion_type=_text(form, "client_assertion_type"),
-                    client_assertion=_text(form, "client_assertion"),
-                    client_id=_text(form, "client_id"),
-                    organization=_text(form, "organization"),
-                    service_account=_text(form, "service_account"),
-                    audience=tuple(str(a) for a in form.getall("audience", [])),
-                    scope=_text(form, "scope"),
-                    actor_token=_text(form, "actor_token"),
-                    actor_token_type=_text(form, "actor_token_type"),
-                )
+        form = await _form(request)
+        minted = await endpoint.exchange(
+            TokenRequest(
+                grant_type=_text(form, "grant_type"),
+                subject_token=_text(form, "subject_token"),
+                subject_token_type=_text(form, "subject_token_type"),
+                requested_token_type=_text(form, "requested_token_type"),
+                client_assertion_type=_text(form, "client_assertion_type"),
+                client_assertion=_text(form, "client_assertion"),
+                client_id=_text(form, "client_id"),
+                organization=_text(form, "organization"),
+                service_account=_text(form, "service_account"),
+                audience=tuple(str(a) for a in form.getall("audience", [])),
+                scope=_text(form, "scope"),
+                actor_token=_text(form, "actor_token"),
+                actor_token_type=_text(form, "actor_token_type"),
             )
-            body = {
-                "access_token": minted.token,
-                "token_type": "Bearer",
-                "expires_in": minted.expires_in,
-                "scope": " ".join(minted.scopes),
-            }
-            if _text(form, "grant_type") == TOKEN_EXCHANGE:
-                body["issued_token_type"] = ACCESS_TOKEN_TYPE  # RFC 8693 §2.2.1
-            return _json(body)
-
-        return await audited("POST /oauth2/token", None, run)
-
-    async def caller(request: web.Request) -> Principal:
-        scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not credential.strip():
-            from control_plane.domain.errors import Unauthenticated
-
-            raise Unauthenticated(reason="CREDENTIALS_MISSING")
-        return await authenticate(credential.strip())
+        )
+        body = {
+            "access_token": minted.token,
+            "token_type": "Bearer",
+            "expires_in": minted.expires_in,
+            "scope": " ".join(minted.scopes),
+        }
+        if _text(form, "grant_type") == TOKEN_EXCHANGE:
+            body["issued_token_type"] = ACCESS_TOKEN_TYPE  # RFC 8693 §2.2.1
+        return _json(body)
 
     async def introspect(request: web.Request) -> web.Response:
-        try:
-            principal = await caller(request)
-            form = await _form(request)
-            result = await own_tokens.introspect(principal, _required(form, "token"))
-        except AgentAuthError as exc:
-            return oauth_error(exc)
+        form = await _form(request)
+        result = await own_tokens.introspect(current_principal(), _required(form, "token"))
         if not result.active:
             return _json({"active": False})
         c = result.claims
@@ -198,17 +172,9 @@ def add_oauth_routes(
         )
 
     async def revoke(request: web.Request) -> web.Response:
-        try:
-            principal = await caller(request)
-        except AgentAuthError as exc:
-            return oauth_error(exc)
-
-        async def run() -> web.Response:
-            form = await _form(request)
-            await own_tokens.revoke(principal, _required(form, "token"))
-            return web.Response(status=200, headers=NO_STORE)
-
-        return await audited("POST /oauth2/revoke", principal, run)
+        form = await _form(request)
+        await own_tokens.revoke(current_principal(), _required(form, "token"))
+        return web.Response(status=200, headers=NO_STORE)
 
     async def metadata(_: web.Request) -> web.Response:
         base = issuer.rstrip("/")
@@ -240,6 +206,8 @@ def add_oauth_routes(
             }
         )
 
+    for route in ("POST /oauth2/token", "POST /oauth2/introspect", "POST /oauth2/revoke"):
+        app[RENDERERS][route] = oauth_error
     app.router.add_post("/oauth2/token", token)
     app.router.add_post("/oauth2/introspect", introspect)
     app.router.add_post("/oauth2/revoke", revoke)

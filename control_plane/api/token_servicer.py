@@ -10,7 +10,7 @@ from agentauth.v1 import token_pb2 as pb
 from agentauth.v1 import token_pb2_grpc
 
 from control_plane.api.convert import ts
-from control_plane.api.interceptors import current_principal
+from control_plane.api.pipeline import current_principal
 from control_plane.domain.errors import field_error
 from control_plane.services.feed_watch import WatchItem
 from control_plane.services.grants.base import ACCESS_TOKEN_TYPE, TokenRequest

@@ -24,6 +24,7 @@ class AuditEvent:
     principal_org: str | None
     outcome: str  # "pending" or the status code name
     reason: str = ""
+    transport: str = "grpc"  # "grpc" | "http": which surface the call came in on
     time: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     @classmethod
@@ -34,6 +35,7 @@ class AuditEvent:
         principal: Principal | None,
         outcome: str,
         reason: str = "",
+        transport: str = "grpc",
     ) -> AuditEvent:
         """An event for ``principal``; None is an anonymous caller (a token grant)."""
         return cls(
@@ -44,6 +46,7 @@ class AuditEvent:
             principal_org=principal.org_id if principal else None,
             outcome=outcome,
             reason=reason,
+            transport=transport,
         )
 
 
@@ -66,6 +69,7 @@ class LogAuditSink:
             principal_org=event.principal_org,
             outcome=event.outcome,
             reason=event.reason,
+            transport=event.transport,
             time=event.time.isoformat(),
         )
 

@@ -10,6 +10,16 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
+class RateLimitSettings:
+    """An org's rate-limit overrides; None: the deployment's default."""
+
+    requests_per_second: float | None = None
+    burst: int | None = None
+    principal_requests_per_second: float | None = None
+    principal_burst: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class OrganizationView:
     id: str
     display_name: str
@@ -18,6 +28,7 @@ class OrganizationView:
     update_time: dt.datetime
     access_token_ttl_seconds: int = 300
     max_delegation_depth: int = 4
+    rate_limits: RateLimitSettings = RateLimitSettings()
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@
     ├── NotFound                        NOT_FOUND          RESOURCE_NOT_FOUND
     ├── AlreadyExists                   ALREADY_EXISTS     RESOURCE_ALREADY_EXISTS
     ├── FailedPrecondition              FAILED_PRECONDITION
+    ├── ResourceExhausted               RESOURCE_EXHAUSTED RATE_LIMITED (retryAfterSeconds)
     ├── Unavailable                     UNAVAILABLE        STORAGE_UNAVAILABLE
     └── Internal                        INTERNAL           INTERNAL
         └── BarrierError                INTERNAL           BARRIER_FAILURE (vault: decrypt/unwrap)
@@ -82,6 +83,26 @@ class FailedPrecondition(AgentAuthError):
     code = "FAILED_PRECONDITION"
     default_reason = "FAILED_PRECONDITION"
     default_message = "the operation is not allowed in the resource's current state"
+
+
+class ResourceExhausted(AgentAuthError):
+    """A rate limit refused the call; ``retryAfterSeconds`` says when to come back.
+
+    Over HTTP it is 429 with the same number in ``Retry-After`` (RFC 6585 §4).
+    The message names no bucket and no other caller: which limit was hit is in
+    ``debug`` only.
+    """
+
+    code = "RESOURCE_EXHAUSTED"
+    default_reason = "RATE_LIMITED"
+    default_message = "too many requests; retry later"
+    http_status = 429
+
+    def __init__(self, retry_after_seconds: int, *, debug: str | None = None) -> None:
+        if retry_after_seconds < 1:
+            raise ValueError("retry_after_seconds must be at least 1")
+        self.retry_after_seconds = retry_after_seconds
+        super().__init__(metadata={"retryAfterSeconds": str(retry_after_seconds)}, debug=debug)
 
 
 class Unavailable(AgentAuthError):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from control_plane.domain import validation as v
-from control_plane.domain.entities import OrganizationView, Page
-from control_plane.domain.errors import InvalidArgument, NotFound, field_error
+from control_plane.domain.entities import OrganizationView, Page, RateLimitSettings
+from control_plane.domain.errors import InvalidArgument, NotFound, PermissionDenied, field_error
 from control_plane.domain.principals import Principal
 from control_plane.ids import new_id
 from control_plane.services.context import ServiceContext, make_page
@@ -22,6 +22,13 @@ def org_view(row: m.Organization) -> OrganizationView:
         row.create_time,
         row.update_time,
         row.access_token_ttl_seconds,
+        row.max_delegation_depth,
+        RateLimitSettings(
+            row.rate_limit_rps,
+            row.rate_limit_burst,
+            row.principal_rate_limit_rps,
+            row.principal_rate_limit_burst,
+        ),
     )
 
 
@@ -117,10 +124,13 @@ class OrganizationService:
 MIN_TOKEN_TTL = 60
 MAX_DEPTH = 8
 MAX_TOKEN_TTL = 900
+MAX_RATE = 10_000_000  # requests per second, and burst size
+PATHS = ("display_name", "access_token_ttl", "max_delegation_depth", "rate_limits")
 
 
 class OrganizationSettings:
-    """AIP-134 updates of an organization (display name, access-token lifetime)."""
+    """AIP-134 updates of an organization: display name, access-token lifetime, delegation
+    depth, and (platform admins only: they protect the deployment) rate limits."""
 
     def __init__(self, ctx: ServiceContext) -> None:
         self.ctx = ctx
@@ -133,14 +143,19 @@ class OrganizationSettings:
         display_name: str,
         token_ttl_seconds: float | None,
         max_delegation_depth: int = 0,
+        rate_limits: RateLimitSettings | None = None,
     ) -> OrganizationView:
         if not paths:
             raise field_error("update_mask", "name the fields to update", "FIELD_REQUIRED")
-        unknown = set(paths) - {"display_name", "access_token_ttl", "max_delegation_depth"}
+        unknown = set(paths) - set(PATHS)
         if unknown:
-            raise field_error(
-                "update_mask", "only display_name, access_token_ttl and max_delegation_depth"
-            )
+            raise field_error("update_mask", "only " + ", ".join(PATHS))
+        limits = None
+        if "rate_limits" in paths:
+            principal.scope_for(org_id)  # another org's id: NOT_FOUND, as for everything
+            if not principal.is_platform_admin:
+                raise PermissionDenied("only platform admins change an organization's limits")
+            limits = _check_limits(rate_limits or RateLimitSettings())
         if "max_delegation_depth" in paths and not 1 <= max_delegation_depth <= MAX_DEPTH:
             raise field_error(
                 "organization.max_delegation_depth", f"must be between 1 and {MAX_DEPTH}"
@@ -165,6 +180,36 @@ class OrganizationSettings:
                 row.access_token_ttl_seconds = ttl
             if "max_delegation_depth" in paths:
                 row.max_delegation_depth = max_delegation_depth
+            if limits is not None:
+                row.rate_limit_rps = limits.requests_per_second
+                row.rate_limit_burst = limits.burst
+                row.principal_rate_limit_rps = limits.principal_requests_per_second
+                row.principal_rate_limit_burst = limits.principal_burst
             row.update_time = self.ctx.clock.now()
         self.ctx.identity_changed(scope.org_id)
         return org_view(row)
+
+
+def _check_limits(given: RateLimitSettings) -> RateLimitSettings:
+    """0 (or unset) means the deployment's default, stored as NULL."""
+
+    def rate(value: float | None, field: str) -> float | None:
+        if not value:
+            return None
+        if not 0 < value <= MAX_RATE or value != value:
+            raise field_error(f"organization.rate_limits.{field}", f"must be 0-{MAX_RATE}")
+        return float(value)
+
+    def burst(value: int | None, field: str) -> int | None:
+        if not value:
+            return None
+        if not 0 < value <= MAX_RATE:
+            raise field_error(f"organization.rate_limits.{field}", f"must be 0-{MAX_RATE}")
+        return int(value)
+
+    return RateLimitSettings(
+        rate(given.requests_per_second, "requests_per_second"),
+        burst(given.burst, "burst"),
+        rate(given.principal_requests_per_second, "principal_requests_per_second"),
+        burst(given.principal_burst, "principal_burst"),
+    )

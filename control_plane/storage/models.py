@@ -14,6 +14,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Double,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -26,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from control_plane.storage.types import UTCDateTime
+from control_plane.storage.types import EpochMicros, UTCDateTime
 
 ID = String(32)
 NAMING = {
@@ -65,6 +66,11 @@ class Organization(Base):
         Integer, default=300, server_default="300"
     )
     max_delegation_depth: Mapped[int] = mapped_column(Integer, default=4, server_default="4")
+    # Rate-limit overrides (requests per second, bucket size); NULL: the deployment's default.
+    rate_limit_rps: Mapped[float | None] = mapped_column(Double)
+    rate_limit_burst: Mapped[int | None] = mapped_column(Integer)
+    principal_rate_limit_rps: Mapped[float | None] = mapped_column(Double)
+    principal_rate_limit_burst: Mapped[int | None] = mapped_column(Integer)
     __table_args__ = (Index(None, "create_time", "id"),)
 
 
@@ -493,6 +499,37 @@ class AccountEvent(Base):
     )
 
 
+# ---------------------------------------------------------------- rate limits
+# The shared half of the rate limiter's token buckets (services/rate_limiter.py):
+# replicas lease tokens from these rows in batches. ``updated_at`` is BIGINT
+# microseconds since the epoch, so the refill is exact integer arithmetic in SQL;
+# ``leased`` is what the latest lease took (what RETURNING reports back).
+
+BUCKET_KEY = String(128)
+
+
+class RateBucket(Base):
+    """An org's bucket (``org``) or one of its principals' (``principal:<id>``)."""
+
+    __tablename__ = "rate_buckets"
+    org_id: Mapped[str] = _org_fk()
+    bucket_key: Mapped[str] = mapped_column(BUCKET_KEY, primary_key=True)
+    tokens: Mapped[float] = mapped_column(Double)
+    leased: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[dt.datetime] = mapped_column(EpochMicros())
+
+
+class AnonymousRateBucket(Base):
+    """A platform bucket for callers no org is known for yet (``peer:<address>``)."""
+
+    __tablename__ = "anonymous_rate_buckets"
+    bucket_key: Mapped[str] = mapped_column(BUCKET_KEY, primary_key=True)
+    tokens: Mapped[float] = mapped_column(Double)
+    leased: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[dt.datetime] = mapped_column(EpochMicros())
+    __table_args__ = (Index(None, "updated_at"),)  # pruning idle (full again) buckets
+
+
 TENANT_TABLES: tuple[str, ...] = tuple(
     t.name for t in Base.metadata.sorted_tables if "org_id" in t.c
 )
@@ -502,6 +539,7 @@ PLATFORM_TABLES: tuple[str, ...] = tuple(
 
 __all__ = [
     "Agent",
+    "AnonymousRateBucket",
     "DelegationRule",
     "IdentityProvider",
     "IssuedToken",
@@ -515,6 +553,7 @@ __all__ = [
     "PlatformApiKey",
     "PlatformDeveloperSecret",
     "PlatformOAuthApp",
+    "RateBucket",
     "OrgConnector",
     "OrgDeveloperSecret",
     "OrgOAuthApp",

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from control_plane.storage.issued_tokens import IssuedTokens
     from control_plane.storage.organizations import Organizations, OrgRow
     from control_plane.storage.platform import PlatformApiKeys
+    from control_plane.storage.rate_buckets import AnonymousRateBuckets, RateBuckets
     from control_plane.storage.signing_keys import SigningKeys
     from control_plane.storage.vault_rows import (
         ConnectedAccounts,
@@ -221,6 +222,12 @@ class OrgTx(_Unit):
 
         return OrgDeks(self, self._session)
 
+    @cached_property
+    def rate_buckets(self) -> RateBuckets:
+        from control_plane.storage.rate_buckets import RateBuckets
+
+        return RateBuckets(self._session, self.org_id, self.db.dialect)
+
     # Platform rows an org transaction may read (the deployment's shared OAuth app
     # for a connector is looked up in the same transaction as the org's own).
 
@@ -273,3 +280,9 @@ class PlatformTx(_Unit):
         from control_plane.storage.vault_rows import PlatformDeveloperSecrets
 
         return PlatformDeveloperSecrets(self._session)
+
+    @cached_property
+    def anonymous_rate_buckets(self) -> AnonymousRateBuckets:
+        from control_plane.storage.rate_buckets import AnonymousRateBuckets
+
+        return AnonymousRateBuckets(self._session, self.db.dialect)

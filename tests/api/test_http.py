@@ -39,7 +39,15 @@ async def test_readiness_fails_when_database_is_unreachable(harness, monkeypatch
     # The app captured the bound method at start-up; rebuild the check through it.
     from control_plane.api.http import build_http_app
 
-    app = build_http_app(harness.runtime.keys, harness.runtime.metrics, down, 300)
+    from control_plane.api.authz import ROUTES
+    from control_plane.app import pipeline_for
+
+    pipeline = pipeline_for(
+        harness.runtime, ROUTES, harness.servers.tokens, harness.servers.connections
+    )
+    app = build_http_app(
+        harness.runtime.keys, harness.runtime.metrics, down, 300, pipeline=pipeline
+    )
     from aiohttp.test_utils import TestClient, TestServer
 
     async with TestClient(TestServer(app)) as client:

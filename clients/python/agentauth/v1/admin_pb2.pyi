@@ -58,7 +58,7 @@ API_KEY_STATE_ACTIVE: ApiKeyState
 API_KEY_STATE_REVOKED: ApiKeyState
 
 class Organization(_message.Message):
-    __slots__ = ("name", "display_name", "state", "create_time", "update_time", "access_token_ttl", "max_delegation_depth")
+    __slots__ = ("name", "display_name", "state", "create_time", "update_time", "access_token_ttl", "max_delegation_depth", "rate_limits")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -66,6 +66,7 @@ class Organization(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     ACCESS_TOKEN_TTL_FIELD_NUMBER: _ClassVar[int]
     MAX_DELEGATION_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    RATE_LIMITS_FIELD_NUMBER: _ClassVar[int]
     name: str
     display_name: str
     state: OrganizationState
@@ -73,7 +74,20 @@ class Organization(_message.Message):
     update_time: _timestamp_pb2.Timestamp
     access_token_ttl: _duration_pb2.Duration
     max_delegation_depth: int
-    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[OrganizationState, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., access_token_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_delegation_depth: _Optional[int] = ...) -> None: ...
+    rate_limits: RateLimits
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., state: _Optional[_Union[OrganizationState, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., access_token_ttl: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_delegation_depth: _Optional[int] = ..., rate_limits: _Optional[_Union[RateLimits, _Mapping]] = ...) -> None: ...
+
+class RateLimits(_message.Message):
+    __slots__ = ("requests_per_second", "burst", "principal_requests_per_second", "principal_burst")
+    REQUESTS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    BURST_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_REQUESTS_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_BURST_FIELD_NUMBER: _ClassVar[int]
+    requests_per_second: float
+    burst: int
+    principal_requests_per_second: float
+    principal_burst: int
+    def __init__(self, requests_per_second: _Optional[float] = ..., burst: _Optional[int] = ..., principal_requests_per_second: _Optional[float] = ..., principal_burst: _Optional[int] = ...) -> None: ...
 
 class User(_message.Message):
     __slots__ = ("name", "external_id", "display_name", "email", "state", "create_time", "update_time")

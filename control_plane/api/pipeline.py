@@ -1,0 +1,192 @@
+"""One request pipeline for every transport: authenticate → authorize → rate-limit →
+audit → handler.
+
+SPIRE's model: the chain is written once, transport-agnostic, and run as one
+wrapper — by the gRPC interceptor (:mod:`.grpc_pipeline`) and by the aiohttp
+middleware (:mod:`.http`) alike — so ``/oauth2/*``, the connect pages and the
+OAuth callback are authenticated, rate-limited and audited by the same code as
+every RPC. It is one coroutine per call, not one layer of coroutines per stage.
+
+* **Authenticate** by the rule's kind: a bearer admin key or service-account
+  token (``bearer``; optional on ``public`` actions, where a credential that is
+  presented must still be valid), a hosted connect link (``connect_link``) or an
+  authorization response's ``state`` (``oauth_state``).
+* **Authorize** with the table in :mod:`.authz`, keyed by full RPC method name or
+  HTTP route, deny by default.
+* **Rate-limit** per org and per principal (anonymous callers: per client
+  address) with the shared token buckets of :mod:`control_plane.services.rate_limiter`.
+* **Audit** actions marked audited: the attempt before the handler runs (fail
+  closed: no record, no action) and the outcome after. HTTP routes are audited
+  under their gRPC twin's action name, with the transport recorded beside it.
+
+Errors are raised as :class:`~control_plane.domain.errors.AgentAuthError`; each
+transport renders them its way (gRPC status with ``ErrorInfo``, RFC 6749 JSON,
+an HTML page).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from control_plane.api.authz import Rule
+from control_plane.api.metrics import Metrics
+from control_plane.audit.hook import AuditEvent, AuditSink
+from control_plane.domain.errors import (
+    AgentAuthError,
+    PermissionDenied,
+    Unauthenticated,
+    Unavailable,
+)
+from control_plane.domain.principals import Principal
+from control_plane.domain.scope import OrgScope
+from control_plane.logs import get_logger
+
+T = TypeVar("T")
+
+_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
+    "agentauth_principal", default=None
+)
+
+
+def current_principal() -> Principal:
+    """The authenticated caller of the running request (handlers that need one)."""
+    principal = _principal.get()
+    if principal is None:  # a public method reached a handler that needs a caller
+        raise Unauthenticated(reason="CREDENTIALS_MISSING")
+    return principal
+
+
+def optional_principal() -> Principal | None:
+    return _principal.get()
+
+
+class Authenticator(Protocol):
+    async def __call__(self, kind: str, credential: str) -> Principal: ...
+
+
+class RateLimit(Protocol):
+    async def check(self, org: OrgScope | None, principal_key: str, peer: str | None) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """What the pipeline needs to know about one request, whatever its transport."""
+
+    key: str  # the table key: a full RPC method name or "METHOD /route"
+    transport: str  # "grpc" | "http"
+    credential: str | None  # as the rule's kind expects it; None when absent
+    peer: str | None  # the client's address, for anonymous limits
+
+
+class Pipeline:
+    def __init__(
+        self,
+        rules: Mapping[str, Rule],
+        authenticate: Authenticator,
+        limiter: RateLimit,
+        audit: AuditSink,
+        metrics: Metrics,
+    ) -> None:
+        self._rules = rules
+        self._authenticate = authenticate
+        self._limiter = limiter
+        self._audit = audit
+        self._metrics = metrics
+        self._log = get_logger("agentauth.rpc")
+
+    def rule(self, key: str) -> Rule | None:
+        return self._rules.get(key)
+
+    async def run(self, call: Call, handler: Callable[[], Awaitable[T]]) -> T:
+        """Run ``handler`` behind every stage; it sees the caller via :func:`current_principal`."""
+        start = time.perf_counter()
+        code = "OK"
+        try:
+            rule = self._rules.get(call.key)
+            if rule is None:
+                raise PermissionDenied(reason="METHOD_NOT_AUTHORIZED")
+            principal = await self._authenticated(rule, call)
+            if not rule.public and principal.role not in rule.roles:
+                raise PermissionDenied()
+            if rule.rate_limited:
+                # Per org and per principal once authenticated (the org comes from the
+                # principal, never from the request); per client address before that.
+                if principal is not None and principal.org_id is not None:
+                    await self._limiter.check(principal.own_scope, principal.rate_key, call.peer)
+                else:
+                    await self._limiter.check(None, "", call.peer)
+            token = _principal.set(principal)
+            try:
+                if not rule.audited:
+                    return await handler()
+                return await self._audited(rule, call, principal, handler)
+            finally:
+                _principal.reset(token)
+        except AgentAuthError as exc:
+            code = exc.code
+            # Failures are logged once here, at INFO (never with a value the caller
+            # sent); success stays at DEBUG: a log line per call costs more than a mint.
+            self._log.info(
+                "rpc", action=call.key, code=exc.code, reason=exc.reason, debug=exc.debug
+            )
+            raise
+        except BaseException:
+            code = "INTERNAL"
+            raise
+        finally:
+            elapsed = time.perf_counter() - start
+            self._metrics.observe(call.key, code, elapsed)
+            if code == "OK":
+                # DEBUG is filtered before rendering unless enabled: free in production.
+                self._log.debug("rpc", action=call.key, code="OK", ms=round(elapsed * 1e3, 3))
+
+    async def _authenticated(self, rule: Rule, call: Call) -> Any:
+        credential = call.credential
+        if rule.auth != "bearer":
+            # A link or a state authenticates; missing or not, its own checks answer
+            # (LINK_INVALID, STATE_INVALID...), as the page would.
+            return await self._authenticate(rule.auth, credential or "")
+        if credential == "":
+            raise Unauthenticated(reason="CREDENTIALS_INVALID")
+        if credential is not None:
+            return await self._authenticate(rule.auth, credential)
+        if rule.public:
+            return None
+        raise Unauthenticated(
+            "send 'authorization: Bearer <api key>'", reason="CREDENTIALS_MISSING"
+        )
+
+    async def _audited(
+        self,
+        rule: Rule,
+        call: Call,
+        principal: Principal | None,
+        handler: Callable[[], Awaitable[T]],
+    ) -> T:
+        action = rule.action or call.key
+
+        def event(phase: str, outcome: str, reason: str = "") -> AuditEvent:
+            return AuditEvent.of(action, phase, principal, outcome, reason, call.transport)
+
+        try:
+            await self._audit.record(event("attempt", "pending"))
+        except Exception:
+            raise Unavailable("audit log unavailable", reason="AUDIT_UNAVAILABLE") from None
+        try:
+            result = await handler()
+        except AgentAuthError as exc:
+            await self._audit.record(event("outcome", exc.code, exc.reason))
+            raise
+        except asyncio.CancelledError:
+            await self._audit.record(event("outcome", "CANCELLED", "CANCELLED"))
+            raise
+        except Exception:
+            await self._audit.record(event("outcome", "INTERNAL", "INTERNAL"))
+            raise
+        await self._audit.record(event("outcome", "OK"))
+        return result
