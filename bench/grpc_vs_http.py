@@ -198,8 +198,13 @@ def report(results: dict[tuple[str, int], Result], names: list[str]) -> None:
         f"{'gRPC/HTTP':<9} "
         + " ".join(f"{r:>{w}.2f}" for r, w in zip(ratios, (10, 13, 12, 8), strict=True))
     )
-    met = "met" if ratios[0] <= GOAL else "MISSED"
-    print(f"goal gRPC/HTTP <= {GOAL} on the c=32 wall cost: {met}")
+    # Wall cost is what a client sees; server CPU holds up better when other work
+    # on the machine takes CPU from the server, so both are held to the goal.
+    print(
+        f"goal gRPC/HTTP <= {GOAL}: c=32 wall {ratios[0]:.2f} "
+        f"{'met' if ratios[0] <= GOAL else 'MISSED'}, server CPU {ratios[1]:.2f} "
+        f"{'met' if ratios[1] <= GOAL else 'MISSED'}"
+    )
     print(
         f"c=32 exchange QPS / floor QPS: gRPC {grpc_ex.qps / grpc_floor.qps:.2f}, "
         f"HTTP {http_ex.qps / http_floor.qps:.2f}; exchange QPS gRPC/HTTP "
