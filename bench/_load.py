@@ -16,6 +16,7 @@ which gives requests per server-CPU-second: throughput per core.
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 import shutil
@@ -308,8 +309,8 @@ def percentile(sorted_values: Sequence[float], p: float) -> float:
     """Nearest-rank percentile of already sorted values (0 for none)."""
     if not sorted_values:
         return 0.0
-    rank = max(1, -(-len(sorted_values) * p // 100))  # ceil without floats
-    return float(sorted_values[int(rank) - 1])
+    rank = max(1, math.ceil(len(sorted_values) * p / 100))
+    return float(sorted_values[rank - 1])
 
 
 # -- alternating rounds ---------------------------------------------------------------
