@@ -389,9 +389,10 @@ def alternate(
     rounds: int,
     seconds: float,
     warmup: float = 2.0,
-) -> dict[tuple[str, int], Result]:
+) -> tuple[dict[tuple[str, int], Result], float]:
     """Runs every target ``rounds`` times at each concurrency, in turn, after a
-    discarded warm-up run of each; prints one line per round."""
+    discarded warm-up run of each; prints one line per round. Returns the results
+    and the cores that other work on the machine used meanwhile."""
     at_rest(targets)
     for t in targets:
         t.run(max(t.concurrencies), warmup)
@@ -426,12 +427,26 @@ def alternate(
         f"this benchmark {ours / elapsed:.2f}, other work {(busy - ours) / elapsed:.2f}; "
         f"hypervisor steal {steal / elapsed:.2f} cores"
     )
-    if (busy - ours) / elapsed > BUSY_ELSEWHERE:
+    elsewhere = (busy - ours) / elapsed
+    if contended(elsewhere):
         print(
             "  other work took CPU the servers could have used: their QPS and latency are "
             "bound by it; CPU per call (srv ms/call, calls/CPU-s) holds up better"
         )
-    return results
+    return results, elsewhere
+
+
+def contended(elsewhere: float) -> bool:
+    """Whether other work used enough CPU to bound the servers' wall-time figures."""
+    return elsewhere > BUSY_ELSEWHERE
+
+
+def verdict(value: float, goal: float, at_least: bool, elsewhere: float | None = None) -> str:
+    """``met`` or ``MISSED``; a wall-time figure (given ``elsewhere``) measured while
+    other work was busy is not judged."""
+    if elsewhere is not None and contended(elsewhere):
+        return f"not judged: other work used {elsewhere:.2f} cores"
+    return "met" if (value >= goal if at_least else value <= goal) else "MISSED"
 
 
 def _machine() -> tuple[float, float]:

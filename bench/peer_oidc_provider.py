@@ -46,6 +46,7 @@ from bench._load import (
     ensure_tool,
     print_table,
     process_tree,
+    verdict,
     wrk,
 )
 from bench._workload import AUDIENCE, SCOPE, workload_exchange
@@ -230,25 +231,27 @@ def main() -> None:
                         concurrencies=(32,),
                     )
                 )
-            results = alternate(targets, (1, 32), args.rounds, args.seconds)
+            results, elsewhere = alternate(targets, (1, 32), args.rounds, args.seconds)
     print()
     print_table(results)
     print()
-    report(results, targets, skipped)
+    report(results, targets, skipped, elsewhere)
     print(f"machine: load average {os.getloadavg()[0]:.2f} at the end")
     if any(r.failures for r in results.values()):
         print("THIS RUN HAD FAILED RESPONSES: its figures are not valid")
         raise SystemExit(1)
 
 
-def report(results: dict[tuple[str, int], Result], targets: list[Target], skipped: str) -> None:
+def report(
+    results: dict[tuple[str, int], Result], targets: list[Target], skipped: str, elsewhere: float
+) -> None:
     ours, peer, ours_floor, peer_floor = (results[(t.name, 32)] for t in targets[:4])
     ours1, peer1 = results[(targets[0].name, 1)], results[(targets[1].name, 1)]
     per_core = ours.per_core / peer.per_core
     print(f"c=32 ours/peer QPS:                        {ours.qps / peer.qps:.2f}")
     print(
         f"c=32 ours/peer per core (server processes): {per_core:.2f}"
-        f"  (goal >= {PER_CORE_GOAL}: {'met' if per_core >= PER_CORE_GOAL else 'MISSED'})"
+        f"  (goal >= {PER_CORE_GOAL}: {verdict(per_core, PER_CORE_GOAL, True)})"
     )
     print(
         "c=32 ours/peer per core, our PostgreSQL backends counted as ours: "
@@ -259,7 +262,7 @@ def report(results: dict[tuple[str, int], Result], targets: list[Target], skippe
         whole = box.qps / peer.qps
         print(
             f"c=32 whole box, ours ({targets[4].name}) / peer QPS: {whole:.2f}"
-            f"  (goal >= {WHOLE_BOX_GOAL}: {'met' if whole >= WHOLE_BOX_GOAL else 'MISSED'})"
+            f"  (goal >= {WHOLE_BOX_GOAL}: {verdict(whole, WHOLE_BOX_GOAL, True, elsewhere)})"
         )
     else:
         print(f"c=32 whole box: {skipped or 'not measured (pass --workers N)'}")
