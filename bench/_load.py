@@ -16,6 +16,7 @@ which gives requests per server-CPU-second: throughput per core.
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
 import resource
@@ -172,6 +173,7 @@ def _scratch_file(name: str, content: bytes) -> Path:
     global _scratch
     if _scratch is None:
         _scratch = Path(tempfile.mkdtemp(prefix="agentauth-bench-"))
+        atexit.register(shutil.rmtree, _scratch, True)
     path = _scratch / name
     path.write_bytes(content)
     return path
