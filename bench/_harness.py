@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 
@@ -24,7 +24,14 @@ def free_port() -> int:
 
 
 def arguments(description: str | None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=description)
+    return parser(description).parse_args()
+
+
+def parser(description: str | None) -> argparse.ArgumentParser:
+    """The options every benchmark takes; a script adds its own before parsing."""
+    ap = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--trials", type=int, default=200)
     ap.add_argument(
@@ -34,7 +41,7 @@ def arguments(description: str | None) -> argparse.Namespace:
         ),
         help="an admin connection; a throwaway database is created next to it",
     )
-    return ap.parse_args()
+    return ap
 
 
 @dataclass(frozen=True)
@@ -73,9 +80,13 @@ def cluster_on_postgres(
     *,
     quiet: bool = True,
     extra_env: dict[str, str] | None = None,
+    serve_args: Sequence[Sequence[str]] = (),
 ) -> Iterator[tuple[list[Replica], str]]:
     """Yields (replicas, platform admin key): ``replicas`` ``control-plane serve``
-    processes sharing one fresh PostgreSQL database, one KEK and one issuer."""
+    processes sharing one fresh PostgreSQL database, one KEK and one issuer.
+
+    ``serve_args[i]``, when given, are extra ``serve`` arguments of replica ``i``.
+    """
     import psycopg
 
     admin_url = database_url.replace("postgresql+psycopg://", "postgresql://")
@@ -102,7 +113,7 @@ def cluster_on_postgres(
         key = made.stdout.strip().splitlines()[-1]
         out = subprocess.DEVNULL if quiet else None
         started = []
-        for gport, hport in ports:
+        for i, (gport, hport) in enumerate(ports):
             proc = subprocess.Popen(
                 [
                     *cli,
@@ -111,6 +122,7 @@ def cluster_on_postgres(
                     f"127.0.0.1:{gport}",
                     "--http-listen",
                     f"127.0.0.1:{hport}",
+                    *(serve_args[i] if i < len(serve_args) else ()),
                 ],
                 env=env,
                 stdout=out,
@@ -130,6 +142,17 @@ def cluster_on_postgres(
                 proc.kill()
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def serve_accepts(flag: str) -> bool:
+    """Whether ``control-plane serve`` lists ``flag`` in its ``--help``."""
+    usage = subprocess.run(
+        [sys.executable, "-m", "control_plane", "serve", "--help"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return any(word.rstrip(",") == flag for word in usage.split())
 
 
 @contextlib.contextmanager

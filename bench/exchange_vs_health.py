@@ -13,69 +13,23 @@ c=1 and c=32, and prints the ratios. Target at c=32: ≥ 0.5. Reports, never gat
 from __future__ import annotations
 
 import asyncio
-import json
 
 import grpc
-from agentauth import client_interceptors
-from agentauth.v1 import admin_pb2 as pb
-from agentauth.v1 import admin_pb2_grpc, token_pb2, token_pb2_grpc
-from agentauth.v1 import trust_policy_pb2 as trust
+from agentauth.v1 import token_pb2, token_pb2_grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bench._harness import arguments, measure, served_on_postgres
-from control_plane.sandbox import KubernetesIssuer
+from bench._workload import workload_exchange
 
 TARGET = 0.5
 
 
 async def _bench(target: str, key: str, seconds: float) -> None:
-    k8s = KubernetesIssuer(issuer="https://kubernetes.default.svc")
-    async with (
-        grpc.aio.insecure_channel(
-            target, interceptors=client_interceptors(key, timeout=30)
-        ) as channel,
-        grpc.aio.insecure_channel(target) as bare,
-    ):
-        admin = admin_pb2_grpc.AdminServiceStub(channel)
-        org = (
-            await admin.CreateOrganization(
-                pb.CreateOrganizationRequest(organization=pb.Organization(display_name="bench"))
-            )
-        ).organization.name
-        agent = (
-            await admin.RegisterAgent(
-                pb.RegisterAgentRequest(parent=org, agent=pb.Agent(display_name="bench agent"))
-            )
-        ).agent.name
-        sa = (
-            (await admin.ListServiceAccounts(pb.ListServiceAccountsRequest(parent=org)))
-            .service_accounts[0]
-            .name
-        )
-        await admin.CreateTrustPolicy(
-            pb.CreateTrustPolicyRequest(
-                parent=agent,
-                trust_policy=trust.TrustPolicy(
-                    kind=trust.TRUST_POLICY_KIND_WORKLOAD_TOKEN,
-                    issuer=k8s.issuer,
-                    jwks_json=json.dumps(k8s.jwks()),
-                    audience="agentauth",
-                    subject="system:serviceaccount:bench:agent",
-                    service_accounts=[sa],
-                    scopes=["read"],
-                    audiences=["https://api.example"],
-                ),
-            )
-        )
-        workload = k8s.issue(namespace="bench", service_account="agent", audiences=["agentauth"])
+    fixture = await workload_exchange(target, key)
+    async with grpc.aio.insecure_channel(target) as bare:
         tokens = token_pb2_grpc.TokenServiceStub(bare)
         health = health_pb2_grpc.HealthStub(bare)
-        exchange = token_pb2.ExchangeTokenRequest(
-            grant_type="urn:ietf:params:oauth:grant-type:token-exchange",
-            subject_token=workload,
-            subject_token_type="urn:ietf:params:oauth:token-type:jwt",
-            organization=org,
-        )
+        exchange = token_pb2.ExchangeTokenRequest(**fixture.fields())
         check = health_pb2.HealthCheckRequest()
         print(f"{'c':>3} {'Exchange QPS':>13} {'Health QPS':>11} {'ratio':>6}")
         for c in (1, 32):
