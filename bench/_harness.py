@@ -101,6 +101,15 @@ def cluster_on_postgres(
         "AGENTAUTH_DATABASE_URL": url,
         # One issuer for the cluster, as behind a load balancer.
         "AGENTAUTH_ISSUER": f"http://127.0.0.1:{ports[0][1]}",
+        # A load generator on one address is one caller: the deployment's limits
+        # would refuse it long before it measures anything. Limits far above the
+        # offered load keep the limiter's cost in every call (one shared lease per
+        # 1000 calls) without refusing any.
+        **{
+            f"AGENTAUTH_RATE_LIMIT_{kind}_{what}": value
+            for kind in ("ORG", "PRINCIPAL", "ANONYMOUS")
+            for what, value in (("RPS", "1000000"), ("BURST", "10000000"))
+        },
         **(extra_env or {}),
     }
     cli = [sys.executable, "-m", "control_plane"]

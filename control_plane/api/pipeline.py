@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -98,6 +99,7 @@ class Pipeline:
         self._audit = audit
         self._metrics = metrics
         self._log = get_logger("agentauth.rpc")
+        self._debug = logging.getLogger("agentauth.rpc")  # one level check per call
 
     def rule(self, key: str) -> Rule | None:
         return self._rules.get(key)
@@ -135,14 +137,16 @@ class Pipeline:
                 "rpc", action=call.key, code=exc.code, reason=exc.reason, debug=exc.debug
             )
             raise
+        except asyncio.CancelledError:
+            code = "CANCELLED"  # the caller went away (or the server is stopping)
+            raise
         except BaseException:
             code = "INTERNAL"
             raise
         finally:
             elapsed = time.perf_counter() - start
             self._metrics.observe(call.key, code, elapsed)
-            if code == "OK":
-                # DEBUG is filtered before rendering unless enabled: free in production.
+            if code == "OK" and self._debug.isEnabledFor(logging.DEBUG):
                 self._log.debug("rpc", action=call.key, code="OK", ms=round(elapsed * 1e3, 3))
 
     async def _authenticated(self, rule: Rule, call: Call) -> Any:

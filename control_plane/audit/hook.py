@@ -8,11 +8,12 @@ attempt first and refuses the call if that record cannot be written.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from control_plane.domain.principals import Principal
-from control_plane.logs import get_logger
+from control_plane.logs import info_line
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,21 +57,25 @@ class AuditSink(Protocol):
 
 class LogAuditSink:
     def __init__(self) -> None:
-        self._log = get_logger("agentauth.audit")
+        self._log = logging.getLogger("agentauth.audit")
 
     async def record(self, event: AuditEvent) -> None:
-        # Field by field: dataclasses.asdict deep-copies and showed up on the mint path.
-        self._log.info(
+        # Field by field (dataclasses.asdict deep-copies), and through the cheap line
+        # writer: two audit lines per mint were a fifth of its cost through structlog.
+        info_line(
+            self._log,
             "audit",
-            action=event.action,
-            phase=event.phase,
-            principal_role=event.principal_role,
-            principal_key=event.principal_key,
-            principal_org=event.principal_org,
-            outcome=event.outcome,
-            reason=event.reason,
-            transport=event.transport,
-            time=event.time.isoformat(),
+            {
+                "action": event.action,
+                "phase": event.phase,
+                "principal_role": event.principal_role,
+                "principal_key": event.principal_key,
+                "principal_org": event.principal_org,
+                "outcome": event.outcome,
+                "reason": event.reason,
+                "transport": event.transport,
+                "time": event.time.isoformat(),
+            },
         )
 
 

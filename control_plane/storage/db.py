@@ -26,11 +26,13 @@ Two walls stand behind every repository's own ``org_id`` filter:
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import (
@@ -104,6 +106,8 @@ class Database:
         self.app_role = app_role if self.dialect == "postgresql" else None
         self._install_connect_hooks()
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._autocommit: Any = None
+        self._autocommit_lock = asyncio.Lock()
 
     @property
     def is_postgres(self) -> bool:
@@ -204,6 +208,28 @@ class Database:
         """A plain libpq URL for a dedicated LISTEN connection (PostgreSQL)."""
         return libpq_url(self.engine.url.render_as_string(hide_password=False))
 
+    async def autocommit_connection(self) -> Any:
+        """PostgreSQL: one shared autocommit connection outside the pool (as the runtime
+        role), for single-statement writes on the hot path (issued-token group commit).
+        psycopg serializes its users; it is closed by :meth:`dispose`."""
+        conn = self._autocommit
+        if conn is None or conn.closed:
+            async with self._autocommit_lock:
+                conn = self._autocommit
+                if conn is None or conn.closed:
+                    conn = await psycopg.AsyncConnection.connect(
+                        self.listen_url(), autocommit=True
+                    )
+                    if self.app_role:  # the same non-owner role as the pool: RLS applies
+                        await conn.execute(f'SET ROLE "{self.app_role}"')
+                    self._autocommit = conn
+        return conn
+
+    async def drop_autocommit_connection(self, conn: Any) -> None:
+        if self._autocommit is conn:
+            self._autocommit = None
+        await conn.close()
+
     async def ping(self) -> bool:
         try:
             async with self.engine.connect() as conn:
@@ -213,6 +239,9 @@ class Database:
             return False
 
     async def dispose(self) -> None:
+        conn, self._autocommit = self._autocommit, None
+        if conn is not None:
+            await conn.close()
         await self.engine.dispose()
 
 
