@@ -131,7 +131,7 @@ def cluster_on_postgres(
                     f"127.0.0.1:{gport}",
                     "--http-listen",
                     f"127.0.0.1:{hport}",
-                    *(serve_args[i] if i < len(serve_args) else ()),
+                    *_one_process_unless_asked(serve_args[i] if i < len(serve_args) else ()),
                 ],
                 env=env,
                 stdout=out,
@@ -151,6 +151,13 @@ def cluster_on_postgres(
                 proc.kill()
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _one_process_unless_asked(args: Sequence[str]) -> list[str]:
+    """A replica is one process (what replica tests kill, what CPU is measured on)
+    unless the caller passes its own ``--workers``."""
+    args = list(args)
+    return args if "--workers" in args else [*args, "--workers", "1"]
 
 
 def serve_accepts(flag: str) -> bool:

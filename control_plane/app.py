@@ -532,7 +532,26 @@ async def key_maintenance(runtime: Runtime) -> None:
             log.error("key maintenance failed", error=type(exc).__name__)
 
 
-async def serve(settings: Settings, *, out: TextIO = sys.stdout) -> None:
+async def _first_admin_key(runtime: Runtime, out: TextIO) -> None:
+    """A first embedded start creates a platform admin key and prints it once."""
+    api_keys = ApiKeyService(runtime.services)
+    if runtime.settings.embedded and not await api_keys.any_platform_key():
+        _, key = await api_keys.create_platform_key("bootstrap (first dev start)")
+        log.warning("no admin key existed: created a platform admin key, printed once on stdout")
+        print("Platform admin key (shown once; store it now):", file=out)
+        print(key, file=out, flush=True)
+
+
+async def prepare(settings: Settings, *, out: TextIO = sys.stdout) -> None:
+    """Everything ``serve`` checks and creates before it binds, done once (``--workers``)."""
+    runtime = await open_runtime(settings)
+    try:
+        await _first_admin_key(runtime, out)
+    finally:
+        await runtime.close()
+
+
+async def serve(settings: Settings, *, out: TextIO = sys.stdout, worker: bool = False) -> None:
     log.info(
         "starting agentauth control plane",
         database="embedded SQLite" if settings.embedded else "external",
@@ -544,14 +563,8 @@ async def serve(settings: Settings, *, out: TextIO = sys.stdout) -> None:
     )
     runtime = await open_runtime(settings)
     try:
-        api_keys = ApiKeyService(runtime.services)
-        if settings.embedded and not await api_keys.any_platform_key():
-            _, key = await api_keys.create_platform_key("bootstrap (first dev start)")
-            log.warning(
-                "no admin key existed: created a platform admin key, printed once on stdout"
-            )
-            print("Platform admin key (shown once; store it now):", file=out)
-            print(key, file=out, flush=True)
+        if not worker:
+            await _first_admin_key(runtime, out)
         servers = await start_servers(runtime)
         log.info(
             "serving",

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from control_plane import logs
-from control_plane.app import StartupError, open_runtime, serve
+from control_plane.app import StartupError, open_runtime, prepare, serve
 from control_plane.config import Settings
 from control_plane.domain.errors import AgentAuthError
 from control_plane.services.api_keys import ApiKeyService
 from control_plane.storage.migrate import upgrade
+from control_plane.workers import default_workers, fixed_ports, run_workers
 
 
 def _add_storage_flags(p: argparse.ArgumentParser) -> None:
@@ -32,6 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     _add_storage_flags(p_serve)
     p_serve.add_argument("--grpc-listen", help="HOST:PORT (env AGENTAUTH_GRPC_LISTEN)")
     p_serve.add_argument("--http-listen", help="HOST:PORT (env AGENTAUTH_HTTP_LISTEN)")
+    p_serve.add_argument(
+        "--workers",
+        help="server processes sharing the ports (SO_REUSEPORT); env AGENTAUTH_WORKERS; "
+        "default: 1 on the embedded SQLite, the available CPUs (at most 8) on PostgreSQL",
+    )
+    p_serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
 
     sub.add_parser(
         "sandbox", help="run a loopback provider or issuer emulator (see: sandbox --help)"
@@ -106,6 +114,43 @@ async def _keys(settings: Settings, args: argparse.Namespace) -> None:
         await runtime.close()
 
 
+def _workers(settings: Settings, given: str | None) -> int:
+    value = given or os.environ.get("AGENTAUTH_WORKERS", "") or "auto"
+    if value == "auto":
+        # Any-free-port listens (tests, trials) cannot be shared: one process then.
+        return default_workers(settings) if fixed_ports(settings) else 1
+    if not value.isdigit() or not 1 <= int(value) <= 64:
+        raise StartupError(f"--workers must be auto or 1-64, got {value!r}")
+    if int(value) > 1 and not fixed_ports(settings):
+        raise StartupError(
+            "--workers needs fixed ports: port 0 asks for any free port, and each worker "
+            "would get a different one"
+        )
+    return int(value)
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    if args.worker:  # one of the processes --workers started; the parent checked first
+        asyncio.run(serve(settings, worker=True))
+        return 0
+    workers = _workers(settings, args.workers)
+    if workers == 1:
+        asyncio.run(serve(settings))
+        return 0
+    asyncio.run(prepare(settings))
+    argv = [
+        "--data-dir",
+        str(settings.data_dir),
+        "--grpc-listen",
+        settings.grpc_listen,
+        "--http-listen",
+        settings.http_listen,
+    ]
+    if settings.database_url:
+        argv += ["--database-url", settings.database_url]
+    return run_workers(settings, workers, argv)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["sandbox"]:
@@ -123,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         if args.command == "serve":
-            asyncio.run(serve(settings))
+            return _serve(settings, args)
         elif args.command == "migrate":
             asyncio.run(upgrade(settings.effective_database_url))
             print("database migrated to head")

@@ -1,0 +1,162 @@
+"""``control-plane serve --workers N``: N processes behind one pair of ports.
+
+On PostgreSQL, as an operator runs it: the parent checks once and starts the
+workers; connections spread over them; a killed worker is replaced; a killed
+parent takes its workers with it; SIGTERM stops everything.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _children(parent: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def _wait(predicate: Any, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError("timed out")
+
+
+def _healthz_count(http: str) -> int:
+    """This process's count of /healthz calls, from a fresh connection's /metrics."""
+    with urllib.request.urlopen(http + "/metrics", timeout=10) as r:  # noqa: S310
+        for line in r.read().decode().splitlines():
+            if line.startswith('agentauth_rpc_total{method="GET /healthz",code="OK"}'):
+                return int(line.rsplit(" ", 1)[1])
+    return 0
+
+
+def _ready(http: str) -> bool:
+    try:
+        with urllib.request.urlopen(http + "/healthz", timeout=2) as r:  # noqa: S310
+            return r.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def database(pg_server: Any) -> str:
+    if pg_server is None:
+        pytest.skip("PostgreSQL unreachable")
+    url = str(pg_server.new_database())
+    subprocess.run(
+        [sys.executable, "-m", "control_plane", "migrate", "--database-url", url],
+        check=True,
+        capture_output=True,
+    )
+    return url
+
+
+def test_workers_share_the_ports_are_replaced_and_stop_together(
+    database: str, tmp_path: Path
+) -> None:
+    grpc_port, http_port = _port(), _port()
+    http = f"http://127.0.0.1:{http_port}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTAUTH_")}
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "control_plane",
+            "serve",
+            "--workers",
+            "2",
+            "--data-dir",
+            str(tmp_path),
+            "--database-url",
+            database,
+            "--grpc-listen",
+            f"127.0.0.1:{grpc_port}",
+            "--http-listen",
+            f"127.0.0.1:{http_port}",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait(lambda: len(_children(parent.pid)) == 2 and _ready(http))
+        first = _children(parent.pid)
+        # Connections spread over both: fresh connections see two different counters.
+        for _ in range(40):
+            _ready(http)
+        seen: set[int] = set()
+        _wait(lambda: seen.add(_healthz_count(http)) or len(seen) >= 2, timeout=30)
+        # A dead worker is replaced.
+        os.kill(first[0], signal.SIGKILL)
+        _wait(lambda: len(_children(parent.pid)) == 2 and first[0] not in _children(parent.pid))
+        _wait(lambda: _ready(http))
+        # SIGTERM stops the parent and every worker.
+        workers = _children(parent.pid)
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(timeout=60) == 0
+        _wait(lambda: not any(_alive(p) for p in workers), timeout=30)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+
+
+def test_a_killed_parent_leaves_no_orphan_serving(database: str, tmp_path: Path) -> None:
+    grpc_port, http_port = _port(), _port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTAUTH_")}
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "control_plane", "serve", "--workers", "2",
+         "--data-dir", str(tmp_path), "--database-url", database,
+         "--grpc-listen", f"127.0.0.1:{grpc_port}", "--http-listen", f"127.0.0.1:{http_port}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait(lambda: len(_children(parent.pid)) == 2)
+        workers = _children(parent.pid)
+        parent.kill()
+        parent.wait()
+        _wait(lambda: not any(_alive(p) for p in workers), timeout=30)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def test_workers_need_fixed_ports(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTAUTH_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "control_plane", "serve", "--workers", "2", "--data-dir",
+         str(tmp_path), "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2 and "--workers needs fixed ports" in result.stderr
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie (exited, not yet reaped by anyone) is not serving either.
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split(")")[-1].split()[0] != "Z"
