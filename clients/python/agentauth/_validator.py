@@ -8,11 +8,13 @@ issuer's published keys (``{issuer}/.well-known/jwks.json``)::
     token.org_id, token.subject, token.actor
 
 The order of checks follows RFC 7515 §5.2 and RFC 9068 §4: strict parsing and
-the header (:mod:`agentauth._validator_jose`), the key chosen by ``kid`` from
-the configured JWKS URL only and bound to one algorithm
-(:mod:`agentauth._validator_keys`, :mod:`agentauth._validator_jwks`), the
-signature, then the claims (:mod:`agentauth._validator_claims`), then the
-per-call org and scope checks. Every failure is a typed
+the header, the key chosen by ``kid`` from the configured JWKS URL only and
+bound to one algorithm, the signature, then the claims, then the per-call org
+and scope checks. Parsing, keys, signatures and the registered claims are the
+JOSE core the control plane verifies with too (:mod:`agentauth._jose`); the
+key-set policy (:mod:`agentauth._validator_keys`, :mod:`agentauth._validator_jwks`)
+and the access-token claims (:mod:`agentauth._validator_claims`) are the
+validator's. Every failure is a typed
 :class:`~agentauth.AgentAuthError` whose ``reason`` is a
 :class:`~agentauth.TokenReason`.
 

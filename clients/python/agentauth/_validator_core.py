@@ -16,10 +16,19 @@ from collections.abc import Callable, Iterable
 from hashlib import sha256
 from typing import Final
 
+from agentauth._jose import (
+    MAX_JSON_DEPTH,
+    MAX_LEEWAY,
+    JoseError,
+    ParsedJws,
+    Typ,
+    algorithm_set,
+    parse_claims,
+    parse_compact,
+)
 from agentauth._revocation_list import RevocationList
 from agentauth._validator_claims import VerifiedToken, check_claims
-from agentauth._validator_errors import TokenReason, token_error
-from agentauth._validator_jose import MAX_JSON_DEPTH, ParsedToken, parse_compact, parse_payload
+from agentauth._validator_errors import TokenReason, from_jose, token_error
 from agentauth._validator_jwks import Fetch, JwksCache, check_jwks_url, urllib_fetch
 from agentauth._validator_keys import SUPPORTED_ALGORITHMS, SignatureVerifier, VerificationKey
 
@@ -47,19 +56,12 @@ def _count(name: str, value: int, *, minimum: int) -> int:
 
 
 def _algorithms(algorithms: Iterable[str]) -> frozenset[str]:
-    if isinstance(algorithms, str | bytes):
-        # "ES256" is an Iterable[str] too; a set of letters must not pass as config.
-        raise TypeError("algorithms must be a collection of algorithm names, e.g. ('ES256',)")
-    allowed = frozenset(algorithms)
     # RFC 8725 §3.1: the caller specifies the algorithms; we only support the
     # asymmetric ones agentauth signs with. HS*, none and the rest are refused
     # here, at configuration time, rather than at the first token.
-    if not allowed or not allowed <= SUPPORTED_ALGORITHMS.keys():
-        raise ValueError(
-            f"algorithms must be a non-empty subset of {sorted(SUPPORTED_ALGORITHMS)}, "
-            f"got {sorted(map(str, allowed))}"
-        )
-    return allowed
+    if isinstance(algorithms, str | bytes):
+        raise TypeError("algorithms must be a collection of algorithm names, e.g. ('ES256',)")
+    return algorithm_set(frozenset(algorithms), SUPPORTED_ALGORITHMS)
 
 
 class Validator:
@@ -100,6 +102,9 @@ class Validator:
         self._audience = audience
         self._algorithms = _algorithms(algorithms)
         self._leeway = _positive("leeway", leeway, allow_zero=True)
+        if self._leeway > MAX_LEEWAY:
+            # RFC 7519 §4.1.4: "some small leeway, usually no more than a few minutes".
+            raise ValueError(f"leeway must be <= {MAX_LEEWAY:g} seconds")
         self._clock: Callable[[], float] = clock if clock is not None else time.time
         self._expected_org = expected_org
         self._max_token_bytes = _count("max_token_bytes", max_token_bytes, minimum=1)
@@ -183,8 +188,16 @@ class Validator:
         except KeyError:  # another thread emptied it first
             pass
 
-    def _parse(self, token: str) -> ParsedToken:
-        return parse_compact(token, max_bytes=self._max_token_bytes, algorithms=self._algorithms)
+    def _parse(self, token: str) -> ParsedJws:
+        try:
+            return parse_compact(
+                token,
+                algorithms=self._algorithms,
+                max_bytes=self._max_token_bytes,
+                typ=Typ.ACCESS_TOKEN,
+            )
+        except JoseError as exc:
+            raise from_jose(exc) from None
 
     def _missing_key(self) -> Exception:
         if self._jwks.key_set is None:
@@ -200,7 +213,7 @@ class Validator:
 
     def _finish(
         self,
-        parsed: ParsedToken,
+        parsed: ParsedJws,
         key: VerificationKey,
         now: float,
         digest: bytes | None,
@@ -210,7 +223,10 @@ class Validator:
             # An entry outside its window must go even if this check fails.
             self._cache.pop(digest, None)
         self._verifier.verify(parsed, key)
-        claims = parse_payload(parsed.payload, max_depth=self._max_json_depth)
+        try:
+            claims = parse_claims(parsed.payload, max_depth=self._max_json_depth)
+        except JoseError as exc:
+            raise from_jose(exc) from None
         verified, valid_from, valid_until = check_claims(
             claims,
             issuer=self._issuer,
