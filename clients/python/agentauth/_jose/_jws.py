@@ -148,6 +148,8 @@ def _check_header(
     if kid is None:
         if require_kid:
             raise JoseError(_R.TOKEN_KEY_UNKNOWN, "kid missing")
+        if "kid" in header:  # null is not "no kid": it must not select a lone key
+            raise _malformed("kid is null")
         return alg, ""
     if not isinstance(kid, str):
         raise _malformed("kid is not a string")
