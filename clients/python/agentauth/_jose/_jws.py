@@ -31,7 +31,8 @@ Every check fails with :class:`JoseError` and a :class:`TokenReason`:
    embedded ``jwk`` are never read (RFC 8725 §3.10: following them "could
    result in server-side request forgery (SSRF) attacks"; CVE-2018-0114)
    [TOKEN_KEY_UNKNOWN when absent and required, TOKEN_MALFORMED when not a
-   string].
+   string - including ``null`` where a token may omit ``kid``: an explicit
+   null must not select a one-key set's only key].
 
 :func:`verify_signature` then checks the header's ``alg`` against the one
 algorithm of the selected key (RFC 8725 §3.1; PyJWT CVE-2026-48523)
