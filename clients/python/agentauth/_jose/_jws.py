@@ -52,8 +52,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from agentauth._jose._encoding import (
     MAX_JSON_DEPTH,
@@ -103,9 +102,11 @@ def typ_allowed(typ: object, policy: Typ) -> bool:
     return is_access_token is (policy is Typ.ACCESS_TOKEN)
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedJws:
-    """A compact JWS whose structure and header passed every check; nothing verified yet."""
+class ParsedJws(NamedTuple):
+    """A compact JWS whose structure and header passed every check; nothing verified yet.
+
+    (A named tuple, not a frozen dataclass: one is built per token parsed.)
+    """
 
     alg: str
     #: ``""`` when the token has none (only when the caller allowed that).
@@ -113,7 +114,7 @@ class ParsedJws:
     signing_input: bytes
     payload: bytes
     signature: bytes
-    header: Mapping[str, Any] = field(repr=False)
+    header: Mapping[str, Any]
 
 
 def _malformed(detail: str) -> JoseError:
