@@ -319,6 +319,16 @@ def test_rfc9068_4_and_rfc8725_3_11_typ_policy(typ: Any, policy: Typ, accepted: 
         assert accepted
 
 
+@pytest.mark.parametrize("alg", ["none", "None", "HS256", "ES256K"])
+def test_rfc8725_3_1_alg_outside_the_core_is_refused_even_if_configured(alg: str) -> None:
+    """A caller that built its algorithm set by hand still cannot admit none or HMAC."""
+    head = b64(json.dumps({"alg": alg, "kid": "k"}).encode())
+    token = f"{head}.{b64(b'{}')}.{b64(bytes(64))}"
+    with pytest.raises(JoseError) as err:
+        parse_compact(token, algorithms=frozenset({alg, "ES256"}), max_bytes=8192)
+    assert err.value.reason == R.TOKEN_ALGORITHM_NOT_ALLOWED
+
+
 def test_kid_may_be_absent_only_where_allowed_and_never_null() -> None:
     private = _private("ES256")
     without = _token("ES256", private, {"kid": None}).split(".")

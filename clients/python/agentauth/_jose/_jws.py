@@ -62,7 +62,7 @@ from agentauth._jose._encoding import (
     loads_strict,
 )
 from agentauth._jose._errors import JoseError, TokenReason
-from agentauth._jose._jwk import VerificationKey
+from agentauth._jose._jwk import ALGORITHMS, VerificationKey
 
 __all__ = [
     "ACCESS_TOKEN_TYPES",
@@ -144,7 +144,9 @@ def _check_header(
     alg = header.get("alg")
     if not isinstance(alg, str):
         raise _malformed("alg missing or not a string")
-    if alg not in algorithms:
+    # The second test holds even for a caller that built its set without
+    # algorithm_set(): "none", HS* and the rest are not algorithms of ours.
+    if alg not in algorithms or alg not in ALGORITHMS:
         raise JoseError(_R.TOKEN_ALGORITHM_NOT_ALLOWED, "alg not allowed")
     kid = header.get("kid")
     if kid is None:
