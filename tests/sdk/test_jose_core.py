@@ -416,3 +416,40 @@ def test_parse_claims_is_strict_and_depth_bounded() -> None:
         with pytest.raises(JoseError) as err:
             parse_claims(bad)
         assert err.value.reason == R.TOKEN_MALFORMED
+
+
+# ------------------------------------------------------------ the header memo
+def test_a_remembered_header_yields_what_parsing_it_yields() -> None:
+    private = _private("ES256")
+    memo: dict[str, Any] = {}
+    common: dict[str, Any] = {"algorithms": frozenset({"ES256"}), "max_bytes": 8192}
+    first, second = _token("ES256", private), _token("ES256", private, sub="t")
+    assert first.split(".")[0] == second.split(".")[0]
+    fresh = parse_compact(second, **common)
+    parse_compact(first, header_memo=memo, **common)
+    assert len(memo) == 1
+    remembered = parse_compact(second, header_memo=memo, **common)
+    assert remembered[:5] == fresh[:5] and dict(remembered.header) == dict(fresh.header)
+    with pytest.raises(TypeError):
+        remembered.header["alg"] = "none"  # type: ignore[index]
+    # A remembered header does not excuse the other segments.
+    head, payload, _ = second.split(".")
+    with pytest.raises(JoseError) as err:
+        parse_compact(f"{head}.{payload}.", header_memo=memo, **common)
+    assert err.value.reason == R.TOKEN_MALFORMED
+
+
+def test_a_refused_header_is_never_remembered_and_the_memo_stays_bounded() -> None:
+    private = _private("ES256")
+    memo: dict[str, Any] = {}
+    common: dict[str, Any] = {"algorithms": frozenset({"ES256"}), "max_bytes": 65536}
+    for header in ({"typ": "JWT"}, {"crit": ["x"]}, {"kid": 7}):
+        with pytest.raises(JoseError):
+            parse_compact(_token("ES256", private, header), typ=Typ.ACCESS_TOKEN,
+                          header_memo=memo, **common)  # fmt: skip
+    assert memo == {}
+    for n in range(200):
+        parse_compact(_token("ES256", private, {"kid": f"k{n}"}), header_memo=memo, **common)
+        assert len(memo) <= 64
+    parse_compact(_token("ES256", private, {"kid": "k" * 600}), header_memo=memo, **common)
+    assert all(len(segment) <= 512 for segment in memo)

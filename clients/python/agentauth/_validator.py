@@ -34,7 +34,7 @@ import asyncio
 import threading
 from collections.abc import Iterable
 
-from agentauth._validator_claims import VerifiedToken, authorize
+from agentauth._validator_claims import VerifiedToken
 from agentauth._validator_core import Validator
 from agentauth._validator_jwks import Need
 from agentauth._validator_keys import VerificationKey
@@ -109,11 +109,8 @@ class TokenValidator(Validator):
                 verified = self._validate_uncached(token, now, token)
         else:
             verified = self._validate_uncached(token, now, None)
-        if self._revocations is not None:
-            self._check_revocation(verified)
-        if required_scopes or expected_org is not None or self._expected_org is not None:
-            org = expected_org if expected_org is not None else self._expected_org
-            return authorize(verified, required_scopes, org)
+        if self._per_call_checks or required_scopes or expected_org is not None:
+            return self._per_call(verified, required_scopes, expected_org)
         return verified
 
     def _validate_uncached(self, token: str, now: float, cache_key: str | None) -> VerifiedToken:
@@ -184,11 +181,8 @@ class AsyncTokenValidator(Validator):
             parsed = self._parse(token)
             key = await self._key(parsed.kid, now)
             verified = self._finish(parsed, key, now, verified)
-        if self._revocations is not None:
-            self._check_revocation(verified)
-        if required_scopes or expected_org is not None or self._expected_org is not None:
-            org = expected_org if expected_org is not None else self._expected_org
-            return authorize(verified, required_scopes, org)
+        if self._per_call_checks or required_scopes or expected_org is not None:
+            return self._per_call(verified, required_scopes, expected_org)
         return verified
 
     async def refresh_keys(self) -> bool:

@@ -32,6 +32,7 @@ from typing import Final
 from agentauth._jose import (
     MAX_JSON_DEPTH,
     MAX_LEEWAY,
+    HeaderMemo,
     JoseError,
     ParsedJws,
     Typ,
@@ -40,7 +41,7 @@ from agentauth._jose import (
     parse_compact,
 )
 from agentauth._revocation_list import RevocationList
-from agentauth._validator_claims import VerifiedToken, check_claims
+from agentauth._validator_claims import VerifiedToken, authorize, check_claims
 from agentauth._validator_errors import TokenReason, from_jose, token_error
 from agentauth._validator_jwks import Fetch, JwksCache, check_jwks_url, urllib_fetch
 from agentauth._validator_keys import SUPPORTED_ALGORITHMS, SignatureVerifier, VerificationKey
@@ -138,6 +139,8 @@ class Validator:
             refetch_interval=_positive("refetch_interval", refetch_interval),
         )
         self._verifier = SignatureVerifier()
+        # Headers of this issuer's tokens that passed the checks (JOSE core, bounded).
+        self._header_memo: HeaderMemo = {}
         # Plain OrderedDict without a lock: get, move_to_end, setitem and
         # popitem are each one atomic C call; the races between them are
         # handled where they can surface (KeyError).
@@ -149,6 +152,9 @@ class Validator:
         self._max_staleness = (
             None if max_staleness is None else _positive("max_staleness", max_staleness)
         )
+        # Fixed at construction: whether every call, cache hits included, has
+        # checks beyond the window (revocation, an org); one test on the hot path.
+        self._per_call_checks = revocations is not None or expected_org is not None
         self._setup()
 
     def _setup(self) -> None:
@@ -192,6 +198,17 @@ class Validator:
         if self._max_staleness is not None and not revocations.is_current(self._max_staleness):
             raise token_error(TokenReason.REVOCATIONS_UNAVAILABLE)
 
+    def _per_call(
+        self, verified: VerifiedToken, required_scopes: Iterable[str], expected_org: str | None
+    ) -> VerifiedToken:
+        """What every call checks, cache hits included: revocation, then org and scopes."""
+        if self._revocations is not None:
+            self._check_revocation(verified)
+        if required_scopes or expected_org is not None or self._expected_org is not None:
+            org = expected_org if expected_org is not None else self._expected_org
+            return authorize(verified, required_scopes, org)
+        return verified
+
     def _remember(self, token: str, entry: _Entry) -> None:
         cache = self._cache
         cache[token] = entry
@@ -208,6 +225,7 @@ class Validator:
                 algorithms=self._algorithms,
                 max_bytes=self._max_token_bytes,
                 typ=Typ.ACCESS_TOKEN,
+                header_memo=self._header_memo,
             )
         except JoseError as exc:
             raise from_jose(exc) from None

@@ -30,6 +30,7 @@ Surface (RFC 7515/7517/7518/7519/8037/8725; each function quotes its RFC):
 :func:`parse_compact`     strict compact-JWS parsing: size cap, canonical base64url,
                           strict JSON, ``typ`` policy (:class:`Typ`), ``crit``/``zip``/
                           ``enc``/``b64`` refused, ``alg`` from configuration, ``kid``
+                          (optionally remembering checked headers: :data:`HeaderMemo`)
 :func:`parse_jwk`         a public JWK (RSA >= 2048 bits, EC P-256/384/521, Ed25519)
                           as a :class:`VerificationKey` bound to exactly one algorithm
 :func:`select_key`        the key by ``kid`` only (a one-key set without ``kid``
@@ -74,6 +75,7 @@ from agentauth._jose._jwk import (
 )
 from agentauth._jose._jws import (
     ACCESS_TOKEN_TYPES,
+    HeaderMemo,
     ParsedJws,
     Typ,
     parse_claims,
@@ -92,6 +94,7 @@ __all__ = [
     "PRIVATE_MEMBERS",
     "CheckedClaims",
     "DuplicateMemberError",
+    "HeaderMemo",
     "JoseError",
     "JwkError",
     "ParsedJws",

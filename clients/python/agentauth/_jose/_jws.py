@@ -51,7 +51,8 @@ steps 2-7, which the control plane's own-token verifier has always reported.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
+from types import MappingProxyType
 from typing import Any, Final, NamedTuple
 
 from agentauth._jose._encoding import (
@@ -66,6 +67,7 @@ from agentauth._jose._jwk import ALGORITHMS, VerificationKey
 
 __all__ = [
     "ACCESS_TOKEN_TYPES",
+    "HeaderMemo",
     "ParsedJws",
     "Typ",
     "parse_claims",
@@ -80,6 +82,14 @@ ACCESS_TOKEN_TYPES: Final = frozenset({"at+jwt", "application/at+jwt"})
 # none of them: crit (RFC 7515 §4.1.11), zip/enc (JWE, RFC 7516), b64 (RFC 7797).
 _UNSUPPORTED_HEADERS: Final = ("crit", "zip", "enc", "b64")
 _R: Final = TokenReason
+#: Bounds of a caller's header memo (see :func:`parse_compact`): entries, and
+#: the longest header segment kept (ours are ~100 characters).
+_MEMO_ENTRIES: Final = 64
+_MEMO_SEGMENT: Final = 512
+
+#: A caller's memo of header segments that passed :func:`parse_compact`'s
+#: header checks, with what they yielded: ``(alg, kid, header)``.
+HeaderMemo = MutableMapping[str, tuple[str, str, Mapping[str, Any]]]
 
 
 class Typ(enum.Enum):
@@ -168,6 +178,7 @@ def parse_compact(
     typ: Typ = Typ.ANY,
     require_kid: bool = True,
     header_first: bool = False,
+    header_memo: HeaderMemo | None = None,
 ) -> ParsedJws:
     """Split, decode and check a compact JWS (steps 1-7 above); nothing is verified yet.
 
@@ -176,6 +187,13 @@ def parse_compact(
     Without ``require_kid`` a token may omit ``kid`` (see
     :func:`~agentauth._jose.select_key`). ``header_first`` selects the
     check order described in the module docstring.
+
+    ``header_memo``, a dict owned by one caller that always passes the same
+    ``algorithms``, ``typ`` and ``require_kid``, remembers header segments
+    that passed steps 3-7 (an issuer puts the same header on every token):
+    the verdict on a segment is a function of its text and that
+    configuration only, so a remembered one is not decoded and parsed again.
+    It holds at most 64 segments of at most 512 characters, read-only.
     """
     if not isinstance(token, str):
         raise _malformed("token is not text")
@@ -183,6 +201,7 @@ def parse_compact(
         raise _malformed("token exceeds the size limit")
     if not token.isascii():
         raise _malformed("token is not ASCII")
+    header: Mapping[str, Any]
     if header_first:
         parts = token.split(".")
         if len(parts) != 3:
@@ -211,14 +230,24 @@ def parse_compact(
         if len(parts) != 3:
             raise _malformed("not three segments (compact JWS only)")
         header_b64, payload_b64, signature_b64 = parts
+        known = header_memo.get(header_b64) if header_memo is not None else None
         try:
-            header_raw = decode_checked(header_b64)
+            header_raw = decode_checked(header_b64) if known is None else b""
             payload = decode_checked(payload_b64)
             signature = decode_checked(signature_b64)
         except ValueError:
             raise _malformed("a segment is empty or not canonical base64url") from None
-        header = _header_object(header_raw)
-        alg, kid = _check_header(header, algorithms, typ, require_kid)
+        if known is not None:
+            alg, kid, header = known
+        else:
+            parsed_header = _header_object(header_raw)
+            alg, kid = _check_header(parsed_header, algorithms, typ, require_kid)
+            header = parsed_header
+            if header_memo is not None and len(header_b64) <= _MEMO_SEGMENT:
+                if len(header_memo) >= _MEMO_ENTRIES:
+                    header_memo.clear()  # a flood of distinct headers costs no memory
+                header = MappingProxyType(parsed_header)
+                header_memo[header_b64] = (alg, kid, header)
     signing_input = token[: len(header_b64) + 1 + len(payload_b64)].encode("ascii")
     return ParsedJws(alg, kid, signing_input, payload, signature, header)
 
