@@ -7,9 +7,12 @@ a 2-level ``act`` chain, like perf_security.md §A3.1):
   verifications/s - the floor any validator built on the stack is compared to;
 * ``TokenValidator.validate`` on distinct tokens (every call a cache miss, JWKS
   already fetched), and its p50/p99 latency;
-* the ratio of the two (target >= 0.8, §A4 "Client-library validation");
+* the ratio of the two (target >= 1.3: the validator parses once and checks
+  the signature with ``cryptography`` directly, so a miss must stay well ahead
+  of PyJWT with the same key);
 * ``TokenValidator.validate`` on one repeated token (verified-token cache hits,
-  target >= 500,000/s).
+  keyed by the token string; target >= 2,000,000/s). For scale it also
+  prints ``sha256(token)`` alone, the ceiling of the former digest-keyed cache.
 
 The VM this runs on is noisy (§A3.0: ±30 % run to run), so the two miss
 measurements alternate over several rounds and the medians are compared. It
@@ -35,8 +38,8 @@ ISSUER = "https://auth.example.com"
 AUDIENCE = "https://api.example.com"
 ORG = "0123456789abcdef0123456789abcdef"
 KID = "bench-key"
-MISS_TARGET = 0.8
-HIT_TARGET = 500_000
+MISS_TARGET = 1.3
+HIT_TARGET = 2_000_000
 
 
 def _tokens(key: ec.EllipticCurvePrivateKey, count: int) -> list[str]:
@@ -151,7 +154,7 @@ def main() -> None:
     validate(tokens[0])
     hit_rates = [_rate(validate, repeated, args.seconds) for _ in range(args.rounds)]
     hit = statistics.median(hit_rates)
-    # The floor under any cache keyed by SHA-256 of the token, same loop.
+    # The ceiling of a cache keyed by SHA-256 of the token (the former design), same loop.
     sha_rates = [_rate(_sha256_digest, repeated, args.seconds) for _ in range(args.rounds)]
     sha = statistics.median(sha_rates)
 
@@ -173,7 +176,7 @@ def main() -> None:
     )
     print(
         f"  for scale: sha256(token) alone        : {sha:>10,.0f} /s   runs: {runs(sha_rates)}"
-        f"   (cache hit = {hit / sha:.2f} x bare hashing)"
+        f"   (cache hit = {hit / sha:.2f} x the digest the cache no longer computes)"
     )
     print(f"JWKS fetches during the run             : {len(fetches)}")
 

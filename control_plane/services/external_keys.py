@@ -1,5 +1,11 @@
 """Public keys of parties outside agentauth: workload issuers and agents' own keys.
 
+Each key is parsed by the JOSE core (:func:`agentauth._jose.parse_jwk`): RSA of
+at least 2048 bits, EC P-256/384/521 or Ed25519, bound to exactly one
+algorithm (RFC 8725 §3.1) - its JWK ``alg``, else the one its curve implies,
+else RS256 for RSA. A set is all or nothing: one unusable key refuses it (at
+policy creation a field error; when discovered, the last good set stays).
+
 Static JWK Sets are parsed strictly at policy creation; discovered ones are
 fetched (OIDC discovery → ``jwks_uri``), cached, refetched on an unknown ``kid``
 at most once per interval with one fetch in flight, and the last good set is kept
@@ -15,23 +21,36 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-import jwt
+from agentauth._jose import (
+    PRIVATE_MEMBERS,
+    JwkError,
+    VerificationKey,
+    parse_jwk,
+    select_key,
+)
 
 from control_plane.domain.errors import field_error
 from control_plane.domain.trust import check_fetch_url
 from control_plane.strict_json import parse_json_object
 
+__all__ = [
+    "KEY_TYPES",
+    "MAX_DOC_BYTES",
+    "PRIVATE_MEMBERS",
+    "ExternalKey",
+    "IssuerKeyCache",
+    "KeysUnavailable",
+    "parse_public_jwks",
+    "single_key",
+]
+
 MAX_DOC_BYTES = 256 * 1024
-PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 KEY_TYPES = frozenset({"RSA", "EC", "OKP"})
+#: SPIFFE trust bundles mark JWT-SVID signing keys ``use: jwt-svid``.
+_USES = ("sig", "jwt-svid")
 
-
-@dataclass(frozen=True, slots=True)
-class ExternalKey:
-    """A verification key and the algorithm its JWK pins (None when the JWK names none)."""
-
-    key: Any
-    alg: str | None
+#: A verification key bound to its one algorithm (the JOSE core's type).
+ExternalKey = VerificationKey
 
 
 class KeysUnavailable(Exception):
@@ -61,9 +80,8 @@ def parse_public_jwks(text: str | bytes, field_name: str = "jwks_json") -> dict[
         if not isinstance(kid, str) or len(kid) > 256 or kid in out:
             raise field_error(field_name, f"key {i}: kid must be a unique string")
         try:
-            alg = jwk.get("alg")
-            out[kid] = ExternalKey(jwt.PyJWK(jwk).key, alg if isinstance(alg, str) else None)
-        except (jwt.PyJWTError, ValueError, TypeError, KeyError):
+            out[kid] = parse_jwk(jwk, uses=_USES, require_kid=False)
+        except JwkError:
             raise field_error(field_name, f"key {i}: not a usable public key") from None
     if not out:
         raise field_error(field_name, "holds no JWT signing key")
@@ -109,7 +127,7 @@ class IssuerKeyCache:
             await self._refresh(discovery_url, entry, seen=entry.last_attempt)
         if not entry.keys:
             raise KeysUnavailable(discovery_url)
-        return entry.keys.get(kid) if kid else single_key(entry.keys)
+        return select_key(entry.keys, kid, allow_single=True)
 
     async def _refresh(self, url: str, entry: _Entry, *, seen: float) -> None:
         async with entry.lock:
@@ -144,4 +162,4 @@ class IssuerKeyCache:
 
 def single_key(keys: Mapping[str, ExternalKey]) -> ExternalKey | None:
     """A token without ``kid`` is acceptable only when the set has exactly one key."""
-    return next(iter(keys.values())) if len(keys) == 1 else None
+    return select_key(keys, "", allow_single=True)

@@ -18,13 +18,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from control_plane.domain.entities import IdentityProviderView, TrustPolicyView
+from control_plane.domain.errors import InvalidArgument
 from control_plane.domain.scope import OrgScope
 from control_plane.domain.trust import glob_to_regex
+from control_plane.logs import get_logger
 from control_plane.services.external_keys import ExternalKey, parse_public_jwks
 from control_plane.services.identity_providers import idp_view
 from control_plane.services.trust_policies import policy_view
 from control_plane.storage.db import Database
 from control_plane.storage.directory import identity_rows
+
+_log = get_logger("agentauth.identity")
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,12 +108,25 @@ class IdentityDirectory:
         )
 
 
+def _static_keys(jwks_json: str, org_id: str, owner_id: str) -> dict[str, ExternalKey]:
+    """The stored key set, parsed as at creation. A set stored under older, laxer
+    rules (say, a 1024-bit RSA key) verifies nothing rather than failing the whole
+    org's snapshot: its tokens are refused, every other policy keeps working."""
+    if not jwks_json:
+        return {}
+    try:
+        return parse_public_jwks(jwks_json)
+    except InvalidArgument:
+        _log.warning("stored key set refused; it verifies nothing", org_id=org_id, id=owner_id)
+        return {}
+
+
 def _compile(view: TrustPolicyView) -> CompiledPolicy:
-    keys = parse_public_jwks(view.jwks_json) if view.jwks_json else {}
+    keys = _static_keys(view.jwks_json, view.org_id, view.id)
     regex = glob_to_regex(view.subject_pattern) if view.subject_pattern else None
     return CompiledPolicy(view, keys, regex)
 
 
 def _compile_idp(view: IdentityProviderView) -> CompiledIdentityProvider:
-    keys = parse_public_jwks(view.jwks_json) if view.jwks_json else {}
+    keys = _static_keys(view.jwks_json, view.org_id, view.id)
     return CompiledIdentityProvider(view, keys)

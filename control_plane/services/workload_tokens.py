@@ -1,9 +1,13 @@
 """Verifying a workload's JWT (Kubernetes, SPIFFE, any OIDC issuer) against trust policies.
 
-RFC 8725 §3.1: algorithms come from the policy, never from the token; §3.8/§3.9:
-issuer and audience are checked exactly; §3.11/§3.12: a token typed as an access
-token (``at+jwt``) is not a workload identity. ``jku``/``x5u``/``jwk`` headers are
-never followed: keys come only from the policy's static set or its discovery URL.
+Every check is the JOSE core's (:mod:`agentauth._jose`), at the ``now`` the
+caller read from the injected clock - never the wall clock. RFC 8725 §3.1:
+algorithms come from the policy, never from the token, and each key verifies
+with its one algorithm; §3.8/§3.9: issuer and audience are checked exactly;
+§3.11/§3.12: a token typed as an access token (``at+jwt``) is not a workload
+identity. ``jku``/``x5u``/``jwk`` headers are never followed: keys come only
+from the policy's static set or its discovery URL, selected by ``kid`` (or,
+without one, the only key of a one-key set).
 
 :func:`verify_external` is the policy-independent part (keys, signature, iss,
 aud, times), shared with user assertions from an org's identity provider.
@@ -11,27 +15,53 @@ aud, times), shared with user assertions from an org's identity provider.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import jwt
+from agentauth._jose import (
+    ACCESS_TOKEN_TYPES,
+    ALGORITHMS,
+    JoseError,
+    Typ,
+    check_claims,
+    parse_claims,
+    parse_compact,
+    select_key,
+    typ_allowed,
+    verify_signature,
+)
 
 from control_plane.domain.trust import subject_matches
 from control_plane.services.external_keys import (
     ExternalKey,
     IssuerKeyCache,
     KeysUnavailable,
-    single_key,
 )
 from control_plane.services.identity import CompiledPolicy
 from control_plane.strict_json import parse_json_object
 from control_plane.tokens.encoding import b64url_decode
 
+__all__ = [
+    "ACCESS_TOKEN_TYPES",
+    "FOREIGN_CLAIMS_DEPTH",
+    "LEEWAY",
+    "MAX_TOKEN_BYTES",
+    "Expected",
+    "Rejected",
+    "Unverified",
+    "parse_unverified",
+    "verify",
+    "verify_external",
+]
+
 MAX_TOKEN_BYTES = 16 * 1024
 LEEWAY = 30
-ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+#: A foreign issuer's claims are its own JSON (RFC 8693 §4.1 sets no depth for
+#: the ``act`` a workload token may carry, and we never copy it): their nesting
+#: is bounded by the size cap and the parser's recursion guard, not by a limit
+#: of ours. Our own tokens and the SDK's are held to the core's default (64).
+FOREIGN_CLAIMS_DEPTH = MAX_TOKEN_BYTES
 
 
 class Rejected(Exception):
@@ -49,10 +79,13 @@ class Unverified:
 
 
 def parse_unverified(token: str, *, access_token_ok: bool = False) -> Unverified:
-    """Strict structure checks before any key lookup (sizes, encoding, duplicates).
+    """Structure checks before any key lookup (sizes, encoding, duplicates): no verification.
 
-    A header typed ``at+jwt`` is refused unless ``access_token_ok``: only a caller
-    that was told it is handling an access token may accept one (RFC 8725 §3.11).
+    What this returns routes a request (whose token is it?) and picks the
+    policies worth trying; :func:`verify_external` then verifies the token
+    itself through the JOSE core. A header typed ``at+jwt`` is refused unless
+    ``access_token_ok``: only a caller that was told it is handling an access
+    token may accept one (RFC 8725 §3.11).
     """
     if not isinstance(token, str) or len(token) > MAX_TOKEN_BYTES:
         raise Rejected("size")
@@ -69,20 +102,9 @@ def parse_unverified(token: str, *, access_token_ok: bool = False) -> Unverified
         raise Rejected("crit")
     if not isinstance(header.get("alg"), str):
         raise Rejected("alg")
-    typ = header.get("typ")
-    if not access_token_ok and isinstance(typ, str) and typ.lower() in ACCESS_TOKEN_TYPES:
+    if not typ_allowed(header.get("typ"), Typ.ANY if access_token_ok else Typ.NOT_ACCESS_TOKEN):
         raise Rejected("access token presented as workload identity")
     return Unverified(header, claims)
-
-
-def _numeric(claims: Mapping[str, Any], name: str, required: bool) -> None:
-    value = claims.get(name)
-    if value is None:
-        if required:
-            raise Rejected(f"missing {name}")
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise Rejected(f"{name} is not a NumericDate")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +117,8 @@ class Expected:
     discovery_url: str
     static_keys: Mapping[str, ExternalKey] = field(default_factory=dict)
     required: tuple[str, ...] = ("exp", "sub")
+    #: RFC 8725 §3.11: only a caller told it holds an access token accepts ``typ: at+jwt``.
+    access_token_ok: bool = False
 
 
 async def verify(
@@ -104,7 +128,7 @@ async def verify(
     issuer_keys: IssuerKeyCache,
     now: float,
 ) -> dict[str, Any]:
-    """Verify ``token`` under ``policy``; return its claims or raise Rejected."""
+    """Verify ``token`` under ``policy`` at time ``now``; return its claims or raise Rejected."""
     p = policy.view
     expected = Expected(p.issuer, p.audience, p.algorithms, p.discovery_url, policy.static_keys)
     claims = await verify_external(token, parsed, expected, issuer_keys, now)
@@ -120,44 +144,52 @@ async def verify_external(
     issuer_keys: IssuerKeyCache,
     now: float,
 ) -> dict[str, Any]:
-    """Signature, ``iss``, ``aud`` and times of ``token``; its claims or Rejected."""
+    """Signature, ``iss``, ``aud`` and times of ``token`` at ``now``; its claims or Rejected.
+
+    ``now`` is epoch seconds from the caller's injected clock. The leeway is
+    :data:`LEEWAY` either side of ``exp``/``nbf``/``iat``; the ``required``
+    claims must be present; ``sub`` and ``jti``, when present, are strings.
+    """
     p = expected
-    alg = parsed.header["alg"]
-    if alg not in p.algorithms:
-        raise Rejected("algorithm not allowed by policy")
+    try:
+        jws = parse_compact(
+            token,
+            algorithms=frozenset(p.algorithms) & ALGORITHMS.keys(),
+            max_bytes=MAX_TOKEN_BYTES,
+            typ=Typ.ANY if p.access_token_ok else Typ.NOT_ACCESS_TOKEN,
+            require_kid=False,
+            header_first=True,
+        )
+    except JoseError as exc:
+        raise Rejected(exc.detail) from None
+    # Only tokens that claim this issuer get as far as its keys: a policy for
+    # another issuer must not make us fetch (or wait for) that issuer's keys.
     if p.issuer and parsed.claims.get("iss") != p.issuer:
         raise Rejected("issuer")
-    kid = parsed.header.get("kid", "")
-    if not isinstance(kid, str):
-        raise Rejected("kid")
     key: ExternalKey | None
     if p.discovery_url:
         try:
-            key = await issuer_keys.key(p.discovery_url, kid)
+            key = await issuer_keys.key(p.discovery_url, jws.kid)
         except KeysUnavailable:
             raise Rejected("issuer keys unavailable") from None
     else:
-        keys = p.static_keys
-        key = keys.get(kid) if kid else single_key(keys)
+        key = select_key(p.static_keys, jws.kid, allow_single=True)
     if key is None:
         raise Rejected("unknown kid")
-    if key.alg and key.alg != alg:
-        raise Rejected("header alg differs from the key's alg")
-    for name, required in (("exp", True), ("nbf", False), ("iat", False)):
-        _numeric(parsed.claims, name, required)
     try:
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            key.key,
-            algorithms=[alg],
-            audience=p.audience,
-            issuer=p.issuer or None,
+        verify_signature(jws, key)
+        claims = parse_claims(jws.payload, max_depth=FOREIGN_CLAIMS_DEPTH)
+        check_claims(
+            claims,
+            now=now,
             leeway=LEEWAY,
-            options={"require": list(p.required), "verify_iat": True},
+            issuer=p.issuer or None,
+            audience=p.audience,
+            required=p.required,
         )
-    except jwt.PyJWTError as exc:
-        raise Rejected(type(exc).__name__) from None
-    iat = claims.get("iat")
-    if isinstance(iat, int | float) and iat > now + LEEWAY:
-        raise Rejected("issued in the future")
+    except JoseError as exc:
+        raise Rejected(exc.detail) from None
+    for name in ("sub", "jti"):
+        if name in claims and not isinstance(claims[name], str):
+            raise Rejected(f"{name} is not a string")
     return claims

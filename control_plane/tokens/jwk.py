@@ -1,7 +1,9 @@
-"""Public JSON Web Keys and key sets, validated before any signature is checked.
+"""Our own verification key set: public JWKs validated before any signature is checked.
 
-We verify with exactly two key shapes, one algorithm each (RFC 8725 §3.1:
-"each key MUST be used with exactly one algorithm"):
+Each key is parsed by the JOSE core (:func:`agentauth._jose.parse_jwk`), which
+binds it to exactly one algorithm (RFC 8725 §3.1: "each key MUST be used with
+exactly one algorithm"). agentauth signs with two key shapes only, so that is
+all this set accepts:
 
 * ``kty: EC``, ``crv: P-256`` -> ``ES256`` (RFC 7518 §3.4, §6.2)
 * ``kty: OKP``, ``crv: Ed25519`` -> ``EdDSA`` (RFC 8037 §2, §3.1)
@@ -10,20 +12,12 @@ Everything else in a verification key set is refused rather than skipped: a key
 set is our own JWKS or one an operator configured, so an odd member there is a
 bug or an attack, and refusing surfaces it (Wycheproof ``json_web_key_test``
 marks duplicate kids and mixed public/private sets as "best practice is to
-reject"). In particular:
+reject"). On top of the core's rules:
 
-* RFC 7517 §4.2/§4.3 ``use``/``key_ops``: when present they must say
-  signature verification (``"sig"`` / ``["verify"]``).
-* RFC 7517 §4.4 ``alg``: optional; when present it must be the one algorithm
-  the key type implies.
+* RFC 7517 §4.3 ``key_ops``: when present it must be exactly ``["verify"]``.
 * RFC 7517 §4.5: "When "kid" values are used within a JWK Set, different keys
   within the JWK Set SHOULD use distinct "kid" values" - we make it MUST, since
   keys are selected only by ``kid``.
-* Private members (``d``, RSA CRT members, the symmetric ``k``) never belong in
-  a public set: a set holding them is a leak, so it is refused.
-* RFC 7518 §6.2.1.2: "The length of this octet string MUST be the full size of
-  a coordinate for the curve" - coordinates must be exactly 32 bytes and on the
-  curve.
 """
 
 from __future__ import annotations
@@ -32,16 +26,20 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
+from agentauth._jose import MAX_KID_LENGTH, PRIVATE_MEMBERS, JwkError, VerificationKey, parse_jwk
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from control_plane.domain.errors import InvalidArgument
-from control_plane.tokens.encoding import b64url_decode, b64url_encode, parse_json
+from control_plane.tokens.encoding import b64url_encode, parse_json
 
 __all__ = [
     "ALGORITHMS",
+    "MAX_KEYS",
+    "MAX_KID_LENGTH",
+    "PRIVATE_MEMBERS",
     "JwkSet",
     "JwksInvalid",
     "PublicKey",
@@ -54,11 +52,7 @@ __all__ = [
 
 #: The algorithms agentauth signs and verifies with, and the key shape each needs.
 ALGORITHMS: Mapping[str, tuple[str, str]] = {"ES256": ("EC", "P-256"), "EdDSA": ("OKP", "Ed25519")}
-_ALG_FOR_SHAPE = {shape: alg for alg, shape in ALGORITHMS.items()}
-#: Members that only a private or symmetric key has (RFC 7518 §6.2.2, §6.3.2, §6.4.1; RFC 8037 §2).
-PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 MAX_KEYS = 64
-MAX_KID_LENGTH = 256
 _COORDINATE_BYTES = 32
 
 PublicKeyObject = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey
@@ -78,67 +72,35 @@ class PublicKey:
     kid: str | None
     alg: str
     jwk: Mapping[str, str]
-    key: PublicKeyObject = field(repr=False, compare=False)
+    verification_key: VerificationKey = field(repr=False, compare=False)
+
+    @property
+    def key(self) -> Any:
+        """The ``cryptography`` public key object."""
+        return self.verification_key.key
 
 
 def _fail(reason: str, debug: str) -> JwksInvalid:
     return JwksInvalid(reason=reason, debug=debug)
 
 
-def _coordinate(jwk: Mapping[str, Any], name: str) -> bytes:
-    value = jwk.get(name)
-    try:
-        raw = b64url_decode(value) if isinstance(value, str) else None
-    except ValueError:
-        raw = None
-    if raw is None or len(raw) != _COORDINATE_BYTES:
-        raise _fail("JWKS_INVALID_KEY", f"{name} is not a {_COORDINATE_BYTES}-byte base64url value")
-    return raw
-
-
 def parse_public_jwk(jwk: object, *, require_kid: bool = True) -> PublicKey:
     """Validate one public JWK and build its key object. Raises :class:`JwksInvalid`."""
-    if not isinstance(jwk, Mapping) or not all(isinstance(k, str) for k in jwk):
-        raise _fail("JWKS_MALFORMED", "a key is not a JSON object")
-    if PRIVATE_MEMBERS & set(jwk):
-        raise _fail("JWKS_PRIVATE_MEMBER", "a key carries private or symmetric key material")
-    kid = jwk.get("kid")
-    if kid is None and not require_kid:
-        pass
-    elif not isinstance(kid, str) or not 0 < len(kid) <= MAX_KID_LENGTH:
-        raise _fail("JWKS_MALFORMED", "kid missing or not a short string")
-    kty, crv = jwk.get("kty"), jwk.get("crv")
-    if kty not in ("EC", "OKP"):
-        raise _fail("JWKS_KEY_UNSUPPORTED", "unsupported kty")
-    if "use" in jwk and jwk["use"] != "sig":
-        raise _fail("JWKS_WRONG_USE", "use is not sig")
-    if "key_ops" in jwk and jwk["key_ops"] != ["verify"]:
+    try:
+        key = parse_jwk(jwk, algorithms=ALGORITHMS, require_kid=require_kid)
+    except JwkError as exc:
+        raise _fail(exc.reason, exc.detail) from None
+    source = cast(Mapping[str, Any], jwk)  # parse_jwk refused anything else
+    if "key_ops" in source and source["key_ops"] != ["verify"]:
         raise _fail("JWKS_WRONG_USE", "key_ops is not [verify]")
-    implied = _ALG_FOR_SHAPE.get((kty, crv)) if isinstance(crv, str) else None
-    if implied is None:
-        raise _fail("JWKS_KEY_UNSUPPORTED", "unsupported curve for kty")
-    if "alg" in jwk and jwk["alg"] != implied:
-        raise _fail("JWKS_ALG_MISMATCH", "alg does not match kty/crv")
-    key: PublicKeyObject
-    members: dict[str, str] = {"kty": str(kty), "crv": str(crv)}
+    kty, crv = ALGORITHMS[key.alg]
+    members: dict[str, str] = {"kty": kty, "crv": crv, "x": source["x"]}
     if kty == "EC":
-        x, y = _coordinate(jwk, "x"), _coordinate(jwk, "y")
-        try:
-            key = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), b"\x04" + x + y)
-        except ValueError:
-            raise _fail("JWKS_INVALID_KEY", "point is not on P-256") from None
-        members.update(x=jwk["x"], y=jwk["y"])
-    else:
-        x = _coordinate(jwk, "x")
-        try:
-            key = ed25519.Ed25519PublicKey.from_public_bytes(x)
-        except ValueError:
-            raise _fail("JWKS_INVALID_KEY", "not an Ed25519 public key") from None
-        members.update(x=jwk["x"])
-    normalized = {**members, "alg": implied, "use": "sig"}
-    if kid is not None:
-        normalized["kid"] = kid
-    return PublicKey(kid=kid, alg=implied, jwk=normalized, key=key)
+        members["y"] = source["y"]
+    normalized = {**members, "alg": key.alg, "use": "sig"}
+    if key.kid is not None:
+        normalized["kid"] = key.kid
+    return PublicKey(kid=key.kid, alg=key.alg, jwk=normalized, verification_key=key)
 
 
 @dataclass(frozen=True, slots=True)

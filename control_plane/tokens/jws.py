@@ -1,6 +1,10 @@
-"""Strict verification of compact JWS (RFC 7515 §7.1), the core every token check builds on.
+"""Verification of our own compact JWS tokens: the control plane's entry to the JOSE core.
 
-What this module decides, and why (RFC 8725 "JSON Web Token Best Current Practices"):
+The rules are the JOSE core's (:mod:`agentauth._jose`, shared with the SDK's
+``TokenValidator`` and with every other JWT the server accepts); this module
+fixes the configuration for tokens agentauth signed itself and keeps the
+server's error type. What that means (RFC 8725, "JSON Web Token Best Current
+Practices"):
 
 * §3.1 "Libraries MUST enable the caller to specify a supported set of
   algorithms and MUST NOT use any other algorithms": ``algorithms`` comes from
@@ -13,7 +17,7 @@ What this module decides, and why (RFC 8725 "JSON Web Token Best Current Practic
 * RFC 7515 §4.1.11: "If any of the listed extension Header Parameters are not
   understood and supported by the recipient, then the JWS is invalid." We
   support no extensions, so any ``crit`` (even ``[]``, which §4.1.11 forbids)
-  is rejected, as is ``b64: false`` (RFC 7797), which changes what is signed.
+  is rejected, as is ``b64`` (RFC 7797), which changes what is signed.
 * §2.6 / §3.7: one encoding per token - canonical unpadded base64url, UTF-8,
   JSON without duplicate member names (header, and payload when it is JSON).
 * The size cap applies before any decoding, so oversized input costs nothing.
@@ -21,10 +25,14 @@ What this module decides, and why (RFC 8725 "JSON Web Token Best Current Practic
   (DER, truncated, padded) is refused, and ``r``/``s`` must lie in ``[1, n-1]``
   (CVE-2022-21449, "psychic signatures").
 
+Checks run in RFC 7515 §5.2 order (``header_first``): the header is read and
+checked before payload and signature are decoded, so ``alg: none`` with an
+empty signature is reported as the algorithm it is.
+
 Compact serialization only: the JSON serializations (RFC 7515 §7.2) are
 rejected. Empty payloads are rejected too: our tokens always carry claims.
 Claims (``exp``, ``aud``, ``typ``...) are validated by the caller, on the
-returned payload bytes.
+returned payload bytes (see ``control_plane.services.own_tokens``).
 """
 
 from __future__ import annotations
@@ -33,13 +41,20 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agentauth import TokenReason
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from agentauth._jose import (
+    DuplicateMemberError,
+    JoseError,
+    algorithm_set,
+    loads_strict,
+    parse_compact,
+)
+from agentauth._jose import verify_signature as verify_with_key
 
 from control_plane.domain.errors import Unauthenticated
-from control_plane.tokens.encoding import DuplicateKeyError, b64url_decode, parse_json_object
+
+# The strict decoders stay importable from here, as before; tokens are decoded
+# by the core, after its size check.
+from control_plane.tokens.encoding import b64url_decode, parse_json_object  # noqa: F401
 from control_plane.tokens.jwk import (
     ALGORITHMS,
     JwkSet,
@@ -52,6 +67,7 @@ from control_plane.tokens.jwk import (
 __all__ = [
     "ALLOWED_ALGORITHMS",
     "MAX_TOKEN_BYTES",
+    "P256_ORDER",
     "TOKEN_ALGORITHM_NOT_ALLOWED",
     "TOKEN_HEADER_UNSUPPORTED",
     "TOKEN_KEY_MISMATCH",
@@ -61,6 +77,7 @@ __all__ = [
     "TOKEN_TOO_LARGE",
     "JwkSet",
     "JwksInvalid",
+    "PublicKey",
     "TokenInvalid",
     "load_jwks",
     "verify_compact",
@@ -83,9 +100,6 @@ TOKEN_SIGNATURE_INVALID = TokenReason.TOKEN_SIGNATURE_INVALID
 
 #: Order of the P-256 group (FIPS 186-4 §D.1.2.3).
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
-_SIGNATURE_BYTES = 64  # ES256 (RFC 7518 §3.4) and Ed25519 (RFC 8032 §5.1.6)
-#: Header parameters that would change how the token is processed; we implement none.
-_UNSUPPORTED_HEADERS = ("crit", "zip", "enc")
 
 
 class TokenInvalid(Unauthenticated):
@@ -99,33 +113,7 @@ class TokenInvalid(Unauthenticated):
 
 
 def _allowed(algorithms: Sequence[str]) -> frozenset[str]:
-    if isinstance(algorithms, str | bytes):
-        # "ES256" is a Sequence[str] too; a set of letters must not pass as config.
-        raise TypeError("algorithms must be a sequence of algorithm names")
-    allowed = frozenset(algorithms)
-    if not allowed or not allowed <= ALLOWED_ALGORITHMS:
-        raise ValueError(f"algorithms must be a non-empty subset of {sorted(ALLOWED_ALGORITHMS)}")
-    return allowed
-
-
-def _verify_with(key: PublicKey, signing_input: bytes, signature: bytes) -> bool:
-    if len(signature) != _SIGNATURE_BYTES:
-        return False
-    try:
-        if key.alg == "ES256" and isinstance(key.key, ec.EllipticCurvePublicKey):
-            r = int.from_bytes(signature[:32], "big")
-            s = int.from_bytes(signature[32:], "big")
-            if not (0 < r < P256_ORDER and 0 < s < P256_ORDER):
-                return False
-            der = encode_dss_signature(r, s)
-            key.key.verify(der, signing_input, ec.ECDSA(hashes.SHA256()))
-            return True
-        if key.alg == "EdDSA" and isinstance(key.key, ed25519.Ed25519PublicKey):
-            key.key.verify(signature, signing_input)
-            return True
-    except InvalidSignature:
-        return False
-    return False
+    return algorithm_set(algorithms, ALLOWED_ALGORITHMS)
 
 
 def verify_signature(
@@ -144,44 +132,7 @@ def verify_signature(
         return False
     if key.alg != alg:
         return False
-    return _verify_with(key, bytes(signing_input), bytes(signature))
-
-
-def _decode(segment: str, what: str) -> bytes:
-    if not segment:
-        raise TokenInvalid(TOKEN_MALFORMED, debug=f"empty {what}")
-    try:
-        return b64url_decode(segment)
-    except ValueError:
-        raise TokenInvalid(TOKEN_MALFORMED, debug=f"{what} is not canonical base64url") from None
-
-
-def _parse_header(raw: bytes) -> dict[str, Any]:
-    try:
-        return parse_json_object(raw)
-    except DuplicateKeyError:
-        raise TokenInvalid(TOKEN_MALFORMED, debug="duplicate header member") from None
-    except ValueError:
-        raise TokenInvalid(TOKEN_MALFORMED, debug="header is not a JSON object") from None
-
-
-def _check_header(header: Mapping[str, Any], allowed: frozenset[str]) -> tuple[str, str]:
-    alg = header.get("alg")
-    if not isinstance(alg, str):
-        raise TokenInvalid(TOKEN_MALFORMED, debug="alg missing")
-    if alg.lower() == "none" or alg not in allowed:
-        raise TokenInvalid(TOKEN_ALGORITHM_NOT_ALLOWED, debug="alg not allowed")
-    for name in _UNSUPPORTED_HEADERS:
-        if name in header:
-            raise TokenInvalid(TOKEN_HEADER_UNSUPPORTED, debug=f"{name} not supported")
-    if "b64" in header and header["b64"] is not True:
-        raise TokenInvalid(TOKEN_HEADER_UNSUPPORTED, debug="unencoded payload not supported")
-    kid = header.get("kid")
-    if kid is None:
-        raise TokenInvalid(TOKEN_KEY_UNKNOWN, debug="kid missing")
-    if not isinstance(kid, str):
-        raise TokenInvalid(TOKEN_MALFORMED, debug="kid is not a string")
-    return alg, kid
+    return key.verification_key.verify(bytes(signing_input), bytes(signature))
 
 
 def _key_set(jwks: Mapping[str, Any] | JwkSet) -> JwkSet:
@@ -196,11 +147,11 @@ def _key_set(jwks: Mapping[str, Any] | JwkSet) -> JwkSet:
 
 def _check_payload_json(payload: bytes) -> None:
     try:
-        parse_json_object(payload)
-    except DuplicateKeyError:
+        loads_strict(payload)
+    except DuplicateMemberError:
         raise TokenInvalid(TOKEN_MALFORMED, debug="duplicate payload member") from None
-    except ValueError:
-        return  # not a JSON object: a JWS payload may be any octets; claims checks decide
+    except (ValueError, RecursionError):
+        return  # not JSON: a JWS payload may be any octets; claims checks decide
 
 
 def verify_compact(
@@ -213,36 +164,28 @@ def verify_compact(
     """Verify a compact JWS and return ``(protected header, payload bytes)``.
 
     RFC 7515 §5.2 steps, each failing closed with :class:`TokenInvalid`:
-    split into exactly three non-empty canonical base64url parts, parse the
-    header as strict JSON, refuse what we do not implement, select the key by
-    ``kid`` only, check ``alg`` against configuration and the key, and verify
-    the signature over ``ASCII(header '.' payload)``. ``algorithms`` and
-    ``max_token_bytes`` are configuration: a bad value raises TypeError/ValueError.
+    split into exactly three canonical base64url parts, parse the header as
+    strict JSON, refuse what we do not implement, check ``alg`` against
+    configuration, select the key by ``kid`` only, check ``alg`` against the
+    key, and verify the signature over ``ASCII(header '.' payload)``.
+    ``algorithms`` and ``max_token_bytes`` are configuration: a bad value
+    raises TypeError/ValueError.
     """
     allowed = _allowed(algorithms)
     if not isinstance(max_token_bytes, int) or max_token_bytes <= 0:
         raise ValueError("max_token_bytes must be a positive integer")
-    if not isinstance(token, str):
-        raise TokenInvalid(TOKEN_MALFORMED, debug="token is not text")
-    if len(token) > max_token_bytes:
-        raise TokenInvalid(TOKEN_TOO_LARGE, debug="token exceeds the size limit")
-    if not token.isascii():
-        raise TokenInvalid(TOKEN_MALFORMED, debug="token is not ASCII")
-    parts = token.split(".")
-    if len(parts) != 3:
-        raise TokenInvalid(TOKEN_MALFORMED, debug="not three segments (compact JWS only)")
-    header_b64, payload_b64, signature_b64 = parts
-    header = _parse_header(_decode(header_b64, "header"))
-    alg, kid = _check_header(header, allowed)
-    payload = _decode(payload_b64, "payload")
-    signature = _decode(signature_b64, "signature")
-    key = _key_set(jwks).get(kid)
+    try:
+        parsed = parse_compact(
+            token, algorithms=allowed, max_bytes=max_token_bytes, header_first=True
+        )
+    except JoseError as exc:
+        raise TokenInvalid(exc.reason, debug=exc.detail) from None
+    key = _key_set(jwks).get(parsed.kid)
     if key is None:
         raise TokenInvalid(TOKEN_KEY_UNKNOWN, debug="no key with this kid")
-    if key.alg != alg:
-        raise TokenInvalid(TOKEN_KEY_MISMATCH, debug="alg does not match the key")
-    signing_input = f"{header_b64}.{payload_b64}".encode("ascii")
-    if not _verify_with(key, signing_input, signature):
-        raise TokenInvalid(TOKEN_SIGNATURE_INVALID, debug="signature check failed")
-    _check_payload_json(payload)
-    return header, payload
+    try:
+        verify_with_key(parsed, key.verification_key)
+    except JoseError as exc:
+        raise TokenInvalid(exc.reason, debug=exc.detail) from None
+    _check_payload_json(parsed.payload)
+    return dict(parsed.header), parsed.payload

@@ -37,9 +37,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, NoReturn
 
-import jwt
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from control_plane.clock import Clock
 from control_plane.domain.errors import Internal, NotFound
@@ -47,6 +47,7 @@ from control_plane.storage.db import Database
 from control_plane.storage.signing_keys import KeyRow, KeyTimes
 from control_plane.storage.units import PlatformTx
 from control_plane.tokens import lifecycle
+from control_plane.tokens.encoding import b64url_encode
 from control_plane.tokens.jwk import JwkSet, load_jwks, public_jwk_from_key, thumbprint
 from control_plane.tokens.lifecycle import KeyState
 from control_plane.vault.barrier import PLATFORM, Barrier
@@ -97,6 +98,24 @@ def _generate(alg: Algorithm) -> PrivateKey:
     if alg == "ES256":
         return ec.generate_private_key(ec.SECP256R1())
     return ed25519.Ed25519PrivateKey.generate()
+
+
+def _compact_jws(key: _Key, header: Mapping[str, Any], claims: Mapping[str, Any]) -> str:
+    """RFC 7515 §7.1 compact serialization of a JWS signed by ``key``.
+
+    JSON without whitespace (header members sorted); ES256 signatures as the
+    64-octet ``R || S`` of RFC 7518 §3.4, EdDSA as RFC 8037 §3.1.
+    """
+    head = b64url_encode(json.dumps(header, separators=(",", ":"), sort_keys=True).encode())
+    body = b64url_encode(json.dumps(dict(claims), separators=(",", ":")).encode())
+    signing_input = f"{head}.{body}".encode("ascii")
+    private = key.private
+    if isinstance(private, ec.EllipticCurvePrivateKey):
+        r, s = decode_dss_signature(private.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    else:
+        signature = private.sign(signing_input)
+    return f"{head}.{body}.{b64url_encode(signature)}"
 
 
 def _corrupt(kid: str, problem: str) -> Internal:
@@ -391,12 +410,7 @@ class SigningKeyManager:
         signer = lifecycle.active_signer(self._keys, self._clock.now())
         if signer is None:
             raise Internal(reason="SIGNING_KEY_UNAVAILABLE", debug="no active signing key")
-        return jwt.encode(
-            dict(claims),
-            signer.private,
-            algorithm=signer.alg,
-            headers={"kid": signer.kid, "typ": typ},
-        )
+        return _compact_jws(signer, {"alg": signer.alg, "kid": signer.kid, "typ": typ}, claims)
 
     def keys_summary(self) -> list[KeySummary]:
         """Every loaded key with its state now, for operators. No key material."""

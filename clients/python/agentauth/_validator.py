@@ -8,17 +8,19 @@ issuer's published keys (``{issuer}/.well-known/jwks.json``)::
     token.org_id, token.subject, token.actor
 
 The order of checks follows RFC 7515 §5.2 and RFC 9068 §4: strict parsing and
-the header (:mod:`agentauth._validator_jose`), the key chosen by ``kid`` from
-the configured JWKS URL only and bound to one algorithm
-(:mod:`agentauth._validator_keys`, :mod:`agentauth._validator_jwks`), the
-signature, then the claims (:mod:`agentauth._validator_claims`), then the
-per-call org and scope checks. Every failure is a typed
+the header, the key chosen by ``kid`` from the configured JWKS URL only and
+bound to one algorithm, the signature, then the claims, then the per-call org
+and scope checks. Parsing, keys, signatures and the registered claims are the
+JOSE core the control plane verifies with too (:mod:`agentauth._jose`); the
+key-set policy (:mod:`agentauth._validator_keys`, :mod:`agentauth._validator_jwks`)
+and the access-token claims (:mod:`agentauth._validator_claims`) are the
+validator's. Every failure is a typed
 :class:`~agentauth.AgentAuthError` whose ``reason`` is a
 :class:`~agentauth.TokenReason`.
 
-Verified tokens are cached by SHA-256 of the token for as long as the claims
-check would still pass (never past ``exp`` + ``leeway``); org and scopes are
-checked on every call. The cache is dropped when a key disappears from the
+Verified tokens are cached, keyed by the token string itself, for as long as
+the claims check would still pass (never past ``exp`` + ``leeway``); org and
+scopes are checked on every call. The cache is dropped when a key disappears from the
 key set. Revocation is seen offline through a :class:`~agentauth.RevocationList`
 kept current by a :class:`~agentauth.RevocationWatcher` (``revocations=``):
 a listed token — a revoked one or any token exchanged from it — is refused
@@ -31,9 +33,8 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterable
-from hashlib import sha256
 
-from agentauth._validator_claims import VerifiedToken, authorize
+from agentauth._validator_claims import VerifiedToken
 from agentauth._validator_core import Validator
 from agentauth._validator_jwks import Need
 from agentauth._validator_keys import VerificationKey
@@ -94,31 +95,27 @@ class TokenValidator(Validator):
                 (``REVOCATIONS_UNAVAILABLE``) the revocation list is stale.
         """
         now = self._clock()
-        # _lookup() inlined: a cache hit is ~2 us, a method call ~0.1 us of it.
-        digest: bytes | None = None
-        if type(token) is str and len(token) <= self._cacheable_bytes and token.isascii():
-            digest = sha256(token.encode("ascii")).digest()
-            entry = self._cache.get(digest)
+        # _lookup() inlined: a method call is a good part of a cache hit.
+        if type(token) is str and len(token) <= self._cacheable_bytes:
+            cache = self._cache
+            entry = cache.get(token)
             if entry is not None and entry[1] <= now <= entry[2]:
                 try:
-                    self._cache.move_to_end(digest)
+                    cache.move_to_end(token)
                 except KeyError:  # evicted by another thread meanwhile; still verified
                     pass
                 verified = entry[0]
             else:
-                verified = self._validate_uncached(token, now, digest)
+                verified = self._validate_uncached(token, now, token)
         else:
-            verified = self._validate_uncached(token, now, digest)
-        if self._revocations is not None:
-            self._check_revocation(verified)
-        if required_scopes or expected_org is not None or self._expected_org is not None:
-            org = expected_org if expected_org is not None else self._expected_org
-            return authorize(verified, required_scopes, org)
+            verified = self._validate_uncached(token, now, None)
+        if self._per_call_checks or required_scopes or expected_org is not None:
+            return self._per_call(verified, required_scopes, expected_org)
         return verified
 
-    def _validate_uncached(self, token: str, now: float, digest: bytes | None) -> VerifiedToken:
+    def _validate_uncached(self, token: str, now: float, cache_key: str | None) -> VerifiedToken:
         parsed = self._parse(token)
-        return self._finish(parsed, self._key(parsed.kid, now), now, digest)
+        return self._finish(parsed, self._key(parsed.kid, now), now, cache_key)
 
     def refresh_keys(self) -> bool:
         """Fetch the key set now (e.g. at start-up); True if a key set is available.
@@ -184,11 +181,8 @@ class AsyncTokenValidator(Validator):
             parsed = self._parse(token)
             key = await self._key(parsed.kid, now)
             verified = self._finish(parsed, key, now, verified)
-        if self._revocations is not None:
-            self._check_revocation(verified)
-        if required_scopes or expected_org is not None or self._expected_org is not None:
-            org = expected_org if expected_org is not None else self._expected_org
-            return authorize(verified, required_scopes, org)
+        if self._per_call_checks or required_scopes or expected_org is not None:
+            return self._per_call(verified, required_scopes, expected_org)
         return verified
 
     async def refresh_keys(self) -> bool:

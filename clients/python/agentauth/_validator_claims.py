@@ -1,23 +1,16 @@
-"""Claims of a verified access token, checked against RFC 9068 and RFC 7519, and the result type.
+"""Claims of a verified access token, checked against RFC 9068, and the result type.
 
-RFC 9068 §4 ("Validating JWT Access Tokens"), the steps after the signature:
-
-* "The issuer identifier for the authorization server ... MUST exactly match
-  the value of the "iss" claim." - string equality, no normalisation.
-* "The resource server MUST validate that the "aud" claim contains a resource
-  indicator value corresponding to an identifier the resource server expects
-  for itself." - the configured audience must be one of the values, exactly:
-  no substring or prefix matching (PyJWT CVE-2024-53861).
-* "The current time MUST be before the time represented by the "exp" claim."
-  with ``leeway`` seconds of clock skew (RFC 7519 §4.1.4: "Implementers MAY
-  provide for some small leeway").
+The registered claims - ``iss``, ``aud``, ``exp``, ``nbf``, ``iat``, their
+NumericDate types and the leeway - are checked by the JOSE core
+(:func:`agentauth._jose.check_claims`), with the validator's clock as
+``now``. What is specific to an agentauth access token is here:
 
 RFC 9068 §2.2 makes ``iss``, ``exp``, ``aud``, ``sub``, ``client_id``, ``iat``
-and ``jti`` REQUIRED; agentauth adds ``org_id``. RFC 7519 §2 "NumericDate": "A
-JSON numeric value representing the number of seconds from
-1970-01-01T00:00:00Z UTC" - so a string, a boolean or a negative number is
-not one (PyJWT 2.15.1 accepts ``"9999999999"``), and neither is a value past
-2**53, which JSON cannot carry exactly (RFC 7493 §2.2).
+and ``jti`` REQUIRED; agentauth adds ``org_id``. RFC 9068 §4: "The issuer
+identifier for the authorization server ... MUST exactly match the value of
+the "iss" claim", and the resource server "MUST validate that the "aud" claim
+contains a resource indicator value corresponding to an identifier the
+resource server expects for itself".
 
 RFC 8693 §4.1: "A chain of delegation can be expressed by nesting one "act"
 claim within another. The outermost "act" claim represents the current actor
@@ -27,18 +20,18 @@ object naming its actor in ``sub``; the chain is bounded by ``max_act_depth``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Final
 
-from agentauth._validator_errors import TokenReason, token_error
+from agentauth._jose import JoseError
+from agentauth._jose import check_claims as check_registered_claims
+from agentauth._validator_errors import TokenReason, from_jose, token_error
 
 __all__ = ["VerifiedToken", "authorize", "check_claims"]
 
 _REQUIRED: Final = ("iss", "aud", "sub", "exp", "iat", "jti", "client_id", "org_id")
-_MAX_NUMERIC_DATE: Final = 2**53 - 1
 _ABSENT: Final = object()
 
 
@@ -79,30 +72,11 @@ def _invalid(claim: str) -> Exception:
     return token_error(TokenReason.TOKEN_CLAIM_INVALID, {"claim": claim})
 
 
-def _numeric_date(claims: Mapping[str, Any], name: str) -> float:
-    value = claims[name]
-    if type(value) is int or type(value) is float:  # bool is an int subclass: excluded
-        if 0 <= value <= _MAX_NUMERIC_DATE:
-            return float(value)
-    raise _invalid(name)
-
-
 def _text(claims: Mapping[str, Any], name: str) -> str:
     value = claims[name]
     if type(value) is not str or not value:
         raise _invalid(name)
     return value
-
-
-def _audience(value: object) -> tuple[str, ...]:
-    # RFC 7519 §4.1.3: "an array of case-sensitive strings ... In the special
-    # case when the JWT has one audience, the "aud" value MAY be a single
-    # case-sensitive string".
-    if type(value) is str:
-        return (value,)
-    if type(value) is list and value and all(type(item) is str for item in value):
-        return tuple(value)
-    raise _invalid("aud")
 
 
 def _scopes(claims: Mapping[str, Any]) -> frozenset[str]:
@@ -167,44 +141,27 @@ def check_claims(
     The window is what a verified-token cache may use: inside it, checking the
     same claims again at another time gives the same answer.
     """
-    for name in _REQUIRED:
-        if name not in claims:
-            raise token_error(TokenReason.TOKEN_CLAIM_MISSING, {"claim": name})
-    iss = claims["iss"]
-    if type(iss) is not str:
-        raise _invalid("iss")
-    if iss != issuer:
-        raise token_error(TokenReason.TOKEN_ISSUER_MISMATCH)
-    aud = _audience(claims["aud"])
-    if audience not in aud:
-        raise token_error(TokenReason.TOKEN_AUDIENCE_MISMATCH)
-
-    exp = _numeric_date(claims, "exp")
-    iat = _numeric_date(claims, "iat")
-    nbf = _numeric_date(claims, "nbf") if "nbf" in claims else -math.inf
-    valid_until = exp + leeway
-    valid_from = max(nbf, iat) - leeway
-    if now > valid_until:
-        raise token_error(TokenReason.TOKEN_EXPIRED)
-    if now < nbf - leeway:
-        raise token_error(TokenReason.TOKEN_NOT_YET_VALID)
-    if iat > now + leeway:
-        raise token_error(TokenReason.TOKEN_ISSUED_IN_FUTURE)
-
+    try:
+        checked = check_registered_claims(
+            claims, now=now, leeway=leeway, issuer=issuer, audience=audience, required=_REQUIRED
+        )
+    except JoseError as exc:
+        raise from_jose(exc) from None
     verified = VerifiedToken(
         org_id=_text(claims, "org_id"),
         subject=_text(claims, "sub"),
         client_id=_text(claims, "client_id"),
         actor_chain=_actor_chain(claims, max_act_depth),
         scopes=_scopes(claims),
-        audience=aud,
-        issuer=iss,
+        audience=checked.audience,
+        issuer=issuer,
         jti=_text(claims, "jti"),
-        expires_at=exp,
-        issued_at=iat,
+        # Both required, so the core has read them as NumericDates already.
+        expires_at=float(claims["exp"]),
+        issued_at=float(claims["iat"]),
         claims=_freeze(claims),
     )
-    return verified, valid_from, valid_until
+    return verified, checked.valid_from, checked.valid_until
 
 
 def authorize(

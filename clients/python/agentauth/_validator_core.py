@@ -1,10 +1,24 @@
 """What the sync and async validators share: configuration, the verified-token
 cache, and every check that does no I/O. See :mod:`agentauth._validator`.
 
-The cache maps SHA-256 of the token (the token itself is never kept) to the
+The verified-token cache maps the exact token string to the
 :class:`~agentauth.VerifiedToken` and the window ``[from, until]`` in which
 the claims check passes; an entry is used only inside that window, so a hit
 answers exactly as a fresh check would, and never past ``exp`` + ``leeway``.
+It is a bounded LRU (``cache_size`` entries), cleared when a trusted key is
+withdrawn from the key set; revocation, org and scopes are checked on every
+call, hits included.
+
+Why the string itself and not a digest of it: a dict lookup hashes the string
+(once per string object, then cached by Python) and, on a hit, compares the
+whole stored string with the presented one, so only the identical token
+hits - exactly as strict as keying by SHA-256, without computing SHA-256 on
+every call (that alone capped hits at ~575k/s). The cost is that the cache
+holds up to ``cache_size`` token strings (each at most ``max_token_bytes``)
+until they expire or are evicted. They are bearer tokens the caller already
+holds in memory - it has just passed each one in - so keeping them adds no
+secret the process did not have; whoever can read this process's memory can
+read the requests it is serving.
 """
 
 from __future__ import annotations
@@ -13,13 +27,22 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from hashlib import sha256
 from typing import Final
 
+from agentauth._jose import (
+    MAX_JSON_DEPTH,
+    MAX_LEEWAY,
+    HeaderMemo,
+    JoseError,
+    ParsedJws,
+    Typ,
+    algorithm_set,
+    parse_claims,
+    parse_compact,
+)
 from agentauth._revocation_list import RevocationList
-from agentauth._validator_claims import VerifiedToken, check_claims
-from agentauth._validator_errors import TokenReason, token_error
-from agentauth._validator_jose import MAX_JSON_DEPTH, ParsedToken, parse_compact, parse_payload
+from agentauth._validator_claims import VerifiedToken, authorize, check_claims
+from agentauth._validator_errors import TokenReason, from_jose, token_error
 from agentauth._validator_jwks import Fetch, JwksCache, check_jwks_url, urllib_fetch
 from agentauth._validator_keys import SUPPORTED_ALGORITHMS, SignatureVerifier, VerificationKey
 
@@ -47,19 +70,12 @@ def _count(name: str, value: int, *, minimum: int) -> int:
 
 
 def _algorithms(algorithms: Iterable[str]) -> frozenset[str]:
-    if isinstance(algorithms, str | bytes):
-        # "ES256" is an Iterable[str] too; a set of letters must not pass as config.
-        raise TypeError("algorithms must be a collection of algorithm names, e.g. ('ES256',)")
-    allowed = frozenset(algorithms)
     # RFC 8725 §3.1: the caller specifies the algorithms; we only support the
     # asymmetric ones agentauth signs with. HS*, none and the rest are refused
     # here, at configuration time, rather than at the first token.
-    if not allowed or not allowed <= SUPPORTED_ALGORITHMS.keys():
-        raise ValueError(
-            f"algorithms must be a non-empty subset of {sorted(SUPPORTED_ALGORITHMS)}, "
-            f"got {sorted(map(str, allowed))}"
-        )
-    return allowed
+    if isinstance(algorithms, str | bytes):
+        raise TypeError("algorithms must be a collection of algorithm names, e.g. ('ES256',)")
+    return algorithm_set(frozenset(algorithms), SUPPORTED_ALGORITHMS)
 
 
 class Validator:
@@ -100,6 +116,9 @@ class Validator:
         self._audience = audience
         self._algorithms = _algorithms(algorithms)
         self._leeway = _positive("leeway", leeway, allow_zero=True)
+        if self._leeway > MAX_LEEWAY:
+            # RFC 7519 §4.1.4: "some small leeway, usually no more than a few minutes".
+            raise ValueError(f"leeway must be <= {MAX_LEEWAY:g} seconds")
         self._clock: Callable[[], float] = clock if clock is not None else time.time
         self._expected_org = expected_org
         self._max_token_bytes = _count("max_token_bytes", max_token_bytes, minimum=1)
@@ -120,10 +139,12 @@ class Validator:
             refetch_interval=_positive("refetch_interval", refetch_interval),
         )
         self._verifier = SignatureVerifier()
+        # Headers of this issuer's tokens that passed the checks (JOSE core, bounded).
+        self._header_memo: HeaderMemo = {}
         # Plain OrderedDict without a lock: get, move_to_end, setitem and
         # popitem are each one atomic C call; the races between them are
         # handled where they can surface (KeyError).
-        self._cache: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self._withdrawals = 0
         if revocations is not None and not isinstance(revocations, RevocationList):
             raise TypeError("revocations must be a RevocationList")
@@ -131,6 +152,9 @@ class Validator:
         self._max_staleness = (
             None if max_staleness is None else _positive("max_staleness", max_staleness)
         )
+        # Fixed at construction: whether every call, cache hits included, has
+        # checks beyond the window (revocation, an org); one test on the hot path.
+        self._per_call_checks = revocations is not None or expected_org is not None
         self._setup()
 
     def _setup(self) -> None:
@@ -147,22 +171,22 @@ class Validator:
     def jwks_url(self) -> str:
         return self._jwks.url
 
-    def _lookup(self, token: str, now: float) -> VerifiedToken | bytes | None:
+    def _lookup(self, token: str, now: float) -> VerifiedToken | str | None:
         """The cached token if valid at ``now``; else its cache key; None if uncacheable.
 
-        This is the hot path for repeated tokens: one SHA-256, one dict lookup.
+        This is the hot path for repeated tokens: one dict lookup, keyed by the
+        token itself (see the module docstring).
         """
-        if type(token) is not str or len(token) > self._cacheable_bytes or not token.isascii():
+        if type(token) is not str or len(token) > self._cacheable_bytes:
             return None
-        digest = sha256(token.encode("ascii")).digest()
-        entry = self._cache.get(digest)
+        entry = self._cache.get(token)
         if entry is not None and entry[1] <= now <= entry[2]:
             try:
-                self._cache.move_to_end(digest)
+                self._cache.move_to_end(token)
             except KeyError:  # evicted by another thread meanwhile; still verified
                 pass
             return entry[0]
-        return digest
+        return token
 
     def _check_revocation(self, verified: VerifiedToken) -> None:
         """With a revocation list: refuse listed tokens, and everything while it is stale."""
@@ -174,17 +198,37 @@ class Validator:
         if self._max_staleness is not None and not revocations.is_current(self._max_staleness):
             raise token_error(TokenReason.REVOCATIONS_UNAVAILABLE)
 
-    def _remember(self, digest: bytes, entry: _Entry) -> None:
+    def _per_call(
+        self, verified: VerifiedToken, required_scopes: Iterable[str], expected_org: str | None
+    ) -> VerifiedToken:
+        """What every call checks, cache hits included: revocation, then org and scopes."""
+        if self._revocations is not None:
+            self._check_revocation(verified)
+        if required_scopes or expected_org is not None or self._expected_org is not None:
+            org = expected_org if expected_org is not None else self._expected_org
+            return authorize(verified, required_scopes, org)
+        return verified
+
+    def _remember(self, token: str, entry: _Entry) -> None:
         cache = self._cache
-        cache[digest] = entry
+        cache[token] = entry
         try:
             while len(cache) > self._cache_size:
                 cache.popitem(last=False)
         except KeyError:  # another thread emptied it first
             pass
 
-    def _parse(self, token: str) -> ParsedToken:
-        return parse_compact(token, max_bytes=self._max_token_bytes, algorithms=self._algorithms)
+    def _parse(self, token: str) -> ParsedJws:
+        try:
+            return parse_compact(
+                token,
+                algorithms=self._algorithms,
+                max_bytes=self._max_token_bytes,
+                typ=Typ.ACCESS_TOKEN,
+                header_memo=self._header_memo,
+            )
+        except JoseError as exc:
+            raise from_jose(exc) from None
 
     def _missing_key(self) -> Exception:
         if self._jwks.key_set is None:
@@ -200,17 +244,20 @@ class Validator:
 
     def _finish(
         self,
-        parsed: ParsedToken,
+        parsed: ParsedJws,
         key: VerificationKey,
         now: float,
-        digest: bytes | None,
+        cache_key: str | None,
     ) -> VerifiedToken:
         withdrawals = self._withdrawals
-        if digest is not None:
+        if cache_key is not None:
             # An entry outside its window must go even if this check fails.
-            self._cache.pop(digest, None)
+            self._cache.pop(cache_key, None)
         self._verifier.verify(parsed, key)
-        claims = parse_payload(parsed.payload, max_depth=self._max_json_depth)
+        try:
+            claims = parse_claims(parsed.payload, max_depth=self._max_json_depth)
+        except JoseError as exc:
+            raise from_jose(exc) from None
         verified, valid_from, valid_until = check_claims(
             claims,
             issuer=self._issuer,
@@ -221,6 +268,6 @@ class Validator:
         )
         # Not if another thread withdrew a key meanwhile: the entry could
         # outlive the cache clear that withdrawal did.
-        if digest is not None and withdrawals == self._withdrawals:
-            self._remember(digest, (verified, valid_from, valid_until))
+        if cache_key is not None and withdrawals == self._withdrawals:
+            self._remember(cache_key, (verified, valid_from, valid_until))
         return verified

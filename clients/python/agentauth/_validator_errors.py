@@ -1,8 +1,10 @@
 """Why a token was refused: one list of reasons, shared with the control plane.
 
-The reasons are the ``ErrorInfo.reason`` strings the server sends for the same
-failures, so a caller can handle a refusal the same way whether it came from
-the control plane or from :class:`agentauth.TokenValidator` in its own process.
+The reasons (:class:`TokenReason`, defined next to the JOSE core in
+:mod:`agentauth._jose` and re-exported here) are the ``ErrorInfo.reason``
+strings the server sends for the same failures, so a caller can handle a
+refusal the same way whether it came from the control plane or from
+:class:`agentauth.TokenValidator` in its own process.
 The exception classes slot into the SDK's tree (see :mod:`agentauth._errors`)::
 
     UnauthenticatedError
@@ -24,48 +26,18 @@ from typing import Final
 import grpc
 
 from agentauth._errors import PermissionDeniedError, UnauthenticatedError, UnavailableError
+from agentauth._jose import JoseError, TokenReason
 
 __all__ = [
     "JwksUnavailableError",
     "TokenForbiddenError",
     "TokenInvalidError",
     "TokenReason",
+    "from_jose",
     "token_error",
 ]
 
 _DOMAIN: Final = "agentauth"
-
-
-class TokenReason:
-    """The ``reason`` of every token refusal (``ErrorInfo.reason`` on the server)."""
-
-    TOKEN_MALFORMED: Final = "TOKEN_MALFORMED"
-    TOKEN_TYPE_INVALID: Final = "TOKEN_TYPE_INVALID"
-    TOKEN_ALGORITHM_NOT_ALLOWED: Final = "TOKEN_ALGORITHM_NOT_ALLOWED"
-    TOKEN_KEY_UNKNOWN: Final = "TOKEN_KEY_UNKNOWN"
-    TOKEN_SIGNATURE_INVALID: Final = "TOKEN_SIGNATURE_INVALID"
-    TOKEN_EXPIRED: Final = "TOKEN_EXPIRED"
-    TOKEN_NOT_YET_VALID: Final = "TOKEN_NOT_YET_VALID"
-    TOKEN_ISSUED_IN_FUTURE: Final = "TOKEN_ISSUED_IN_FUTURE"
-    TOKEN_ISSUER_MISMATCH: Final = "TOKEN_ISSUER_MISMATCH"
-    TOKEN_AUDIENCE_MISMATCH: Final = "TOKEN_AUDIENCE_MISMATCH"
-    TOKEN_CLAIM_MISSING: Final = "TOKEN_CLAIM_MISSING"
-    TOKEN_CLAIM_INVALID: Final = "TOKEN_CLAIM_INVALID"
-    TOKEN_ORG_MISMATCH: Final = "TOKEN_ORG_MISMATCH"
-    TOKEN_SCOPE_INSUFFICIENT: Final = "TOKEN_SCOPE_INSUFFICIENT"
-    TOKEN_ACT_TOO_DEEP: Final = "TOKEN_ACT_TOO_DEEP"
-    #: The token, or one it was exchanged from, was revoked (revocation feed).
-    TOKEN_REVOKED: Final = "TOKEN_REVOKED"
-    JWKS_UNAVAILABLE: Final = "JWKS_UNAVAILABLE"
-    #: The revocation list has not been confirmed current within ``max_staleness``.
-    REVOCATIONS_UNAVAILABLE: Final = "REVOCATIONS_UNAVAILABLE"
-
-    @classmethod
-    def all(cls) -> frozenset[str]:
-        """Every reason, e.g. to check a server-side list against this one."""
-        return frozenset(
-            value for name, value in vars(cls).items() if name.isupper() and isinstance(value, str)
-        )
 
 
 _MESSAGES: Final[Mapping[str, str]] = {
@@ -133,3 +105,8 @@ def token_error(reason: str, metadata: Mapping[str, str] | None = None) -> _Toke
         cls = TokenInvalidError
     code = cls.grpc_code if cls.grpc_code is not None else grpc.StatusCode.UNKNOWN
     return cls(_MESSAGES[reason], code=code, reason=reason, domain=_DOMAIN, metadata=metadata)
+
+
+def from_jose(error: JoseError) -> _TokenError:
+    """The typed exception for a refusal by the JOSE core (same reason and metadata)."""
+    return token_error(error.reason, error.metadata)

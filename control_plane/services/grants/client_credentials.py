@@ -5,16 +5,28 @@ identify the authorization server (our issuer or token endpoint URL); "exp" is
 required; "jti" lets the server "ensure that JWTs are not replayed by
 maintaining the set of used jti values for the length of time for which the JWT
 would be considered valid". Every failure is ``invalid_client`` (HTTP 401).
+
+The assertion is verified by the JOSE core (:mod:`agentauth._jose`) with the
+keys of the agent's PRIVATE_KEY_JWT policies, at the injected clock's time.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import math
 from typing import Any
 
-import jwt
+from agentauth._jose import (
+    ALGORITHMS,
+    JoseError,
+    ParsedJws,
+    Typ,
+    check_claims,
+    parse_claims,
+    parse_compact,
+    select_key,
+    verify_signature,
+)
 
 from control_plane.clock import Clock
 from control_plane.domain import names
@@ -25,7 +37,6 @@ from control_plane.domain.errors import (
     InvalidRequest,
 )
 from control_plane.domain.scope import OrgScope
-from control_plane.services.external_keys import single_key
 from control_plane.services.grants.base import (
     CLIENT_CREDENTIALS,
     JWT_BEARER_ASSERTION,
@@ -34,7 +45,13 @@ from control_plane.services.grants.base import (
 )
 from control_plane.services.grants.issuance import issue_for_agent
 from control_plane.services.identity import CompiledPolicy, IdentityDirectory
-from control_plane.services.workload_tokens import LEEWAY, Rejected, parse_unverified
+from control_plane.services.workload_tokens import (
+    FOREIGN_CLAIMS_DEPTH,
+    LEEWAY,
+    MAX_TOKEN_BYTES,
+    Rejected,
+    parse_unverified,
+)
 from control_plane.storage.db import Database
 from control_plane.tokens.minting import MintedToken, Minter
 
@@ -86,51 +103,57 @@ class ClientCredentialsPrivateKeyJwt:
         if ident is None or agent.id not in ident.active_agents:
             raise InvalidClient(debug="unknown or disabled agent")
         now = self.clock.now()
-        policy, claims = self._verify(assertion, parsed.header, ident.policies, agent.id, now)
+        policy, claims = self._verify(assertion, ident.policies, agent.id, now)
         await self._consume_jti(scope, iss, claims, now)
         return await issue_for_agent(self.minter, scope, request, ident, agent.id, policy)
 
     def _verify(
         self,
         assertion: str,
-        header: dict[str, Any],
         policies: tuple[CompiledPolicy, ...],
         agent_id: str,
         now: dt.datetime,
     ) -> tuple[CompiledPolicy, dict[str, Any]]:
-        alg, kid = header.get("alg"), header.get("kid", "")
-        for policy in policies:
-            view = policy.view
-            if view.kind != "PRIVATE_KEY_JWT" or view.agent_id != agent_id:
-                continue
-            if alg not in view.algorithms or not isinstance(kid, str):
-                continue
-            key = policy.static_keys.get(kid) if kid else single_key(policy.static_keys)
-            if key is None or (key.alg and key.alg != alg):
-                continue
-            try:
-                claims: dict[str, Any] = jwt.decode(
-                    assertion,
-                    key.key,
-                    algorithms=[alg],
-                    audience=list(self.audiences),
-                    leeway=LEEWAY,
-                    options={"require": ["exp", "jti", "iss", "sub", "aud"]},
-                )
-            except jwt.PyJWTError:
-                continue
-            exp = claims["exp"]
-            if isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp):
-                raise InvalidClient(debug="exp type")
-            if exp > now.timestamp() + MAX_ASSERTION_LIFETIME + LEEWAY:
-                raise InvalidClient(debug="assertion lives too long")
-            iat = claims.get("iat")
-            if isinstance(iat, int | float) and iat > now.timestamp() + LEEWAY:
-                raise InvalidClient(debug="iat in the future")
-            if not isinstance(claims["jti"], str) or not 0 < len(claims["jti"]) <= 256:
-                raise InvalidClient(debug="jti")
-            return policy, claims
-        raise InvalidClient(debug="no key of the agent verifies the assertion")
+        """The agent's policy whose key signed ``assertion``, and its verified claims."""
+        mine = [
+            p for p in policies if p.view.kind == "PRIVATE_KEY_JWT" and p.view.agent_id == agent_id
+        ]
+        algorithms = frozenset(a for p in mine for a in p.view.algorithms) & ALGORITHMS.keys()
+        if not algorithms:
+            raise InvalidClient(debug="the agent has no key")
+        try:
+            jws = parse_compact(
+                assertion,
+                algorithms=algorithms,
+                max_bytes=MAX_TOKEN_BYTES,
+                typ=Typ.NOT_ACCESS_TOKEN,
+                require_kid=False,
+                header_first=True,
+            )
+        except JoseError as exc:
+            raise InvalidClient(debug=exc.detail) from None
+        policy = next((p for p in mine if _signed_under(jws, p)), None)
+        if policy is None:
+            raise InvalidClient(debug="no key of the agent verifies the assertion")
+        timestamp = now.timestamp()
+        try:
+            claims = parse_claims(jws.payload, max_depth=FOREIGN_CLAIMS_DEPTH)
+            check_claims(
+                claims,
+                now=timestamp,
+                leeway=LEEWAY,
+                audience=self.audiences,
+                required=("exp", "jti", "iss", "sub", "aud"),
+            )
+        except JoseError as exc:
+            raise InvalidClient(debug=exc.detail) from None
+        if float(claims["exp"]) > timestamp + MAX_ASSERTION_LIFETIME + LEEWAY:
+            raise InvalidClient(debug="assertion lives too long")
+        if not isinstance(claims["sub"], str):
+            raise InvalidClient(debug="sub")
+        if not isinstance(claims["jti"], str) or not 0 < len(claims["jti"]) <= 256:
+            raise InvalidClient(debug="jti")
+        return policy, claims
 
     async def _consume_jti(
         self, scope: OrgScope, client_id: str, claims: dict[str, Any], now: dt.datetime
@@ -143,3 +166,18 @@ class ClientCredentialsPrivateKeyJwt:
                 await tx.used_assertions.consume(digest, expire, now)
         except AlreadyExists:
             raise InvalidClient(debug="assertion replay") from None
+
+
+def _signed_under(jws: ParsedJws, policy: CompiledPolicy) -> bool:
+    """Whether one of ``policy``'s keys, by ``kid`` (or the only one), verifies ``jws``
+    with an algorithm the policy allows."""
+    if jws.alg not in policy.view.algorithms:
+        return False
+    key = select_key(policy.static_keys, jws.kid, allow_single=True)
+    if key is None:
+        return False
+    try:
+        verify_signature(jws, key)
+    except JoseError:
+        return False
+    return True

@@ -132,10 +132,9 @@ class UserAssertion:
         self, request: TokenRequest, idp: CompiledIdentityProvider
     ) -> dict[str, Any]:
         token = request.subject_token
+        access_token_ok = SUBJECT_TYPES[request.subject_token_type]
         try:
-            parsed = parse_unverified(
-                token, access_token_ok=SUBJECT_TYPES[request.subject_token_type]
-            )
+            parsed = parse_unverified(token, access_token_ok=access_token_ok)
         except Rejected as exc:
             raise UnacceptableToken(debug=f"subject: {exc.why}") from None
         if parsed.claims.get("iss") == self.own_tokens.issuer:
@@ -149,7 +148,7 @@ class UserAssertion:
             self._verified.move_to_end(key)
             return claims
         try:
-            claims = await _verify_subject(token, parsed, idp, self.keys, now)
+            claims = await _verify_subject(token, parsed, idp, self.keys, now, access_token_ok)
         except Rejected as exc:
             raise UnacceptableToken(debug=f"subject: {exc.why}") from None
         self._verified[key] = claims
@@ -222,8 +221,9 @@ async def _verify_subject(
     idp: CompiledIdentityProvider,
     keys: IssuerKeyCache,
     now: float,
+    access_token_ok: bool,
 ) -> dict[str, Any]:
-    """OIDC Core §3.1.3.7 for ID tokens, and the same rules for access tokens.
+    """OIDC Core §3.1.3.7 for ID tokens, and the same rules for access tokens, at ``now``.
 
     "The Issuer Identifier ... MUST exactly match the value of the iss (issuer)
     Claim"; "The ID Token MUST be rejected if the ID Token does not list the
@@ -239,6 +239,7 @@ async def _verify_subject(
         p.discovery_url,
         idp.static_keys,
         required=("exp", "iss", "aud"),
+        access_token_ok=access_token_ok,
     )
     claims = await verify_external(token, parsed, expected, keys, now)
     if claims["aud"] not in (p.audience, [p.audience]):
