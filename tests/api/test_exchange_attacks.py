@@ -909,10 +909,18 @@ async def test_owasp_api1_2023_other_org_is_identical_to_unknown_org(world: Worl
     assert b_other == b_missing == UNACCEPTABLE_BODY
 
 
-async def test_rfc8693_2_2_2_cross_org_client_id_is_unacceptable(world: World) -> None:
+async def test_rfc6749_5_2_cross_org_client_id_is_an_invalid_request(world: World) -> None:
+    """``organization`` and a ``client_id`` of another org contradict each other: a
+    malformed request on every grant (one parser, services/grants/request.py), answered
+    from the names alone, so an org that does not exist gets the very same answer."""
     org_b, b_admin, _ = await world.harness.new_org("B")
     agent_b, _, _ = await setup_agent(b_admin, org_b, **k8s_policy(world.k8s))
-    await world.refused(*UNACCEPTABLE, subject_token=world.workload(), client_id=agent_b.name)
+    other = await world.refused(
+        *INVALID_REQUEST, subject_token=world.workload(), client_id=agent_b.name
+    )
+    ghost = f"orgs/{secrets.token_hex(16)}/agents/{secrets.token_hex(16)}"
+    missing = await world.refused(*INVALID_REQUEST, subject_token=world.workload(), client_id=ghost)
+    assert _error_shape(other) == _error_shape(missing)
 
 
 # --------------------------------------------------------------------------

@@ -94,7 +94,7 @@ class _PublishedKeys:
 
 def _server_own(bearer: str) -> str | None:
     clock = FakeClock(dt.datetime.fromtimestamp(NOW, dt.UTC))
-    own = OwnTokens(None, _PublishedKeys(), clock, ISSUER)  # type: ignore[arg-type]
+    own = OwnTokens(None, _PublishedKeys(), clock, ISSUER, None)  # type: ignore[arg-type]
     try:
         own._verified_claims(bearer, check_time=True)
     except TokenRejected as err:

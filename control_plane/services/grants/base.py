@@ -7,10 +7,13 @@ grant from the credential it verifies, never taken on trust from a field.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from control_plane.services.workload_tokens import Rejected, parse_unverified
 from control_plane.tokens.minting import MintedToken
+
+if TYPE_CHECKING:
+    from control_plane.services.grants.request import GrantRequest
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 CLIENT_CREDENTIALS = "client_credentials"
@@ -41,7 +44,9 @@ class TokenRequest:
 class Grant(Protocol):
     def can_handle(self, request: TokenRequest) -> bool: ...
 
-    async def handle(self, request: TokenRequest) -> MintedToken: ...
+    async def handle(self, request: GrantRequest) -> MintedToken:
+        """Only ever called with the output of :func:`parse_grant_request`."""
+        ...
 
 
 def claims_our_issuer(token: str, issuer: str) -> bool:

@@ -44,6 +44,7 @@ from control_plane.services.grants.base import (
     TokenRequest,
 )
 from control_plane.services.grants.issuance import issue_for_agent
+from control_plane.services.grants.request import GrantRequest
 from control_plane.services.identity import CompiledPolicy, IdentityDirectory
 from control_plane.services.workload_tokens import (
     FOREIGN_CLAIMS_DEPTH,
@@ -76,7 +77,8 @@ class ClientCredentialsPrivateKeyJwt:
     def can_handle(self, request: TokenRequest) -> bool:
         return request.grant_type == CLIENT_CREDENTIALS
 
-    async def handle(self, request: TokenRequest) -> MintedToken:
+    async def handle(self, grant: GrantRequest) -> MintedToken:
+        request = grant.raw
         if request.client_assertion_type != JWT_BEARER_ASSERTION:
             raise InvalidClient(debug="client_assertion_type")
         assertion = request.client_assertion
@@ -95,6 +97,9 @@ class ClientCredentialsPrivateKeyJwt:
             agent = names.parse_child(iss, "agents", "client_id")
         except InvalidArgument:
             raise InvalidClient(debug="client_id is not an agent name") from None
+        if not grant.in_org(agent.org_id):
+            # The request names one org and authenticates as another's agent.
+            raise InvalidClient(debug="organization differs from the assertion")
         if request.scope and not request.scope.strip():
             raise InvalidRequest("scope is empty")
 
@@ -105,7 +110,7 @@ class ClientCredentialsPrivateKeyJwt:
         now = self.clock.now()
         policy, claims = self._verify(assertion, ident.policies, agent.id, now)
         await self._consume_jti(scope, iss, claims, now)
-        return await issue_for_agent(self.minter, scope, request, ident, agent.id, policy)
+        return await issue_for_agent(self.minter, scope, grant, ident, agent.id, policy)
 
     def _verify(
         self,

@@ -12,10 +12,10 @@ import secrets
 
 from control_plane.domain import names
 from control_plane.domain.delegation import attenuate, nest
-from control_plane.domain.errors import InvalidArgument, InvalidRequest, InvalidScope, InvalidTarget
+from control_plane.domain.errors import InvalidRequest, InvalidScope, InvalidTarget
 from control_plane.domain.scope import OrgScope
 from control_plane.domain.trust import SCOPE_TOKEN
-from control_plane.services.grants.base import TokenRequest
+from control_plane.services.grants.request import GrantRequest
 from control_plane.services.identity import CompiledPolicy, OrgIdentity
 from control_plane.tokens.minting import MintedToken, Minter
 
@@ -35,18 +35,11 @@ def grant_scopes(ceiling: frozenset[str], scope: str) -> list[str]:
 
 
 def choose_service_account(
-    request: TokenRequest, policy: CompiledPolicy, ident: OrgIdentity
+    request: GrantRequest, policy: CompiledPolicy, ident: OrgIdentity
 ) -> str:
     allowed = [sa for sa in policy.view.service_account_ids if sa in ident.active_service_accounts]
-    if request.service_account:
-        try:
-            wanted = names.parse_child(
-                request.service_account, "serviceAccounts", "service_account"
-            )
-        except InvalidArgument:
-            raise InvalidRequest(
-                "service_account must be orgs/{org}/serviceAccounts/{id}"
-            ) from None
+    wanted = request.service_account
+    if wanted is not None:
         if wanted.org_id != ident.org_id or wanted.id not in allowed:
             raise InvalidTarget("the agent may not act as that service account")
         return wanted.id
@@ -72,16 +65,16 @@ def choose_audiences(requested: tuple[str, ...], allowed: set[str] | tuple[str, 
 async def issue_for_agent(
     minter: Minter,
     org: OrgScope,
-    request: TokenRequest,
+    request: GrantRequest,
     ident: OrgIdentity,
     agent_id: str,
     policy: CompiledPolicy,
     *,
     not_after: dt.datetime | None = None,
 ) -> MintedToken:
-    scopes = grant_scopes(frozenset(policy.view.scopes), request.scope)
+    scopes = grant_scopes(frozenset(policy.view.scopes), request.raw.scope)
     sa_id = choose_service_account(request, policy, ident)
-    audiences = choose_audiences(request.audience, policy.view.audiences)
+    audiences = choose_audiences(request.raw.audience, policy.view.audiences)
     return await minter.mint(
         scope=org,
         subject=names.child_name(ident.org_id, "serviceAccounts", sa_id),

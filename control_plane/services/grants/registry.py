@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from control_plane.domain.errors import InvalidRequest, UnsupportedGrantType
-from control_plane.services.grants.base import MAX_PARAM, Grant, TokenRequest
+from control_plane.domain.errors import UnsupportedGrantType
+from control_plane.services.grants.base import Grant, TokenRequest
+from control_plane.services.grants.request import parse_grant_request
 from control_plane.tokens.minting import MintedToken
 
 
@@ -14,17 +15,8 @@ class TokenEndpoint:
         self.grants = tuple(grants)
 
     async def exchange(self, request: TokenRequest) -> MintedToken:
-        if not request.grant_type:
-            raise InvalidRequest("grant_type is required")
-        for value in (
-            request.organization,
-            request.client_id,
-            request.service_account,
-            request.scope,
-        ):
-            if len(value) > MAX_PARAM:
-                raise InvalidRequest("a parameter is too long")
+        parsed = parse_grant_request(request)
         for grant in self.grants:
             if grant.can_handle(request):
-                return await grant.handle(request)
+                return await grant.handle(parsed)
         raise UnsupportedGrantType()

@@ -37,6 +37,7 @@ from control_plane.services.grants.base import (
     is_sub_delegation,
 )
 from control_plane.services.grants.issuance import grant_scopes
+from control_plane.services.grants.request import ACTS_FOR_USER, GrantRequest
 from control_plane.services.grants.workload_exchange import WorkloadTokenExchange
 from control_plane.services.identity import IdentityDirectory
 from control_plane.services.own_tokens import OwnTokens
@@ -64,7 +65,8 @@ class SubDelegation:
         """Only our own access tokens; any other subject with an actor is a user assertion."""
         return is_sub_delegation(request, self.own_tokens.issuer)
 
-    async def handle(self, request: TokenRequest) -> MintedToken:
+    async def handle(self, parsed: GrantRequest) -> MintedToken:
+        request = parsed.raw
         if request.subject_token_type != ACCESS_TOKEN_TYPE:
             raise InvalidRequest(
                 "subject_token_type must be urn:ietf:params:oauth:token-type:access_token"
@@ -75,6 +77,8 @@ class SubDelegation:
             raise InvalidRequest("only access tokens can be requested")
         if request.client_assertion or request.client_assertion_type:
             raise InvalidRequest("client_assertion is not used with token exchange")
+        if parsed.service_account is not None:
+            raise InvalidRequest(ACTS_FOR_USER)
         for token in (request.subject_token, request.actor_token):
             if not token or len(token) > MAX_PARAM:
                 raise InvalidRequest("subject_token and actor_token are required")
@@ -83,6 +87,10 @@ class SubDelegation:
             parent = await self.own_tokens.verify_active(request.subject_token)
         except AgentAuthError as exc:
             raise UnacceptableToken(debug=f"subject: {exc.reason}") from None
+        if parsed.agent_id is None and not parsed.in_org(parent["org_id"]):
+            # ``organization`` names another org than the subject token's: the
+            # token is not acceptable for that org (as in the other exchanges).
+            raise UnacceptableToken(debug="organization is not the subject token's")
         try:
             chain = actor_chain(parent.get("act"))
         except ChainInvalid as exc:
@@ -97,17 +105,12 @@ class SubDelegation:
         if len(chain) + 1 > ident.max_delegation_depth:
             raise InvalidRequest("the delegation chain is at its maximum depth")
 
-        wanted = None
-        if request.client_id:
-            try:
-                wanted = names.parse_child(request.client_id, "agents", "client_id")
-            except InvalidArgument:
-                raise InvalidRequest("client_id must be orgs/{org}/agents/{agent}") from None
-            if wanted.org_id != org_id:
-                raise InvalidRequest("the actor is not in the subject token's organization")
+        if parsed.agent_id is not None and parsed.org_id != org_id:
+            # Answered from the names alone: the same for an org that does not exist.
+            raise InvalidRequest("the actor is not in the subject token's organization")
         try:
             policy, actor_claims = await self.workloads.identify(
-                ident, request.actor_token, wanted.id if wanted else None
+                ident, request.actor_token, parsed.agent_id
             )
         except Rejected as exc:
             raise UnacceptableToken(debug=f"actor: {exc.why}") from None

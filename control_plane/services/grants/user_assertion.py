@@ -47,6 +47,7 @@ from control_plane.services.grants.base import (
     is_sub_delegation,
 )
 from control_plane.services.grants.issuance import issue_delegated
+from control_plane.services.grants.request import ACTS_FOR_USER, NO_ORG, GrantRequest
 from control_plane.services.grants.workload_exchange import WorkloadTokenExchange
 from control_plane.services.identity import (
     CompiledIdentityProvider,
@@ -98,9 +99,12 @@ class UserAssertion:
             and not is_sub_delegation(request, self.own_tokens.issuer)
         )
 
-    async def handle(self, request: TokenRequest) -> MintedToken:
-        _check_shape(request)
-        org_id, wanted_agent = _org_of(request)
+    async def handle(self, parsed: GrantRequest) -> MintedToken:
+        request = parsed.raw
+        _check_shape(parsed)
+        org_id, wanted_agent = parsed.org_id, parsed.agent_id
+        if org_id is None:
+            raise InvalidRequest(NO_ORG)
         scope = OrgScope.to_authenticate(org_id, credential="user-assertion")
         ident = await self.directory.get(scope)
         if ident is None or ident.identity_provider is None:
@@ -252,7 +256,8 @@ async def _verify_subject(
     return claims
 
 
-def _check_shape(request: TokenRequest) -> None:
+def _check_shape(parsed: GrantRequest) -> None:
+    request = parsed.raw
     if request.subject_token_type not in SUBJECT_TYPES:
         # RFC 8693 §2.2.2: a refresh token (or SAML, or nothing) is not acceptable.
         raise UnacceptableToken(debug=f"subject_token_type {request.subject_token_type[:80]!r}")
@@ -262,30 +267,8 @@ def _check_shape(request: TokenRequest) -> None:
         raise InvalidRequest("only access tokens can be requested")
     if request.client_assertion or request.client_assertion_type:
         raise InvalidRequest("client_assertion is not used with token exchange")
-    if request.service_account:
-        raise InvalidRequest("a delegated token acts for the user, not a service account")
+    if parsed.service_account is not None:
+        raise InvalidRequest(ACTS_FOR_USER)
     for token in (request.subject_token, request.actor_token):
         if not token or len(token) > MAX_PARAM:
             raise InvalidRequest("subject_token and actor_token are required")
-
-
-def _org_of(request: TokenRequest) -> tuple[str, str | None]:
-    """The org named by ``organization`` and/or ``client_id`` (which must agree)."""
-    org_id = None
-    if request.organization:
-        try:
-            org_id = names.parse_org(request.organization, "organization")
-        except InvalidArgument:
-            raise InvalidRequest("organization must be orgs/{org}") from None
-    wanted = None
-    if request.client_id:
-        try:
-            agent = names.parse_child(request.client_id, "agents", "client_id")
-        except InvalidArgument:
-            raise InvalidRequest("client_id must be orgs/{org}/agents/{agent}") from None
-        if org_id is not None and agent.org_id != org_id:
-            raise InvalidRequest("client_id is not an agent of that organization")
-        org_id, wanted = agent.org_id, agent.id
-    if org_id is None:
-        raise InvalidRequest("name the organization (or the agent as client_id)")
-    return org_id, wanted

@@ -14,8 +14,7 @@ from collections import OrderedDict
 from typing import Any
 
 from control_plane.clock import Clock
-from control_plane.domain import names
-from control_plane.domain.errors import InvalidArgument, InvalidRequest, UnacceptableToken
+from control_plane.domain.errors import InvalidRequest, UnacceptableToken
 from control_plane.domain.scope import OrgScope
 from control_plane.services.external_keys import IssuerKeyCache
 from control_plane.services.grants.base import (
@@ -26,6 +25,7 @@ from control_plane.services.grants.base import (
     TokenRequest,
 )
 from control_plane.services.grants.issuance import issue_for_agent
+from control_plane.services.grants.request import NO_ORG, GrantRequest
 from control_plane.services.identity import CompiledPolicy, IdentityDirectory, OrgIdentity
 from control_plane.services.workload_tokens import Rejected, Unverified, parse_unverified, verify
 from control_plane.tokens.minting import MAX_TTL, MintedToken, Minter
@@ -95,7 +95,8 @@ class WorkloadTokenExchange:
             raise InvalidRequest("several agents admit this token: pass client_id")
         return matches[0]
 
-    async def handle(self, request: TokenRequest) -> MintedToken:
+    async def handle(self, parsed: GrantRequest) -> MintedToken:
+        request = parsed.raw
         if request.subject_token_type != JWT_TOKEN_TYPE:
             raise InvalidRequest("subject_token_type must be urn:ietf:params:oauth:token-type:jwt")
         if request.requested_token_type not in ("", ACCESS_TOKEN_TYPE):
@@ -106,19 +107,10 @@ class WorkloadTokenExchange:
             # Never accept a credential we would not check (RFC 6749 §2.3): the
             # workload token is this grant's only authentication.
             raise InvalidRequest("client_assertion is not used with token exchange")
-        try:
-            org_id = names.parse_org(request.organization, "organization")
-        except InvalidArgument:
-            raise InvalidRequest("organization must be orgs/{org}") from None
-        wanted_agent = None
-        if request.client_id:
-            try:
-                agent = names.parse_child(request.client_id, "agents", "client_id")
-            except InvalidArgument:
-                raise InvalidRequest("client_id must be orgs/{org}/agents/{agent}") from None
-            if agent.org_id != org_id:
-                raise UnacceptableToken(debug="client_id in another org")
-            wanted_agent = agent.id
+        org_id = parsed.org_id
+        if org_id is None:
+            raise InvalidRequest(NO_ORG)
+        wanted_agent = parsed.agent_id
         scope = OrgScope.to_authenticate(org_id, credential="workload-token")
         ident = await self.directory.get(scope)
         if ident is None:
@@ -131,7 +123,7 @@ class WorkloadTokenExchange:
         if not_after is None:
             raise UnacceptableToken(debug="subject token expires now")
         return await issue_for_agent(
-            self.minter, scope, request, ident, policy.view.agent_id, policy, not_after=not_after
+            self.minter, scope, parsed, ident, policy.view.agent_id, policy, not_after=not_after
         )
 
 
