@@ -49,6 +49,7 @@ from control_plane.connectors.loader import Catalog, ConnectorDefinitionError, l
 from control_plane.connectors.sandbox_routing import rewrite_for_sandbox
 from control_plane.domain.trust import is_loopback
 from control_plane.logs import get_logger
+from control_plane.services.agents import AgentService
 from control_plane.services.api_keys import ApiKeyService
 from control_plane.services.connect_flow import ConnectFlow
 from control_plane.services.connected_accounts import AccountWatch, ConnectedAccountService
@@ -67,11 +68,13 @@ from control_plane.services.grants.workload_exchange import WorkloadTokenExchang
 from control_plane.services.identity import IdentityDirectory
 from control_plane.services.identity_providers import IdentityProviderService
 from control_plane.services.oauth_apps import OAuthAppService
-from control_plane.services.organizations import OrganizationSettings
+from control_plane.services.organizations import OrganizationService, OrganizationSettings
 from control_plane.services.own_tokens import OwnTokens
 from control_plane.services.rate_limiter import RateLimiter, organization_limits
 from control_plane.services.revocation import BulkRevocation, RevocationWatch
+from control_plane.services.service_accounts import ServiceAccountService
 from control_plane.services.trust_policies import TrustPolicyService
+from control_plane.services.users import UserService
 from control_plane.storage.db import Database
 from control_plane.storage.migrate import current_revision, head_revision, upgrade
 from control_plane.tokens.keys import SigningKeyManager
@@ -426,12 +429,17 @@ def build_grpc_server(
             ("grpc.max_send_message_length", s.max_message_bytes),
         ],
     )
+    ctx = runtime.services
     admin = AdminServicer(
-        runtime.services,
-        trust=TrustPolicyService(runtime.services, tokens.issuer),
-        org_settings=OrganizationSettings(runtime.services),
+        orgs=OrganizationService(ctx),
+        org_settings=OrganizationSettings(ctx),
+        users=UserService(ctx),
+        agents=AgentService(ctx),
+        service_accounts=ServiceAccountService(ctx),
+        api_keys=ApiKeyService(ctx),
+        trust=TrustPolicyService(ctx, tokens.issuer),
         rules=tokens.rules,
-        idps=IdentityProviderService(runtime.services, tokens.issuer),
+        idps=IdentityProviderService(ctx, tokens.issuer),
     )
     admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)  # type: ignore[no-untyped-call]
     connection_pb2_grpc.add_ConnectionServiceServicer_to_server(  # type: ignore[no-untyped-call]

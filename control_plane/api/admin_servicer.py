@@ -15,7 +15,6 @@ from control_plane.domain.entities import RateLimitSettings
 from control_plane.domain.errors import field_error
 from control_plane.services.agents import AgentService
 from control_plane.services.api_keys import ApiKeyService
-from control_plane.services.context import ServiceContext
 from control_plane.services.delegation import DelegationRuleService
 from control_plane.services.identity_providers import IdentityProviderService
 from control_plane.services.organizations import OrganizationService, OrganizationSettings
@@ -29,22 +28,27 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def __init__(
         self,
-        ctx: ServiceContext,
         *,
-        trust: TrustPolicyService,
+        orgs: OrganizationService,
         org_settings: OrganizationSettings,
+        users: UserService,
+        agents: AgentService,
+        service_accounts: ServiceAccountService,
+        api_keys: ApiKeyService,
+        trust: TrustPolicyService,
         rules: DelegationRuleService,
         idps: IdentityProviderService,
     ) -> None:
+        """Every service is built by the composition root (app.py) and passed in."""
+        self.orgs = orgs
+        self.org_settings = org_settings
+        self.users = users
+        self.agents = agents
+        self.sas = service_accounts
+        self.keys = api_keys
+        self.trust = trust
         self.rules = rules
         self.idps = idps
-        self.trust = trust
-        self.org_settings = org_settings
-        self.orgs = OrganizationService(ctx)
-        self.users = UserService(ctx)
-        self.agents = AgentService(ctx)
-        self.sas = ServiceAccountService(ctx)
-        self.keys = ApiKeyService(ctx)
 
     # ----------------------------------------------------------- organizations
 

@@ -56,11 +56,13 @@ def storage_violations(module: ast.Module) -> list[str]:
             owner_is_self = isinstance(node.value, ast.Name) and node.value.id == "self"
             if node.attr in ("_session", "sync_session") and not owner_is_self:
                 found.append(f"line {node.lineno}: reaches into a unit of work's session")
-            if node.attr in ("execute", "scalar", "scalars", "stream") and isinstance(
-                getattr(node, "ctx", None), ast.Load
-            ):
-                parent_call = node
-                found.append(f"line {parent_call.lineno}: executes SQL ({node.attr})")
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in ("execute", "scalar", "scalars", "stream")
+        ):
+            # Called, not merely read: a log handler's ``.stream`` is not SQL.
+            found.append(f"line {node.lineno}: executes SQL ({node.func.attr})")
         if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in (
             "sqlalchemy",
             "psycopg",
