@@ -35,6 +35,7 @@ from sqlalchemy import event
 from control_plane.clock import SystemClock
 from control_plane.domain.errors import ResourceExhausted
 from control_plane.domain.rate_limit import Limit, RateLimitDefaults, lease_batch
+from control_plane.domain.scope import OrgScope
 from control_plane.ids import new_id
 from control_plane.services.rate_limiter import RateLimiter
 from control_plane.storage import rate_buckets
@@ -71,16 +72,24 @@ async def _bench(url: str, label: str, seconds: float) -> None:
 
     event.listen(db.engine.sync_engine, "before_cursor_execute", count)
     clock = SystemClock()
-    org = new_id()
-    async with db.platform_tx() as s:
+    org_id = new_id()
+    org = OrgScope.for_platform_job(org_id, job="bench")
+    async with db.platform_tx() as tx:
         now = clock.now()
-        s.add(
-            Organization(id=org, display_name="b", state="ACTIVE", create_time=now, update_time=now)
+        await tx.orgs.add(
+            Organization(
+                id=org_id,
+                display_name="b",
+                state="ACTIVE",
+                create_time=now,
+                update_time=now,
+                access_token_ttl_seconds=300,
+            )
         )
     rl = RateLimiter(db, clock, RateLimitDefaults(org=HIGH, principal=HIGH, anonymous=HIGH))
     exhausted = RateLimiter(db, clock, RateLimitDefaults(principal=Limit(0.001, 1)))
 
-    async def noop(org_id: str | None, principal_key: str, peer: str | None) -> None:
+    async def noop(scope: OrgScope | None, principal_key: str, peer: str | None) -> None:
         return None
 
     async def refused() -> None:
