@@ -70,7 +70,9 @@ def run_workers(settings: Settings, workers: int, worker_argv: Sequence[str]) ->
 
     def start(index: int) -> None:
         children[index] = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
-            command, env=env, preexec_fn=_die_with_parent  # noqa: PLW1509
+            command,
+            env=env,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509
         )
 
     def forward(signum: int, _frame: object) -> None:

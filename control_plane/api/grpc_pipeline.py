@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 import structlog
 
+from control_plane import deadlines
 from control_plane.api.pipeline import Call, Pipeline
 from control_plane.api.status import internal_status, to_grpc_status
 from control_plane.domain.errors import AgentAuthError
@@ -92,6 +93,7 @@ class PipelineInterceptor(grpc.aio.ServerInterceptor):
                 token = structlog.contextvars.bind_contextvars(
                     rpc_method=method, call_id=os.urandom(8).hex()
                 )
+                deadline = deadlines.set_remaining(context.time_remaining())
                 try:
                     return await pipeline.run(
                         self._call(method, context), lambda: behavior(request, context)
@@ -104,6 +106,7 @@ class PipelineInterceptor(grpc.aio.ServerInterceptor):
                     raise
                 finally:
                     structlog.contextvars.reset_contextvars(**token)
+                    deadlines.reset(deadline)
 
             return grpc.unary_unary_rpc_method_handler(
                 unary,

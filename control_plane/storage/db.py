@@ -217,9 +217,7 @@ class Database:
             async with self._autocommit_lock:
                 conn = self._autocommit
                 if conn is None or conn.closed:
-                    conn = await psycopg.AsyncConnection.connect(
-                        self.listen_url(), autocommit=True
-                    )
+                    conn = await psycopg.AsyncConnection.connect(self.listen_url(), autocommit=True)
                     if self.app_role:  # the same non-owner role as the pool: RLS applies
                         await conn.execute(f'SET ROLE "{self.app_role}"')
                     self._autocommit = conn

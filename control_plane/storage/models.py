@@ -428,6 +428,10 @@ class ConnectedAccount(Base):
     refresh_lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     # After a transient failure or rate limit: no refresh before this (no retry storm).
     refresh_blocked_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    # The secret version whose refresh token a refresh has sent to the provider and
+    # whose outcome is not recorded yet: set before the request leaves, cleared with
+    # the outcome. Still set on a later read = the answer was lost (process killed).
+    refresh_sent_version: Mapped[int | None] = mapped_column(Integer)
     request_id: Mapped[str | None] = mapped_column(String(64))
     request_fingerprint: Mapped[str | None] = mapped_column(String(64))
     create_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())

@@ -63,6 +63,17 @@ class ConnectedAccounts(TenantRepo[m.ConnectedAccount]):
         )
         return result.scalar_one_or_none() is not None
 
+    async def record_sent(self, account_id: str, version: int) -> bool:
+        """Intent before the external effect: the refresh token of ``version`` is about
+        to be sent. False when the secret moved on meanwhile (nothing is sent then)."""
+        result = await self._s.execute(
+            update(A)
+            .where(A.org_id == self.org_id, A.id == account_id, A.secret_version == version)
+            .values(refresh_sent_version=version)
+            .returning(A.id)
+        )
+        return result.scalar_one_or_none() is not None
+
     async def release_lease(self, account_id: str) -> None:
         await self._s.execute(
             update(A)

@@ -73,6 +73,12 @@ async def store_secret(
     row.secret_create_time = row.secret_create_time or now
     row.secret_rotate_time = now
     row.update_time = now
+    # A new secret supersedes every refresh in flight for the old one: its lease,
+    # cooldown and intent go (a refresh that still holds the old version fails its
+    # compare-and-set), so a reconnect never waits out a dead attempt's lease.
+    row.refresh_lease_until = None
+    row.refresh_blocked_until = None
+    row.refresh_sent_version = None
     if row.state != "ACTIVE":
         row.state, row.state_reason, row.state_change_time = "ACTIVE", "", now
         await tx.account_events.changed(row, now)

@@ -51,7 +51,8 @@ class KeepAlive:
         }
 
     async def run_once(self) -> int:
-        """Refresh every account that is due for a keep-alive; how many were refreshed."""
+        """Refresh every account that is due for a keep-alive; how many were kept alive
+        (by this replica, or by another that got there first)."""
         windows = self._windows()
         if not windows:
             return 0
@@ -61,13 +62,17 @@ class KeepAlive:
         done = 0
         for org_id in orgs:
             scope = OrgScope.for_platform_job(org_id, job="keep-alive")
-            due: list[str] = []
+            due: list[tuple[str, dt.datetime]] = []
             async with self.db.org_tx(scope) as tx:
                 for connector_id, window in windows.items():
-                    due.extend(await tx.accounts.idle_since(connector_id, now - window))
-            for account_id in due:
+                    since = now - window
+                    idle = await tx.accounts.idle_since(connector_id, since)
+                    due.extend((account_id, since) for account_id in idle)
+            for account_id, since in due:
                 try:
-                    await self.refresher.ensure_fresh(scope, account_id, force=True)
+                    # Only while still idle: another replica may have refreshed it since
+                    # this list was read (a forced refresh would then refresh it twice).
+                    await self.refresher.ensure_fresh(scope, account_id, idle_before=since)
                     done += 1
                 except AgentAuthError as exc:  # recorded on the account by the coordinator
                     _log.info("keep-alive refresh failed", org_id=org_id, reason=exc.reason)

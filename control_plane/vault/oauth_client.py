@@ -23,6 +23,8 @@ import aiohttp
 from control_plane.connectors.model import Connector
 
 MAX_RESPONSE = 256 * 1024
+TOKEN_TIMEOUT = 15.0  # a token request, all told (the refresh drain covers it)
+CONNECT_TIMEOUT = 5.0  # of which connecting: past it, nothing was sent
 
 
 class TokenEndpointError(Exception):
@@ -38,12 +40,18 @@ class TokenEndpointError(Exception):
         status: int | None = None,
         headers: Mapping[str, str] | None = None,
         raw: bytes = b"",
+        *,
+        sent: bool = True,
     ) -> None:
         super().__init__(code)
         self.code = code
         self.status = status
         self.headers: Mapping[str, str] = headers or {}
         self.raw = raw
+        # False only when nothing can have reached the provider: the connection was
+        # refused, the name did not resolve, the TLS handshake failed, or connecting
+        # timed out. A request that left and got no answer has an unknown outcome.
+        self.sent = sent
 
     def __repr__(self) -> str:
         return f"TokenEndpointError({self.code!r}, {self.status!r})"
@@ -116,13 +124,15 @@ async def request_token(
             token_url,
             headers=headers,
             allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(total=15),
+            timeout=aiohttp.ClientTimeout(total=TOKEN_TIMEOUT, sock_connect=CONNECT_TIMEOUT),
             **kwargs,
         ) as resp:
             raw = await resp.content.read(MAX_RESPONSE + 1)
             status = resp.status
             content_type = resp.headers.get("Content-Type", "")
             reply_headers = dict(resp.headers)
+    except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
+        raise TokenEndpointError("provider_unreachable", sent=False) from None
     except (aiohttp.ClientError, TimeoutError):
         raise TokenEndpointError("provider_unreachable") from None
     if len(raw) > MAX_RESPONSE:

@@ -23,6 +23,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 from collections.abc import Callable, Sequence
@@ -31,6 +32,7 @@ from typing import Any
 
 import aiohttp
 
+from control_plane import deadlines
 from control_plane.clock import Clock
 from control_plane.connectors.authorize import fill_connection
 from control_plane.connectors.loader import Catalog
@@ -47,6 +49,8 @@ from control_plane.vault.oauth_client import TokenEndpointError, kept_fields, re
 LEASE = dt.timedelta(seconds=30)
 WAIT_STEP = 0.05
 OUTCOME_UNKNOWN = "REFRESH_OUTCOME_UNKNOWN"
+NOT_SENT = "PROVIDER_UNREACHABLE"  # nothing left this process: the token is unchanged
+DRAIN_TIMEOUT = 20.0  # the provider's total timeout (15 s) plus the commit
 GIVE_UP = dt.timedelta(hours=6)  # expired and unrefreshable this long: REFRESH_FAILING
 MAX_WAIT = 35.0  # callers wait at most this long for another replica's refresh
 _log = get_logger("agentauth.refresh")
@@ -76,6 +80,16 @@ class _Snapshot:
     connector_id: str
     connection: dict[str, str]
     metadata: dict[str, str]
+    sent_version: int | None  # an earlier attempt's recorded intent (see refresh_sent_version)
+
+
+def _access(snap: _Snapshot) -> str:
+    token = snap.secret.get("access_token")
+    if not isinstance(token, str):
+        raise FailedPrecondition(
+            "this account has no refreshable credential", reason="REFRESH_UNSUPPORTED"
+        )
+    return token
 
 
 class RefreshCoordinator:
@@ -98,7 +112,11 @@ class RefreshCoordinator:
         self.catalog = catalog
         self.oauth_apps = oauth_apps
         self.http = http
-        self._inflight: dict[tuple[str, str], asyncio.Future[str]] = {}
+        # One refresh per account in this process; callers share it and may leave.
+        self._inflight: dict[tuple[str, str], asyncio.Task[str]] = {}
+        # Provider exchanges with their commit: never cancelled by a caller, and
+        # waited for by :meth:`drain` at shutdown.
+        self._critical: set[asyncio.Task[str]] = set()
         self._listeners: tuple[Callable[[RefreshEvent], None], ...] = (
             self._log_event,
             *listeners,
@@ -106,44 +124,95 @@ class RefreshCoordinator:
 
     # ------------------------------------------------------------ public
 
-    async def ensure_fresh(self, scope: OrgScope, account_id: str, *, force: bool = False) -> None:
+    async def ensure_fresh(
+        self,
+        scope: OrgScope,
+        account_id: str,
+        *,
+        force: bool = False,
+        idle_before: dt.datetime | None = None,
+    ) -> None:
         """Make the account's access token fresh (when due, or always with ``force``).
 
-        The operation the rest of the system sees: it answers with nothing or an
-        error, never with the token (``RefreshConnectedAccount``, keep-alive).
+        With ``idle_before`` (keep-alive), refresh only while the account has not
+        been refreshed or connected since then, which another replica may have just
+        done. The operation the rest of the system sees: it answers with nothing or
+        an error, never with the token (``RefreshConnectedAccount``, keep-alive).
         """
-        await self.access_token(scope, account_id, force=force)
+        await self.access_token(scope, account_id, force=force, idle_before=idle_before)
+
+    async def drain(self, seconds: float = DRAIN_TIMEOUT) -> int:
+        """Shutdown: wait for every provider exchange in flight to be committed (at most
+        ``seconds``, which covers the provider's own timeout); then cancel the callers'
+        waits. Returns how many exchanges were still running at the deadline."""
+        pending = {t for t in self._critical if not t.done()}
+        if pending:
+            _log.info("waiting for refreshes in flight", count=len(pending))
+            _, pending = await asyncio.wait(pending, timeout=seconds)
+            for task in pending:
+                task.cancel()  # records its own outcome (cancelled) on the way out
+            if pending:
+                await asyncio.wait(pending, timeout=1.0)
+        for task in list(self._inflight.values()):
+            task.cancel()
+        return len(pending)
 
     # ------------------------------------------------------------ vault-internal
 
-    async def access_token(self, scope: OrgScope, account_id: str, *, force: bool = False) -> str:
+    async def access_token(
+        self,
+        scope: OrgScope,
+        account_id: str,
+        *,
+        force: bool = False,
+        idle_before: dt.datetime | None = None,
+    ) -> str:
         """A live access token for the account, refreshing first when it is due.
 
-        Vault-internal: only the vault's own upstream caller uses the value.
+        Vault-internal: only the vault's own upstream caller uses the value. The
+        wait honours the caller's deadline (:mod:`control_plane.deadlines`): before
+        it runs out the caller gets ``UNAVAILABLE`` with a retry hint, while the
+        refresh itself carries on.
         """
-        org_id = scope.org_id
         snap = await self._read(scope, account_id)
-        if not force and not self._due(snap):
-            return str(snap.secret["access_token"])
+        self._connector(snap.connector_id)  # an API key has nothing to refresh
+        self._check_state(snap)  # forced or not: a dead refresh token is never sent again
+        if not self._wanted(snap, force, idle_before):
+            return _access(snap)
         self._check_cooldown(snap)
-        key = (org_id, account_id)
-        running = self._inflight.get(key)
-        if running is not None:  # one refresh per account in this process
-            return await asyncio.shield(running)
-        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
+        key = (scope.org_id, account_id)
+        task = self._inflight.get(key)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(
+                self._refresh(scope, account_id, snap, force, idle_before)
+            )
+            self._inflight[key] = task
+            task.add_done_callback(lambda done: self._forget(key, done))
+        budget = deadlines.budget(MAX_WAIT + self.lease.total_seconds())
         try:
-            token = await self._refresh(scope, account_id, snap, force)
-            future.set_result(token)
-            return token
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # retrieved: waiters re-raise it
-            raise
-        finally:
-            self._inflight.pop(key, None)
+            async with asyncio.timeout(budget):
+                return await asyncio.shield(task)
+        except TimeoutError:
+            if task.done():
+                raise
+            raise Unavailable(
+                "the account's token is being refreshed; retry shortly",
+                reason="REFRESH_IN_PROGRESS",
+                metadata={"retryAfterSeconds": "1"},
+            ) from None
 
     # ------------------------------------------------------------ internals
+
+    def _forget(self, key: tuple[str, str], task: asyncio.Task[str]) -> None:
+        if self._inflight.get(key) is task:
+            del self._inflight[key]
+        if not task.cancelled():
+            task.exception()  # retrieved: the callers that waited re-raised it
+
+    def _wanted(self, snap: _Snapshot, force: bool, idle_before: dt.datetime | None) -> bool:
+        if idle_before is not None:
+            return snap.last_activity is None or snap.last_activity < idle_before
+        return force or self._due(snap)
 
     def _check_cooldown(self, snap: _Snapshot) -> None:
         now = self.clock.now()
@@ -158,14 +227,20 @@ class RefreshCoordinator:
     def _connector(self, connector_id: str) -> Any:
         c = self.catalog.get(connector_id)
         if c is None or c.auth.type != "oauth2":
-            raise FailedPrecondition("this account has no refreshable credential")
+            raise FailedPrecondition(
+                "this account has no refreshable credential", reason="REFRESH_UNSUPPORTED"
+            )
         return c
 
-    def _due(self, snap: _Snapshot) -> bool:
+    @staticmethod
+    def _check_state(snap: _Snapshot) -> None:
         if snap.state not in ("ACTIVE", "EXPIRED"):
             raise FailedPrecondition(
                 "the account needs the user to reconnect", reason="ACCOUNT_" + snap.state
             )
+
+    def _due(self, snap: _Snapshot) -> bool:
+        self._check_state(snap)
         if snap.expires is None:
             return False
         margin = self._connector(snap.connector_id).auth.refresh.refresh_ahead_seconds
@@ -191,6 +266,7 @@ class RefreshCoordinator:
                 row.connector_id,
                 dict(row.connection_params),
                 dict(row.provider_metadata),
+                row.refresh_sent_version,
             )
 
     async def _take_lease(self, scope: OrgScope, account_id: str, version: int) -> bool:
@@ -198,7 +274,14 @@ class RefreshCoordinator:
         async with self.db.org_tx(scope) as tx:
             return await tx.accounts.take_lease(account_id, version, now, now + self.lease)
 
-    async def _refresh(self, scope: OrgScope, account_id: str, snap: _Snapshot, force: bool) -> str:
+    async def _refresh(
+        self,
+        scope: OrgScope,
+        account_id: str,
+        snap: _Snapshot,
+        force: bool,
+        idle_before: dt.datetime | None,
+    ) -> str:
         org_id = scope.org_id
         waited = 0.0
         while True:
@@ -208,24 +291,39 @@ class RefreshCoordinator:
             await asyncio.sleep(WAIT_STEP)
             waited += WAIT_STEP
             fresh = await self._read(scope, account_id)
-            if fresh.version != snap.version and (not self._due(fresh) or not force):
+            self._check_state(fresh)  # revoked meanwhile: no version change says so
+            if fresh.version != snap.version and not (force and self._due(fresh)):
                 self._emit(RefreshEvent(org_id, account_id, fresh.connector_id, "waited"))
-                return str(fresh.secret["access_token"])
+                return _access(fresh)
             self._check_cooldown(fresh)  # the holder failed transiently meanwhile
             if waited >= MAX_WAIT:
                 raise Unavailable(
                     "the account's token is being refreshed; retry shortly",
                     reason="REFRESH_IN_PROGRESS",
+                    metadata={"retryAfterSeconds": "1"},
                 )
             snap = fresh
-        # We hold the lease. Someone may have finished just before: look again.
-        snap = await self._read(scope, account_id)
-        if not force and not self._due(snap):
-            await self._release(scope, account_id)
-            return str(snap.secret["access_token"])
-        return await self._exchange(scope, account_id, snap)
+        # We hold the lease; every way out below releases it or commits.
+        try:
+            # Someone may have finished just before: look again.
+            snap = await self._read(scope, account_id)
+            self._check_state(snap)
+            if not self._wanted(snap, force, idle_before):
+                await self._release(scope, account_id)
+                return _access(snap)
+            critical = asyncio.get_running_loop().create_task(
+                self._exchange(scope, account_id, snap)
+            )
+        except BaseException:
+            await asyncio.shield(self._release(scope, account_id))
+            raise
+        self._critical.add(critical)
+        critical.add_done_callback(self._critical.discard)
+        return await asyncio.shield(critical)
 
     async def _exchange(self, scope: OrgScope, account_id: str, snap: _Snapshot) -> str:
+        """Intent, the provider call, and the commit of its result: one unit that no
+        caller can cancel (it runs shielded; shutdown waits for it in :meth:`drain`)."""
         org_id = scope.org_id
         c = self._connector(snap.connector_id)
         refresh_token = snap.secret.get("refresh_token")
@@ -241,6 +339,13 @@ class RefreshCoordinator:
                 scope, account_id, snap, Failure("operator_error", "OAUTH_APP_MISSING")
             )
             raise FailedPrecondition("no OAuth app is configured", reason="OAUTH_APP_MISSING")
+        # Intent before the external effect: if this process dies after sending, the
+        # next attempt knows a rotating provider may have consumed the token.
+        async with self.db.org_tx(scope) as tx:
+            recorded = await tx.accounts.record_sent(account_id, snap.version)
+        if not recorded:  # reconnected meanwhile: the new secret needs no refresh from us
+            await self._release(scope, account_id)
+            raise Unavailable("the account changed during the refresh", reason="REFRESH_RACE")
         self._emit(RefreshEvent(org_id, account_id, c.id, "attempt"))
         url = fill_connection(c.auth.token_url, {**snap.connection, **snap.metadata})
         try:
@@ -259,10 +364,39 @@ class RefreshCoordinator:
                 again = await self._read(scope, account_id)
                 if again.version != snap.version:
                     self._emit(RefreshEvent(org_id, account_id, c.id, "reused", failure.reason))
-                    return str(again.secret["access_token"])
+                    return _access(again)
                 failure = Failure("revoked", self._why_dead(c, snap, failure.reason))
             await self._settle(scope, account_id, snap, failure)
             raise self._error(failure) from None
+        except asyncio.CancelledError:
+            # Only a shutdown past its drain timeout gets here. Whether the provider
+            # rotated is unknown: the intent stays recorded for the next attempt, and
+            # the lease goes so that another replica need not wait it out.
+            self._emit(RefreshEvent(org_id, account_id, c.id, "cancelled", OUTCOME_UNKNOWN))
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1.0):
+                    await self._release(scope, account_id)
+            raise
+        try:
+            await self._commit(scope, account_id, snap, c, tokens)
+        except asyncio.CancelledError:
+            self._emit(RefreshEvent(org_id, account_id, c.id, "cancelled", OUTCOME_UNKNOWN))
+            raise
+        except BaseException as exc:
+            # The provider answered but the answer could not be stored: for a rotating
+            # provider that token is now lost; the intent says so to the next attempt.
+            self._emit(
+                RefreshEvent(org_id, account_id, c.id, "error", f"COMMIT_{type(exc).__name__}")
+            )
+            with contextlib.suppress(Exception):
+                await self._release(scope, account_id)
+            raise
+        self._emit(RefreshEvent(org_id, account_id, c.id, "refreshed"))
+        return tokens.access_token
+
+    async def _commit(
+        self, scope: OrgScope, account_id: str, snap: _Snapshot, c: Any, tokens: Any
+    ) -> None:
         now = self.clock.now()
         document = dict(snap.secret)
         document.update(tokens.secret_document())  # no refresh_token in it: the old one stays
@@ -277,17 +411,14 @@ class RefreshCoordinator:
             row.access_expire_time = expires
             row.provider_metadata = metadata
             row.last_refreshed_time = now
-            row.refresh_lease_until = None
-            row.refresh_blocked_until = None
-            await store_secret(self.barrier, tx, row, document, now)
-        self._emit(RefreshEvent(org_id, account_id, c.id, "refreshed"))
-        return tokens.access_token
+            await store_secret(self.barrier, tx, row, document, now)  # clears lease and intent
 
     def _why_dead(self, c: Any, snap: _Snapshot, reason: str) -> str:
         """A clearer reason for a dead refresh token when the history explains it."""
-        if snap.state_reason == OUTCOME_UNKNOWN:
-            # Our last refresh reached the provider but its answer was lost: a
-            # rotating provider consumed the token we still hold.
+        if snap.state_reason == OUTCOME_UNKNOWN or snap.sent_version == snap.version:
+            # An earlier refresh sent this refresh token and its answer was lost (no
+            # reply, or the process died after sending): a rotating provider
+            # consumed the token we still hold.
             return "ROTATED_RESPONSE_LOST"
         days = c.auth.refresh.inactivity_expiry_days
         idle = snap.last_activity
@@ -297,7 +428,11 @@ class RefreshCoordinator:
 
     def _failure(self, c: Any, exc: TokenEndpointError) -> Failure:
         if exc.status is None:
-            # Unreachable, timed out or dropped: the token may still be good, or the
+            if not exc.sent:
+                # Refused, no DNS, no TLS: nothing reached the provider, the token is
+                # as good as before. Only a request that left can have an unknown outcome.
+                return Failure("transient", NOT_SENT)
+            # Timed out or dropped after sending: the token may still be good, or the
             # provider may have rotated it and the answer was lost.
             return Failure("transient", OUTCOME_UNKNOWN)
         body = json.dumps({"error": exc.code}).encode()
@@ -324,6 +459,8 @@ class RefreshCoordinator:
             row = await tx.accounts.get_for_update(account_id)
             if row is None:
                 return
+            if failure.reason != OUTCOME_UNKNOWN:
+                row.refresh_sent_version = None  # the attempt's outcome is known now
             if failure.error_class in ("transient", "rate_limited"):
                 # A cooldown: nobody retries before it (no retry storm); the token stays.
                 row.refresh_blocked_until = now + dt.timedelta(seconds=failure.retry_after or 1)
