@@ -76,6 +76,7 @@ from control_plane.services.service_accounts import ServiceAccountService
 from control_plane.services.trust_policies import TrustPolicyService
 from control_plane.services.users import UserService
 from control_plane.storage.db import Database
+from control_plane.storage.deadline import DbTimeouts
 from control_plane.storage.migrate import current_revision, head_revision, upgrade
 from control_plane.tokens.keys import SigningKeyManager
 from control_plane.tokens.minting import Minter
@@ -132,7 +133,10 @@ async def prepare_database(settings: Settings) -> Database:
     if settings.embedded:
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         await upgrade(url)
-    db = Database(url)
+    timeouts = DbTimeouts(
+        settings.db_connect_timeout, settings.db_pool_timeout, settings.db_statement_timeout
+    )
+    db = Database(url, timeouts=timeouts)
     try:
         revision = await current_revision(db)
     except Exception as exc:
