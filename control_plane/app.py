@@ -28,7 +28,7 @@ from agentauth.v1 import (
     token_pb2_grpc,
 )
 from aiohttp import web
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from control_plane.api.admin_servicer import AdminServicer
@@ -41,6 +41,7 @@ from control_plane.api.http import build_http_app
 from control_plane.api.metrics import Metrics
 from control_plane.api.oauth_http import add_oauth_routes
 from control_plane.api.pipeline import Pipeline
+from control_plane.api.readiness import Readiness
 from control_plane.api.token_servicer import TokenServicer
 from control_plane.audit.hook import AuditSink, LogAuditSink
 from control_plane.clock import Clock, SystemClock
@@ -76,6 +77,7 @@ from control_plane.services.service_accounts import ServiceAccountService
 from control_plane.services.trust_policies import TrustPolicyService
 from control_plane.services.users import UserService
 from control_plane.storage.db import Database
+from control_plane.storage.deadline import DbTimeouts
 from control_plane.storage.migrate import current_revision, head_revision, upgrade
 from control_plane.tokens.keys import SigningKeyManager
 from control_plane.tokens.minting import Minter
@@ -132,7 +134,10 @@ async def prepare_database(settings: Settings) -> Database:
     if settings.embedded:
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         await upgrade(url)
-    db = Database(url)
+    timeouts = DbTimeouts(
+        settings.db_connect_timeout, settings.db_pool_timeout, settings.db_statement_timeout
+    )
+    db = Database(url, timeouts=timeouts)
     try:
         revision = await current_revision(db)
     except Exception as exc:
@@ -372,6 +377,7 @@ class Servers:
     grpc_port: int
     http_port: int
     health: health.aio.HealthServicer
+    readiness: Readiness
     tokens: TokenStack
     vault: VaultStack
     connections: ConnectionStack
@@ -382,7 +388,8 @@ class Servers:
         return self.vault.keepalive
 
     async def stop(self, grace: float = 2.0) -> None:
-        await self.health.enter_graceful_shutdown()
+        await self.readiness.set_draining()
+        await self.readiness.stop()
         # The gRPC server first: it cancels open watch streams. Stopping the feed
         # first used to wake them into one more database read while the
         # runtime was being closed, which could leave a task that never ended.
@@ -471,12 +478,33 @@ def build_grpc_server(
     return server
 
 
-def build_web_app(runtime: Runtime, tokens: TokenStack, conns: ConnectionStack) -> web.Application:
+def build_readiness(runtime: Runtime, health_servicer: health.aio.HealthServicer) -> Readiness:
+    """gRPC health and /readyz: the database answers (SELECT 1, bounded) and keys are loaded."""
+    s = runtime.settings
+    probe_timeout = min(s.readiness_interval, s.db_statement_timeout)
+
+    async def database() -> bool:
+        return await runtime.db.ping(probe_timeout)
+
+    async def signing_keys() -> bool:
+        return runtime.keys.loaded
+
+    return Readiness(
+        health_servicer,
+        ("", *SERVICE_NAMES),
+        {"database": database, "signing_keys": signing_keys},
+        interval=s.readiness_interval,
+    )
+
+
+def build_web_app(
+    runtime: Runtime, tokens: TokenStack, conns: ConnectionStack, readiness: Readiness
+) -> web.Application:
     s = runtime.settings
     app = build_http_app(
         runtime.keys,
         runtime.metrics,
-        runtime.db.ping,
+        readiness,
         int(s.jwks_cache_ttl.total_seconds()),
         pipeline=pipeline_for(runtime, ROUTES, tokens, conns),
     )
@@ -513,15 +541,25 @@ async def start_servers(runtime: Runtime) -> Servers:
         http_sock.close()
         await http.close()
         raise StartupError(f"cannot listen for gRPC on {s.grpc_listen}")
+    readiness = build_readiness(runtime, health_servicer)
     await runtime.feed.start()
+    # Before the server answers: health reports what the database says from the start.
+    await readiness.start()
     await server.start()
-    runner = web.AppRunner(build_web_app(runtime, tokens, conns), access_log=None)
+    runner = web.AppRunner(build_web_app(runtime, tokens, conns, readiness), access_log=None)
     await runner.setup()
     await web.SockSite(runner, http_sock).start()
-    for name in ("", *SERVICE_NAMES):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return Servers(
-        server, runner, grpc_port, http_port, health_servicer, tokens, vault, conns, runtime.feed
+        server,
+        runner,
+        grpc_port,
+        http_port,
+        health_servicer,
+        readiness,
+        tokens,
+        vault,
+        conns,
+        runtime.feed,
     )
 
 

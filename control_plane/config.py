@@ -76,6 +76,23 @@ class Settings:
     refresh_lease_seconds: float = field(
         default_factory=lambda: float(_env("REFRESH_LEASE_SECONDS", "30"))
     )
+    # Bounded waits on PostgreSQL (seconds): opening a connection, waiting for a free
+    # pooled one, and one unit of work (a transaction, a group-committed token
+    # write) end to end. When one runs out the call fails with UNAVAILABLE; a
+    # connection caught mid-statement is discarded, never reused.
+    db_connect_timeout: float = field(
+        default_factory=lambda: float(_env("DB_CONNECT_TIMEOUT_SECONDS", "5"))
+    )
+    db_pool_timeout: float = field(
+        default_factory=lambda: float(_env("DB_POOL_TIMEOUT_SECONDS", "5"))
+    )
+    db_statement_timeout: float = field(
+        default_factory=lambda: float(_env("DB_STATEMENT_TIMEOUT_SECONDS", "5"))
+    )
+    # How often readiness (gRPC health and /readyz) checks the database.
+    readiness_interval: float = field(
+        default_factory=lambda: float(_env("READINESS_INTERVAL_SECONDS", "2"))
+    )
     # The deployment's rate limits (requests per second, bucket size); rps 0 disables
     # one. Orgs may override the org and principal ones (organizations columns).
     rate_limit_org_rps: float = field(
@@ -104,6 +121,14 @@ class Settings:
             raise ValueError("AGENTAUTH_SIGNING_ALGORITHM must be ES256 or EdDSA")
         parse_listen(self.grpc_listen)
         parse_listen(self.http_listen)
+        for name in (
+            "db_connect_timeout",
+            "db_pool_timeout",
+            "db_statement_timeout",
+            "readiness_interval",
+        ):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"AGENTAUTH_{name.upper()}_SECONDS must be positive")
 
     @property
     def rate_limit_defaults(self) -> RateLimitDefaults:

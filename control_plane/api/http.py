@@ -17,6 +17,7 @@ from aiohttp import web
 
 from control_plane.api.metrics import Metrics
 from control_plane.api.pipeline import Call, Pipeline
+from control_plane.api.readiness import Readiness
 from control_plane.domain.errors import AgentAuthError
 from control_plane.tokens.keys import SigningKeyManager
 
@@ -100,7 +101,7 @@ def pipeline_middleware(pipeline: Pipeline) -> Callable[..., object]:
 def build_http_app(
     keys: SigningKeyManager,
     metrics: Metrics,
-    db_ready: Callable[[], Awaitable[bool]],
+    readiness: Readiness,
     jwks_max_age: int,
     *,
     pipeline: Pipeline,
@@ -126,13 +127,15 @@ def build_http_app(
         )
 
     async def healthz(_: web.Request) -> web.Response:
+        # Liveness: the process answers. It never looks at the database.
         return web.json_response({"status": "ok"})
 
     async def readyz(_: web.Request) -> web.Response:
-        checks = {"database": await db_ready(), "signing_keys": keys.loaded}
-        ok = all(checks.values())
+        # The same state gRPC health publishes (control_plane.api.readiness).
+        ok = readiness.ready
+        status = "ready" if ok else "draining" if readiness.draining else "not_ready"
         return web.json_response(
-            {"status": "ready" if ok else "not_ready", "checks": checks}, status=200 if ok else 503
+            {"status": status, "checks": readiness.checks}, status=200 if ok else 503
         )
 
     async def prometheus(_: web.Request) -> web.Response:

@@ -78,7 +78,12 @@ def oauth_error(exc: AgentAuthError) -> web.Response:
             retry_headers(exc),
         )
     if exc.code in ("UNAVAILABLE", "INTERNAL"):
-        return _json({"error": "temporarily_unavailable", "error_description": exc.message}, 503)
+        # RFC 9110 §10.2.3: a 503 may say when to come back (a database outage does).
+        return _json(
+            {"error": "temporarily_unavailable", "error_description": exc.message},
+            503,
+            retry_headers(exc),
+        )
     return _json({"error": "invalid_request", "error_description": exc.message}, 400)
 
 

@@ -10,7 +10,8 @@
     ├── AlreadyExists                   ALREADY_EXISTS     RESOURCE_ALREADY_EXISTS
     ├── FailedPrecondition              FAILED_PRECONDITION
     ├── ResourceExhausted               RESOURCE_EXHAUSTED RATE_LIMITED (retryAfterSeconds)
-    ├── Unavailable                     UNAVAILABLE        STORAGE_UNAVAILABLE
+    ├── Unavailable                     UNAVAILABLE        AUDIT_UNAVAILABLE, UPSTREAM_*, …
+    │   └── StorageUnavailable          UNAVAILABLE        STORAGE_UNAVAILABLE (retryAfterSeconds)
     └── Internal                        INTERNAL           INTERNAL
         └── BarrierError                INTERNAL           BARRIER_FAILURE (vault: decrypt/unwrap)
 
@@ -109,6 +110,25 @@ class Unavailable(AgentAuthError):
     code = "UNAVAILABLE"
     default_reason = "STORAGE_UNAVAILABLE"
     default_message = "a dependency is unavailable; retry later"
+
+
+class StorageUnavailable(Unavailable):
+    """The database refused, dropped or did not answer in time (a bounded wait ran out).
+
+    Retryable: the replica stays up and answers again once the database does.
+    ``retryAfterSeconds`` is the hint; over HTTP it is 503 with ``Retry-After``
+    (RFC 9110 §10.2.3). A write whose commit outcome is unknown also ends here:
+    it is never reported as done, so a caller that retries must expect that it
+    may have happened (creates carry a ``request_id`` for that).
+    """
+
+    default_reason = "STORAGE_UNAVAILABLE"
+    default_message = "the database is unavailable; retry later"
+
+    def __init__(self, retry_after_seconds: int = 1, *, debug: str | None = None) -> None:
+        if retry_after_seconds < 1:
+            raise ValueError("retry_after_seconds must be at least 1")
+        super().__init__(metadata={"retryAfterSeconds": str(retry_after_seconds)}, debug=debug)
 
 
 class Internal(AgentAuthError):

@@ -22,6 +22,11 @@ Two walls stand behind every repository's own ``org_id`` filter:
   ``org_id = :org`` added for every tenant entity they touch
   (``with_loader_criteria``). A forgotten filter therefore reads nothing of
   another org and cannot write to it on either backend.
+
+On PostgreSQL every wait is bounded (:mod:`.deadline`): connecting, a pool
+checkout and each unit of work end to end. A unit of work that runs out of time
+fails with ``STORAGE_UNAVAILABLE`` (retryable) and its connection is discarded; a
+commit whose outcome is therefore unknown is never reported as done.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from typing import Any
 import psycopg
 from sqlalchemy import event, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -44,8 +50,14 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 from sqlalchemy.pool import NullPool
 
-from control_plane.domain.errors import AgentAuthError, AlreadyExists, Internal, Unavailable
+from control_plane.domain.errors import (
+    AgentAuthError,
+    AlreadyExists,
+    Internal,
+    StorageUnavailable,
+)
 from control_plane.domain.scope import OrgScope
+from control_plane.storage.deadline import DbTimeouts, Watchdog, bounded
 from control_plane.storage.models import Base
 from control_plane.storage.sqlite_guard import BYPASS, FUNCTION, GUARD_MESSAGE
 from control_plane.storage.units import OrgTx, PlatformTx
@@ -84,9 +96,17 @@ class _Guard:
 
 
 class Database:
-    def __init__(self, url: str, *, app_role: str | None = APP_ROLE, pool_size: int = 10) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        app_role: str | None = APP_ROLE,
+        pool_size: int = 10,
+        timeouts: DbTimeouts | None = None,
+    ) -> None:
         self.url = normalize_url(url)
         self.dialect = "postgresql" if self.url.startswith("postgresql") else "sqlite"
+        self.timeouts = timeouts or DbTimeouts()
         kwargs: dict[str, Any] = {
             # Bound values (future tokens, hashes) must never reach exception text.
             "hide_parameters": True,
@@ -94,7 +114,13 @@ class Database:
         if self.dialect == "postgresql":
             # No pre-ping: it costs a round trip per checkout; a dead connection
             # surfaces as UNAVAILABLE and is replaced by the pool.
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
+            kwargs.update(
+                pool_size=pool_size,
+                max_overflow=pool_size,
+                pool_recycle=1800,
+                pool_timeout=self.timeouts.pool,
+                connect_args=self.connect_params(),
+            )
         else:
             kwargs.update(connect_args={"timeout": 30})
             if ":memory:" in self.url:
@@ -112,6 +138,15 @@ class Database:
     @property
     def is_postgres(self) -> bool:
         return self.dialect == "postgresql"
+
+    @property
+    def statement_timeout(self) -> float | None:
+        """The bound on one unit of work (None on SQLite: a local file does not stall)."""
+        return self.timeouts.statement if self.is_postgres else None
+
+    def connect_params(self) -> dict[str, Any]:
+        """libpq parameters for every PostgreSQL connection (pooled, autocommit, LISTEN)."""
+        return self.timeouts.libpq_params()
 
     def _install_connect_hooks(self) -> None:
         sync_engine = self.engine.sync_engine
@@ -177,10 +212,16 @@ class Database:
     @contextlib.asynccontextmanager
     async def _tx(self) -> AsyncIterator[AsyncSession]:
         try:
-            async with self.sessions() as session, session.begin():
-                yield session
+            if self.is_postgres:
+                async with self._bounded_tx() as session:
+                    yield session
+            else:
+                async with self.sessions() as session, session.begin():
+                    yield session
         except AgentAuthError:
             raise
+        except PoolTimeout:
+            raise StorageUnavailable(debug="pool checkout timed out") from None
         except IntegrityError as exc:
             if GUARD_MESSAGE in str(exc.orig):
                 # The SQLite org guard fired: a statement reached another org's row.
@@ -190,14 +231,56 @@ class Database:
             raise AlreadyExists() from None
         except (OperationalError, DBAPIError) as exc:
             if exc.connection_invalidated or isinstance(exc, OperationalError):
-                raise Unavailable(debug=type(exc.orig).__name__) from None
+                raise StorageUnavailable(debug=type(exc.orig).__name__) from None
             raise
+
+    @contextlib.asynccontextmanager
+    async def _bounded_tx(self) -> AsyncIterator[AsyncSession]:
+        """A PostgreSQL transaction that ends within ``timeouts.statement``, commit included.
+
+        Every network step — checkout, the body's statements, COMMIT or ROLLBACK —
+        runs inside the bound. When it runs out, the connection is discarded
+        (invalidated: no ROLLBACK is sent down a link that stalled) and the unit
+        of work fails with STORAGE_UNAVAILABLE. An interrupted COMMIT has an
+        unknown outcome; it is reported as that failure, never as success.
+        """
+        session = self.sessions()
+        dog: Watchdog | None = None
+        try:
+            async with bounded(self.timeouts.statement) as dog:
+                try:
+                    conn = await session.connection()  # pool_timeout, connect_timeout
+                    dog.guard((await conn.get_raw_connection()).driver_connection)
+                    yield session
+                    await session.commit()
+                except BaseException as exc:
+                    interrupted = isinstance(exc, asyncio.CancelledError) or dog.expired
+                    await _abandon(session, rollback=not interrupted)
+                    raise
+        except TimeoutError:
+            if dog is None or not dog.expired:
+                raise
+            raise StorageUnavailable(debug="unit of work timed out") from None
+        except DBAPIError:
+            if dog is not None and dog.expired:
+                raise StorageUnavailable(debug="unit of work timed out") from None
+            raise
+        finally:
+            await session.close()
+
+    @contextlib.asynccontextmanager
+    async def _bounded_connection(self, seconds: float | None) -> AsyncIterator[Any]:
+        """A pooled connection outside any unit of work, under the same bound."""
+        async with bounded(seconds) as dog, self.engine.connect() as conn:
+            if self.is_postgres:
+                dog.guard((await conn.get_raw_connection()).driver_connection)
+            yield conn
 
     async def notify_now(self, channel: str, payload: str) -> None:
         """PostgreSQL: NOTIFY outside any transaction (best effort; no-op on SQLite)."""
         if not self.is_postgres:
             return
-        async with self.engine.connect() as conn:
+        async with self._bounded_connection(self.statement_timeout) as conn:
             await conn.execute(
                 text("SELECT pg_notify(:channel, :payload)"),
                 {"channel": channel, "payload": payload},
@@ -217,7 +300,9 @@ class Database:
             async with self._autocommit_lock:
                 conn = self._autocommit
                 if conn is None or conn.closed:
-                    conn = await psycopg.AsyncConnection.connect(self.listen_url(), autocommit=True)
+                    conn = await psycopg.AsyncConnection.connect(
+                        self.listen_url(), autocommit=True, **self.connect_params()
+                    )
                     if self.app_role:  # the same non-owner role as the pool: RLS applies
                         await conn.execute(f'SET ROLE "{self.app_role}"')
                     self._autocommit = conn
@@ -228,9 +313,10 @@ class Database:
             self._autocommit = None
         await conn.close()
 
-    async def ping(self) -> bool:
+    async def ping(self, within: float | None = None) -> bool:
+        """SELECT 1 within ``within`` seconds (default: the statement bound); False on failure."""
         try:
-            async with self.engine.connect() as conn:
+            async with self._bounded_connection(within or self.statement_timeout) as conn:
                 await conn.execute(text("SELECT 1"))
             return True
         except Exception:
@@ -241,6 +327,21 @@ class Database:
         if conn is not None:
             await conn.close()
         await self.engine.dispose()
+
+
+async def _abandon(session: AsyncSession, *, rollback: bool) -> None:
+    """End a failed transaction: ROLLBACK when the link is sound, else discard it.
+
+    A ROLLBACK that fails (the link broke meanwhile) discards the connection too;
+    the original error is what the caller sees.
+    """
+    if rollback:
+        try:
+            await session.rollback()
+            return
+        except Exception:  # noqa: S110 - discarding below is the answer to any failure
+            pass
+    await session.invalidate()
 
 
 @event.listens_for(Session, "do_orm_execute")

@@ -8,6 +8,10 @@ whole batch (each row under its own org's row-level-security setting) in one
 network round trip. Every caller still waits for its own row to be durable.
 Round trips, not crypto, were the largest cost of a mint on this hardware
 (bench/exchange_vs_health.py).
+
+Each batch write and each caller's wait are bounded by the statement timeout
+(:mod:`.deadline`): a stalled database fails the mint with STORAGE_UNAVAILABLE
+and the token is never released, whether or not its row was written.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ from psycopg.types.json import Json
 from sqlalchemy import String, bindparam, delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.domain.errors import AlreadyExists, Unavailable
+from control_plane.domain.errors import AlreadyExists, StorageUnavailable, Unavailable
 from control_plane.domain.scope import OrgScope
+from control_plane.storage.deadline import BACKSTOP_SECONDS, bounded
 from control_plane.storage.models import IssuedToken, RevocationEvent
 from control_plane.storage.types import UTCDateTime
 
@@ -93,7 +98,13 @@ class IssuedTokenWriter:
         if not self._flushing:
             self._flushing = True
             self._task = asyncio.get_running_loop().create_task(self._flush())
-        await future
+        # Queued behind a batch that stalled, a caller would wait for that one and
+        # then its own: its own bound applies from the moment it arrives.
+        try:
+            async with asyncio.timeout(self.db.timeouts.statement + BACKSTOP_SECONDS):
+                await future
+        except TimeoutError:
+            raise StorageUnavailable(debug="issued-token write timed out") from None
 
     async def _flush(self) -> None:
         try:
@@ -104,6 +115,12 @@ class IssuedTokenWriter:
                 except Exception as exc:  # the batch failed: retry rows alone to attribute it
                     if len(batch) == 1:
                         _settle(batch[0][1], exc)
+                        continue
+                    if isinstance(exc, Unavailable):
+                        # The database, not a row, failed: retrying row by row would
+                        # only wait out the same bound once per row.
+                        for _, future in batch:
+                            _settle(future, StorageUnavailable(debug=exc.debug))
                         continue
                     for rec, future in batch:
                         try:
@@ -119,24 +136,28 @@ class IssuedTokenWriter:
 
     async def _write(self, rows: list[IssuedTokenRecord]) -> None:
         try:
-            # A pooled connection cost a checkout and two autocommit switches per batch,
-            # more than the insert: one dedicated autocommit connection instead.
-            pg = await self.db.autocommit_connection()
-            try:
-                await pg.execute(_RECORD_BATCH, (Json([_row_json(r) for r in rows]),), prepare=True)
-            except (psycopg.OperationalError, OSError):
-                await self.db.drop_autocommit_connection(pg)  # the next batch reconnects
-                raise
+            async with bounded(self.db.timeouts.statement) as dog:
+                # A pooled connection cost a checkout and two autocommit switches per
+                # batch, more than the insert: one dedicated autocommit connection.
+                pg = await self.db.autocommit_connection()
+                dog.guard(pg)
+                try:
+                    await pg.execute(
+                        _RECORD_BATCH, (Json([_row_json(r) for r in rows]),), prepare=True
+                    )
+                except (psycopg.OperationalError, OSError, asyncio.CancelledError):
+                    await self.db.drop_autocommit_connection(pg)  # the next batch reconnects
+                    raise
         except psycopg.errors.UniqueViolation:
             raise AlreadyExists() from None
         except psycopg.Error as exc:
             if exc.sqlstate == _PARENT_REVOKED_SQLSTATE:
                 raise ParentRevoked() from None
             if isinstance(exc, psycopg.OperationalError):
-                raise Unavailable(debug=type(exc).__name__) from None
+                raise StorageUnavailable(debug=type(exc).__name__) from None
             raise
         except OSError as exc:
-            raise Unavailable(debug=type(exc).__name__) from None
+            raise StorageUnavailable(debug=type(exc).__name__) from None
 
 
 def _settle(future: asyncio.Future[None], exc: BaseException | None) -> None:
@@ -147,7 +168,7 @@ def _settle(future: asyncio.Future[None], exc: BaseException | None) -> None:
     elif isinstance(exc, AlreadyExists | Unavailable | ParentRevoked):
         future.set_exception(exc)
     else:
-        future.set_exception(Unavailable(debug=type(exc).__name__))
+        future.set_exception(StorageUnavailable(debug=type(exc).__name__))
 
 
 _CHAIN_STATE = text(

@@ -28,7 +28,7 @@ async def listen(
     """Connect, LISTEN on ``channels`` and yield an iterator of (channel, payload)."""
     try:
         conn: psycopg.AsyncConnection[Any] = await psycopg.AsyncConnection.connect(
-            db.listen_url(), autocommit=True
+            db.listen_url(), autocommit=True, **db.connect_params()
         )
     except (psycopg.Error, OSError) as exc:
         raise ListenerLost(type(exc).__name__) from None

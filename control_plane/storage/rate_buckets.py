@@ -32,7 +32,7 @@ from sqlalchemy import TextClause, delete, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from control_plane.domain.errors import Unavailable
+from control_plane.domain.errors import StorageUnavailable
 from control_plane.domain.rate_limit import EPSILON, Limit, seconds_until
 from control_plane.domain.scope import OrgScope
 from control_plane.storage.models import AnonymousRateBucket, RateBucket
@@ -90,7 +90,7 @@ async def lease(
         async with db.org_tx(scope) as tx:
             return await tx.rate_buckets.lease(key, limit, want, now, refund)
     except DBAPIError as exc:  # e.g. a read-only standby after a failover
-        raise Unavailable(debug=type(exc.orig).__name__) from None
+        raise StorageUnavailable(debug=type(exc.orig).__name__) from None
 
 
 async def lease_anonymous(
@@ -101,7 +101,7 @@ async def lease_anonymous(
         async with db.platform_tx() as tx:
             return await tx.anonymous_rate_buckets.lease(key, limit, want, now, refund)
     except DBAPIError as exc:
-        raise Unavailable(debug=type(exc.orig).__name__) from None
+        raise StorageUnavailable(debug=type(exc.orig).__name__) from None
 
 
 async def prune_anonymous(db: Database, idle_before: dt.datetime) -> int:
@@ -120,7 +120,7 @@ async def org_overrides(db: Database, scope: OrgScope) -> OrgOverrides | None:
         async with db.org_tx(scope) as tx:
             org = await tx.org()
     except DBAPIError as exc:
-        raise Unavailable(debug=type(exc.orig).__name__) from None
+        raise StorageUnavailable(debug=type(exc.orig).__name__) from None
     if org is None:
         return None
     return OrgOverrides(

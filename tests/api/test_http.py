@@ -31,29 +31,75 @@ async def test_health_and_readiness(harness) -> None:
             assert body == {"status": "ready", "checks": {"database": True, "signing_keys": True}}
 
 
-async def test_readiness_fails_when_database_is_unreachable(harness, monkeypatch) -> None:
-    async def down() -> bool:
-        return False
+async def test_readyz_and_grpc_health_answer_from_one_readiness(harness) -> None:
+    """Both probes read one state; a failing check turns both, draining wins for good.
 
-    monkeypatch.setattr(harness.runtime.db, "ping", down)
-    # The app captured the bound method at start-up; rebuild the check through it.
-    from control_plane.api.http import build_http_app
+    The checks are injected here; tests/faults makes the database really stall
+    and go away, behind a proxy.
+    """
+    from aiohttp.test_utils import TestClient, TestServer
+    from grpc_health.v1 import health, health_pb2
 
     from control_plane.api.authz import ROUTES
+    from control_plane.api.http import build_http_app
+    from control_plane.api.readiness import Readiness
     from control_plane.app import pipeline_for
 
+    database_up = True
+
+    async def database() -> bool:
+        return database_up
+
+    async def keys() -> bool:
+        return True
+
+    servicer = health.aio.HealthServicer()
+    names = ("", "agentauth.v1.AdminService")
+    readiness = Readiness(
+        servicer, names, {"database": database, "signing_keys": keys}, interval=60
+    )
     pipeline = pipeline_for(
         harness.runtime, ROUTES, harness.servers.tokens, harness.servers.connections
     )
     app = build_http_app(
-        harness.runtime.keys, harness.runtime.metrics, down, 300, pipeline=pipeline
+        harness.runtime.keys, harness.runtime.metrics, readiness, 300, pipeline=pipeline
     )
-    from aiohttp.test_utils import TestClient, TestServer
+
+    async def grpc_statuses() -> set[int]:
+        out = set()
+        for name in names:
+            request = health_pb2.HealthCheckRequest(service=name)
+            out.add((await servicer.Check(request, None)).status)
+        return out
 
     async with TestClient(TestServer(app)) as client:
-        r = await client.get("/readyz")
-        assert r.status == 503
-        assert (await r.json())["checks"]["database"] is False
+        await readiness.start()
+        try:
+            r = await client.get("/readyz")
+            assert r.status == 200 and await grpc_statuses() == {
+                health_pb2.HealthCheckResponse.SERVING
+            }
+            database_up = False
+            assert await readiness.refresh() is False
+            r = await client.get("/readyz")
+            assert r.status == 503
+            assert await r.json() == {
+                "status": "not_ready",
+                "checks": {"database": False, "signing_keys": True},
+            }
+            assert await grpc_statuses() == {health_pb2.HealthCheckResponse.NOT_SERVING}
+            assert (await client.get("/healthz")).status == 200  # liveness is not readiness
+            database_up = True
+            assert await readiness.refresh() is True
+            assert (await client.get("/readyz")).status == 200
+            assert await grpc_statuses() == {health_pb2.HealthCheckResponse.SERVING}
+            await readiness.set_draining()
+            assert await readiness.refresh() is False  # checks pass; draining wins
+            r = await client.get("/readyz")
+            assert r.status == 503 and (await r.json())["status"] == "draining"
+            assert await grpc_statuses() == {health_pb2.HealthCheckResponse.NOT_SERVING}
+        finally:
+            await readiness.stop()
 
 
 async def test_unknown_routes_and_methods_are_precise(harness) -> None:
