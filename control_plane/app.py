@@ -33,7 +33,7 @@ from grpc_reflection.v1alpha import reflection
 
 from control_plane.api.admin_servicer import AdminServicer
 from control_plane.api.authn import Authentication
-from control_plane.api.authz import ROUTES, RULES
+from control_plane.api.authz import ROUTES, RULES, max_receive_bytes
 from control_plane.api.connect_http import ConnectPages
 from control_plane.api.connection_servicer import ConnectionServicer
 from control_plane.api.grpc_pipeline import PipelineInterceptor
@@ -430,10 +430,20 @@ def build_grpc_server(
     s = runtime.settings
     server = grpc.aio.server(
         interceptors=[PipelineInterceptor(pipeline_for(runtime, RULES, tokens, conns))],
+        # Bounds the calls (and so the request messages) held at once; gRPC answers
+        # RESOURCE_EXHAUSTED beyond it.
+        maximum_concurrent_rpcs=s.max_concurrent_rpcs,
         options=[
             ("grpc.so_reuseport", 1 if s.reuse_port else 0),
-            ("grpc.max_receive_message_length", s.max_message_bytes),
+            # The largest request any method accepts; each method's own, smaller
+            # limit is checked by the interceptor's deserializer before parsing.
+            ("grpc.max_receive_message_length", max_receive_bytes(RULES)),
             ("grpc.max_send_message_length", s.max_message_bytes),
+            # No BDP probing: the receive window stays at its 64 KiB default instead of
+            # growing to megabytes, so a peer cannot push a whole oversized message
+            # into our buffers before gRPC refuses it (issue 11: 40 x 4 MiB bursts held
+            # hundreds of MB). Requests are kilobytes; nothing here needs wide windows.
+            ("grpc.http2.bdp_probe", 0),
         ],
     )
     ctx = runtime.services

@@ -66,7 +66,15 @@ class Settings:
     # SO_REUSEPORT lets several processes share one port; off unless asked for,
     # since a second server would otherwise silently steal half the connections.
     reuse_port: bool = field(default_factory=lambda: _env("REUSE_PORT", "0") == "1")
+    # The largest response message (a page of trust policies with their JWKS). What a
+    # request may weigh is per method (Rule.max_request_bytes in api/authz.py).
     max_message_bytes: int = 4 * 1024 * 1024
+    # RPCs served at once, streams (revocation and account watches) included; gRPC
+    # answers RESOURCE_EXHAUSTED beyond it. Bounds the memory a burst of calls can
+    # hold: at most this many request messages of at most 256 KiB each.
+    max_concurrent_rpcs: int = field(
+        default_factory=lambda: int(_env("MAX_CONCURRENT_RPCS", "1000"))
+    )
     # Connector definitions (*.yaml); empty: the catalog shipped with agentauth.
     connectors_dir: str = field(default_factory=lambda: _env("CONNECTORS_DIR", ""))
     # Sandbox mode: every connector's provider URLs point at this loopback emulator
@@ -129,6 +137,8 @@ class Settings:
         ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"AGENTAUTH_{name.upper()}_SECONDS must be positive")
+        if self.max_concurrent_rpcs < 1:
+            raise ValueError("AGENTAUTH_MAX_CONCURRENT_RPCS must be at least 1")
 
     @property
     def rate_limit_defaults(self) -> RateLimitDefaults:

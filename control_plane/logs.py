@@ -14,7 +14,8 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Mapping, MutableMapping
+import time
+from collections.abc import Callable, Mapping, MutableMapping
 from typing import Any, TextIO
 
 import structlog
@@ -150,6 +151,37 @@ def info_line(logger: logging.Logger, event: str, fields: Mapping[str, Any]) -> 
         handler.flush()
     finally:
         handler.release()
+
+
+class Throttled:
+    """At most one line per kind per ``interval`` seconds; the next one counts the rest.
+
+    For events a caller without credentials can cause at will (undecodable
+    messages, oversized requests): each is still counted in the metrics, but the
+    log gets one line per kind per interval, carrying ``suppressed``, the number
+    of lines dropped since the previous one. Kinds must come from a fixed set
+    (reasons), never from request values, so the table stays bounded.
+    """
+
+    def __init__(
+        self, name: str, interval: float, now: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._log = get_logger(name)
+        self._interval = interval
+        self._now = now
+        self._last: dict[str, float] = {}
+        self._dropped: dict[str, int] = {}
+
+    def info(self, kind: str, event: str, **fields: Any) -> bool:
+        """Log ``event`` at INFO unless ``kind`` was logged within the interval."""
+        now = self._now()
+        last = self._last.get(kind)
+        if last is not None and now - last < self._interval:
+            self._dropped[kind] = self._dropped.get(kind, 0) + 1
+            return False
+        self._last[kind] = now
+        self._log.info(event, suppressed=self._dropped.pop(kind, 0), **fields)
+        return True
 
 
 def get_logger(name: str) -> Any:

@@ -4,7 +4,8 @@ A method or route missing from these tables is refused for everyone, and tests
 fail when any served RPC or registered route lacks an entry, so nothing new can
 ship unguarded. Each rule also says how its caller authenticates, whether the
 call is audited (and under which action name: an HTTP route is audited under its
-gRPC twin's name) and whether it is rate-limited.
+gRPC twin's name), whether it is rate-limited, and how large a gRPC request
+message it accepts.
 """
 
 from __future__ import annotations
@@ -12,6 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from control_plane.domain.principals import Role
+
+#: What a request message may weigh, checked on its bytes before they are parsed.
+#: Every field the services accept is capped (tokens and assertions at 16 KiB,
+#: names, display names, page tokens far below), so kilobytes are plenty; 64 KiB
+#: matches the HTTP surface's body limit.
+MAX_REQUEST_BYTES = 64 * 1024
+#: Trust policies and identity providers carry a static JWKS (up to 64 KiB) beside
+#: up to 64 audiences (512 each), 64 service accounts, 64 scopes and 16 claim
+#: conditions: about 140 KiB at the caps, so 256 KiB.
+MAX_KEYSET_REQUEST_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +37,8 @@ class Rule:
     action: str = ""
     #: Health probes and metrics scrapes are not rate-limited.
     rate_limited: bool = True
+    #: gRPC: the largest request message accepted, in bytes (see MAX_REQUEST_BYTES).
+    max_request_bytes: int = MAX_REQUEST_BYTES
 
 
 PUBLIC = Rule(frozenset(), public=True)
@@ -39,8 +52,8 @@ def _read(roles: frozenset[Role] = ADMINS) -> Rule:
     return Rule(roles)
 
 
-def _write(roles: frozenset[Role] = ADMINS) -> Rule:
-    return Rule(roles, audited=True)
+def _write(roles: frozenset[Role] = ADMINS, max_request_bytes: int = MAX_REQUEST_BYTES) -> Rule:
+    return Rule(roles, audited=True, max_request_bytes=max_request_bytes)
 
 
 _ADMIN = "/agentauth.v1.AdminService/"
@@ -81,14 +94,14 @@ RULES: dict[str, Rule] = {
     _ADMIN + "GetAgent": _read(),
     _ADMIN + "ListAgents": _read(),
     _ADMIN + "DisableAgent": _write(),
-    _ADMIN + "CreateTrustPolicy": _write(),
+    _ADMIN + "CreateTrustPolicy": _write(max_request_bytes=MAX_KEYSET_REQUEST_BYTES),
     _ADMIN + "GetTrustPolicy": _read(),
     _ADMIN + "ListTrustPolicies": _read(),
     _ADMIN + "DeleteTrustPolicy": _write(),
     _ADMIN + "CreateDelegationRule": _write(),
     _ADMIN + "ListDelegationRules": _read(),
     _ADMIN + "DeleteDelegationRule": _write(),
-    _ADMIN + "CreateIdentityProvider": _write(),
+    _ADMIN + "CreateIdentityProvider": _write(max_request_bytes=MAX_KEYSET_REQUEST_BYTES),
     _ADMIN + "GetIdentityProvider": _read(),
     _ADMIN + "ListIdentityProviders": _read(),
     _ADMIN + "DeleteIdentityProvider": _write(),
@@ -153,3 +166,12 @@ ROUTES: dict[str, Rule] = {
 
 def rule_for(method: str) -> Rule | None:
     return RULES.get(method)
+
+
+def max_receive_bytes(rules: dict[str, Rule]) -> int:
+    """The server-wide receive limit: the largest message any method accepts.
+
+    gRPC refuses anything larger before the application sees a byte; the
+    per-method limits below it are checked on the received bytes, before parsing.
+    """
+    return max(rule.max_request_bytes for rule in rules.values())

@@ -18,7 +18,7 @@ from aiohttp import web
 from control_plane.api.metrics import Metrics
 from control_plane.api.pipeline import Call, Pipeline
 from control_plane.api.readiness import Readiness
-from control_plane.domain.errors import AgentAuthError
+from control_plane.domain.errors import AgentAuthError, RequestTooLarge
 from control_plane.tokens.keys import SigningKeyManager
 
 SECURITY_HEADERS = {
@@ -44,6 +44,8 @@ _STATUS = {
 
 
 def http_status(exc: AgentAuthError) -> int:
+    if isinstance(exc, RequestTooLarge):
+        return exc.http_status  # 413, where other RESOURCE_EXHAUSTED refusals are 429
     return _STATUS.get(exc.code, 500)
 
 
@@ -86,8 +88,17 @@ def pipeline_middleware(pipeline: Pipeline) -> Callable[..., object]:
         rule = pipeline.rule(key)
         auth = rule.auth if rule is not None else "bearer"
         call = Call(key, "http", _credential(request, auth), request.remote)
+
+        async def handle() -> web.StreamResponse:
+            try:
+                return await handler(request)
+            except web.HTTPRequestEntityTooLarge:
+                # The body is read inside the handler, after the audit attempt: as
+                # one of our refusals it gets its outcome like any other (not INTERNAL).
+                raise RequestTooLarge(request.client_max_size) from None
+
         try:
-            return await pipeline.run(call, lambda: handler(request))
+            return await pipeline.run(call, handle)
         except AgentAuthError as exc:
             renderers: dict[str, Callable[[AgentAuthError], web.StreamResponse]] = (
                 request.app.get(RENDERERS) or {}

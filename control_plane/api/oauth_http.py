@@ -15,7 +15,12 @@ from multidict import MultiDictProxy
 
 from control_plane.api.http import RENDERERS, retry_headers
 from control_plane.api.pipeline import current_principal
-from control_plane.domain.errors import AgentAuthError, InvalidRequest, OAuthError
+from control_plane.domain.errors import (
+    AgentAuthError,
+    InvalidRequest,
+    OAuthError,
+    RequestTooLarge,
+)
 from control_plane.services.grants.base import (
     ACCESS_TOKEN_TYPE,
     CLIENT_CREDENTIALS,
@@ -70,6 +75,9 @@ def oauth_error(exc: AgentAuthError) -> web.Response:
         )
     if exc.code == "PERMISSION_DENIED":
         return _json({"error": "access_denied", "error_description": exc.message}, 403)
+    if isinstance(exc, RequestTooLarge):
+        # RFC 9110 §15.5.14 413; RFC 6749 §5.2 has no code of its own for it.
+        return _json({"error": "invalid_request", "error_description": exc.message}, 413)
     if exc.code == "RESOURCE_EXHAUSTED":
         # RFC 6585 §4 429 with Retry-After; the RFC 6749 code for "overloaded, try later".
         return _json(
@@ -149,7 +157,7 @@ def add_oauth_routes(
 
     async def introspect(request: web.Request) -> web.Response:
         form = await _form(request)
-        result = await own_tokens.introspect(current_principal(), _required(form, "token"))
+        result = await own_tokens.introspect(current_principal(), _token(form))
         if not result.active:
             return _json({"active": False})
         c = result.claims
@@ -178,7 +186,7 @@ def add_oauth_routes(
 
     async def revoke(request: web.Request) -> web.Response:
         form = await _form(request)
-        await own_tokens.revoke(current_principal(), _required(form, "token"))
+        await own_tokens.revoke(current_principal(), _token(form))
         return web.Response(status=200, headers=NO_STORE)
 
     async def metadata(_: web.Request) -> web.Response:
@@ -219,10 +227,18 @@ def add_oauth_routes(
     app.router.add_get("/.well-known/oauth-authorization-server", metadata)
 
 
-def _required(form: MultiDictProxy[Any], name: str) -> str:
-    value = _text(form, name)
+def _token(form: MultiDictProxy[Any]) -> str:
+    """The ``token`` parameter of introspection and revocation; any length.
+
+    A token too long to be one of ours is simply not ours: RFC 7662 §2.2 "If the
+    introspection call is properly authorized but the token is not active, does
+    not exist on this server, or the protected resource is not allowed to
+    introspect this particular token, then the authorization server MUST return
+    an introspection response with the 'active' field set to 'false'", and RFC
+    7009 §2.2 "invalid tokens do not cause an error response". The verifier
+    refuses oversized tokens before decoding them; the body limit bounds the rest.
+    """
+    value = _text(form, "token")
     if not value:
-        raise InvalidRequest(f"{name} is required")
-    if len(value) > 16 * 1024:
-        raise InvalidRequest(f"{name} is too long")
+        raise InvalidRequest("token is required")  # RFC 7009 §2.1 / RFC 7662 §2.1: REQUIRED
     return value

@@ -16,8 +16,13 @@ every RPC. It is one coroutine per call, not one layer of coroutines per stage.
 * **Rate-limit** per org and per principal (anonymous callers: per client
   address) with the shared token buckets of :mod:`control_plane.services.rate_limiter`.
 * **Audit** actions marked audited: the attempt before the handler runs (fail
-  closed: no record, no action) and the outcome after. HTTP routes are audited
-  under their gRPC twin's action name, with the transport recorded beside it.
+  closed: no record, no action) and exactly one outcome after, refusals included.
+  HTTP routes are audited under their gRPC twin's action name, with the transport
+  recorded beside it.
+
+A request its transport could not read (a gRPC message too large for its method
+or not decodable) never enters the chain: :meth:`Pipeline.refused_unread` counts
+it and logs it at most once per interval per reason, since anyone can send them.
 
 Errors are raised as :class:`~control_plane.domain.errors.AgentAuthError`; each
 transport renders them its way (gRPC status with ``ErrorInfo``, RFC 6749 JSON,
@@ -45,9 +50,12 @@ from control_plane.domain.errors import (
 )
 from control_plane.domain.principals import Principal
 from control_plane.domain.scope import OrgScope
-from control_plane.logs import get_logger
+from control_plane.logs import Throttled, get_logger
 
 T = TypeVar("T")
+
+#: Seconds between two log lines for the same kind of unreadable request.
+REFUSAL_LOG_INTERVAL = 10.0
 
 _principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
     "agentauth_principal", default=None
@@ -100,9 +108,18 @@ class Pipeline:
         self._metrics = metrics
         self._log = get_logger("agentauth.rpc")
         self._debug = logging.getLogger("agentauth.rpc")  # one level check per call
+        self._unread = Throttled("agentauth.rpc", REFUSAL_LOG_INTERVAL)
 
     def rule(self, key: str) -> Rule | None:
         return self._rules.get(key)
+
+    def refused_unread(self, key: str, exc: AgentAuthError) -> None:
+        """Account for a request refused before the chain: counted every time, logged
+        at INFO at most once per interval per reason (with how many were not)."""
+        self._metrics.observe(key, exc.code, 0.0)
+        self._unread.info(
+            exc.reason, "rpc_refused_unread", action=key, code=exc.code, reason=exc.reason
+        )
 
     async def run(self, call: Call, handler: Callable[[], Awaitable[T]]) -> T:
         """Run ``handler`` behind every stage; it sees the caller via :func:`current_principal`."""

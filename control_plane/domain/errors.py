@@ -4,12 +4,14 @@
 
     AgentAuthError                      (reason, code, safe message, metadata)
     ├── InvalidArgument                 INVALID_ARGUMENT   FIELD_REQUIRED, INVALID_RESOURCE_NAME
+    │   └── MalformedRequest            INVALID_ARGUMENT   MALFORMED_REQUEST (undecodable bytes)
     ├── Unauthenticated                 UNAUTHENTICATED    CREDENTIALS_MISSING, CREDENTIALS_INVALID
     ├── PermissionDenied                PERMISSION_DENIED  PERMISSION_DENIED
     ├── NotFound                        NOT_FOUND          RESOURCE_NOT_FOUND
     ├── AlreadyExists                   ALREADY_EXISTS     RESOURCE_ALREADY_EXISTS
     ├── FailedPrecondition              FAILED_PRECONDITION
     ├── ResourceExhausted               RESOURCE_EXHAUSTED RATE_LIMITED (retryAfterSeconds)
+    ├── RequestTooLarge                 RESOURCE_EXHAUSTED REQUEST_TOO_LARGE (maxBytes)
     ├── Unavailable                     UNAVAILABLE        AUDIT_UNAVAILABLE, UPSTREAM_*, …
     │   └── StorageUnavailable          UNAVAILABLE        STORAGE_UNAVAILABLE (retryAfterSeconds)
     └── Internal                        INTERNAL           INTERNAL
@@ -54,6 +56,14 @@ class InvalidArgument(AgentAuthError):
     code = "INVALID_ARGUMENT"
     default_reason = "INVALID_ARGUMENT"
     default_message = "invalid argument"
+
+
+class MalformedRequest(InvalidArgument):
+    """The request's bytes are not a message of the method's type (corrupt wire format,
+    a string field that is not UTF-8). Refused before anything reads a field."""
+
+    default_reason = "MALFORMED_REQUEST"
+    default_message = "the request message could not be decoded"
 
 
 class Unauthenticated(AgentAuthError):
@@ -104,6 +114,23 @@ class ResourceExhausted(AgentAuthError):
             raise ValueError("retry_after_seconds must be at least 1")
         self.retry_after_seconds = retry_after_seconds
         super().__init__(metadata={"retryAfterSeconds": str(retry_after_seconds)}, debug=debug)
+
+
+class RequestTooLarge(AgentAuthError):
+    """The request is larger than its method or route accepts; refused before it is parsed.
+
+    Over gRPC RESOURCE_EXHAUSTED, as gRPC's own message-size refusal; over HTTP 413
+    (RFC 9110 §15.5.14). ``maxBytes`` says what is accepted.
+    """
+
+    code = "RESOURCE_EXHAUSTED"
+    default_reason = "REQUEST_TOO_LARGE"
+    default_message = "the request is too large"
+    http_status = 413
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        super().__init__(metadata={"maxBytes": str(max_bytes)})
 
 
 class Unavailable(AgentAuthError):
