@@ -378,6 +378,7 @@ class Servers:
     http_port: int
     health: health.aio.HealthServicer
     readiness: Readiness
+    gate: PipelineInterceptor
     tokens: TokenStack
     vault: VaultStack
     connections: ConnectionStack
@@ -387,8 +388,18 @@ class Servers:
     def keepalive(self) -> KeepAlive:
         return self.vault.keepalive
 
-    async def stop(self, grace: float = 2.0) -> None:
+    async def stop(self, grace: float = 2.0, *, drain: float = 0.0) -> None:
+        """Drain, then stop: health says NOT_SERVING at once; calls are served for
+        ``drain`` seconds more (load balancers move away); then new calls are refused
+        UNAVAILABLE, running ones get ``grace`` seconds, and provider refreshes in
+        flight are waited for until committed (their own timeout bounds them)."""
         await self.readiness.set_draining()
+        if drain > 0:
+            await asyncio.sleep(drain)
+        self.gate.close()
+        if not await self.gate.wait_idle(grace):
+            log.warning("calls still running at the end of the grace period")
+        await self.vault.refresher.drain()
         await self.readiness.stop()
         # The gRPC server first: it cancels open watch streams. Stopping the feed
         # first used to wake them into one more database read while the
@@ -425,11 +436,15 @@ def pipeline_for(
 
 
 def build_grpc_server(
-    runtime: Runtime, tokens: TokenStack, conns: ConnectionStack, health_servicer: Any
+    runtime: Runtime,
+    tokens: TokenStack,
+    conns: ConnectionStack,
+    health_servicer: Any,
+    gate: PipelineInterceptor,
 ) -> grpc.aio.Server:
     s = runtime.settings
     server = grpc.aio.server(
-        interceptors=[PipelineInterceptor(pipeline_for(runtime, RULES, tokens, conns))],
+        interceptors=[gate],
         # Bounds the calls (and so the request messages) held at once; gRPC answers
         # RESOURCE_EXHAUSTED beyond it.
         maximum_concurrent_rpcs=s.max_concurrent_rpcs,
@@ -544,7 +559,8 @@ async def start_servers(runtime: Runtime) -> Servers:
     vault = build_vault(runtime, http)
     conns = build_connections(runtime, vault, issuer)
     health_servicer = health.aio.HealthServicer()
-    server = build_grpc_server(runtime, tokens, conns, health_servicer)
+    gate = PipelineInterceptor(pipeline_for(runtime, RULES, tokens, conns))
+    server = build_grpc_server(runtime, tokens, conns, health_servicer, gate)
     ghost, gport = parse_listen(s.grpc_listen)
     grpc_port = server.add_insecure_port(f"{ghost}:{gport}")
     if grpc_port == 0:
@@ -566,6 +582,7 @@ async def start_servers(runtime: Runtime) -> Servers:
         http_port,
         health_servicer,
         readiness,
+        gate,
         tokens,
         vault,
         conns,
@@ -645,6 +662,6 @@ async def serve(settings: Settings, *, out: TextIO = sys.stdout, worker: bool = 
         for task in background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await servers.stop()
+        await servers.stop(settings.shutdown_grace_seconds, drain=settings.effective_drain_seconds)
     finally:
         await runtime.close()

@@ -75,6 +75,15 @@ class Settings:
     max_concurrent_rpcs: int = field(
         default_factory=lambda: int(_env("MAX_CONCURRENT_RPCS", "1000"))
     )
+    # Shutdown (SIGTERM): health says NOT_SERVING at once and the replica keeps
+    # serving for drain_seconds so load balancers move away (empty: 5 s on
+    # PostgreSQL, none for the embedded dev database); then new calls get UNAVAILABLE
+    # and the calls in flight have shutdown_grace_seconds to finish. Refreshes in
+    # flight are always waited for (up to the provider's timeout).
+    drain_seconds: float = field(default_factory=lambda: float(_env("DRAIN_SECONDS", "-1")))
+    shutdown_grace_seconds: float = field(
+        default_factory=lambda: float(_env("SHUTDOWN_GRACE_SECONDS", "10"))
+    )
     # Connector definitions (*.yaml); empty: the catalog shipped with agentauth.
     connectors_dir: str = field(default_factory=lambda: _env("CONNECTORS_DIR", ""))
     # Sandbox mode: every connector's provider URLs point at this loopback emulator
@@ -137,6 +146,8 @@ class Settings:
         ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"AGENTAUTH_{name.upper()}_SECONDS must be positive")
+        if self.shutdown_grace_seconds < 0:
+            raise ValueError("AGENTAUTH_SHUTDOWN_GRACE_SECONDS must not be negative")
         if self.max_concurrent_rpcs < 1:
             raise ValueError("AGENTAUTH_MAX_CONCURRENT_RPCS must be at least 1")
 
@@ -147,6 +158,14 @@ class Settings:
             principal=Limit(self.rate_limit_principal_rps, self.rate_limit_principal_burst),
             anonymous=Limit(self.rate_limit_anonymous_rps, self.rate_limit_anonymous_burst),
         )
+
+    @property
+    def effective_drain_seconds(self) -> float:
+        """The drain period: as configured, else 5 s with an external database (a
+        replica behind a load balancer) and none for the embedded dev database."""
+        if self.drain_seconds >= 0:
+            return self.drain_seconds
+        return 0.0 if self.embedded else 5.0
 
     @property
     def embedded(self) -> bool:

@@ -24,6 +24,7 @@ Hostile input is refused as early as gRPC allows:
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -40,6 +41,7 @@ from control_plane.domain.errors import (
     MalformedRequest,
     RequestTooLarge,
     Unauthenticated,
+    Unavailable,
 )
 from control_plane.logs import get_logger
 
@@ -47,6 +49,11 @@ Context = grpc.aio.ServicerContext[Any, Any]
 #: A method without a rule is refused by the pipeline; its message need not be large.
 MAX_UNKNOWN_METHOD_BYTES = 1024
 _log = get_logger("agentauth.rpc")
+SHUTTING_DOWN = Unavailable(
+    "this replica is shutting down; retry",
+    reason="SHUTTING_DOWN",
+    metadata={"retryAfterSeconds": "1"},
+)
 
 
 class _MalformedCredential(Exception):
@@ -108,6 +115,26 @@ class PipelineInterceptor(grpc.aio.ServerInterceptor):
         self._pipeline = pipeline
         self._wrapped: dict[str, tuple[Any, Any]] = {}
         self._unread: dict[str, tuple[Any, Any]] = {}
+        # Shutdown: once closed, a unary call that reaches us is refused UNAVAILABLE
+        # (retried by standard retry policies) instead of being cut by the server's
+        # stop; the calls already running are counted so the stop can wait for them.
+        self._closed = False
+        self._running = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    def close(self) -> None:
+        """Refuse new unary calls from now on (the drain period is over)."""
+        self._closed = True
+
+    async def wait_idle(self, seconds: float) -> bool:
+        """Wait until no unary call is running, at most ``seconds``; whether it is."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
 
     async def intercept_service(
         self,
@@ -197,6 +224,18 @@ class PipelineInterceptor(grpc.aio.ServerInterceptor):
             async def unary(request: Any, context: Context) -> Any:
                 if isinstance(request, _Unreadable):
                     await self._refuse_unread(method, context, request)
+                if self._closed:
+                    await context.abort_with_status(to_grpc_status(SHUTTING_DOWN))
+                self._running += 1
+                self._idle.clear()
+                try:
+                    return await run(request, context)
+                finally:
+                    self._running -= 1
+                    if not self._running:
+                        self._idle.set()
+
+            async def run(request: Any, context: Context) -> Any:
                 token = structlog.contextvars.bind_contextvars(
                     rpc_method=method, call_id=os.urandom(8).hex()
                 )
