@@ -214,6 +214,9 @@ class Faults:
       generic JSON body.
     * ``retry_after`` - seconds advertised with injected 429/503 replies.
     * ``delay`` - seconds to wait before answering every token request and tool call.
+    * ``reply_delay`` - seconds to wait after a token request is processed (codes
+      spent, refresh tokens rotated) and before its reply: a caller that dies
+      meanwhile has lost a rotation that did happen.
     """
 
     next_token_status: int | None = None
@@ -223,6 +226,7 @@ class Faults:
     next_api_status: int | None = None
     retry_after: int = 1
     delay: float = 0.0
+    reply_delay: float = 0.0
 
 
 class _Server(LoopbackServer):
@@ -602,6 +606,8 @@ class SandboxProvider:
         if faults.lose_response:
             faults.lose_response = False
             return self._drop(request)
+        if faults.reply_delay:
+            await asyncio.sleep(faults.reply_delay)
         body = self.profile.shape(self, issue) if self.profile.shape else issue.body
         return self._token_reply(request, 200, body)
 
