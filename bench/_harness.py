@@ -101,6 +101,8 @@ def cluster_on_postgres(
         "AGENTAUTH_DATABASE_URL": url,
         # One issuer for the cluster, as behind a load balancer.
         "AGENTAUTH_ISSUER": f"http://127.0.0.1:{ports[0][1]}",
+        # The workload-token and IdP emulators listen on http://127.0.0.1.
+        "AGENTAUTH_OUTBOUND_LOOPBACK": "1",
         # A load generator on one address is one caller: the deployment's limits
         # would refuse it long before it measures anything. Limits far above the
         # offered load keep the limiter's cost in every call (one shared lease per

@@ -50,6 +50,7 @@ from control_plane.connectors.loader import Catalog, ConnectorDefinitionError, l
 from control_plane.connectors.sandbox_routing import rewrite_for_sandbox
 from control_plane.domain.trust import is_loopback
 from control_plane.logs import get_logger
+from control_plane.net.guarded_http import FetchBudget, GuardedHttp
 from control_plane.services.agents import AgentService
 from control_plane.services.api_keys import ApiKeyService
 from control_plane.services.connect_flow import ConnectFlow
@@ -265,6 +266,8 @@ class TokenStack:
 
     issuer: str
     http: aiohttp.ClientSession
+    #: the one client for URLs that orgs configure (SSRF guard, per-org budget)
+    outbound: GuardedHttp
     directory: IdentityDirectory
     issuer_keys: IssuerKeyCache
     minter: Minter
@@ -275,9 +278,25 @@ class TokenStack:
     delegation: TrustedBackendDelegation
 
 
-def build_token_stack(runtime: Runtime, issuer: str, http: aiohttp.ClientSession) -> TokenStack:
+def build_outbound(settings: Settings) -> GuardedHttp:
+    """The guarded client for org-configured URLs (control_plane.net.guarded_http)."""
+    policy = settings.outbound_policy
+    if settings.outbound_loopback and not (settings.embedded or settings.sandbox_url):
+        log.warning("AGENTAUTH_OUTBOUND_LOOPBACK=1: org-configured URLs may reach loopback")
+    if policy.allow_networks or policy.allow_hosts:
+        log.info(
+            "outbound allow-list",
+            networks=[str(n) for n in policy.allow_networks],
+            hosts=sorted(policy.allow_hosts),
+        )
+    return GuardedHttp(policy, FetchBudget(settings.outbound_fetches_per_minute))
+
+
+def build_token_stack(
+    runtime: Runtime, issuer: str, http: aiohttp.ClientSession, outbound: GuardedHttp
+) -> TokenStack:
     directory = runtime.directory
-    issuer_keys = IssuerKeyCache(lambda: http)
+    issuer_keys = IssuerKeyCache(outbound)
     minter = Minter(runtime.db, runtime.keys, runtime.clock, issuer)
     base = issuer.rstrip("/")
     own_tokens = OwnTokens(runtime.db, runtime.keys, runtime.clock, issuer, runtime.feed)
@@ -300,6 +319,7 @@ def build_token_stack(runtime: Runtime, issuer: str, http: aiohttp.ClientSession
     return TokenStack(
         issuer,
         http,
+        outbound,
         directory,
         issuer_keys,
         minter,
@@ -408,6 +428,7 @@ class Servers:
         await self.feed.stop()
         await self.http_runner.cleanup()
         await self.tokens.http.close()
+        await self.tokens.outbound.close()
 
 
 def _listen_socket(listen: str, reuse_port: bool) -> socket.socket:
@@ -469,9 +490,9 @@ def build_grpc_server(
         agents=AgentService(ctx),
         service_accounts=ServiceAccountService(ctx),
         api_keys=ApiKeyService(ctx),
-        trust=TrustPolicyService(ctx, tokens.issuer),
+        trust=TrustPolicyService(ctx, tokens.issuer, tokens.outbound.policy),
         rules=tokens.rules,
-        idps=IdentityProviderService(ctx, tokens.issuer),
+        idps=IdentityProviderService(ctx, tokens.issuer, tokens.outbound.policy),
     )
     admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)  # type: ignore[no-untyped-call]
     connection_pb2_grpc.add_ConnectionServiceServicer_to_server(  # type: ignore[no-untyped-call]
@@ -555,7 +576,7 @@ async def start_servers(runtime: Runtime) -> Servers:
     http = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=10), headers={"User-Agent": "agentauth"}
     )
-    tokens = build_token_stack(runtime, issuer, http)
+    tokens = build_token_stack(runtime, issuer, http, build_outbound(s))
     vault = build_vault(runtime, http)
     conns = build_connections(runtime, vault, issuer)
     health_servicer = health.aio.HealthServicer()
@@ -566,6 +587,7 @@ async def start_servers(runtime: Runtime) -> Servers:
     if grpc_port == 0:
         http_sock.close()
         await http.close()
+        await tokens.outbound.close()
         raise StartupError(f"cannot listen for gRPC on {s.grpc_listen}")
     readiness = build_readiness(runtime, health_servicer)
     await runtime.feed.start()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import platformdirs
 
+from control_plane.domain.outbound import OutboundPolicy
 from control_plane.domain.rate_limit import Limit, RateLimitDefaults
 
 
@@ -89,6 +90,19 @@ class Settings:
     # Sandbox mode: every connector's provider URLs point at this loopback emulator
     # (`control-plane sandbox oauth <connector>` prints it). Loopback only.
     sandbox_url: str = field(default_factory=lambda: _env("SANDBOX_URL", ""))
+    # URLs an org configures (OIDC discovery, JWKS) are fetched https only, never to
+    # loopback, private, link-local, ... addresses (control_plane.domain.outbound).
+    # OUTBOUND_ALLOW: comma-separated CIDRs and host names exempt from the address
+    # check (an identity provider on a private network); https still applies.
+    outbound_allow: str = field(default_factory=lambda: _env("OUTBOUND_ALLOW", ""))
+    # Loopback, over plain http too, for local emulators: always in dev mode (embedded
+    # SQLite) and sandbox mode; OUTBOUND_LOOPBACK=1 asks for it elsewhere (test
+    # harnesses on PostgreSQL). Never set it in production.
+    outbound_loopback: bool = field(default_factory=lambda: _env("OUTBOUND_LOOPBACK", "0") == "1")
+    # Fetches of org-configured URLs per org and minute (per process).
+    outbound_fetches_per_minute: int = field(
+        default_factory=lambda: int(_env("OUTBOUND_FETCHES_PER_MINUTE", "60"))
+    )
     # How long a replica may hold an account's refresh lease before others take over.
     refresh_lease_seconds: float = field(
         default_factory=lambda: float(_env("REFRESH_LEASE_SECONDS", "30"))
@@ -150,6 +164,12 @@ class Settings:
             raise ValueError("AGENTAUTH_SHUTDOWN_GRACE_SECONDS must not be negative")
         if self.max_concurrent_rpcs < 1:
             raise ValueError("AGENTAUTH_MAX_CONCURRENT_RPCS must be at least 1")
+        try:
+            self.outbound_policy  # noqa: B018 - validates the allow-list
+        except ValueError as exc:
+            raise ValueError(f"AGENTAUTH_OUTBOUND_ALLOW: {exc}") from None
+        if self.outbound_fetches_per_minute < 1:
+            raise ValueError("AGENTAUTH_OUTBOUND_FETCHES_PER_MINUTE must be at least 1")
 
     @property
     def rate_limit_defaults(self) -> RateLimitDefaults:
@@ -166,6 +186,15 @@ class Settings:
         if self.drain_seconds >= 0:
             return self.drain_seconds
         return 0.0 if self.embedded else 5.0
+
+    @property
+    def outbound_local(self) -> bool:
+        """Org-configured URLs may reach loopback (dev mode, sandbox mode, or asked for)."""
+        return self.outbound_loopback or self.embedded or bool(self.sandbox_url)
+
+    @property
+    def outbound_policy(self) -> OutboundPolicy:
+        return OutboundPolicy.parse(self.outbound_allow, local=self.outbound_local)
 
     @property
     def embedded(self) -> bool:

@@ -6,8 +6,9 @@ the file is named after the connector, tool names are ``<id>.<verb>`` and unique
 every URL placeholder names a required argument or a field the connected account
 has, argument schemas are themselves valid JSON Schema and closed
 (``additionalProperties: false``), fields that belong to another auth type are
-absent, patterns compile and strategies exist. Every problem is reported with its
-file and path, all at once, so a bad definition is fixed in one pass.
+absent, a connector that ``sends_iss`` names its ``issuer``, patterns compile and
+strategies exist. Every problem is reported with its file and path, all at once,
+so a bad definition is fixed in one pass.
 """
 
 from __future__ import annotations
@@ -195,6 +196,10 @@ def _check_auth(doc: dict[str, Any], bad: Any) -> None:
                 field = ph.split(".", 1)[1] if ph.startswith("connection.") else None
                 if field is None or (field not in params and field not in kept):
                     bad(f"auth.{name}", f"{{{ph}}} must name a connection param or kept field")
+        if auth.get("sends_iss") and not auth.get("issuer"):
+            # RFC 9207 §2.4: the callback compares iss with this value; without it
+            # the mix-up defence would be off without a word.
+            bad("auth.issuer", "is required when sends_iss is true (RFC 9207)")
         if "api_key" in auth:
             bad("auth.api_key", "is for api_key and developer_secret connectors")
     else:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from control_plane.domain.errors import field_error
-from control_plane.domain.trust import check_fetch_url
+from control_plane.domain.trust import is_loopback
 
 SUBJECT_CLAIMS = frozenset({"sub", "oid", "uid"})
 DEFAULT_SUBJECT_CLAIM = "sub"
@@ -41,11 +41,22 @@ class IdentityProviderSpec:
 
 
 def check_issuer(issuer: str, field_name: str) -> str:
-    """OIDC Discovery §3: an https URL without query or fragment (http for loopback)."""
+    """OIDC Discovery §3: an https URL without query or fragment (http for loopback).
+
+    An identifier compared with ``iss``, never fetched: the keys come from
+    ``discovery_url`` (checked by :class:`~control_plane.domain.outbound.OutboundPolicy`)
+    or a static ``jwks_json``.
+    """
     if not issuer:
         raise field_error(field_name, "is required", "FIELD_REQUIRED")
-    check_fetch_url(issuer, field_name)
+    if len(issuer) > 2048:
+        raise field_error(field_name, "is too long", "FIELD_TOO_LONG")
     parts = urlsplit(issuer)
+    host = parts.hostname or ""
+    if parts.username or parts.password or not host:
+        raise field_error(field_name, "must be an absolute URL without credentials")
+    if not (parts.scheme == "https" or (parts.scheme == "http" and is_loopback(host))):
+        raise field_error(field_name, "must use https (http only for loopback hosts)")
     if parts.query or parts.fragment:
         raise field_error(field_name, "must not have a query or fragment")
     return issuer

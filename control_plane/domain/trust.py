@@ -13,7 +13,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from control_plane.domain.errors import field_error
 
@@ -55,19 +54,6 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def check_fetch_url(url: str, field: str) -> str:
-    """https, or plain http only to a loopback host (the sandbox issuers)."""
-    if len(url) > 2048:
-        raise field_error(field, "is too long", "FIELD_TOO_LONG")
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.username or parts.password or not host:
-        raise field_error(field, "must be an absolute URL without credentials")
-    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback(host)):
-        return url
-    raise field_error(field, "must use https (http only for loopback hosts)")
 
 
 def check_scopes(values: list[str], field: str) -> list[str]:

@@ -281,6 +281,10 @@ class ConnectFlow:
             requested = list(link.requested_scopes or [])
             c = self.connectors.connector(link.connector_id)
         # The state is spent whatever happens next (a failed try needs a new start).
+        # RFC 9207 §2.4. The loader requires an issuer with sends_iss; a connector
+        # built without one fails closed here instead of skipping the comparison.
+        if c.auth.sends_iss and not c.auth.issuer:
+            raise FlowFailed("ISSUER_MISMATCH")
         if c.auth.sends_iss or iss is not None:
             if c.auth.issuer and iss != c.auth.issuer:
                 raise FlowFailed("ISSUER_MISMATCH")

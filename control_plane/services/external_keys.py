@@ -10,6 +10,10 @@ Static JWK Sets are parsed strictly at policy creation; discovered ones are
 fetched (OIDC discovery → ``jwks_uri``), cached, refetched on an unknown ``kid``
 at most once per interval with one fetch in flight, and the last good set is kept
 when the issuer is down (perf_security.md §A4 "JWKS behaviour", CVE-2026-48524).
+Both documents are fetched through :class:`~control_plane.net.guarded_http.GuardedHttp`
+on behalf of the org whose policy names the URL: the org's URL rules, address
+checks and fetch budget apply, and each org has its own cache entries, so one
+org's failures or spent budget never delay another's keys.
 """
 
 from __future__ import annotations
@@ -18,9 +22,7 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
-import aiohttp
 from agentauth._jose import (
     PRIVATE_MEMBERS,
     JwkError,
@@ -30,12 +32,11 @@ from agentauth._jose import (
 )
 
 from control_plane.domain.errors import field_error
-from control_plane.domain.trust import check_fetch_url
+from control_plane.net.guarded_http import GuardedHttp
 from control_plane.strict_json import parse_json_object
 
 __all__ = [
     "KEY_TYPES",
-    "MAX_DOC_BYTES",
     "PRIVATE_MEMBERS",
     "ExternalKey",
     "IssuerKeyCache",
@@ -44,7 +45,6 @@ __all__ = [
     "single_key",
 ]
 
-MAX_DOC_BYTES = 256 * 1024
 KEY_TYPES = frozenset({"RSA", "EC", "OKP"})
 #: SPIFFE trust bundles mark JWT-SVID signing keys ``use: jwt-svid``.
 _USES = ("sig", "jwt-svid")
@@ -97,26 +97,24 @@ class _Entry:
 
 
 class IssuerKeyCache:
-    """Keys behind OIDC discovery URLs, shared by every org's policies."""
+    """Keys behind OIDC discovery URLs, per (org, URL)."""
 
     def __init__(
         self,
-        session: Callable[[], aiohttp.ClientSession],
+        http: GuardedHttp,
         *,
         ttl: float = 300.0,
         refetch_interval: float = 60.0,
-        timeout: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._session = session
+        self._http = http
         self._ttl = ttl
         self._refetch = refetch_interval
-        self._timeout = timeout
         self._clock = clock
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[tuple[str, str], _Entry] = {}
 
-    async def key(self, discovery_url: str, kid: str) -> ExternalKey | None:
-        entry = self._entries.setdefault(discovery_url, _Entry())
+    async def key(self, org_id: str, discovery_url: str, kid: str) -> ExternalKey | None:
+        entry = self._entries.setdefault((org_id, discovery_url), _Entry())
         now = self._clock()
         stale = now - entry.fetched_at > self._ttl
         missing = kid not in entry.keys if kid else not entry.keys
@@ -124,40 +122,26 @@ class IssuerKeyCache:
         # refetch interval, so a down issuer or a forged-kid storm costs one
         # outbound request per interval, not one per token.
         if (stale or missing) and now - entry.last_attempt >= self._refetch:
-            await self._refresh(discovery_url, entry, seen=entry.last_attempt)
+            await self._refresh(org_id, discovery_url, entry, seen=entry.last_attempt)
         if not entry.keys:
             raise KeysUnavailable(discovery_url)
         return select_key(entry.keys, kid, allow_single=True)
 
-    async def _refresh(self, url: str, entry: _Entry, *, seen: float) -> None:
+    async def _refresh(self, org_id: str, url: str, entry: _Entry, *, seen: float) -> None:
         async with entry.lock:
             if entry.last_attempt != seen:  # a caller ahead of us already tried
                 return
             entry.last_attempt = self._clock()
             try:
-                discovery = await self._get_json(url)
+                discovery = parse_json_object(await self._http.get(org_id, url))
                 jwks_uri = discovery.get("jwks_uri")
                 if not isinstance(jwks_uri, str):
                     return
-                check_fetch_url(jwks_uri, "jwks_uri")
-                body = await self._get_bytes(jwks_uri)
+                body = await self._http.get(org_id, jwks_uri)  # the same rules as url
                 entry.keys = parse_public_jwks(body, "jwks_uri")
                 entry.fetched_at = self._clock()
             except Exception:  # keep the last good set; the caller sees unknown kid
                 return
-
-    async def _get_bytes(self, url: str) -> bytes:
-        timeout = aiohttp.ClientTimeout(total=self._timeout)
-        async with self._session().get(url, timeout=timeout, allow_redirects=False) as r:
-            if r.status != 200:
-                raise KeysUnavailable(url)
-            body = await r.content.read(MAX_DOC_BYTES + 1)
-            if len(body) > MAX_DOC_BYTES:
-                raise KeysUnavailable(url)
-            return body
-
-    async def _get_json(self, url: str) -> Mapping[str, Any]:
-        return parse_json_object(await self._get_bytes(url))
 
 
 def single_key(keys: Mapping[str, ExternalKey]) -> ExternalKey | None:

@@ -16,6 +16,7 @@ from control_plane.domain.identity_provider import (
     check_issuer,
     check_subject_claim,
 )
+from control_plane.domain.outbound import OutboundPolicy
 from control_plane.domain.principals import Principal
 from control_plane.services.context import ServiceContext
 from control_plane.services.external_keys import parse_public_jwks
@@ -46,9 +47,10 @@ class IdentityProviderService(TenantCrud[m.IdentityProvider, IdentityProviderVie
     collection = COLLECTION
     repository = "identity_providers"
 
-    def __init__(self, ctx: ServiceContext, own_issuer: str) -> None:
+    def __init__(self, ctx: ServiceContext, own_issuer: str, outbound: OutboundPolicy) -> None:
         super().__init__(ctx, idp_view)
         self.own_issuer = own_issuer
+        self.outbound = outbound  # discovery_url is fetched later: refused now if it can be
 
     async def create(
         self, principal: Principal, org_id: str, spec: IdentityProviderSpec, request_id: str
@@ -86,7 +88,7 @@ class IdentityProviderService(TenantCrud[m.IdentityProvider, IdentityProviderVie
         if bool(spec.discovery_url) == bool(spec.jwks_json):
             raise field_error(f + "discovery_url", "give exactly one of discovery_url, jwks_json")
         if spec.discovery_url:
-            trust.check_fetch_url(spec.discovery_url, f + "discovery_url")
+            self.outbound.check_url(spec.discovery_url, f + "discovery_url")
         else:
             if len(spec.jwks_json) > 64 * 1024:
                 raise field_error(f + "jwks_json", "is too long", "FIELD_TOO_LONG")

@@ -6,6 +6,7 @@ from control_plane.domain import names, trust
 from control_plane.domain import validation as v
 from control_plane.domain.entities import Page, TrustPolicyView
 from control_plane.domain.errors import NotFound, field_error
+from control_plane.domain.outbound import OutboundPolicy
 from control_plane.domain.principals import Principal
 from control_plane.domain.trust import TrustPolicySpec
 from control_plane.services.context import ServiceContext, get_or_404, list_page
@@ -41,9 +42,10 @@ class TrustPolicyService(TenantCrud[m.TrustPolicy, TrustPolicyView]):
     collection = "trustPolicies"
     repository = "trust_policies"
 
-    def __init__(self, ctx: ServiceContext, own_issuer: str) -> None:
+    def __init__(self, ctx: ServiceContext, own_issuer: str, outbound: OutboundPolicy) -> None:
         super().__init__(ctx, policy_view)
         self.own_issuer = own_issuer
+        self.outbound = outbound  # discovery_url is fetched later: refused now if it can be
 
     async def create(
         self,
@@ -127,7 +129,7 @@ class TrustPolicyService(TenantCrud[m.TrustPolicy, TrustPolicyView]):
                     f + "discovery_url", "give exactly one of discovery_url, jwks_json"
                 )
             if text["discovery_url"]:
-                trust.check_fetch_url(text["discovery_url"], f + "discovery_url")
+                self.outbound.check_url(text["discovery_url"], f + "discovery_url")
                 if not text["issuer"]:
                     raise field_error(
                         f + "issuer", "is required with discovery_url", "FIELD_REQUIRED"

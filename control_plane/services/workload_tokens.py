@@ -111,6 +111,7 @@ def parse_unverified(token: str, *, access_token_ok: bool = False) -> Unverified
 class Expected:
     """What an external JWT must satisfy, whoever configured it (a trust policy, an IdP)."""
 
+    org_id: str  # whose configuration this is: its discovery fetches are on its budget
     issuer: str  # exact "iss"; empty only for SPIFFE JWT-SVIDs, which may have none
     audience: str
     algorithms: tuple[str, ...]
@@ -130,7 +131,9 @@ async def verify(
 ) -> dict[str, Any]:
     """Verify ``token`` under ``policy`` at time ``now``; return its claims or raise Rejected."""
     p = policy.view
-    expected = Expected(p.issuer, p.audience, p.algorithms, p.discovery_url, policy.static_keys)
+    expected = Expected(
+        p.org_id, p.issuer, p.audience, p.algorithms, p.discovery_url, policy.static_keys
+    )
     claims = await verify_external(token, parsed, expected, issuer_keys, now)
     if not subject_matches(claims, p.subject, policy.subject_regex, p.claim_equals):
         raise Rejected("claims do not match the policy")
@@ -169,7 +172,7 @@ async def verify_external(
     key: ExternalKey | None
     if p.discovery_url:
         try:
-            key = await issuer_keys.key(p.discovery_url, jws.kid)
+            key = await issuer_keys.key(p.org_id, p.discovery_url, jws.kid)
         except KeysUnavailable:
             raise Rejected("issuer keys unavailable") from None
     else:

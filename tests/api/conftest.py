@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import io
@@ -171,22 +172,31 @@ def captured_logs() -> Iterator[io.StringIO]:
     logs.configure(level=logging.WARNING)
 
 
-@pytest.fixture
-async def harness(database_url: str, tmp_path: Path) -> AsyncIterator[Harness]:
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        grpc_listen="127.0.0.1:0",
-        http_listen="127.0.0.1:0",
-        database_url=database_url,
-        kek_provider="file",
-        jwks_cache_ttl=dt.timedelta(minutes=5),
-    )
-    settings.data_dir.mkdir(mode=0o700)
+@contextlib.asynccontextmanager
+async def start_harness(
+    database_url: str, tmp_path: Path, **settings: Any
+) -> AsyncIterator[Harness]:
+    """The in-process control plane; ``settings`` override the test defaults."""
+    options: dict[str, Any] = {
+        "data_dir": tmp_path / "data",
+        "grpc_listen": "127.0.0.1:0",
+        "http_listen": "127.0.0.1:0",
+        "database_url": database_url,
+        "kek_provider": "file",
+        "jwks_cache_ttl": dt.timedelta(minutes=5),
+        # The issuer and IdP emulators listen on http://127.0.0.1: local mode, as in
+        # dev and sandbox mode. Production refuses loopback; the `production`
+        # harness of tests/api/test_outbound_urls.py runs without this.
+        "outbound_loopback": True,
+        **settings,
+    }
+    s = Settings(**options)
+    s.data_dir.mkdir(mode=0o700)
     audit = RecordingAuditSink()
-    runtime = await open_runtime(settings, clock=SystemClock(), audit=audit)
+    runtime = await open_runtime(s, clock=SystemClock(), audit=audit)
     _, key = await ApiKeyService(runtime.services).create_platform_key("tests")
     servers = await start_servers(runtime)
-    h = Harness(runtime, servers, audit, key, database_url, settings.data_dir, [])
+    h = Harness(runtime, servers, audit, key, database_url, s.data_dir, [])
     try:
         yield h
     finally:
@@ -194,3 +204,9 @@ async def harness(database_url: str, tmp_path: Path) -> AsyncIterator[Harness]:
             await c.close()
         await servers.stop(0)
         await runtime.close()
+
+
+@pytest.fixture
+async def harness(database_url: str, tmp_path: Path) -> AsyncIterator[Harness]:
+    async with start_harness(database_url, tmp_path) as h:
+        yield h

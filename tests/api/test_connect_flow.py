@@ -134,6 +134,24 @@ async def test_bad_callbacks_are_refused_and_change_nothing(harness: Any, mangle
         assert (await w.get(acct.name)).state == pb.CONNECTED_ACCOUNT_STATE_PENDING
 
 
+async def test_a_connector_that_sends_iss_without_an_issuer_fails_closed(harness: Any) -> None:
+    # The loader refuses such a definition (tests/connectors); one built in code
+    # must not quietly skip the RFC 9207 comparison either.
+    from dataclasses import replace
+
+    async with connect_world(harness, "gmail") as w:
+        c = harness.runtime.catalog.connectors["gmail"]
+        assert c.auth.sends_iss
+        harness.runtime.catalog.connectors["gmail"] = replace(c, auth=replace(c.auth, issuer=""))
+        acct = await w.account()
+        async with browser() as b:
+            redirect = await consent(b, await start(b, await w.link(acct)))
+            assert redirect.query["iss"]
+            status, page = await finish(b, redirect)
+        assert status == 400 and code_of(page) == "ISSUER_MISMATCH"
+        assert (await w.get(acct.name)).state == pb.CONNECTED_ACCOUNT_STATE_PENDING
+
+
 async def test_provider_refusals_leave_the_account_pending(harness: Any) -> None:
     async with connect_world(harness, "gmail") as w:
         acct = await w.account()

@@ -65,6 +65,10 @@ async def clocked(database_url: str, tmp_path: Path) -> AsyncIterator[tuple[Harn
         database_url=database_url,
         kek_provider="file",
         jwks_cache_ttl=dt.timedelta(minutes=5),
+        # The issuer and IdP emulators listen on http://127.0.0.1: local mode, as in
+        # dev and sandbox mode (production refuses loopback; tests/services/
+        # test_guarded_fetch.py and the API refusal tests check that).
+        outbound_loopback=True,
     )
     settings.data_dir.mkdir(mode=0o700)
     audit = RecordingAuditSink()

@@ -150,6 +150,7 @@ BAD = {
     "scopes on an api-key connector": (
         lambda d: (d["auth"].clear(), d["auth"].update(type="api_key", api_key={"in": "header", "name": "X-Key"})), "tools[0].scopes", "oauth2"),
     "missing tools": (lambda d: d.pop("tools"), "(top level)", "tools"),
+    "sends_iss without issuer": (lambda d: d["auth"].pop("issuer"), "auth.issuer", "sends_iss"),
 }
 
 

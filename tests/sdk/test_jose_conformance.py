@@ -104,9 +104,9 @@ def _server_own(bearer: str) -> str | None:
 
 async def _server_external(bearer: str) -> str | None:
     expected = Expected(
-        ISSUER, AUDIENCE, ("ES256",), "", parse_public_jwks(KEY_SET), access_token_ok=True
+        "org", ISSUER, AUDIENCE, ("ES256",), "", parse_public_jwks(KEY_SET), access_token_ok=True
     )
-    unused = IssuerKeyCache(lambda: None)  # type: ignore[arg-type, return-value]
+    unused = IssuerKeyCache(None)  # type: ignore[arg-type]  # static keys: never fetches
     try:
         parsed = parse_unverified(bearer, access_token_ok=True)
         await verify_external(bearer, parsed, expected, unused, float(NOW))

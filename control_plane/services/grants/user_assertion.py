@@ -237,6 +237,7 @@ async def _verify_subject(
     """
     p = idp.view
     expected = Expected(
+        p.org_id,
         p.issuer,
         p.audience,
         p.algorithms,

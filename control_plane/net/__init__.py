@@ -1,0 +1,1 @@
+"""Outbound network access to URLs that organizations configure."""
