@@ -50,6 +50,8 @@ async def faulty(pg_server: Any, tmp_path: Path) -> AsyncIterator[FaultHarness]:
         db_pool_timeout=POOL_TIMEOUT,
         db_connect_timeout=CONNECT_TIMEOUT,
         readiness_interval=READINESS_INTERVAL,
+        # The workload issuer emulator listens on http://127.0.0.1 (as in tests/api).
+        outbound_loopback=True,
     )
     settings.data_dir.mkdir(mode=0o700)
     runtime = await open_runtime(settings, clock=SystemClock())
