@@ -63,7 +63,9 @@ class RefreshEvent:
     org_id: str
     account_id: str
     connector_id: str
-    outcome: str  # attempt | refreshed | reused | revoked | error | transient | waited
+    # attempt, then exactly one of: refreshed | reused | revoked | error | transient |
+    # cancelled (| gone: the account was deleted meanwhile); or waited (no attempt)
+    outcome: str
     reason: str = ""
 
 
@@ -335,9 +337,10 @@ class RefreshCoordinator:
             )
         app = await self.oauth_apps.client_for(scope, c.id)
         if app is None:
-            await self._settle(
-                scope, account_id, snap, Failure("operator_error", "OAUTH_APP_MISSING")
-            )
+            failure = Failure("operator_error", "OAUTH_APP_MISSING")
+            self._emit(RefreshEvent(org_id, account_id, c.id, "attempt"))  # refused at once
+            outcome = await self._settle(scope, account_id, failure)
+            self._emit(RefreshEvent(org_id, account_id, c.id, outcome, failure.reason))
             raise FailedPrecondition("no OAuth app is configured", reason="OAUTH_APP_MISSING")
         # Intent before the external effect: if this process dies after sending, the
         # next attempt knows a rotating provider may have consumed the token.
@@ -359,14 +362,20 @@ class RefreshCoordinator:
             )
         except TokenEndpointError as exc:
             failure = self._failure(c, exc)
-            if failure.error_class == "refresh_race":
-                # Was it rotated by someone else meanwhile? Then that token is good.
-                again = await self._read(scope, account_id)
-                if again.version != snap.version:
-                    self._emit(RefreshEvent(org_id, account_id, c.id, "reused", failure.reason))
-                    return _access(again)
-                failure = Failure("revoked", self._why_dead(c, snap, failure.reason))
-            await self._settle(scope, account_id, snap, failure)
+            try:
+                if failure.error_class == "refresh_race":
+                    # Was it rotated by someone else meanwhile? Then that token is good.
+                    again = await self._read(scope, account_id)
+                    if again.version != snap.version:
+                        self._emit(RefreshEvent(org_id, account_id, c.id, "reused", failure.reason))
+                        return _access(again)
+                    failure = Failure("revoked", self._why_dead(c, snap, failure.reason))
+                outcome = await self._settle(scope, account_id, failure)
+            except BaseException as err:  # the failure could not be recorded: say so
+                reason = f"{failure.reason}; not recorded: {type(err).__name__}"
+                self._emit(RefreshEvent(org_id, account_id, c.id, "error", reason[:64]))
+                raise
+            self._emit(RefreshEvent(org_id, account_id, c.id, outcome, failure.reason))
             raise self._error(failure) from None
         except asyncio.CancelledError:
             # Only a shutdown past its drain timeout gets here. Whether the provider
@@ -450,15 +459,13 @@ class RefreshCoordinator:
             )
         return FailedPrecondition("the user must reconnect this account", reason="ACCOUNT_REVOKED")
 
-    async def _settle(
-        self, scope: OrgScope, account_id: str, snap: _Snapshot, failure: Failure
-    ) -> None:
-        org_id = scope.org_id
+    async def _settle(self, scope: OrgScope, account_id: str, failure: Failure) -> str:
+        """Record a failed refresh on the account; the outcome to report."""
         now = self.clock.now()
         async with self.db.org_tx(scope) as tx:
             row = await tx.accounts.get_for_update(account_id)
             if row is None:
-                return
+                return "gone"
             if failure.reason != OUTCOME_UNKNOWN:
                 row.refresh_sent_version = None  # the attempt's outcome is known now
             if failure.error_class in ("transient", "rate_limited"):
@@ -486,7 +493,7 @@ class RefreshCoordinator:
                 row.update_time = now
                 await tx.account_events.changed(row, now)
                 outcome = "error" if state == "ERROR" else "revoked"
-        self._emit(RefreshEvent(org_id, account_id, snap.connector_id, outcome, failure.reason))
+        return outcome
 
     async def _release(self, scope: OrgScope, account_id: str) -> None:
         async with self.db.org_tx(scope) as tx:

@@ -85,7 +85,15 @@ async def replicas(harness: Any) -> Any:
 
     yield make
     for r in made:
+        await r.coordinator.drain(20)
         await r.close()
+    # Every attempt got exactly one outcome, in every test that used replicas.
+    outcomes = {"refreshed", "reused", "revoked", "error", "transient", "cancelled", "gone"}
+    for r in made:
+        kinds = [e.outcome for e in r.events if e.outcome != "waited"]
+        attempts = kinds.count("attempt")
+        assert attempts == sum(k in outcomes for k in kinds), kinds
+        assert all(k == "attempt" or k in outcomes for k in kinds), kinds
 
 
 async def test_a_due_token_is_refreshed_once_then_reused(harness: Any, replicas: Any) -> None:
