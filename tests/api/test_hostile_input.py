@@ -224,14 +224,6 @@ async def test_a_keyset_method_still_takes_a_large_policy(harness: Any) -> None:
     assert err.value.reason == "FIELD_TOO_LONG"
 
 
-def _rss_bytes() -> int:
-    with open("/proc/self/statm") as f:
-        pages = int(f.read().split()[1])
-    import os
-
-    return pages * os.sysconf("SC_PAGE_SIZE")
-
-
 #: The attacking client, in its own process so that only the server's memory is measured
 #: here: rounds of 40 concurrent 4 MiB anonymous calls, half to ExchangeToken (public),
 #: half to an admin method (needs a credential). Prints the status codes it got.
