@@ -88,6 +88,7 @@ from control_plane.vault.barrier import Barrier
 from control_plane.vault.credentials import DeveloperSecrets, OAuthApps
 from control_plane.vault.keepalive import KeepAlive
 from control_plane.vault.kek import EnvKekProvider, FileKekProvider, KekProvider
+from control_plane.vault.refresh import DRAIN_TIMEOUT as REFRESH_DRAIN_SECONDS
 from control_plane.vault.refresh import RefreshCoordinator
 from control_plane.vault.upstream import Upstream
 
@@ -684,6 +685,13 @@ async def serve(settings: Settings, *, out: TextIO = sys.stdout, worker: bool = 
         for task in background:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await servers.stop(settings.shutdown_grace_seconds, drain=settings.effective_drain_seconds)
+        drain, grace = settings.effective_drain_seconds, settings.shutdown_grace_seconds
+        try:
+            # Every stage is bounded; this bounds their sum too, so a replica told to
+            # stop always does (what is still running then is cut, and logged).
+            async with asyncio.timeout(drain + grace + REFRESH_DRAIN_SECONDS + 15):
+                await servers.stop(grace, drain=drain)
+        except TimeoutError:
+            log.error("shutdown overran its bound; stopping now")
     finally:
         await runtime.close()

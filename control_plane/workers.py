@@ -69,11 +69,15 @@ def run_workers(settings: Settings, workers: int, worker_argv: Sequence[str]) ->
     failures = 0
 
     def start(index: int) -> None:
-        children[index] = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
+        child = subprocess.Popen(  # noqa: S603 - our own CLI, fixed arguments
             command,
             env=env,
             preexec_fn=_die_with_parent,  # noqa: PLW1509
         )
+        children[index] = child
+        if stopping:  # the signal came while it was being started: it gets it too
+            with contextlib.suppress(ProcessLookupError):
+                child.send_signal(signal.SIGTERM)
 
     def forward(signum: int, _frame: object) -> None:
         nonlocal stopping
@@ -103,7 +107,8 @@ def run_workers(settings: Settings, workers: int, worker_argv: Sequence[str]) ->
                     forward(signal.SIGTERM, None)
                     continue
                 time.sleep(min(5.0, 0.2 * failures))
-                start(index)
+                if not stopping:  # a stop during the back-off must not start one more
+                    start(index)
         return 0
     finally:
         for s, handler in previous.items():

@@ -126,10 +126,25 @@ def test_a_killed_parent_leaves_no_orphan_serving(database: str, tmp_path: Path)
     grpc_port, http_port = _port(), _port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTAUTH_")}
     parent = subprocess.Popen(
-        [sys.executable, "-m", "control_plane", "serve", "--workers", "2",
-         "--data-dir", str(tmp_path), "--database-url", database,
-         "--grpc-listen", f"127.0.0.1:{grpc_port}", "--http-listen", f"127.0.0.1:{http_port}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "control_plane",
+            "serve",
+            "--workers",
+            "2",
+            "--data-dir",
+            str(tmp_path),
+            "--database-url",
+            database,
+            "--grpc-listen",
+            f"127.0.0.1:{grpc_port}",
+            "--http-listen",
+            f"127.0.0.1:{http_port}",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         _wait(lambda: len(_children(parent.pid)) == 2)
@@ -145,9 +160,24 @@ def test_a_killed_parent_leaves_no_orphan_serving(database: str, tmp_path: Path)
 def test_workers_need_fixed_ports(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENTAUTH_")}
     result = subprocess.run(
-        [sys.executable, "-m", "control_plane", "serve", "--workers", "2", "--data-dir",
-         str(tmp_path), "--grpc-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"],
-        env=env, capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "control_plane",
+            "serve",
+            "--workers",
+            "2",
+            "--data-dir",
+            str(tmp_path),
+            "--grpc-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2 and "--workers needs fixed ports" in result.stderr
 
@@ -160,3 +190,54 @@ def _alive(pid: int) -> bool:
     # A zombie (exited, not yet reaped by anyone) is not serving either.
     stat = Path(f"/proc/{pid}/stat")
     return stat.exists() and stat.read_text().split(")")[-1].split()[0] != "Z"
+
+
+class _FakeChild:
+    """A worker that runs until it is signalled (or is told to die once at first poll)."""
+
+    started: list[_FakeChild] = []
+
+    def __init__(self, *_: Any, **__: Any) -> None:
+        self.signalled = False
+        self.dies_first = not _FakeChild.started  # the first one crashes
+        _FakeChild.started.append(self)
+
+    def poll(self) -> int | None:
+        if self.dies_first:
+            return 1
+        return 0 if self.signalled else None
+
+    def send_signal(self, _signum: int) -> None:
+        self.signalled = True
+
+
+def test_a_stop_during_the_restart_back_off_starts_no_new_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The race behind a parent that never exited: SIGTERM while the parent waits to
+    restart a crashed worker used to be followed by starting it anyway, and that worker,
+    started after the signal was forwarded, never got it. Deterministic: the back-off
+    sleep itself delivers the SIGTERM."""
+    from control_plane import workers as w
+    from control_plane.config import Settings
+
+    _FakeChild.started = []
+    real_sleep = time.sleep
+    monkeypatch.setattr(w.subprocess, "Popen", _FakeChild)
+
+    calls = []
+
+    def sleep(seconds: float) -> None:
+        calls.append(seconds)
+        if len(calls) == 2:  # 1st: the poll interval; 2nd: the back-off after the crash
+            os.kill(os.getpid(), signal.SIGTERM)  # the stop arrives during the back-off
+        real_sleep(min(seconds, 0.01))
+
+    monkeypatch.setattr(w.time, "sleep", sleep)
+    settings = Settings(database_url="postgresql://x@127.0.0.1:1/x", grpc_listen="127.0.0.1:1",
+                        http_listen="127.0.0.1:2")  # fmt: skip
+    began = time.monotonic()
+    assert w.run_workers(settings, 1, []) == 0
+    assert time.monotonic() - began < 5
+    late = _FakeChild.started[1:]
+    assert all(child.signalled for child in late), "a worker was started after the stop"
