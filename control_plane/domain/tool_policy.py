@@ -34,6 +34,7 @@ from typing import Any
 
 from control_plane.domain.errors import PermissionDenied
 from control_plane.domain.tool_scopes import TOOL_NAME
+from control_plane.domain.trust import glob_to_regex
 
 _TEMPLATE_PART = re.compile(r"\{(/[^{}]*|)\}")
 MAX_PATTERNS = 256
@@ -172,20 +173,8 @@ def resolve(document: Any, json_pointer: str) -> Any:
 
 @lru_cache(maxsize=4096)
 def _pattern(glob: str) -> re.Pattern[str]:
-    """``**`` any run, ``*`` any run without ``/``; everything else literal."""
-    parts = []
-    i = 0
-    while i < len(glob):
-        if glob.startswith("**", i):
-            parts.append(".*")
-            i += 2
-        elif glob[i] == "*":
-            parts.append("[^/]*")
-            i += 1
-        else:
-            parts.append(re.escape(glob[i]))
-            i += 1
-    return re.compile("".join(parts), re.DOTALL)
+    """The trust policies' glob grammar (``*`` within a ``/`` segment, ``**`` across)."""
+    return glob_to_regex(glob)
 
 
 def _tool_pattern_ok(pattern: str) -> bool:
