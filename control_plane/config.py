@@ -21,15 +21,31 @@ def _env(name: str, default: str) -> str:
     return os.environ.get(f"AGENTAUTH_{name}", default)
 
 
+def _int(name: str, default: str) -> int:
+    """An integer setting; a bad value names its variable (and never echoes the value)."""
+    try:
+        return int(_env(name, default))
+    except ValueError:
+        raise ValueError(f"AGENTAUTH_{name} must be an integer") from None
+
+
+def _float(name: str, default: str) -> float:
+    """A number setting; a bad value names its variable (and never echoes the value)."""
+    try:
+        return float(_env(name, default))
+    except ValueError:
+        raise ValueError(f"AGENTAUTH_{name} must be a number") from None
+
+
 _RATE = RateLimitDefaults()
 
 
 def _rate(name: str, default: float) -> float:
-    return float(_env(f"RATE_LIMIT_{name}_RPS", str(default)))
+    return _float(f"RATE_LIMIT_{name}_RPS", str(default))
 
 
 def _burst(name: str, default: int) -> int:
-    return int(_env(f"RATE_LIMIT_{name}_BURST", str(default)))
+    return _int(f"RATE_LIMIT_{name}_BURST", str(default))
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -50,20 +66,18 @@ class Settings:
     signing_algorithm: str = field(default_factory=lambda: _env("SIGNING_ALGORITHM", "ES256"))
 
     jwks_cache_ttl: dt.timedelta = field(
-        default_factory=lambda: dt.timedelta(seconds=int(_env("JWKS_CACHE_TTL_SECONDS", "300")))
+        default_factory=lambda: dt.timedelta(seconds=_int("JWKS_CACHE_TTL_SECONDS", "300"))
     )
     max_token_ttl: dt.timedelta = field(
-        default_factory=lambda: dt.timedelta(seconds=int(_env("MAX_TOKEN_TTL_SECONDS", "900")))
+        default_factory=lambda: dt.timedelta(seconds=_int("MAX_TOKEN_TTL_SECONDS", "900"))
     )
     # 0 disables scheduled rotation; otherwise rotate when the signer is this old.
     signing_rotation: dt.timedelta = field(
         default_factory=lambda: dt.timedelta(
-            seconds=int(_env("SIGNING_KEY_ROTATION_SECONDS", str(90 * 24 * 3600)))
+            seconds=_int("SIGNING_KEY_ROTATION_SECONDS", str(90 * 24 * 3600))
         )
     )
-    key_reload_seconds: float = field(
-        default_factory=lambda: float(_env("KEY_RELOAD_SECONDS", "30"))
-    )
+    key_reload_seconds: float = field(default_factory=lambda: _float("KEY_RELOAD_SECONDS", "30"))
     # SO_REUSEPORT lets several processes share one port; off unless asked for,
     # since a second server would otherwise silently steal half the connections.
     reuse_port: bool = field(default_factory=lambda: _env("REUSE_PORT", "0") == "1")
@@ -73,17 +87,15 @@ class Settings:
     # RPCs served at once, streams (revocation and account watches) included; gRPC
     # answers RESOURCE_EXHAUSTED beyond it. Bounds the memory a burst of calls can
     # hold: at most this many request messages of at most 256 KiB each.
-    max_concurrent_rpcs: int = field(
-        default_factory=lambda: int(_env("MAX_CONCURRENT_RPCS", "1000"))
-    )
+    max_concurrent_rpcs: int = field(default_factory=lambda: _int("MAX_CONCURRENT_RPCS", "1000"))
     # Shutdown (SIGTERM): health says NOT_SERVING at once and the replica keeps
     # serving for drain_seconds so load balancers move away (empty: 5 s on
     # PostgreSQL, none for the embedded dev database); then new calls get UNAVAILABLE
     # and the calls in flight have shutdown_grace_seconds to finish. Refreshes in
     # flight are always waited for (up to the provider's timeout).
-    drain_seconds: float = field(default_factory=lambda: float(_env("DRAIN_SECONDS", "-1")))
+    drain_seconds: float = field(default_factory=lambda: _float("DRAIN_SECONDS", "-1"))
     shutdown_grace_seconds: float = field(
-        default_factory=lambda: float(_env("SHUTDOWN_GRACE_SECONDS", "10"))
+        default_factory=lambda: _float("SHUTDOWN_GRACE_SECONDS", "10")
     )
     # Connector definitions (*.yaml); empty: the catalog shipped with agentauth.
     connectors_dir: str = field(default_factory=lambda: _env("CONNECTORS_DIR", ""))
@@ -101,28 +113,26 @@ class Settings:
     outbound_loopback: bool = field(default_factory=lambda: _env("OUTBOUND_LOOPBACK", "0") == "1")
     # Fetches of org-configured URLs per org and minute (per process).
     outbound_fetches_per_minute: int = field(
-        default_factory=lambda: int(_env("OUTBOUND_FETCHES_PER_MINUTE", "60"))
+        default_factory=lambda: _int("OUTBOUND_FETCHES_PER_MINUTE", "60")
     )
     # How long a replica may hold an account's refresh lease before others take over.
     refresh_lease_seconds: float = field(
-        default_factory=lambda: float(_env("REFRESH_LEASE_SECONDS", "30"))
+        default_factory=lambda: _float("REFRESH_LEASE_SECONDS", "30")
     )
     # Bounded waits on PostgreSQL (seconds): opening a connection, waiting for a free
     # pooled one, and one unit of work (a transaction, a group-committed token
     # write) end to end. When one runs out the call fails with UNAVAILABLE; a
     # connection caught mid-statement is discarded, never reused.
     db_connect_timeout: float = field(
-        default_factory=lambda: float(_env("DB_CONNECT_TIMEOUT_SECONDS", "5"))
+        default_factory=lambda: _float("DB_CONNECT_TIMEOUT_SECONDS", "5")
     )
-    db_pool_timeout: float = field(
-        default_factory=lambda: float(_env("DB_POOL_TIMEOUT_SECONDS", "5"))
-    )
+    db_pool_timeout: float = field(default_factory=lambda: _float("DB_POOL_TIMEOUT_SECONDS", "5"))
     db_statement_timeout: float = field(
-        default_factory=lambda: float(_env("DB_STATEMENT_TIMEOUT_SECONDS", "5"))
+        default_factory=lambda: _float("DB_STATEMENT_TIMEOUT_SECONDS", "5")
     )
     # How often readiness (gRPC health and /readyz) checks the database.
     readiness_interval: float = field(
-        default_factory=lambda: float(_env("READINESS_INTERVAL_SECONDS", "2"))
+        default_factory=lambda: _float("READINESS_INTERVAL_SECONDS", "2")
     )
     # The deployment's rate limits (requests per second, bucket size); rps 0 disables
     # one. Orgs may override the org and principal ones (organizations columns).
