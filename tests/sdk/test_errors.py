@@ -288,3 +288,14 @@ def test_garbled_status_trailer_keeps_code_and_details() -> None:
     )
     assert type(err) is InternalError
     assert str(err) == "INTERNAL: boom"
+
+
+
+@pytest.mark.parametrize("key", ["aa_plat_x\ny", "aa plat", "aa_plat_\u00e9", " \n"])
+def test_an_api_key_that_cannot_be_a_header_is_refused_by_name(key: str) -> None:
+    """Refused when the client is built, by name, instead of deep in gRPC's C core;
+    the key itself is not echoed."""
+    with pytest.raises(ValueError) as err:
+        ControlPlaneClient("127.0.0.1:1", key)
+    assert "api_key must be printable ASCII" in str(err.value)
+    assert not key.strip() or key.strip() not in str(err.value)

@@ -22,11 +22,27 @@ _AUTHORIZATION = "authorization"
 _USER_AGENT = f"agentauth-python/{__version__}"
 
 
+def _bearer(api_key: str | None) -> str | None:
+    """The ``authorization`` value for ``api_key``. A key read from a file or a shell
+    often ends with a newline: surrounding whitespace is dropped. Anything else that
+    cannot go in a gRPC header is refused here, by name, rather than deep in the C
+    core (the key itself is never echoed)."""
+    if not api_key:
+        return None
+    key = api_key.strip()
+    if not key or not all("!" <= c <= "~" for c in key):
+        raise ValueError(
+            "api_key must be printable ASCII without spaces, as printed by "
+            "`control-plane admin create-key`"
+        )
+    return f"Bearer {key}"
+
+
 class _CallDefaults:
     """Adds the bearer API key and a default deadline to every call."""
 
     def __init__(self, api_key: str | None, timeout: float | None) -> None:
-        self._authorization = f"Bearer {api_key}" if api_key else None
+        self._authorization = _bearer(api_key)
         self._timeout = timeout
 
     def __repr__(self) -> str:
