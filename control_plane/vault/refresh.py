@@ -85,12 +85,25 @@ class _Snapshot:
     sent_version: int | None  # an earlier attempt's recorded intent (see refresh_sent_version)
 
 
+def _not_refreshable() -> FailedPrecondition:
+    return FailedPrecondition(
+        "this account has no refreshable credential", reason="REFRESH_UNSUPPORTED"
+    )
+
+
+def _in_progress() -> Unavailable:
+    """Another replica's refresh outlasted this caller's wait: come back shortly."""
+    return Unavailable(
+        "the account's token is being refreshed; retry shortly",
+        reason="REFRESH_IN_PROGRESS",
+        metadata={"retryAfterSeconds": "1"},
+    )
+
+
 def _access(snap: _Snapshot) -> str:
     token = snap.secret.get("access_token")
     if not isinstance(token, str):
-        raise FailedPrecondition(
-            "this account has no refreshable credential", reason="REFRESH_UNSUPPORTED"
-        )
+        raise _not_refreshable()
     return token
 
 
@@ -197,11 +210,7 @@ class RefreshCoordinator:
         except TimeoutError:
             if task.done():
                 raise
-            raise Unavailable(
-                "the account's token is being refreshed; retry shortly",
-                reason="REFRESH_IN_PROGRESS",
-                metadata={"retryAfterSeconds": "1"},
-            ) from None
+            raise _in_progress() from None
 
     # ------------------------------------------------------------ internals
 
@@ -229,9 +238,7 @@ class RefreshCoordinator:
     def _connector(self, connector_id: str) -> Any:
         c = self.catalog.get(connector_id)
         if c is None or c.auth.type != "oauth2":
-            raise FailedPrecondition(
-                "this account has no refreshable credential", reason="REFRESH_UNSUPPORTED"
-            )
+            raise _not_refreshable()
         return c
 
     @staticmethod
@@ -242,7 +249,7 @@ class RefreshCoordinator:
             )
 
     def _due(self, snap: _Snapshot) -> bool:
-        self._check_state(snap)
+        """Within the refresh-ahead margin (the caller has checked the state)."""
         if snap.expires is None:
             return False
         margin = self._connector(snap.connector_id).auth.refresh.refresh_ahead_seconds
@@ -299,11 +306,7 @@ class RefreshCoordinator:
                 return _access(fresh)
             self._check_cooldown(fresh)  # the holder failed transiently meanwhile
             if waited >= MAX_WAIT:
-                raise Unavailable(
-                    "the account's token is being refreshed; retry shortly",
-                    reason="REFRESH_IN_PROGRESS",
-                    metadata={"retryAfterSeconds": "1"},
-                )
+                raise _in_progress()
             snap = fresh
         # We hold the lease; every way out below releases it or commits.
         try:
