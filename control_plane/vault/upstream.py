@@ -50,6 +50,8 @@ class UpstreamRequest:
     query: Mapping[str, str] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
     json: Any = None
+    #: A form body (``application/x-www-form-urlencoded``) instead of JSON.
+    form: Mapping[str, str] | None = None
     timeout: float = 30.0
 
 
@@ -160,7 +162,8 @@ class Upstream:
                 request.url,
                 params=params or None,
                 headers=headers,
-                json=request.json,
+                json=request.json if request.form is None else None,
+                data=request.form,
                 allow_redirects=False,  # a redirect must not carry the credential elsewhere
                 timeout=aiohttp.ClientTimeout(total=request.timeout, sock_connect=10),
             ) as resp:
