@@ -63,7 +63,7 @@ class ListToolsResponse(_message.Message):
     def __init__(self, tools: _Optional[_Iterable[_Union[Tool, _Mapping]]] = ...) -> None: ...
 
 class Tool(_message.Message):
-    __slots__ = ("name", "description", "input_schema_json", "provider_scopes", "destructive", "output_trust", "connection")
+    __slots__ = ("name", "description", "input_schema_json", "provider_scopes", "destructive", "output_trust", "connection", "cursor_argument")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     INPUT_SCHEMA_JSON_FIELD_NUMBER: _ClassVar[int]
@@ -71,6 +71,7 @@ class Tool(_message.Message):
     DESTRUCTIVE_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_TRUST_FIELD_NUMBER: _ClassVar[int]
     CONNECTION_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_ARGUMENT_FIELD_NUMBER: _ClassVar[int]
     name: str
     description: str
     input_schema_json: str
@@ -78,7 +79,8 @@ class Tool(_message.Message):
     destructive: bool
     output_trust: _connection_pb2.OutputTrust
     connection: ToolConnection
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., input_schema_json: _Optional[str] = ..., provider_scopes: _Optional[_Iterable[str]] = ..., destructive: _Optional[bool] = ..., output_trust: _Optional[_Union[_connection_pb2.OutputTrust, str]] = ..., connection: _Optional[_Union[ToolConnection, _Mapping]] = ...) -> None: ...
+    cursor_argument: str
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., input_schema_json: _Optional[str] = ..., provider_scopes: _Optional[_Iterable[str]] = ..., destructive: _Optional[bool] = ..., output_trust: _Optional[_Union[_connection_pb2.OutputTrust, str]] = ..., connection: _Optional[_Union[ToolConnection, _Mapping]] = ..., cursor_argument: _Optional[str] = ...) -> None: ...
 
 class ToolConnection(_message.Message):
     __slots__ = ("state", "connected_account", "connect_url")
@@ -151,18 +153,20 @@ class OutputChunk(_message.Message):
     def __init__(self, data: _Optional[bytes] = ...) -> None: ...
 
 class ToolResult(_message.Message):
-    __slots__ = ("data", "upstream_status", "output_trust", "chunked", "content_type")
+    __slots__ = ("data", "upstream_status", "output_trust", "chunked", "content_type", "next_cursor")
     DATA_FIELD_NUMBER: _ClassVar[int]
     UPSTREAM_STATUS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_TRUST_FIELD_NUMBER: _ClassVar[int]
     CHUNKED_FIELD_NUMBER: _ClassVar[int]
     CONTENT_TYPE_FIELD_NUMBER: _ClassVar[int]
+    NEXT_CURSOR_FIELD_NUMBER: _ClassVar[int]
     data: _struct_pb2.Value
     upstream_status: int
     output_trust: _connection_pb2.OutputTrust
     chunked: bool
     content_type: str
-    def __init__(self, data: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., upstream_status: _Optional[int] = ..., output_trust: _Optional[_Union[_connection_pb2.OutputTrust, str]] = ..., chunked: _Optional[bool] = ..., content_type: _Optional[str] = ...) -> None: ...
+    next_cursor: str
+    def __init__(self, data: _Optional[_Union[_struct_pb2.Value, _Mapping]] = ..., upstream_status: _Optional[int] = ..., output_trust: _Optional[_Union[_connection_pb2.OutputTrust, str]] = ..., chunked: _Optional[bool] = ..., content_type: _Optional[str] = ..., next_cursor: _Optional[str] = ...) -> None: ...
 
 class ToolError(_message.Message):
     __slots__ = ("code", "reason", "message", "retryable", "retry_after", "metadata")
