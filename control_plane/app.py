@@ -97,6 +97,7 @@ SERVICE_NAMES = (
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
     token_pb2.DESCRIPTOR.services_by_name["TokenService"].full_name,
     connection_pb2.DESCRIPTOR.services_by_name["ConnectionService"].full_name,
+    tool_pb2.DESCRIPTOR.services_by_name["ToolService"].full_name,
 )
 
 
@@ -347,6 +348,7 @@ class VaultStack:
 def build_vault(runtime: Runtime, http: aiohttp.ClientSession) -> VaultStack:
     db, barrier, clock, catalog = runtime.db, runtime.barrier, runtime.clock, runtime.catalog
     oauth_apps = OAuthApps(db, barrier)
+    developer_secrets = DeveloperSecrets(db, barrier)
     refresher = RefreshCoordinator(
         db,
         barrier,
@@ -358,10 +360,10 @@ def build_vault(runtime: Runtime, http: aiohttp.ClientSession) -> VaultStack:
     )
     return VaultStack(
         oauth_apps,
-        DeveloperSecrets(db, barrier),
+        developer_secrets,
         AccountVault(db, barrier, clock, oauth_apps, http),
         refresher,
-        Upstream(db, barrier, clock, catalog, refresher, http),
+        Upstream(db, barrier, clock, catalog, refresher, http, developer_secrets),
         KeepAlive(db, clock, catalog, refresher),
     )
 
@@ -376,18 +378,36 @@ class ConnectionStack:
     accounts: ConnectedAccountService
     flow: ConnectFlow
     watch: AccountWatch
+    tools: ToolExecutor
+    tool_listing: ToolListingService
 
 
 def build_connections(runtime: Runtime, vault: VaultStack, issuer: str) -> ConnectionStack:
-    ctx, catalog, clock = runtime.services, runtime.catalog, runtime.clock
-    connectors = ConnectorConfigService(runtime.db, clock, catalog, vault.oauth_apps)
+    ctx, catalog, clock, db = runtime.services, runtime.catalog, runtime.clock, runtime.db
+    connectors = ConnectorConfigService(db, clock, catalog, vault.oauth_apps)
+    accounts = ConnectedAccountService(ctx, connectors, vault.accounts, vault.refresher)
+    flow = ConnectFlow(ctx, connectors, vault.oauth_apps, vault.accounts, issuer)
+    links = ConnectLinks(flow, accounts)
+    policies = ToolPolicies(ctx)
     return ConnectionStack(
         connectors,
         OAuthAppService(catalog, vault.oauth_apps, clock),
         DeveloperSecretService(catalog, vault.developer_secrets, clock),
-        ConnectedAccountService(ctx, connectors, vault.accounts, vault.refresher),
-        ConnectFlow(ctx, connectors, vault.oauth_apps, vault.accounts, issuer),
-        AccountWatch(runtime.db, runtime.barrier, clock, runtime.feed),
+        accounts,
+        flow,
+        AccountWatch(db, runtime.barrier, clock, runtime.feed),
+        ToolExecutor(
+            db,
+            clock,
+            catalog,
+            runtime.barrier,
+            vault.upstream,
+            connectors,
+            policies,
+            links,
+            ToolActionAudit(runtime.audit),
+        ),
+        ToolListingService(db, catalog, connectors, policies, links),
     )
 
 
@@ -420,6 +440,7 @@ class Servers:
         self.gate.close()
         if not await self.gate.wait_idle(grace):
             log.warning("calls still running at the end of the grace period")
+        await self.connections.tools.drain()  # tool calls record their outcomes
         await self.vault.refresher.drain()
         await self.readiness.stop()
         # The gRPC server first: it cancels open watch streams. Stopping the feed
@@ -517,6 +538,9 @@ def build_grpc_server(
             RevocationWatch(runtime.db, runtime.barrier, runtime.clock, runtime.feed),
         ),
         server,
+    )
+    tool_pb2_grpc.add_ToolServiceServicer_to_server(  # type: ignore[no-untyped-call]
+        ToolServicer(conns.tool_listing, conns.tools), server
     )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

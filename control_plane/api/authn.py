@@ -2,6 +2,9 @@
 
 * ``bearer`` — an admin API key (``aa_…``) or one of our service-account tokens
   whose audience is our issuer;
+* ``tool_token`` — one of our access tokens (service-account or delegated, any
+  depth) addressed to agentauth, with every link of its chain live: agents
+  running tools;
 * ``connect_link`` — a hosted connect link (the browser holds a capability for
   one account of one org);
 * ``oauth_state`` — the ``state`` of an authorization response coming back to
@@ -30,6 +33,8 @@ class Authentication:
             if credential.startswith("aa_"):
                 return await self._api_keys.authenticate(credential)
             return await self._own_tokens.authenticate(credential)
+        if kind == "tool_token":
+            return await self._own_tokens.authenticate_tool_caller(credential)
         if kind == "connect_link":
             return await self._flow.authenticate_link(credential)
         if kind == "oauth_state":

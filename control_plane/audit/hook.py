@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from control_plane.domain.errors import Unavailable
 from control_plane.domain.principals import Principal
+from control_plane.domain.tool_outcome import Failed, Terminal
 from control_plane.logs import info_line
 
 
@@ -26,6 +28,10 @@ class AuditEvent:
     outcome: str  # "pending" or the status code name
     reason: str = ""
     transport: str = "grpc"  # "grpc" | "http": which surface the call came in on
+    #: Tool actions: the tool, the action's id, and the agent acting (outermost act).
+    target: str = ""
+    action_id: str = ""
+    actor: str = ""
     time: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     @classmethod
@@ -55,6 +61,46 @@ class AuditSink(Protocol):
     async def record(self, event: AuditEvent) -> None: ...
 
 
+EXECUTE_TOOL = "/agentauth.v1.ToolService/ExecuteTool"
+
+
+class ToolActionAudit:
+    """ExecuteTool's records through the audit seam: the intent before the provider is
+    called (if it cannot be written, the call does not happen) and exactly one
+    outcome per attempt, refusals included."""
+
+    def __init__(self, sink: AuditSink) -> None:
+        self._sink = sink
+
+    def _event(
+        self, principal: Principal, action_id: str, tool: str, phase: str, outcome: str, reason: str
+    ) -> AuditEvent:
+        caller = principal.caller
+        return replace(
+            AuditEvent.of(EXECUTE_TOOL, phase, principal, outcome, reason),
+            target=tool[:128],
+            action_id=action_id,
+            actor=caller.actor if caller is not None else "",
+        )
+
+    async def intent(self, principal: Principal, action_id: str, tool: str) -> None:
+        try:
+            await self._sink.record(
+                self._event(principal, action_id, tool, "attempt", "pending", "")
+            )
+        except Exception:
+            raise Unavailable("audit log unavailable", reason="AUDIT_UNAVAILABLE") from None
+
+    async def outcome(
+        self, principal: Principal, action_id: str, tool: str, outcome: Terminal
+    ) -> None:
+        if isinstance(outcome, Failed):
+            code, reason = outcome.code, outcome.reason
+        else:
+            code, reason = "OK", ""
+        await self._sink.record(self._event(principal, action_id, tool, "outcome", code, reason))
+
+
 class LogAuditSink:
     def __init__(self) -> None:
         self._log = logging.getLogger("agentauth.audit")
@@ -74,6 +120,11 @@ class LogAuditSink:
                 "outcome": event.outcome,
                 "reason": event.reason,
                 "transport": event.transport,
+                **(
+                    {"target": event.target, "action_id": event.action_id, "actor": event.actor}
+                    if event.action_id
+                    else {}
+                ),
                 "time": event.time.isoformat(),
             },
         )

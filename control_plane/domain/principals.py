@@ -14,6 +14,30 @@ class Role(StrEnum):
     ORG_ADMIN = "org_admin"
     SERVICE_ACCOUNT = "service_account"  # a caller holding one of our SA tokens
     CONNECT_LINK = "connect_link"  # a browser holding a hosted connect link (one account)
+    #: An agent running tools with one of our access tokens addressed to agentauth:
+    #: a service-account token or a delegated token at any depth.
+    TOOL_CALLER = "tool_caller"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenCaller:
+    """What a tool caller's token says, once verified.
+
+    Authorization uses the top-level claims and the outermost ``act`` only
+    (``actor``); deeper ``act`` entries are history for the audit trail.
+    """
+
+    subject: str  # "orgs/{org}/users/{id}" or "orgs/{org}/serviceAccounts/{id}"
+    actor: str  # the agent acting now: outermost act.sub, else the token's client_id
+    scopes: frozenset[str]
+    jti: str
+    txn: str = ""  # the delegation chain's id ("" for service-account tokens)
+
+    @property
+    def owner(self) -> tuple[str, str]:
+        """("users" | "serviceAccounts", id) of the principal."""
+        parts = self.subject.split("/")
+        return parts[2], parts[3]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +45,7 @@ class Principal:
     role: Role
     key_id: str
     org_id: str | None = None  # set for org-bound principals
+    caller: TokenCaller | None = None  # set for TOOL_CALLER
 
     @property
     def is_platform_admin(self) -> bool:

@@ -10,14 +10,16 @@ successfully or if the client submitted an invalid token".
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from agentauth._jose import JoseError, Typ, check_claims, numeric_date, parse_claims, typ_allowed
 
 from control_plane.clock import Clock
+from control_plane.domain.delegation import ChainInvalid, actor_chain
 from control_plane.domain.errors import NotFound, Unauthenticated
-from control_plane.domain.principals import Principal, Role
+from control_plane.domain.principals import Principal, Role, TokenCaller
 from control_plane.domain.scope import OrgScope
 from control_plane.ids import is_id
 from control_plane.storage import issued_tokens
@@ -27,6 +29,8 @@ from control_plane.tokens.keys import SigningKeyManager
 from control_plane.tokens.revocation_feed import RevocationFeed
 
 LEEWAY = 30
+#: The principals a tool caller's token may name in ``sub``.
+_PRINCIPAL = re.compile(r"orgs/([0-9a-f]{32})/(users|serviceAccounts)/([0-9a-f]{32})")
 
 
 class TokenRejected(Unauthenticated):
@@ -141,3 +145,35 @@ class OwnTokens:
         if row is None or row.revoke_time is not None:
             raise Unauthenticated()
         return Principal(Role.SERVICE_ACCOUNT, claims["jti"], claims["org_id"])
+
+    async def authenticate_tool_caller(self, token: str) -> Principal:
+        """A service-account or delegated token addressed to agentauth, whose whole
+        chain is live: revoking any ancestor stops its descendants at once."""
+        claims = self._verified_claims(token, check_time=True)
+        aud = claims.get("aud")
+        audiences = aud if isinstance(aud, list) else [aud]
+        if self.issuer not in audiences:
+            raise TokenRejected("TOKEN_AUDIENCE_MISMATCH")
+        org_id, jti = claims["org_id"], claims["jti"]
+        sub, client_id, scope = claims.get("sub"), claims.get("client_id"), claims.get("scope", "")
+        if not isinstance(sub, str) or not isinstance(client_id, str) or not isinstance(scope, str):
+            raise TokenRejected("TOKEN_CLAIM_INVALID")
+        owner = _PRINCIPAL.fullmatch(sub)
+        try:
+            actors = actor_chain(claims.get("act"))
+        except ChainInvalid:
+            raise TokenRejected("TOKEN_CLAIM_INVALID") from None
+        if owner is None or owner.group(1) != org_id:
+            raise TokenRejected("TOKEN_CLAIM_INVALID")
+        scope_ = OrgScope.to_authenticate(org_id, credential="access-token")
+        if not await issued_tokens.active_chain(self.db, scope_, jti):
+            raise TokenRejected("TOKEN_REVOKED")
+        txn = claims.get("txn")
+        caller = TokenCaller(
+            subject=sub,
+            actor=actors[0] if actors else client_id,
+            scopes=frozenset(scope.split()),
+            jti=jti,
+            txn=txn if isinstance(txn, str) else "",
+        )
+        return Principal(Role.TOOL_CALLER, jti, org_id, caller)

@@ -571,3 +571,36 @@ __all__ = [
     "TENANT_TABLES",
     "User",
 ]
+
+
+# ---------------------------------------------------------------- tool actions
+
+
+class ToolAction(Base):
+    """One ExecuteTool call: its intent, written before the provider is called, and
+    its outcome after (intent before the external effect).
+
+    ``state`` is PENDING until the outcome is recorded, then SUCCEEDED or FAILED;
+    a PENDING row older than the longest call is one whose process died while the
+    provider was being called: its outcome is unknown, never guessed. ``outcome``
+    is the sealed terminal message, which a retry with the same ``request_id``
+    from the same principal replays without calling the provider again.
+    """
+
+    __tablename__ = "tool_actions"
+    org_id: Mapped[str] = _org_fk()
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    principal: Mapped[str] = mapped_column(String(128))
+    actor: Mapped[str] = mapped_column(String(256))
+    tool: Mapped[str] = mapped_column(String(128))
+    account_id: Mapped[str | None] = mapped_column(ID)
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    arguments_hash: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[bytes | None] = mapped_column(LargeBinary)
+    create_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    finish_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    __table_args__ = (
+        UniqueConstraint("org_id", "principal", "request_id"),
+        Index(None, "org_id", "create_time"),
+    )

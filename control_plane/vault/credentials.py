@@ -235,6 +235,31 @@ class DeveloperSecrets:
             await tx.developer_secrets.delete_row(row)
         return True
 
+    async def reveal(
+        self, scope: OrgScope, connector_id: str
+    ) -> tuple[Secret, DeveloperSecretRecord] | None:
+        """The secret an org's calls use (its own, else the deployment's), vault-internal."""
+        async with self._db.org_tx(scope) as tx:
+            row = await tx.developer_secrets.by_connector(connector_id)
+            if row is not None:
+                plain = await self._barrier.open(
+                    scope, "org_developer_secrets", connector_id, "secret", row.secret, tx=tx
+                )
+                return Secret(plain.decode()), _secret_record(row)
+        async with self._db.platform_tx() as ptx:
+            shared = await ptx.developer_secrets.get(connector_id)
+            if shared is None:
+                return None
+            plain = await self._barrier.open(
+                PLATFORM,
+                "platform_developer_secrets",
+                connector_id,
+                "secret",
+                shared.secret,
+                tx=ptx,
+            )
+            return Secret(plain.decode()), _secret_record(shared)
+
 
 def _secret_record(row: Any) -> DeveloperSecretRecord:
     return DeveloperSecretRecord(

@@ -17,7 +17,7 @@ becomes REVOKED (the user must reconnect). Every use sets ``last_used_time``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -34,6 +34,7 @@ from control_plane.storage.db import Database
 from control_plane.vault.accounts import open_secret
 from control_plane.vault.barrier import Barrier
 from control_plane.vault.classify import Failure, classify
+from control_plane.vault.credentials import DeveloperSecrets
 from control_plane.vault.refresh import RefreshCoordinator
 
 MAX_RESPONSE = 4 * 1024 * 1024
@@ -75,6 +76,7 @@ class Upstream:
         catalog: Catalog,
         refresher: RefreshCoordinator,
         http: aiohttp.ClientSession,
+        developer_secrets: DeveloperSecrets,
         *,
         max_response: int = MAX_RESPONSE,
     ) -> None:
@@ -84,6 +86,7 @@ class Upstream:
         self._catalog = catalog
         self._refresher = refresher
         self._http = http
+        self._developer_secrets = developer_secrets
         self._max_response = max_response
 
     async def perform(
@@ -129,6 +132,9 @@ class Upstream:
                     and response.failure.error_class == "expired_access"
                 ):
                     await self._revoke(scope, account_id, "ACCESS_REJECTED_AFTER_REFRESH")
+        if response.failure is not None and response.failure.error_class == "revoked":
+            # The provider says the grant itself is gone: the user must reconnect.
+            await self._revoke(scope, account_id, response.failure.reason[:64])
         if not refreshed and version_before is not None:
             async with self._db.org_tx(scope) as tx:
                 now_row = await tx.accounts.get(account_id)
@@ -140,6 +146,35 @@ class Upstream:
         return UpstreamResponse(
             response.status, response.headers, response.body, response.failure, refreshed
         )
+
+    async def perform_with_developer_secret(
+        self,
+        scope: OrgScope,
+        connector_id: str,
+        request: UpstreamRequest,
+        admit: Callable[[int, int], Awaitable[None]],
+    ) -> UpstreamResponse:
+        """The same for a developer_secret connector (Pattern 1): the org's own secret,
+        else the deployment's. ``admit(rate_requests, rate_period_seconds)`` runs with
+        the secret's per-user limit before anything is sent (it raises to refuse)."""
+        method = request.method.upper()
+        if method not in METHODS:
+            raise InvalidArgument("unsupported HTTP method", reason="UPSTREAM_METHOD")
+        if any(h.lower() in _CREDENTIAL_HEADERS for h in request.headers):
+            raise InvalidArgument("credentials are attached by the vault", reason="UPSTREAM_HEADER")
+        connector = self._catalog.get(connector_id)
+        if connector is None or connector.auth.type != "developer_secret":
+            raise FailedPrecondition("this connector does not use a developer secret")
+        _check_origin(connector, request.url, {})
+        found = await self._developer_secrets.reveal(scope, connector.id)
+        if found is None:
+            raise FailedPrecondition(
+                "no developer secret is configured for this connector",
+                reason="DEVELOPER_SECRET_MISSING",
+            )
+        secret, record = found
+        await admit(record.rate_requests, record.rate_period_seconds)
+        return await self._send(connector, method, request, secret.reveal())
 
     async def _send(
         self, connector: Connector, method: str, request: UpstreamRequest, credential: str
