@@ -75,6 +75,7 @@ from control_plane.services.own_tokens import OwnTokens
 from control_plane.services.rate_limiter import RateLimiter, organization_limits
 from control_plane.services.revocation import BulkRevocation, RevocationWatch
 from control_plane.services.service_accounts import ServiceAccountService
+from control_plane.services.tool_policies import ToolPolicies
 from control_plane.services.trust_policies import TrustPolicyService
 from control_plane.services.users import UserService
 from control_plane.storage.db import Database
@@ -515,6 +516,7 @@ def build_grpc_server(
         trust=TrustPolicyService(ctx, tokens.issuer, tokens.outbound.policy),
         rules=tokens.rules,
         idps=IdentityProviderService(ctx, tokens.issuer, tokens.outbound.policy),
+        tool_policies=ToolPolicies(ctx),
     )
     admin_pb2_grpc.add_AdminServiceServicer_to_server(admin, server)  # type: ignore[no-untyped-call]
     connection_pb2_grpc.add_ConnectionServiceServicer_to_server(  # type: ignore[no-untyped-call]

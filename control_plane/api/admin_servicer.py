@@ -19,6 +19,7 @@ from control_plane.services.delegation import DelegationRuleService
 from control_plane.services.identity_providers import IdentityProviderService
 from control_plane.services.organizations import OrganizationService, OrganizationSettings
 from control_plane.services.service_accounts import ServiceAccountService
+from control_plane.services.tool_policies import ToolPolicies
 from control_plane.services.trust_policies import TrustPolicyService
 from control_plane.services.users import UserService
 
@@ -38,6 +39,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         trust: TrustPolicyService,
         rules: DelegationRuleService,
         idps: IdentityProviderService,
+        tool_policies: ToolPolicies,
     ) -> None:
         """Every service is built by the composition root (app.py) and passed in."""
         self.orgs = orgs
@@ -49,6 +51,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self.trust = trust
         self.rules = rules
         self.idps = idps
+        self.tool_policies = tool_policies
 
     # ----------------------------------------------------------- organizations
 
@@ -120,6 +123,7 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             u.display_name,
             u.email,
             request.request_id,
+            list(u.groups),
         )
         return pb.CreateUserResponse(user=convert.user(user))
 
@@ -149,6 +153,15 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
             raise field_error("state", "must be USER_STATE_ACTIVE or USER_STATE_SUSPENDED")
         user = await self.users.update_status(current_principal(), n.org_id, n.id, state)
         return pb.UpdateUserStatusResponse(user=convert.user(user))
+
+    async def UpdateUserGroups(
+        self, request: pb.UpdateUserGroupsRequest, context: Ctx
+    ) -> pb.UpdateUserGroupsResponse:
+        n = names.parse_child(request.name, "users")
+        user = await self.users.update_groups(
+            current_principal(), n.org_id, n.id, list(request.groups)
+        )
+        return pb.UpdateUserGroupsResponse(user=convert.user(user))
 
     async def DeleteUser(
         self, request: pb.DeleteUserRequest, context: Ctx
@@ -270,6 +283,45 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     ) -> pb.DeleteDelegationRuleResponse:
         await self.rules.delete(current_principal(), request.name)
         return pb.DeleteDelegationRuleResponse()
+
+    # ----------------------------------------------------------- tool policy rules
+
+    async def CreateToolPolicyRule(
+        self, request: pb.CreateToolPolicyRuleRequest, context: Ctx
+    ) -> pb.CreateToolPolicyRuleResponse:
+        rule = await self.tool_policies.create(
+            current_principal(),
+            names.parse_org(request.parent, "parent"),
+            convert.tool_rule_spec(request.tool_policy_rule),
+            request.request_id,
+        )
+        return pb.CreateToolPolicyRuleResponse(tool_policy_rule=convert.tool_policy_rule(rule))
+
+    async def GetToolPolicyRule(
+        self, request: pb.GetToolPolicyRuleRequest, context: Ctx
+    ) -> pb.GetToolPolicyRuleResponse:
+        rule = await self.tool_policies.get(current_principal(), request.name)
+        return pb.GetToolPolicyRuleResponse(tool_policy_rule=convert.tool_policy_rule(rule))
+
+    async def ListToolPolicyRules(
+        self, request: pb.ListToolPolicyRulesRequest, context: Ctx
+    ) -> pb.ListToolPolicyRulesResponse:
+        page = await self.tool_policies.list(
+            current_principal(),
+            names.parse_org(request.parent, "parent"),
+            request.page_size,
+            request.page_token,
+        )
+        return pb.ListToolPolicyRulesResponse(
+            tool_policy_rules=[convert.tool_policy_rule(r) for r in page.items],
+            next_page_token=page.next_page_token,
+        )
+
+    async def DeleteToolPolicyRule(
+        self, request: pb.DeleteToolPolicyRuleRequest, context: Ctx
+    ) -> pb.DeleteToolPolicyRuleResponse:
+        await self.tool_policies.delete(current_principal(), request.name)
+        return pb.DeleteToolPolicyRuleResponse()
 
     # ----------------------------------------------------------- identity providers
 

@@ -6,6 +6,7 @@ import datetime as dt
 
 import agentauth.v1.admin_pb2 as pb
 import agentauth.v1.identity_provider_pb2 as idp_pb
+import agentauth.v1.tool_policy_pb2 as tool_policy_pb
 import agentauth.v1.trust_policy_pb2 as trust_pb
 from google.protobuf import duration_pb2, timestamp_pb2
 
@@ -16,10 +17,12 @@ from control_plane.domain.entities import (
     IdentityProviderView,
     OrganizationView,
     ServiceAccountView,
+    ToolPolicyRuleView,
     TrustPolicyView,
     UserView,
 )
 from control_plane.domain.identity_provider import IdentityProviderSpec
+from control_plane.domain.tool_policy import ToolRuleSpec
 from control_plane.domain.trust import TrustPolicySpec
 
 
@@ -58,6 +61,7 @@ def user(u: UserView) -> pb.User:
         state=f"USER_STATE_{u.state}",
         create_time=ts(u.create_time),
         update_time=ts(u.update_time),
+        groups=u.groups,
     )
 
 
@@ -174,4 +178,32 @@ def identity_provider_spec(p: idp_pb.IdentityProvider) -> IdentityProviderSpec:
         subject_claim=p.subject_claim,
         claim_equals=dict(p.claim_equals),
         algorithms=list(p.algorithms),
+    )
+
+
+def tool_policy_rule(r: ToolPolicyRuleView) -> tool_policy_pb.ToolPolicyRule:
+    return tool_policy_pb.ToolPolicyRule(
+        name=names.child_name(r.org_id, "toolPolicyRules", r.id),
+        tool=r.tool,
+        agents=[names.child_name(r.org_id, "agents", a) for a in r.agent_ids],
+        groups=r.groups,
+        constraints=[
+            tool_policy_pb.ArgumentConstraint(value=value, allow=allow)
+            for value, allow in r.constraints
+        ],
+        confirm=r.confirm,
+        description=r.description,
+        create_time=ts(r.create_time),
+    )
+
+
+def tool_rule_spec(r: tool_policy_pb.ToolPolicyRule) -> ToolRuleSpec:
+    """The wire message as plain values for the use case (which validates them)."""
+    return ToolRuleSpec(
+        tool=r.tool,
+        agents=tuple(r.agents),
+        groups=tuple(r.groups),
+        constraints=tuple((c.value, tuple(c.allow)) for c in r.constraints),
+        confirm=r.confirm,
+        description=r.description,
     )

@@ -41,6 +41,7 @@ class UserView:
     state: str
     create_time: dt.datetime
     update_time: dt.datetime
+    groups: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,4 +114,17 @@ class IdentityProviderView:
     subject_claim: str
     claim_equals: dict[str, str]
     algorithms: tuple[str, ...]
+    create_time: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ToolPolicyRuleView:
+    org_id: str
+    id: str
+    tool: str
+    agent_ids: tuple[str, ...]  # empty: any actor
+    groups: tuple[str, ...]  # empty: every principal
+    constraints: tuple[tuple[str, tuple[str, ...]], ...]  # (value template, allow globs)
+    confirm: bool
+    description: str
     create_time: dt.datetime

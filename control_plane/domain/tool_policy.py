@@ -37,6 +37,7 @@ from control_plane.domain.tool_scopes import TOOL_NAME
 from control_plane.domain.trust import glob_to_regex
 
 _TEMPLATE_PART = re.compile(r"\{(/[^{}]*|)\}")
+_POINTER = re.compile(r"(?:/(?:[^/~]|~[01])*)+")  # RFC 6901 §3, at least one token
 MAX_PATTERNS = 256
 MAX_VALUE = 2048
 
@@ -60,6 +61,17 @@ class ArgumentConstraint:
     def __post_init__(self) -> None:
         if not _TEMPLATE_PART.search(self.value):
             raise ValueError("a constraint's value must name at least one argument")
+        # A brace that opens no pointer would be matched literally ("{owner}"), and an
+        # empty one names the whole arguments object: both are typos, never policy.
+        literal = _TEMPLATE_PART.sub("", self.value)
+        if "{" in literal or "}" in literal:
+            raise ValueError("every brace in a constraint's value must enclose a JSON pointer")
+        for part in _TEMPLATE_PART.finditer(self.value):
+            if not _POINTER.fullmatch(part.group(1)):
+                raise ValueError(
+                    "a JSON pointer in a constraint's value must name an argument "
+                    "('/' tokens; '~' only as ~0 or ~1)"
+                )
         if not self.allow or len(self.allow) > MAX_PATTERNS:
             raise ValueError(f"a constraint allows 1 to {MAX_PATTERNS} patterns")
 
@@ -98,6 +110,18 @@ class ToolRule:
 class ToolPolicy:
     enabled: frozenset[str]  # tool names the org has enabled
     rules: tuple[ToolRule, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ToolRuleSpec:
+    """A rule as an administrator writes it (agents by resource name), before checks."""
+
+    tool: str
+    agents: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+    constraints: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (value template, allow)
+    confirm: bool = False
+    description: str = ""
 
 
 @dataclass(frozen=True, slots=True)

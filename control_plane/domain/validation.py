@@ -20,6 +20,10 @@ REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$")
 PURPOSE_RE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 EXTERNAL_ID_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
+#: A group a user is in (tool policy rules can apply per group): lower case, so
+#: "Admins" and "admins" cannot be two groups that look alike in a console.
+GROUP_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+MAX_GROUPS = 64
 
 
 def _no_control_chars(value: str) -> bool:
@@ -72,6 +76,18 @@ def purpose(value: str, field: str = "service_account.purpose") -> str:
     if not PURPOSE_RE.fullmatch(value):
         raise field_error(field, "must be lowercase letters, digits and '-', at most 63")
     return value
+
+
+def groups(values: list[str], field: str) -> list[str]:
+    """Group names (GROUP_RE), at most MAX_GROUPS: sorted, without duplicates."""
+    if len(values) > MAX_GROUPS:
+        raise field_error(field, f"at most {MAX_GROUPS} groups")
+    for value in values:
+        if not GROUP_RE.fullmatch(value):
+            raise field_error(
+                field, "a group is 1-63 of [a-z0-9._-], starting with a letter or digit"
+            )
+    return sorted(set(values))
 
 
 def request_id(value: str, field: str = "request_id") -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 from control_plane.domain import validation as v
 from control_plane.domain.entities import Page, UserView
@@ -26,6 +27,7 @@ def user_view(r: m.User) -> UserView:
         r.state,
         r.create_time,
         r.update_time,
+        tuple(r.groups),
     )
 
 
@@ -45,13 +47,17 @@ class UserService(TenantCrud[m.User, UserView]):
         display_name: str,
         email: str,
         request_id: str,
+        groups: list[str] | None = None,
     ) -> UserView:
-        fields = {
+        fields: dict[str, object] = {
             "external_id": v.external_id(external_id),
             "display_name": v.display_name(display_name, "user.display_name", required=False),
             "email": v.email(email),
             "state": "ACTIVE",
         }
+        in_groups = v.groups(groups or [], "user.groups")
+        if in_groups:  # absent otherwise: a retry from before groups existed still matches
+            fields["groups"] = in_groups
 
         async def unique_external_id(tx: OrgTx) -> None:
             if await tx.users.find(external_id=fields["external_id"]) is not None:
@@ -82,6 +88,19 @@ class UserService(TenantCrud[m.User, UserView]):
         def mutate(row: m.User, now: dt.datetime) -> None:
             if row.state != state:
                 row.state = state
+                row.update_time = now
+
+        return await self._update(principal, org_id, user_id, mutate)
+
+    async def update_groups(
+        self, principal: Principal, org_id: str, user_id: str, groups: Sequence[str]
+    ) -> UserView:
+        """Replace the user's groups (tool policy rules can apply per group)."""
+        wanted = v.groups(list(groups), "groups")
+
+        def mutate(row: m.User, now: dt.datetime) -> None:
+            if list(row.groups) != wanted:
+                row.groups = wanted
                 row.update_time = now
 
         return await self._update(principal, org_id, user_id, mutate)

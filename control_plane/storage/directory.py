@@ -1,5 +1,5 @@
 """The org's directory: users, agents, service accounts, admin keys, trust policies,
-delegation rules, the identity provider, and used client assertions."""
+delegation rules, tool policy rules, the identity provider, and used client assertions."""
 
 from __future__ import annotations
 
@@ -67,6 +67,19 @@ class TrustPolicies(TenantRepo[m.TrustPolicy]):
 
 class DelegationRules(TenantRepo[m.DelegationRule]):
     model = m.DelegationRule
+
+
+class ToolPolicyRules(TenantRepo[m.ToolPolicyRule]):
+    model = m.ToolPolicyRule
+
+    async def in_order(self) -> list[m.ToolPolicyRule]:
+        """Every rule of the org, oldest first (the order ListToolPolicyRules pages in)."""
+        found = await self._s.execute(
+            select(m.ToolPolicyRule)
+            .where(m.ToolPolicyRule.org_id == self.org_id)
+            .order_by(m.ToolPolicyRule.create_time, m.ToolPolicyRule.id)
+        )
+        return list(found.scalars())
 
 
 class IdentityProviders(TenantRepo[m.IdentityProvider]):

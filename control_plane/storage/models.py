@@ -131,6 +131,8 @@ class User(Base):
     display_name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str] = mapped_column(String(320))
     state: Mapped[str] = mapped_column(String(16))
+    # The groups the org puts the user in (tool policy rules can apply per group).
+    groups: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     request_id: Mapped[str | None] = mapped_column(String(64))
     request_fingerprint: Mapped[str | None] = mapped_column(String(64))
     create_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
@@ -272,6 +274,32 @@ class DelegationRule(Base):
             name="fk_delegation_rules_delegate",
         ),
         UniqueConstraint("org_id", "delegator_agent_id", "delegate_agent_id"),
+        UniqueConstraint("org_id", "request_id"),
+        Index(None, "org_id", "create_time", "id"),
+    )
+
+
+class ToolPolicyRule(Base):
+    """One rule of the org's tool policy (control_plane.domain.tool_policy.ToolRule).
+
+    ``agent_ids`` / ``groups`` NULL: the rule applies to any actor / principal.
+    ``constraints`` is a list of ``{"value": template, "allow": [glob, ...]}``. The
+    agents are not foreign keys (a JSON list); they are checked when the rule is made.
+    """
+
+    __tablename__ = "tool_policy_rules"
+    org_id: Mapped[str] = _org_fk()
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    tool: Mapped[str] = mapped_column(String(160))
+    agent_ids: Mapped[list[str] | None] = mapped_column(JSON)
+    groups: Mapped[list[str] | None] = mapped_column(JSON)
+    constraints: Mapped[list[dict[str, object]]] = mapped_column(JSON)
+    confirm: Mapped[bool] = mapped_column(Boolean)
+    description: Mapped[str] = mapped_column(String(2000))
+    request_id: Mapped[str | None] = mapped_column(String(64))
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64))
+    create_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    __table_args__ = (
         UniqueConstraint("org_id", "request_id"),
         Index(None, "org_id", "create_time", "id"),
     )
@@ -547,6 +575,7 @@ __all__ = [
     "DelegationRule",
     "IdentityProvider",
     "IssuedToken",
+    "ToolPolicyRule",
     "TrustPolicy",
     "UsedAssertion",
     "Base",

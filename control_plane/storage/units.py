@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         IdentityProviders,
         OrgApiKeys,
         ServiceAccounts,
+        ToolPolicyRules,
         TrustPolicies,
         UsedAssertions,
         Users,
@@ -162,6 +163,12 @@ class OrgTx(_Unit):
         from control_plane.storage.directory import DelegationRules
 
         return DelegationRules(self._session, self.org_id)
+
+    @cached_property
+    def tool_policy_rules(self) -> ToolPolicyRules:
+        from control_plane.storage.directory import ToolPolicyRules
+
+        return ToolPolicyRules(self._session, self.org_id)
 
     @cached_property
     def identity_providers(self) -> IdentityProviders:

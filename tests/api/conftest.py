@@ -15,6 +15,7 @@ import pytest
 from agentauth import ControlPlaneClient
 from agentauth.v1 import admin_pb2 as pb
 from agentauth.v1 import identity_provider_pb2 as idp_pb
+from agentauth.v1 import tool_policy_pb2 as tool_policy_pb
 from agentauth.v1 import trust_policy_pb2 as trust_pb
 from sqlalchemy import text
 
@@ -127,7 +128,22 @@ class Harness:
                 ),
             )
         )
+        tool_rule = await client.admin.CreateToolPolicyRule(
+            pb.CreateToolPolicyRuleRequest(
+                parent=org,
+                tool_policy_rule=tool_policy_pb.ToolPolicyRule(
+                    tool="github.create_issue",
+                    agents=[agent.agent.name],
+                    constraints=[
+                        tool_policy_pb.ArgumentConstraint(
+                            value="{/owner}/{/repo}", allow=["acme/api"]
+                        )
+                    ],
+                ),
+            )
+        )
         return {
+            "tool_rule": tool_rule.tool_policy_rule.name,
             "idp": idp.identity_provider.name,
             "agent2": agent2.agent.name,
             "rule": rule.delegation_rule.name,

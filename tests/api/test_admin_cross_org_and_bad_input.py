@@ -16,6 +16,7 @@ import pytest
 from agentauth import AgentAuthError, InvalidArgumentError, NotFoundError
 from agentauth.v1 import admin_pb2 as pb
 from agentauth.v1 import identity_provider_pb2 as idp_pb
+from agentauth.v1 import tool_policy_pb2 as tool_policy_pb
 from agentauth.v1 import trust_policy_pb2 as trust_pb
 from google.protobuf import duration_pb2, field_mask_pb2
 
@@ -29,6 +30,7 @@ ADDRESSED: dict[str, Callable[[Names], Any]] = {
     "UpdateUserStatus": lambda n: pb.UpdateUserStatusRequest(
         name=n["user"], state=pb.USER_STATE_SUSPENDED
     ),
+    "UpdateUserGroups": lambda n: pb.UpdateUserGroupsRequest(name=n["user"], groups=["probe"]),
     "DeleteUser": lambda n: pb.DeleteUserRequest(name=n["user"]),
     "RegisterAgent": lambda n: pb.RegisterAgentRequest(
         parent=n["org"], agent=pb.Agent(display_name="p")
@@ -69,6 +71,13 @@ ADDRESSED: dict[str, Callable[[Names], Any]] = {
     ),
     "ListDelegationRules": lambda n: pb.ListDelegationRulesRequest(parent=n["org"]),
     "DeleteDelegationRule": lambda n: pb.DeleteDelegationRuleRequest(name=n["rule"]),
+    "CreateToolPolicyRule": lambda n: pb.CreateToolPolicyRuleRequest(
+        parent=n["org"],
+        tool_policy_rule=tool_policy_pb.ToolPolicyRule(tool="github.*", agents=[n["agent"]]),
+    ),
+    "GetToolPolicyRule": lambda n: pb.GetToolPolicyRuleRequest(name=n["tool_rule"]),
+    "ListToolPolicyRules": lambda n: pb.ListToolPolicyRulesRequest(parent=n["org"]),
+    "DeleteToolPolicyRule": lambda n: pb.DeleteToolPolicyRuleRequest(name=n["tool_rule"]),
     "CreateIdentityProvider": lambda n: pb.CreateIdentityProviderRequest(
         parent=n["org"],
         identity_provider=idp_pb.IdentityProvider(
@@ -343,6 +352,33 @@ def _bad_requests(org: str) -> list[tuple[str, Any]]:
         ("DeleteIdentityProvider", pb.DeleteIdentityProviderRequest(name="")),
         ("ListIdentityProviders", pb.ListIdentityProvidersRequest(parent=f"{org}/users/{HEX}")),
         ("ListIdentityProviders", pb.ListIdentityProvidersRequest(parent=org, page_token="x")),
+    ]
+    # Tool policy rules (field-by-field checks: tests/api/test_tool_policy_rules.py).
+    def tool_rule(**kw: Any) -> Any:
+        return pb.CreateToolPolicyRuleRequest(
+            parent=org, tool_policy_rule=tool_policy_pb.ToolPolicyRule(**kw)
+        )
+
+    out += [
+        ("CreateToolPolicyRule", pb.CreateToolPolicyRuleRequest(parent=org)),
+        ("CreateToolPolicyRule", tool_rule(tool="github.create_*")),
+        ("CreateToolPolicyRule", tool_rule(tool="*", agents=[f"{org}/users/{HEX}"])),
+        ("CreateToolPolicyRule", tool_rule(tool="*", agents=[agent])),  # no such agent
+        ("CreateToolPolicyRule", tool_rule(tool="*", groups=["Admins"])),
+        ("CreateToolPolicyRule", tool_rule(
+            tool="*", constraints=[tool_policy_pb.ArgumentConstraint(value="{owner}", allow=["a"])])),
+        ("CreateToolPolicyRule", tool_rule(
+            tool="*", constraints=[tool_policy_pb.ArgumentConstraint(value="{/owner}")])),
+        ("CreateToolPolicyRule", pb.CreateToolPolicyRuleRequest(
+            parent=agent, tool_policy_rule=tool_policy_pb.ToolPolicyRule(tool="*"))),
+        ("GetToolPolicyRule", pb.GetToolPolicyRuleRequest(name=f"{org}/toolPolicyRules/nope")),
+        ("GetToolPolicyRule", pb.GetToolPolicyRuleRequest(name=f"{org}/delegationRules/{HEX}")),
+        ("DeleteToolPolicyRule", pb.DeleteToolPolicyRuleRequest(name="")),
+        ("ListToolPolicyRules", pb.ListToolPolicyRulesRequest(parent=agent)),
+        ("ListToolPolicyRules", pb.ListToolPolicyRulesRequest(parent=org, page_token="x")),
+        ("UpdateUserGroups", pb.UpdateUserGroupsRequest(name=f"{org}/users/{HEX}", groups=["a b"])),
+        ("UpdateUserGroups", pb.UpdateUserGroupsRequest(name=f"{org}/agents/{HEX}")),
+        ("CreateUser", pb.CreateUserRequest(parent=org, user=pb.User(external_id="g", groups=["-x"]))),
     ]
     # Wrong collection for the RPC.
     out.append(("GetUser", pb.GetUserRequest(name=f"{org}/agents/{HEX}")))

@@ -285,8 +285,21 @@ def test_no_argument_value_outside_the_allow_list_passes(owner: str, repo: str) 
         lambda: ToolRule("r", "GitHub.*"),
         lambda: ArgumentConstraint("/owner", ("acme",)),  # no braces: names no argument
         lambda: ArgumentConstraint("{/owner}", ()),
+        # a brace that encloses no pointer would be matched literally: a typo, refused
+        lambda: ArgumentConstraint("{/owner}/{repo}", ("acme/*",)),
+        lambda: ArgumentConstraint("{/owner}}", ("acme",)),
+        lambda: ArgumentConstraint("{{/owner}", ("acme",)),
+        lambda: ArgumentConstraint("{}", ("*",)),  # the whole arguments object
+        lambda: ArgumentConstraint("{/owner}{}", ("*",)),
+        lambda: ArgumentConstraint("{/a~2b}", ("x",)),  # RFC 6901: "~" is "~0" or "~1"
+        lambda: ArgumentConstraint("{/a~}", ("x",)),
     ],
 )
 def test_malformed_rules_are_refused_when_built(make: Any) -> None:
     with pytest.raises(ValueError):
         make()
+
+
+@pytest.mark.parametrize("value", ["{/owner}/{/repo}", "{/a~1b/c~0d/0}!", "{/}", "x-{/n}"])
+def test_well_formed_templates_are_accepted(value: str) -> None:
+    assert ArgumentConstraint(value, ("*",)).value == value

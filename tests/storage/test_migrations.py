@@ -67,3 +67,52 @@ async def test_rate_limits_migration_upgrades_downgrades_and_matches_the_models(
         assert _schema(conn) == at_head
 
     await _on_owner_connection(fresh_url, work)
+
+
+def _guard_triggers(conn: Connection) -> set[str]:
+    if conn.dialect.name != "sqlite":
+        return set()
+    found = conn.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+    return {str(name) for (name,) in found.all()}
+
+
+async def test_tool_policy_migration_upgrades_downgrades_and_keeps_the_users_guard(
+    fresh_url: str,
+) -> None:
+    def work(conn: Connection) -> None:
+        _alembic(fresh_url, conn, "upgrade", "0011")
+        conn.exec_driver_sql(
+            "INSERT INTO organizations (id, display_name, state, create_time, update_time) "
+            "VALUES ('o1', 'o', 'ACTIVE', '2026-01-01', '2026-01-01')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO users (org_id, id, external_id, display_name, email, state, "
+            "create_time, update_time) "
+            "VALUES ('o1', 'u1', 'x', '', '', 'ACTIVE', '2026-01-01', '2026-01-01')"
+        )
+        _alembic(fresh_url, conn, "upgrade", "head")
+        at_head = _schema(conn)
+        triggers = _guard_triggers(conn)
+        assert "tool_policy_rules" in at_head and "groups" in at_head["users"]
+        # A user who existed before the migration is in no group (not NULL).
+        groups = conn.exec_driver_sql("SELECT groups FROM users WHERE id = 'u1'").scalar_one()
+        assert groups in ("[]", [])
+        if conn.dialect.name == "sqlite":
+            assert {
+                "agentauth_guard_tool_policy_rules_insert",
+                "agentauth_guard_users_update",
+            } <= triggers
+
+        _alembic(fresh_url, conn, "downgrade", "0011")
+        before = _schema(conn)
+        assert "tool_policy_rules" not in before and "groups" not in before["users"]
+        # SQLite rebuilt users to drop the column: its org guard must still be there.
+        assert {t for t in _guard_triggers(conn) if "_users_" in t} == {
+            t for t in triggers if "_users_" in t
+        }
+
+        _alembic(fresh_url, conn, "upgrade", "head")
+        assert _schema(conn) == at_head
+        assert _guard_triggers(conn) == triggers
+
+    await _on_owner_connection(fresh_url, work)

@@ -1,6 +1,7 @@
 import datetime
 
 from agentauth.v1 import identity_provider_pb2 as _identity_provider_pb2
+from agentauth.v1 import tool_policy_pb2 as _tool_policy_pb2
 from agentauth.v1 import trust_policy_pb2 as _trust_policy_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import field_mask_pb2 as _field_mask_pb2
@@ -90,7 +91,7 @@ class RateLimits(_message.Message):
     def __init__(self, requests_per_second: _Optional[float] = ..., burst: _Optional[int] = ..., principal_requests_per_second: _Optional[float] = ..., principal_burst: _Optional[int] = ...) -> None: ...
 
 class User(_message.Message):
-    __slots__ = ("name", "external_id", "display_name", "email", "state", "create_time", "update_time")
+    __slots__ = ("name", "external_id", "display_name", "email", "state", "create_time", "update_time", "groups")
     NAME_FIELD_NUMBER: _ClassVar[int]
     EXTERNAL_ID_FIELD_NUMBER: _ClassVar[int]
     DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
@@ -98,6 +99,7 @@ class User(_message.Message):
     STATE_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
     name: str
     external_id: str
     display_name: str
@@ -105,7 +107,8 @@ class User(_message.Message):
     state: UserState
     create_time: _timestamp_pb2.Timestamp
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., external_id: _Optional[str] = ..., display_name: _Optional[str] = ..., email: _Optional[str] = ..., state: _Optional[_Union[UserState, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    groups: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., external_id: _Optional[str] = ..., display_name: _Optional[str] = ..., email: _Optional[str] = ..., state: _Optional[_Union[UserState, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., groups: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Agent(_message.Message):
     __slots__ = ("name", "display_name", "description", "state", "create_time", "update_time")
@@ -262,6 +265,20 @@ class UpdateUserStatusRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[UserState, str]] = ...) -> None: ...
 
 class UpdateUserStatusResponse(_message.Message):
+    __slots__ = ("user",)
+    USER_FIELD_NUMBER: _ClassVar[int]
+    user: User
+    def __init__(self, user: _Optional[_Union[User, _Mapping]] = ...) -> None: ...
+
+class UpdateUserGroupsRequest(_message.Message):
+    __slots__ = ("name", "groups")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    groups: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., groups: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class UpdateUserGroupsResponse(_message.Message):
     __slots__ = ("user",)
     USER_FIELD_NUMBER: _ClassVar[int]
     user: User
@@ -564,6 +581,62 @@ class DeleteDelegationRuleRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ...) -> None: ...
 
 class DeleteDelegationRuleResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class CreateToolPolicyRuleRequest(_message.Message):
+    __slots__ = ("parent", "tool_policy_rule", "request_id")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    TOOL_POLICY_RULE_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    tool_policy_rule: _tool_policy_pb2.ToolPolicyRule
+    request_id: str
+    def __init__(self, parent: _Optional[str] = ..., tool_policy_rule: _Optional[_Union[_tool_policy_pb2.ToolPolicyRule, _Mapping]] = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class CreateToolPolicyRuleResponse(_message.Message):
+    __slots__ = ("tool_policy_rule",)
+    TOOL_POLICY_RULE_FIELD_NUMBER: _ClassVar[int]
+    tool_policy_rule: _tool_policy_pb2.ToolPolicyRule
+    def __init__(self, tool_policy_rule: _Optional[_Union[_tool_policy_pb2.ToolPolicyRule, _Mapping]] = ...) -> None: ...
+
+class GetToolPolicyRuleRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetToolPolicyRuleResponse(_message.Message):
+    __slots__ = ("tool_policy_rule",)
+    TOOL_POLICY_RULE_FIELD_NUMBER: _ClassVar[int]
+    tool_policy_rule: _tool_policy_pb2.ToolPolicyRule
+    def __init__(self, tool_policy_rule: _Optional[_Union[_tool_policy_pb2.ToolPolicyRule, _Mapping]] = ...) -> None: ...
+
+class ListToolPolicyRulesRequest(_message.Message):
+    __slots__ = ("parent", "page_size", "page_token")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    page_size: int
+    page_token: str
+    def __init__(self, parent: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
+
+class ListToolPolicyRulesResponse(_message.Message):
+    __slots__ = ("tool_policy_rules", "next_page_token")
+    TOOL_POLICY_RULES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tool_policy_rules: _containers.RepeatedCompositeFieldContainer[_tool_policy_pb2.ToolPolicyRule]
+    next_page_token: str
+    def __init__(self, tool_policy_rules: _Optional[_Iterable[_Union[_tool_policy_pb2.ToolPolicyRule, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class DeleteToolPolicyRuleRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteToolPolicyRuleResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 

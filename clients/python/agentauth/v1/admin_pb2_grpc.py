@@ -89,6 +89,11 @@ class AdminServiceStub:
                 request_serializer=agentauth_dot_v1_dot_admin__pb2.UpdateUserStatusRequest.SerializeToString,
                 response_deserializer=agentauth_dot_v1_dot_admin__pb2.UpdateUserStatusResponse.FromString,
                 _registered_method=True)
+        self.UpdateUserGroups = channel.unary_unary(
+                '/agentauth.v1.AdminService/UpdateUserGroups',
+                request_serializer=agentauth_dot_v1_dot_admin__pb2.UpdateUserGroupsRequest.SerializeToString,
+                response_deserializer=agentauth_dot_v1_dot_admin__pb2.UpdateUserGroupsResponse.FromString,
+                _registered_method=True)
         self.DeleteUser = channel.unary_unary(
                 '/agentauth.v1.AdminService/DeleteUser',
                 request_serializer=agentauth_dot_v1_dot_admin__pb2.DeleteUserRequest.SerializeToString,
@@ -148,6 +153,26 @@ class AdminServiceStub:
                 '/agentauth.v1.AdminService/DeleteDelegationRule',
                 request_serializer=agentauth_dot_v1_dot_admin__pb2.DeleteDelegationRuleRequest.SerializeToString,
                 response_deserializer=agentauth_dot_v1_dot_admin__pb2.DeleteDelegationRuleResponse.FromString,
+                _registered_method=True)
+        self.CreateToolPolicyRule = channel.unary_unary(
+                '/agentauth.v1.AdminService/CreateToolPolicyRule',
+                request_serializer=agentauth_dot_v1_dot_admin__pb2.CreateToolPolicyRuleRequest.SerializeToString,
+                response_deserializer=agentauth_dot_v1_dot_admin__pb2.CreateToolPolicyRuleResponse.FromString,
+                _registered_method=True)
+        self.GetToolPolicyRule = channel.unary_unary(
+                '/agentauth.v1.AdminService/GetToolPolicyRule',
+                request_serializer=agentauth_dot_v1_dot_admin__pb2.GetToolPolicyRuleRequest.SerializeToString,
+                response_deserializer=agentauth_dot_v1_dot_admin__pb2.GetToolPolicyRuleResponse.FromString,
+                _registered_method=True)
+        self.ListToolPolicyRules = channel.unary_unary(
+                '/agentauth.v1.AdminService/ListToolPolicyRules',
+                request_serializer=agentauth_dot_v1_dot_admin__pb2.ListToolPolicyRulesRequest.SerializeToString,
+                response_deserializer=agentauth_dot_v1_dot_admin__pb2.ListToolPolicyRulesResponse.FromString,
+                _registered_method=True)
+        self.DeleteToolPolicyRule = channel.unary_unary(
+                '/agentauth.v1.AdminService/DeleteToolPolicyRule',
+                request_serializer=agentauth_dot_v1_dot_admin__pb2.DeleteToolPolicyRuleRequest.SerializeToString,
+                response_deserializer=agentauth_dot_v1_dot_admin__pb2.DeleteToolPolicyRuleResponse.FromString,
                 _registered_method=True)
         self.CreateIdentityProvider = channel.unary_unary(
                 '/agentauth.v1.AdminService/CreateIdentityProvider',
@@ -283,6 +308,13 @@ class AdminServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateUserGroups(self, request, context):
+        """Replaces the groups a user is in (tool policy rules can apply per group).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeleteUser(self, request, context):
         """Deletes a user.
         """
@@ -363,6 +395,35 @@ class AdminServiceServicer:
 
     def DeleteDelegationRule(self, request, context):
         """Deletes a delegation rule.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateToolPolicyRule(self, request, context):
+        """Adds a rule to the organization's tool policy; ExecuteTool applies it from
+        the next call on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetToolPolicyRule(self, request, context):
+        """Gets a tool policy rule.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListToolPolicyRules(self, request, context):
+        """Lists an organization's tool policy rules, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteToolPolicyRule(self, request, context):
+        """Deletes a tool policy rule.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -494,6 +555,11 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     request_deserializer=agentauth_dot_v1_dot_admin__pb2.UpdateUserStatusRequest.FromString,
                     response_serializer=agentauth_dot_v1_dot_admin__pb2.UpdateUserStatusResponse.SerializeToString,
             ),
+            'UpdateUserGroups': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateUserGroups,
+                    request_deserializer=agentauth_dot_v1_dot_admin__pb2.UpdateUserGroupsRequest.FromString,
+                    response_serializer=agentauth_dot_v1_dot_admin__pb2.UpdateUserGroupsResponse.SerializeToString,
+            ),
             'DeleteUser': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteUser,
                     request_deserializer=agentauth_dot_v1_dot_admin__pb2.DeleteUserRequest.FromString,
@@ -553,6 +619,26 @@ def add_AdminServiceServicer_to_server(servicer, server):
                     servicer.DeleteDelegationRule,
                     request_deserializer=agentauth_dot_v1_dot_admin__pb2.DeleteDelegationRuleRequest.FromString,
                     response_serializer=agentauth_dot_v1_dot_admin__pb2.DeleteDelegationRuleResponse.SerializeToString,
+            ),
+            'CreateToolPolicyRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateToolPolicyRule,
+                    request_deserializer=agentauth_dot_v1_dot_admin__pb2.CreateToolPolicyRuleRequest.FromString,
+                    response_serializer=agentauth_dot_v1_dot_admin__pb2.CreateToolPolicyRuleResponse.SerializeToString,
+            ),
+            'GetToolPolicyRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetToolPolicyRule,
+                    request_deserializer=agentauth_dot_v1_dot_admin__pb2.GetToolPolicyRuleRequest.FromString,
+                    response_serializer=agentauth_dot_v1_dot_admin__pb2.GetToolPolicyRuleResponse.SerializeToString,
+            ),
+            'ListToolPolicyRules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListToolPolicyRules,
+                    request_deserializer=agentauth_dot_v1_dot_admin__pb2.ListToolPolicyRulesRequest.FromString,
+                    response_serializer=agentauth_dot_v1_dot_admin__pb2.ListToolPolicyRulesResponse.SerializeToString,
+            ),
+            'DeleteToolPolicyRule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteToolPolicyRule,
+                    request_deserializer=agentauth_dot_v1_dot_admin__pb2.DeleteToolPolicyRuleRequest.FromString,
+                    response_serializer=agentauth_dot_v1_dot_admin__pb2.DeleteToolPolicyRuleResponse.SerializeToString,
             ),
             'CreateIdentityProvider': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateIdentityProvider,
@@ -863,6 +949,33 @@ class AdminService:
             '/agentauth.v1.AdminService/UpdateUserStatus',
             agentauth_dot_v1_dot_admin__pb2.UpdateUserStatusRequest.SerializeToString,
             agentauth_dot_v1_dot_admin__pb2.UpdateUserStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateUserGroups(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentauth.v1.AdminService/UpdateUserGroups',
+            agentauth_dot_v1_dot_admin__pb2.UpdateUserGroupsRequest.SerializeToString,
+            agentauth_dot_v1_dot_admin__pb2.UpdateUserGroupsResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -1187,6 +1300,114 @@ class AdminService:
             '/agentauth.v1.AdminService/DeleteDelegationRule',
             agentauth_dot_v1_dot_admin__pb2.DeleteDelegationRuleRequest.SerializeToString,
             agentauth_dot_v1_dot_admin__pb2.DeleteDelegationRuleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateToolPolicyRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentauth.v1.AdminService/CreateToolPolicyRule',
+            agentauth_dot_v1_dot_admin__pb2.CreateToolPolicyRuleRequest.SerializeToString,
+            agentauth_dot_v1_dot_admin__pb2.CreateToolPolicyRuleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetToolPolicyRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentauth.v1.AdminService/GetToolPolicyRule',
+            agentauth_dot_v1_dot_admin__pb2.GetToolPolicyRuleRequest.SerializeToString,
+            agentauth_dot_v1_dot_admin__pb2.GetToolPolicyRuleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListToolPolicyRules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentauth.v1.AdminService/ListToolPolicyRules',
+            agentauth_dot_v1_dot_admin__pb2.ListToolPolicyRulesRequest.SerializeToString,
+            agentauth_dot_v1_dot_admin__pb2.ListToolPolicyRulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteToolPolicyRule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentauth.v1.AdminService/DeleteToolPolicyRule',
+            agentauth_dot_v1_dot_admin__pb2.DeleteToolPolicyRuleRequest.SerializeToString,
+            agentauth_dot_v1_dot_admin__pb2.DeleteToolPolicyRuleResponse.FromString,
             options,
             channel_credentials,
             insecure,
