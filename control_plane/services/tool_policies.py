@@ -146,8 +146,10 @@ def _validate(org_id: str, spec: ToolRuleSpec) -> dict[str, object]:
     for i, (value, allow) in enumerate(spec.constraints):
         at = f"{F}constraints[{i}]"
         v.text(value, at + ".value", max_len=MAX_TEMPLATE, required=True)
-        if not allow or len(allow) > MAX_ALLOW:
-            raise field_error(at + ".allow", f"1 to {MAX_ALLOW} patterns", "FIELD_REQUIRED")
+        if not allow:
+            raise field_error(at + ".allow", "at least one pattern is required", "FIELD_REQUIRED")
+        if len(allow) > MAX_ALLOW:
+            raise field_error(at + ".allow", f"at most {MAX_ALLOW} patterns")
         for pattern in allow:
             v.text(pattern, at + ".allow", max_len=MAX_GLOB, required=True)
         try:
