@@ -26,6 +26,8 @@ from agentauth.v1 import (
     connection_pb2_grpc,
     token_pb2,
     token_pb2_grpc,
+    tool_pb2,
+    tool_pb2_grpc,
 )
 from aiohttp import web
 from grpc_health.v1 import health, health_pb2_grpc
@@ -43,7 +45,8 @@ from control_plane.api.oauth_http import add_oauth_routes
 from control_plane.api.pipeline import Pipeline
 from control_plane.api.readiness import Readiness
 from control_plane.api.token_servicer import TokenServicer
-from control_plane.audit.hook import AuditSink, LogAuditSink
+from control_plane.api.tool_servicer import ToolServicer
+from control_plane.audit.hook import AuditSink, LogAuditSink, ToolActionAudit
 from control_plane.clock import Clock, SystemClock
 from control_plane.config import Settings, parse_listen
 from control_plane.connectors.loader import Catalog, ConnectorDefinitionError, load_catalog
@@ -75,6 +78,9 @@ from control_plane.services.own_tokens import OwnTokens
 from control_plane.services.rate_limiter import RateLimiter, organization_limits
 from control_plane.services.revocation import BulkRevocation, RevocationWatch
 from control_plane.services.service_accounts import ServiceAccountService
+from control_plane.services.tool_accounts import ConnectLinks
+from control_plane.services.tool_execution import ToolExecutor
+from control_plane.services.tool_listing import ToolListingService
 from control_plane.services.tool_policies import ToolPolicies
 from control_plane.services.trust_policies import TrustPolicyService
 from control_plane.services.users import UserService

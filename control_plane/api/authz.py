@@ -23,6 +23,9 @@ MAX_REQUEST_BYTES = 64 * 1024
 #: up to 64 audiences (512 each), 64 service accounts, 64 scopes and 16 claim
 #: conditions: about 140 KiB at the caps, so 256 KiB.
 MAX_KEYSET_REQUEST_BYTES = 256 * 1024
+#: ExecuteTool carries the model's arguments (an email body may be up to 1 MB of
+#: text, and JSON escaping can double it).
+MAX_TOOL_CALL_REQUEST_BYTES = 2 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +34,8 @@ class Rule:
     public: bool = False
     audited: bool = False  # mutations: the audit hook records them
     #: How the caller authenticates: "bearer" (admin key or service-account token),
-    #: "connect_link" (a hosted connect link), "oauth_state" (an authorization response).
+    #: "tool_token" (an agent's SA or delegated token), "connect_link" (a hosted
+    #: connect link), "oauth_state" (an authorization response).
     auth: str = "bearer"
     #: The audit action name (default: the table key).
     action: str = ""
@@ -58,6 +62,9 @@ def _write(roles: frozenset[Role] = ADMINS, max_request_bytes: int = MAX_REQUEST
 
 _ADMIN = "/agentauth.v1.AdminService/"
 _CONN = "/agentauth.v1.ConnectionService/"
+_TOOL = "/agentauth.v1.ToolService/"
+#: Agents holding our SA or delegated tokens (``tool_token``); admin keys run no tools.
+TOOL_RUNNERS = frozenset({Role.TOOL_CALLER})
 
 RULES: dict[str, Rule] = {
     # Standard services: liveness and discovery are public by design.
@@ -138,6 +145,13 @@ RULES: dict[str, Rule] = {
     _CONN + "WatchConnectedAccounts": _read(TOKEN_CALLERS),
     # Refreshing changes the vault (a rotated token is stored): audited.
     _CONN + "RefreshConnectedAccount": _write(TOKEN_CALLERS),
+    # ToolService: the token's principal runs tools. ExecuteTool audits each action
+    # itself (intent before the provider is called, then its outcome, with the
+    # action's id), so the pipeline does not record the RPC a second time.
+    _TOOL + "ListTools": Rule(TOOL_RUNNERS, auth="tool_token"),
+    _TOOL + "ExecuteTool": Rule(
+        TOOL_RUNNERS, auth="tool_token", max_request_bytes=MAX_TOOL_CALL_REQUEST_BYTES
+    ),
 }
 
 

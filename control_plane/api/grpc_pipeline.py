@@ -25,6 +25,7 @@ Hostile input is refused as early as gRPC allows:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -265,6 +266,9 @@ class PipelineInterceptor(grpc.aio.ServerInterceptor):
             async def stream(request: Any, context: Context) -> AsyncIterator[Any]:
                 if isinstance(request, _Unreadable):
                     await self._refuse_unread(method, context, request)
+                if self._closed:  # draining: a new stream goes to another replica
+                    await context.abort_with_status(to_grpc_status(SHUTTING_DOWN))
+                deadline = deadlines.set_remaining(context.time_remaining())
 
                 # Every check runs before the first message: the servicer's method is
                 # a coroutine that checks the request with the caller bound and returns
@@ -285,6 +289,10 @@ class PipelineInterceptor(grpc.aio.ServerInterceptor):
                     raise
                 except Exception as exc:
                     await _abort(context, exc)
+                finally:
+                    # A stream abandoned by its caller may be closed from another context.
+                    with contextlib.suppress(ValueError):
+                        deadlines.reset(deadline)
 
             return grpc.unary_stream_rpc_method_handler(
                 stream,

@@ -168,7 +168,7 @@ class Pipeline:
 
     async def _authenticated(self, rule: Rule, call: Call) -> Any:
         credential = call.credential
-        if rule.auth != "bearer":
+        if rule.auth not in ("bearer", "tool_token"):
             # A link or a state authenticates; missing or not, its own checks answer
             # (LINK_INVALID, STATE_INVALID...), as the page would.
             return await self._authenticate(rule.auth, credential or "")
@@ -179,7 +179,7 @@ class Pipeline:
         if rule.public:
             return None
         raise Unauthenticated(
-            "send 'authorization: Bearer <api key>'", reason="CREDENTIALS_MISSING"
+            "send 'authorization: Bearer <api key or token>'", reason="CREDENTIALS_MISSING"
         )
 
     async def _audited(

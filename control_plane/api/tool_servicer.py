@@ -36,7 +36,9 @@ _CONNECTION = {
     "NEEDS_RECONNECT": pb.TOOL_CONNECTION_STATE_NEEDS_RECONNECT,
     "NOT_REQUIRED": pb.TOOL_CONNECTION_STATE_NOT_REQUIRED,
 }
-_CODES = {code: pb.ToolErrorCode.Value("TOOL_ERROR_CODE_" + code) for code in out.CODES}
+_CODES: dict[str, Any] = {
+    code: pb.ToolErrorCode.Value("TOOL_ERROR_CODE_" + code) for code in out.CODES
+}
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
@@ -49,7 +51,7 @@ class ToolServicer(tool_pb2_grpc.ToolServiceServicer):
         found = await self.listing.list(current_principal(), request.connector)
         return pb.ListToolsResponse(tools=[_tool(t) for t in found])
 
-    async def ExecuteTool(  # type: ignore[override]
+    async def ExecuteTool(
         self, request: pb.ExecuteToolRequest, context: Ctx
     ) -> AsyncIterator[pb.ExecuteToolResponse]:
         timeout = None
@@ -69,7 +71,7 @@ class ToolServicer(tool_pb2_grpc.ToolServiceServicer):
         check_call(call)
         # The principal is read here, while the pipeline has it bound; the stream
         # itself runs after the pipeline returned.
-        return _stream(self.executor.execute(current_principal(), call))
+        return _stream(self.executor.events(current_principal(), call))
 
 
 async def _stream(events: AsyncIterator[out.Event]) -> AsyncIterator[pb.ExecuteToolResponse]:

@@ -58,8 +58,9 @@ async def find_account(
     rows = await tx.accounts.all(owner_kind=kind, owner_id=owner_id, connector_id=connector.id)
     if not rows:
         return None
-    # The default account; else a usable one; else the newest (to reconnect it).
-    rows.sort(key=lambda r: (not r.is_default, r.state not in USABLE, -r.create_time.timestamp()))
+    # A usable account (the default one first); else the default, else the newest
+    # (to reconnect it).
+    rows.sort(key=lambda r: (r.state not in USABLE, not r.is_default, -r.create_time.timestamp()))
     return rows[0]
 
 

@@ -180,7 +180,7 @@ class ToolExecutor:
 
     # ------------------------------------------------------------------ the call
 
-    async def execute(self, principal: Principal, call: ToolCall) -> AsyncIterator[out.Event]:
+    async def events(self, principal: Principal, call: ToolCall) -> AsyncIterator[out.Event]:
         caller = principal.caller
         if caller is None:  # the authorization table admits only tool callers here
             raise FailedPrecondition("only agents' tokens run tools")

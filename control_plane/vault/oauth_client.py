@@ -21,6 +21,7 @@ from urllib.parse import parse_qsl, quote
 import aiohttp
 
 from control_plane.connectors.model import Connector
+from control_plane.net.bodies import read_capped
 
 MAX_RESPONSE = 256 * 1024
 TOKEN_TIMEOUT = 15.0  # a token request, all told (the refresh drain covers it)
@@ -127,7 +128,7 @@ async def request_token(
             timeout=aiohttp.ClientTimeout(total=TOKEN_TIMEOUT, sock_connect=CONNECT_TIMEOUT),
             **kwargs,
         ) as resp:
-            raw = await resp.content.read(MAX_RESPONSE + 1)
+            raw = await read_capped(resp.content, MAX_RESPONSE + 1)
             status = resp.status
             content_type = resp.headers.get("Content-Type", "")
             reply_headers = dict(resp.headers)

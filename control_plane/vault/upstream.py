@@ -30,6 +30,7 @@ from control_plane.connectors.loader import Catalog
 from control_plane.connectors.model import Connector
 from control_plane.domain.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from control_plane.domain.scope import OrgScope
+from control_plane.net.bodies import read_capped
 from control_plane.storage.db import Database
 from control_plane.vault.accounts import open_secret
 from control_plane.vault.barrier import Barrier
@@ -202,7 +203,7 @@ class Upstream:
                 allow_redirects=False,  # a redirect must not carry the credential elsewhere
                 timeout=aiohttp.ClientTimeout(total=request.timeout, sock_connect=10),
             ) as resp:
-                body = await resp.content.read(self._max_response + 1)
+                body = await read_capped(resp.content, self._max_response + 1)
                 status = resp.status
                 reply = {
                     k: v

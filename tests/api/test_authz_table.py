@@ -5,13 +5,14 @@ from __future__ import annotations
 import grpc
 import pytest
 from agentauth import PermissionDeniedError
-from agentauth.v1 import admin_pb2, connection_pb2, token_pb2
+from agentauth.v1 import admin_pb2, connection_pb2, token_pb2, tool_pb2
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
 from control_plane.api.authz import RULES, rule_for
+from control_plane.app import SERVICE_NAMES
 
-SERVED = [admin_pb2, token_pb2, connection_pb2, health_pb2, reflection_pb2]
+SERVED = [admin_pb2, token_pb2, connection_pb2, tool_pb2, health_pb2, reflection_pb2]
 
 
 def _served_methods() -> set[str]:
@@ -20,6 +21,11 @@ def _served_methods() -> set[str]:
         for service in module.DESCRIPTOR.services_by_name.values():
             out |= {f"/{service.full_name}/{m.name}" for m in service.methods}
     return out
+
+
+def test_the_table_test_sees_every_service_the_server_registers() -> None:
+    seen = {s.full_name for m in SERVED for s in m.DESCRIPTOR.services_by_name.values()}
+    assert set(SERVICE_NAMES) <= seen
 
 
 def test_every_served_rpc_has_an_authorization_entry() -> None:
