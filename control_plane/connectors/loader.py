@@ -33,6 +33,7 @@ from control_plane.connectors.model import (
     ErrorRule,
     HttpMapping,
     RefreshPolicy,
+    TokenHeader,
     Tool,
 )
 from control_plane.connectors.strategies import STRATEGIES
@@ -55,7 +56,12 @@ _OAUTH_ONLY = (
     "sends_iss",
     "issuer",
     "keep_fields",
+    "token_header",
     "refresh",
+)
+# Headers that must never carry a credential (or that the HTTP client owns).
+_NOT_CREDENTIAL_HEADERS = frozenset(
+    {"cookie", "host", "content-type", "content-length", "transfer-encoding", "proxy-authorization"}
 )
 _KEY_TYPES = ("api_key", "developer_secret")
 
@@ -202,6 +208,9 @@ def _check_auth(doc: dict[str, Any], bad: Any) -> None:
             bad("auth.issuer", "is required when sends_iss is true (RFC 9207)")
         if "api_key" in auth:
             bad("auth.api_key", "is for api_key and developer_secret connectors")
+        header = auth.get("token_header", {}).get("name", "")
+        if header.lower() in _NOT_CREDENTIAL_HEADERS:
+            bad("auth.token_header.name", f"{header!r} cannot carry an access token")
     else:
         for name in _OAUTH_ONLY:
             if name in auth:
@@ -292,6 +301,11 @@ def _build(doc: dict[str, Any]) -> Connector:
             ApiKeyPlacement(key["in"], key["name"], key.get("prefix", ""), key.get("pattern", ""))
             if key
             else None
+        ),
+        token_header=(
+            TokenHeader(a["token_header"]["name"], a["token_header"].get("prefix", ""))
+            if "token_header" in a
+            else TokenHeader()
         ),
         refresh=refresh,
     )

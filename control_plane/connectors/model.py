@@ -42,6 +42,15 @@ class ApiKeyPlacement:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenHeader:
+    """Where an OAuth 2.0 access token goes: RFC 6750 §2.1 ``Authorization: Bearer`` by
+    default; Shopify's Admin API reads it from ``X-Shopify-Access-Token`` with no prefix."""
+
+    name: str = "Authorization"
+    prefix: str = "Bearer "
+
+
+@dataclass(frozen=True, slots=True)
 class RefreshPolicy:
     supported: bool = False
     rotating: bool = False
@@ -72,6 +81,7 @@ class AuthSpec:
     keep_fields: tuple[str, ...] = ()
     connection_params: tuple[ConnectionParam, ...] = ()
     api_key: ApiKeyPlacement | None = None
+    token_header: TokenHeader = field(default_factory=TokenHeader)
     refresh: RefreshPolicy = field(default_factory=RefreshPolicy)
 
 

@@ -42,7 +42,8 @@ remembers. ``/authorize``, ``/token`` and ``/revoke`` are short aliases.
   from the ``token`` parameter (body or query) or the bearer header; the whole
   grant is revoked.
 * resource API: a request matching a tool's method and URL answers 200 with a
-  small JSON body once ``Authorization: Bearer <token>`` is live, the URL's
+  small JSON body once the access token, where the connector's ``token_header``
+  puts it (``Authorization: Bearer <token>`` by default), is live, the URL's
   ``{connection.x}`` values are the grant's and the tool's scopes were
   granted; otherwise the provider's 401 (or insufficient-scope) reply. Every
   call is recorded in :attr:`SandboxProvider.requests` with credentials
@@ -346,6 +347,7 @@ class SandboxProvider:
         self._consents: dict[str, _Consent] = {}
         self._ids: dict[str, str] = {}
         self._routes = self._build_routes()
+        self._credential_headers = _CREDENTIAL_HEADERS | {connector.auth.token_header.name.lower()}
         self.server: LoopbackServer = _Server(
             lambda: [web.route("*", "/{tail:.*}", self._dispatch)]
         )
@@ -924,6 +926,14 @@ class SandboxProvider:
     # --- resource API ------------------------------------------------------------------
 
     def _presented_token(self, request: web.Request) -> str | None:
+        """The access token where the connector says the provider reads it: a connector
+        with its own ``token_header`` (Shopify) is read there only, a Bearer is ignored."""
+        spec = self.connector.auth.token_header
+        if spec.name.lower() != "authorization" or spec.prefix.lower() != "bearer ":
+            value = request.headers.get(spec.name, "")
+            if not value.startswith(spec.prefix):
+                return None
+            return value.removeprefix(spec.prefix).strip() or None
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
@@ -992,7 +1002,7 @@ class SandboxProvider:
                 url="https://" + request.path_qs.removeprefix("/"),
                 query=query,
                 headers={
-                    k: ("[redacted]" if k.lower() in _CREDENTIAL_HEADERS else v)
+                    k: ("[redacted]" if k.lower() in self._credential_headers else v)
                     for k, v in request.headers.items()
                 },
                 body=body,

@@ -145,3 +145,22 @@ async def test_a_byok_key_goes_where_the_connector_says(harness: Any) -> None:
         catalog["stripe"] = real
         await runner.cleanup()
 
+
+
+async def test_shopify_gets_its_token_in_x_shopify_access_token(harness: Any) -> None:
+    async with connect_world(harness, "shopify") as w:
+        acct = await w.account(connection_params={"shop": "acme-store"})
+        async with browser() as b:
+            done = await consent(b, await start(b, await w.link(acct)))
+            status, _ = await finish(b, done)
+        assert status == 200
+        account = str(acct.name.rsplit("/", 1)[1])
+        org = scope(w.org.split("/")[1])
+        url = _tool_url(harness, "shopify", "shopify.list_products").replace(
+            "{connection.shop}", "acme-store"
+        )
+        got = await harness.servers.vault.upstream.perform(org, account, UpstreamRequest("GET", url))
+        assert got.status == 200 and got.failure is None
+        [call] = w.provider.requests
+        assert call.authorized and call.headers["X-Shopify-Access-Token"] == "[redacted]"
+        assert "Authorization" not in call.headers

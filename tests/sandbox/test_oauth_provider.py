@@ -31,6 +31,7 @@ import pytest
 from control_plane.vault.classify import _matches, parse_body
 
 from control_plane.connectors.authorize import authorization_url, fill_connection
+from control_plane.connectors.credentials import place_credential
 from control_plane.connectors.loader import load_catalog
 from control_plane.connectors.model import (
     AuthSpec,
@@ -210,7 +211,7 @@ class Client:
         values = {**self.connection, **(kept or {}), **(connection or {})}
         url = fill_connection(tool.http.url, values)
         url = re.sub(r"\{[A-Za-z][A-Za-z0-9_]*\}", "abc123", url)
-        headers = {"Authorization": f"Bearer {token}", **tool.http.headers}
+        headers, _ = place_credential(self.connector.auth, token, tool.http.headers, {})
         kwargs: dict[str, Any] = {}
         if tool.http.body == "json":
             kwargs["json"] = {}
@@ -378,7 +379,7 @@ async def test_full_authorization_code_flow(
             assert called.body["ok"] is True
         seen = provider.requests[-1]
         assert seen.status == 200 and seen.authorized and seen.method == tool.http.method
-        assert seen.headers["Authorization"] == "[redacted]"
+        assert seen.headers[connector.auth.token_header.name] == "[redacted]"
         assert access not in repr(seen) and access not in repr(provider.issued)
         bad = await client.call(tool, "not-a-token-" + secrets.token_hex(4), kept)
         status, shape = BAD_TOKEN.get(profile, (401, {"error": "invalid_token"}))
@@ -1187,3 +1188,22 @@ def test_cli_refuses_a_non_oauth_connector(capsys: pytest.CaptureFixture[str]) -
     with pytest.raises(SystemExit) as exited:
         main(["oauth", "no_such_connector", "--port", "0"])
     assert exited.value.code == 2 and "unknown OAuth 2.0 connector" in capsys.readouterr().err
+
+
+async def test_shopify_reads_the_token_from_its_own_header_only(
+    http: aiohttp.ClientSession,
+) -> None:
+    shopify = CATALOG.connectors["shopify"]
+    async with SandboxProvider(shopify) as provider:
+        client = Client(provider, http)
+        access, _ = _tokens((await client.connect()).body)
+        assert access
+        tool = client.connector.tool("shopify.get_product")
+        assert tool is not None
+        url = fill_connection(tool.http.url, client.connection).replace("{product_id}", "1")
+        async with http.get(url, headers={"X-Shopify-Access-Token": access}) as resp:
+            assert resp.status == 200
+        assert provider.requests[-1].headers["X-Shopify-Access-Token"] == "[redacted]"
+        async with http.get(url, headers={"Authorization": f"Bearer {access}"}) as resp:
+            assert resp.status == 401  # not where Shopify reads it
+            assert "Invalid API key or access token" in (await resp.json())["errors"]
