@@ -25,6 +25,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from control_plane.connectors.authorize import FILTERS
 from control_plane.connectors.model import (
     ApiKeyPlacement,
     AuthSpec,
@@ -181,6 +182,20 @@ def _placeholders(template: str) -> list[str]:
     return _PLACEHOLDER.findall(template)
 
 
+def _connection_ok(
+    where: str, template: str, ph: str, names: set[str], bad: Any, what: str
+) -> None:
+    """``{connection.<field>}`` or ``{connection.<field>|host}`` names a known field; a
+    ``|host`` filter stands for the URL's whole host (``https://{...|host}/...``)."""
+    field, _, filter_ = ph.removeprefix("connection.").partition("|")
+    if field not in names:
+        bad(where, f"{{{ph}}} must name {what}")
+    elif filter_ and filter_ not in FILTERS:
+        bad(where, f"{{{ph}}}: unknown filter {filter_!r} (known: {', '.join(FILTERS)})")
+    elif filter_ and not re.match(rf"https://\{{{re.escape(ph)}\}}(/|$)", template):
+        bad(where, f"{{{ph}}} must be the whole host: https://{{{ph}}}/...")
+
+
 def _check_auth(doc: dict[str, Any], bad: Any) -> None:
     auth = doc["auth"]
     kind = auth["type"]
@@ -199,9 +214,11 @@ def _check_auth(doc: dict[str, Any], bad: Any) -> None:
                     bad(f"auth.{name}", f"{{{ph}}} must name a connection param")
         for name in ("token_url", "revoke_url"):
             for ph in _placeholders(auth.get(name, "")):
-                field = ph.split(".", 1)[1] if ph.startswith("connection.") else None
-                if field is None or (field not in params and field not in kept):
-                    bad(f"auth.{name}", f"{{{ph}}} must name a connection param or kept field")
+                what = "a connection param or kept field"
+                if not ph.startswith("connection."):
+                    bad(f"auth.{name}", f"{{{ph}}} must name {what}")
+                else:
+                    _connection_ok(f"auth.{name}", auth[name], ph, params | kept, bad, what)
         if auth.get("sends_iss") and not auth.get("issuer"):
             # RFC 9207 §2.4: the callback compares iss with this value; without it
             # the mix-up defence would be off without a word.
@@ -247,11 +264,11 @@ def _check_tools(doc: dict[str, Any], bad: Any) -> None:
         required = set(schema.get("required", []))
         if not isinstance(props, dict):
             continue
-        for ph in _placeholders(tool["http"]["url"]):
+        url = tool["http"]["url"]
+        for ph in _placeholders(url):
             if ph.startswith("connection."):
-                field = ph.split(".", 1)[1]
-                if field not in params and field not in kept:
-                    bad(f"{where}.http.url", f"{{{ph}}} is not a connection param or kept field")
+                what = "a connection param or kept field"
+                _connection_ok(f"{where}.http.url", url, ph, params | kept, bad, what)
             elif ph not in props or ph not in required:
                 bad(f"{where}.http.url", f"{{{ph}}} must be a required argument")
         for q in tool["http"].get("query", []):

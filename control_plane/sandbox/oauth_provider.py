@@ -148,6 +148,21 @@ def _route(kind: str, url: str, tool: Tool | None = None) -> _Route:
     return _Route(kind, re.compile(regex), names, tool, url)
 
 
+def _same_connection(grant: Mapping[str, str], url: Mapping[str, str]) -> bool:
+    """The URL's connection values are the grant's; ``field|host`` compares with the host
+    of the kept URL (Salesforce's ``instance_url``). Fields the grant never saw match."""
+    for key, value in url.items():
+        field, _, filter_ = key.partition("|")
+        expected = grant.get(field)
+        if expected is None:
+            continue
+        if filter_ == "host":
+            expected = urlsplit(expected).netloc
+        if expected != value:
+            return False
+    return True
+
+
 def _alias(kind: str) -> _Route:
     return _Route(kind, re.compile("/" + kind), ())
 
@@ -611,6 +626,11 @@ class SandboxProvider:
         if faults.reply_delay:
             await asyncio.sleep(faults.reply_delay)
         body = self.profile.shape(self, issue) if self.profile.shape else issue.body
+        grant = self._grants[issue.grant_id]
+        for path in self.connector.auth.keep_fields:  # API URLs built from them are checked
+            value = body.get(path) if isinstance(body, dict) else None
+            if isinstance(value, str):
+                grant.connection[path] = value
         return self._token_reply(request, 200, body)
 
     @staticmethod
@@ -972,7 +992,7 @@ class SandboxProvider:
         token, reply = self._live_token(request)
         if token is not None:
             grant = self._grants[token.grant_id]
-            if any(grant.connection.get(k, v) != v for k, v in connection.items()):
+            if not _same_connection(grant.connection, connection):
                 token, reply = None, self.profile.unauthorized("unknown", 0)
         # the first tool the token has every scope for; else the first one, and a refusal
         tool = next((t for t in tools if token and set(t.scopes) <= set(token.scopes)), tools[0])

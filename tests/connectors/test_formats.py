@@ -73,3 +73,71 @@ def test_a_caller_header_of_the_credentials_name_is_dropped_in_any_case() -> Non
 )  # fmt: skip
 def test_bad_token_header_is_refused(cid: str, change: Any, where: str, words: str) -> None:
     _refused(cid, change, where, words)
+
+
+# --- 3. URL hosts from kept token fields --------------------------------------------------
+
+ATTACKS = [  # kept instance_url values that must never become the API host
+    "acme.my.salesforce.com",  # no scheme
+    "http://acme.my.salesforce.com",
+    "https://user@evil.example",
+    "https://acme.my.salesforce.com@evil.example",
+    "https://evil.example/acme.my.salesforce.com",
+    "https://evil.example#@acme.my.salesforce.com",
+    "https://evil.example?x=acme.my.salesforce.com",
+    "https://evil.example:8443",
+    "https://127.0.0.1",
+    "https://[::1]",
+    "https://localhost",
+    "https://evil..example",
+    "https://-evil.example",
+    "https://evil.example/../x",
+    "https://evil.example%2f@x",
+    "",
+]
+
+
+def test_salesforce_urls_take_the_host_of_the_kept_instance_url() -> None:
+    from control_plane.connectors.authorize import fill_connection
+
+    tool = CATALOG.connectors["salesforce"].tool("salesforce.query")
+    assert tool is not None and "{connection.instance_url|host}" in tool.http.url
+    url = fill_connection(tool.http.url, {"instance_url": "https://Acme.my.salesforce.com/"})
+    assert url == "https://acme.my.salesforce.com/services/data/v62.0/query"
+
+
+@pytest.mark.parametrize("value", ATTACKS)
+def test_a_kept_host_that_is_not_a_plain_https_origin_is_refused(value: str) -> None:
+    from control_plane.connectors.authorize import fill_connection
+
+    template = "https://{connection.instance_url|host}/services/data/v62.0/query"
+    with pytest.raises(ValueError) as info:
+        fill_connection(template, {"instance_url": value})
+    assert value not in str(info.value) or not value
+
+
+def test_atlassian_cloud_id_stays_one_segment() -> None:
+    from control_plane.connectors.authorize import fill_connection
+
+    tool = CATALOG.connectors["jira"].tools[0]
+    url = fill_connection(tool.http.url, {"cloud_id": "11111111-2222-3333-4444-555555555555"})
+    assert url.startswith("https://api.atlassian.com/ex/jira/11111111-2222-3333-4444-555555555555/")
+    sneaky = fill_connection(tool.http.url, {"cloud_id": "../../evil?x=1"})
+    assert "/ex/jira/..%2F..%2Fevil%3Fx%3D1/" in sneaky
+
+
+def _set_url(url: str) -> Callable[[dict[str, Any]], None]:
+    return lambda d: d["tools"][0]["http"].update(url=url)
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("https://{connection.instance_url|hostname}/x", "unknown filter 'hostname'"),
+        ("https://api.example/{connection.instance_url|host}/x", "whole host"),
+        ("https://{connection.instance_url|host}.evil.example/x", "whole host"),
+        ("https://{connection.nope|host}/x", "must name"),
+    ],
+)
+def test_bad_host_placeholders_are_refused(url: str, words: str) -> None:
+    _refused("salesforce", _set_url(url), "tools[0].http.url", words)

@@ -233,13 +233,12 @@ async def _reply(resp: aiohttp.ClientResponse) -> Reply:
 
 
 def _kept(connector: Connector, body: Mapping[str, Any]) -> dict[str, str]:
-    """Kept token fields as URL values: a URL contributes its host (salesforce.yaml)."""
+    """Kept token fields as the vault stores them (a URL's host is taken by ``|host``)."""
     out = {}
     for path in connector.auth.keep_fields:
         value = _get(body, path)
         if isinstance(value, str | int) and value is not KeyError:
-            text = str(value)
-            out[path] = urlsplit(text).netloc if text.startswith("https://") else text
+            out[path] = str(value)
     return out
 
 
@@ -441,7 +440,7 @@ GITHUB = _connector(
 )  # fmt: skip
 SALESFORCE = _connector(
     "salesforce", "login.salesforce.com", token_path="/services/oauth2/token",
-    tool_url="https://{connection.instance_url}/services/data/v62.0/query",
+    tool_url="https://{connection.instance_url|host}/services/data/v62.0/query",
     refresh_scopes=("refresh_token",), keep_fields=("instance_url", "id"), scopes=("api",),
 )  # fmt: skip
 PLAIN = _connector("acme", "auth.acme.example", pkce=True)  # no profile: plain RFC 6749
@@ -548,7 +547,7 @@ async def test_salesforce_reply_has_instance_url_and_no_expires_in(
         refreshed = (await client.refresh(body["refresh_token"])).body
         assert "refresh_token" not in refreshed and "expires_in" not in refreshed
         assert refreshed["instance_url"] == body["instance_url"]  # never dropped [X-n8n-34916]
-        kept = {"instance_url": urlsplit(body["instance_url"]).netloc}
+        kept = {"instance_url": body["instance_url"]}
         tool = client.connector.tools[0]
         assert (await client.call(tool, refreshed["access_token"], kept)).status == 200
         clock.now += 7200  # the session timeout (no expires_in to tell)
@@ -1207,3 +1206,25 @@ async def test_shopify_reads_the_token_from_its_own_header_only(
         async with http.get(url, headers={"Authorization": f"Bearer {access}"}) as resp:
             assert resp.status == 401  # not where Shopify reads it
             assert "Invalid API key or access token" in (await resp.json())["errors"]
+
+
+async def test_salesforce_api_host_is_the_kept_instance_url_host(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with SandboxProvider(CATALOG.connectors["salesforce"]) as sf:
+        client = Client(sf, http)
+        body = (await client.connect()).body
+        tool = client.connector.tool("salesforce.query")
+        assert tool is not None
+        url = fill_connection(tool.http.url, {"instance_url": body["instance_url"]})
+        host = urlsplit(body["instance_url"]).netloc
+        assert url == f"{sf.base_url}/{host}/services/data/v62.0/query"
+        headers = {"Authorization": f"Bearer {body['access_token']}"}
+        async with http.get(url, params={"q": "SELECT Id FROM Account"}, headers=headers) as resp:
+            assert resp.status == 200
+        assert sf.requests[-1].tool == "salesforce.query"
+        assert sf.requests[-1].url.startswith(f"https://{host}/services/data/v62.0/query")
+        # the token is bound to its org's instance: another host is refused
+        other = url.replace(host, "other-org.my.salesforce.com")
+        async with http.get(other, headers=headers) as resp:
+            assert resp.status == 401
