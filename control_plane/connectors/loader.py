@@ -32,6 +32,7 @@ from control_plane.connectors.model import (
     ConnectionParam,
     Connector,
     ErrorRule,
+    GraphQL,
     HttpMapping,
     RefreshPolicy,
     TokenHeader,
@@ -277,8 +278,39 @@ def _check_tools(doc: dict[str, Any], bad: Any) -> None:
         strategy = tool["http"].get("strategy")
         if strategy is not None and strategy not in STRATEGIES:
             bad(f"{where}.http.strategy", f"unknown strategy {strategy!r}")
+        if "graphql" in tool["http"]:
+            _check_graphql(where, tool, props, required, bad)
         if auth["type"] != "oauth2" and tool["scopes"]:
             bad(f"{where}.scopes", "only oauth2 connectors have provider scopes")
+
+
+_GRAPHQL_OPERATION = re.compile(r"\s*(query|mutation)\b[^{]*\{", re.S)
+_GRAPHQL_VARIABLE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)\s*:\s*([A-Za-z_][A-Za-z0-9_\[\]!\s]*)")
+
+
+def _check_graphql(
+    where: str, tool: dict[str, Any], props: dict[str, Any], required: set[str], bad: Any
+) -> None:
+    """One query or mutation whose variables are exactly the body arguments: each
+    argument is a declared ``$variable``, each non-null (``Type!``) one is required."""
+    http = tool["http"]
+    if http["method"] != "POST":
+        bad(f"{where}.http.method", "must be POST for a graphql tool")
+    if http.get("body", "json") != "json" or "strategy" in http:
+        bad(f"{where}.http.graphql", "is the body: no body other than json, no strategy")
+    document = http["graphql"]["query"]
+    head = _GRAPHQL_OPERATION.match(document)
+    if head is None:
+        bad(f"{where}.http.graphql.query", "must be one query or mutation operation")
+        return
+    declared = {name: kind.strip() for name, kind in _GRAPHQL_VARIABLE.findall(head.group(0))}
+    in_url = set(_placeholders(http["url"])) | set(http.get("query", []))
+    for name in props:
+        if name not in in_url and name not in declared:
+            bad(f"{where}.input_schema.properties.{name}", "is not a variable of the operation")
+    for name, kind in declared.items():
+        if kind.endswith("!") and name not in required:
+            bad(f"{where}.input_schema.required", f"${name} is {kind} in the operation")
 
 
 def _check_errors(doc: dict[str, Any], bad: Any) -> None:
@@ -286,6 +318,10 @@ def _check_errors(doc: dict[str, Any], bad: Any) -> None:
         when = rule["when"]
         if set(when) <= {"phase", "status"}:
             bad(f"errors[{i}].when", "must look at the body or headers, not the status alone")
+        if any(200 <= s < 300 for s in when.get("status", ())) and "body" not in when:
+            # a success body can hold anyone's text (an email, a page): only a
+            # structural match on the provider's envelope may turn it into a failure
+            bad(f"errors[{i}].when", "a rule for a 2xx answer must match body paths")
         for header, pattern in when.get("header", {}).items():
             if not _compiles(pattern):
                 bad(f"errors[{i}].when.header.{header}", "is not a valid regex")
@@ -341,6 +377,9 @@ def _build(doc: dict[str, Any]) -> Connector:
                 body=t["http"].get("body", "none"),
                 headers=dict(t["http"].get("headers", {})),
                 strategy=t["http"].get("strategy"),
+                graphql=(
+                    GraphQL(t["http"]["graphql"]["query"]) if "graphql" in t["http"] else None
+                ),
             ),
         )
         for t in doc["tools"]

@@ -99,6 +99,13 @@ class ErrorRule:
 
 
 @dataclass(frozen=True, slots=True)
+class GraphQL:
+    """A GraphQL tool: the document is fixed here; the arguments are its variables."""
+
+    query: str
+
+
+@dataclass(frozen=True, slots=True)
 class HttpMapping:
     method: str
     url: str
@@ -106,6 +113,8 @@ class HttpMapping:
     body: str = "none"
     headers: Mapping[str, str] = field(default_factory=dict)
     strategy: str | None = None
+    #: The body is ``{"query": graphql.query, "variables": {...arguments}}``.
+    graphql: GraphQL | None = None
 
 
 @dataclass(frozen=True, slots=True)

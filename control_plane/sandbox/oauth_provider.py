@@ -994,6 +994,11 @@ class SandboxProvider:
             grant = self._grants[token.grant_id]
             if not _same_connection(grant.connection, connection):
                 token, reply = None, self.profile.unauthorized("unknown", 0)
+        body = await self._request_body(request)
+        # GraphQL tools share one URL: the document sent names the tool
+        sent = body.get("query") if isinstance(body, dict) else None
+        named = [t for t in tools if t.http.graphql is not None and t.http.graphql.query == sent]
+        tools = named or tools
         # the first tool the token has every scope for; else the first one, and a refusal
         tool = next((t for t in tools if token and set(t.scopes) <= set(token.scopes)), tools[0])
         if faults.next_api_status is not None:
@@ -1007,7 +1012,6 @@ class SandboxProvider:
             missing = [s for s in tool.scopes if s not in token.scopes]
             if missing:
                 reply = self.profile.insufficient_scope(missing, token.scopes)
-        body = await self._request_body(request)
         query = dict(request.query)
         if reply is None:
             answer = self.responses.get(tool.name)

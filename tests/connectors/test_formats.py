@@ -141,3 +141,101 @@ def _set_url(url: str) -> Callable[[dict[str, Any]], None]:
 )
 def test_bad_host_placeholders_are_refused(url: str, words: str) -> None:
     _refused("salesforce", _set_url(url), "tools[0].http.url", words)
+
+
+# --- 2. GraphQL bodies ------------------------------------------------------------------
+
+
+def test_linear_arguments_are_the_graphql_variables() -> None:
+    from control_plane.connectors.requests import build_request
+
+    tool = CATALOG.connectors["linear"].tool("linear.get_issue")
+    assert tool is not None and tool.http.graphql is not None
+    assert set(tool.input_schema["properties"]) == {"id"}  # no `query` argument any more
+    req = build_request(tool, {"id": "ENG-123"}, {})
+    assert req.method == "POST" and req.url == "https://api.linear.app/graphql"
+    assert req.json == {"query": tool.http.graphql.query, "variables": {"id": "ENG-123"}}
+    assert req.json["query"].startswith("query GetIssue($id: String!)")
+    listing = CATALOG.connectors["linear"].tool("linear.list_teams")
+    assert listing is not None
+    assert build_request(listing, {}, {}).json["variables"] == {}
+
+
+def _linear_tool(change: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+    return lambda d: change(d["tools"][2])  # linear.get_issue
+
+
+@pytest.mark.parametrize(
+    ("change", "where", "words"),
+    [
+        (lambda t: t["http"].update(method="GET"), "tools[2].http.method", "POST"),
+        (lambda t: t["http"].update(body="form"), "tools[2].http.graphql", "no body other than json"),
+        (lambda t: t["http"]["graphql"].update(query="subscription S($id: String!) { x }"), "tools[2].http.graphql.query", "one query or mutation"),
+        (lambda t: t["input_schema"]["properties"].update(extra={"type": "string"}), "tools[2].input_schema.properties.extra", "not a variable"),
+        (lambda t: t["input_schema"].update(required=[]), "tools[2].input_schema.required", "$id is String!"),
+        (lambda t: t["http"]["graphql"].pop("query"), "tools[2].http.graphql", "'query' is a required property"),
+    ],
+)  # fmt: skip
+def test_bad_graphql_tools_are_refused(change: Any, where: str, words: str) -> None:
+    _refused("linear", _linear_tool(change), where, words)
+
+
+def test_a_2xx_error_rule_must_match_body_paths() -> None:
+    rule = {"when": {"status": [200], "body_contains": "invalid_auth"}, "class": "revoked", "reason": "X_Y"}
+    _refused("slack", lambda d: d["errors"].append(rule), f"errors[{len(_doc('slack')['errors'])}].when", "2xx")
+
+
+def test_graphql_200_with_errors_and_no_data_is_a_failure() -> None:
+    import json as _json
+
+    from control_plane.vault.classify import classify_response
+
+    linear = CATALOG.connectors["linear"]
+
+    def verdict(doc: object, *, graphql: bool = True) -> tuple[str, str] | None:
+        got = classify_response(linear, 200, {}, _json.dumps(doc).encode(), graphql=graphql)
+        return None if got is None else (got.error_class, got.reason)
+
+    limited = {"errors": [{"message": "x", "extensions": {"code": "RATELIMITED"}}]}
+    assert verdict(limited) == ("rate_limited", "RATE_LIMITED")
+    assert verdict({**limited, "data": None}) == ("rate_limited", "RATE_LIMITED")
+    auth = {"errors": [{"extensions": {"code": "AUTHENTICATION_ERROR"}}], "data": None}
+    assert verdict(auth) == ("expired_access", "AUTHENTICATION_ERROR")
+    assert verdict({"errors": [{"message": "Cannot query field"}]}) == ("caller_error", "GRAPHQL_ERRORS")
+    # a partial result is a success that carries its errors; so is any non-GraphQL 200
+    assert verdict({"data": {"issue": None}, "errors": [{"message": "not found"}]}) is None
+    assert verdict({"data": {"teams": {"nodes": []}}}) is None
+    assert verdict(limited, graphql=False) is None
+    # non-2xx answers are classified as before
+    got = classify_response(linear, 401, {}, _json.dumps(auth).encode())
+    assert got is not None and got.error_class == "expired_access"
+
+
+def test_a_rule_naming_200_classifies_a_success_status_only_by_its_envelope() -> None:
+    import json as _json
+
+    from control_plane.vault.classify import classify_response
+
+    def with_rule(d: dict[str, Any]) -> None:
+        d["errors"].insert(0, {"when": {"phase": "api", "status": [200], "body": {"ok": False, "error": "token_expired"}}, "class": "expired_access", "reason": "ACCESS_TOKEN_EXPIRED"})
+
+    slack, problems = _parse("slack", with_rule)
+    assert slack is not None, problems
+    expired = _json.dumps({"ok": False, "error": "token_expired"}).encode()
+    got = classify_response(slack, 200, {}, expired)
+    assert got is not None and got.reason == "ACCESS_TOKEN_EXPIRED"
+    # the same words inside a message someone wrote are not the envelope
+    message = {"ok": True, "messages": [{"text": "ok false token_expired", "ok": False, "error": "token_expired"}]}
+    assert classify_response(slack, 200, {}, _json.dumps(message).encode()) is None
+
+
+def test_slack_api_errors_in_a_200_body_are_failures() -> None:
+    import json as _json
+
+    from control_plane.vault.classify import classify_response
+
+    slack = CATALOG.connectors["slack"]
+    for error, wanted in [("token_expired", "expired_access"), ("missing_scope", "insufficient_scope"), ("token_revoked", "revoked")]:
+        got = classify_response(slack, 200, {}, _json.dumps({"ok": False, "error": error}).encode())
+        assert got is not None and got.error_class == wanted, error
+    assert classify_response(slack, 200, {}, b'{"ok": true, "channels": []}') is None

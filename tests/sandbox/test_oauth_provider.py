@@ -1228,3 +1228,17 @@ async def test_salesforce_api_host_is_the_kept_instance_url_host(
         other = url.replace(host, "other-org.my.salesforce.com")
         async with http.get(other, headers=headers) as resp:
             assert resp.status == 401
+
+
+async def test_linear_graphql_document_names_the_tool(http: aiohttp.ClientSession) -> None:
+    async with SandboxProvider(CATALOG.connectors["linear"]) as linear:
+        client = Client(linear, http)
+        access, _ = _tokens((await client.connect()).body)
+        headers = {"Authorization": f"Bearer {access}"}
+        for tool in client.connector.tools:
+            assert tool.http.graphql is not None
+            doc = {"query": tool.http.graphql.query, "variables": {}}
+            async with http.post(tool.http.url, json=doc, headers=headers) as resp:
+                assert resp.status == 200
+                assert (await resp.json())["data"]["tool"] == tool.name
+            assert linear.requests[-1].tool == tool.name
