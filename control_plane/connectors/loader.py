@@ -35,6 +35,7 @@ from control_plane.connectors.model import (
     GraphQL,
     HttpMapping,
     RefreshPolicy,
+    Revocation,
     TokenHeader,
     Tool,
 )
@@ -47,6 +48,7 @@ _OAUTH_ONLY = (
     "authorize_url",
     "token_url",
     "revoke_url",
+    "revoke",
     "client_auth",
     "pkce",
     "scope_separator",
@@ -220,6 +222,8 @@ def _check_auth(doc: dict[str, Any], bad: Any) -> None:
                     bad(f"auth.{name}", f"{{{ph}}} must name {what}")
                 else:
                     _connection_ok(f"auth.{name}", auth[name], ph, params | kept, bad, what)
+        if "revoke" in auth:
+            _check_revoke(auth, params | kept, bad)
         if auth.get("sends_iss") and not auth.get("issuer"):
             # RFC 9207 §2.4: the callback compares iss with this value; without it
             # the mix-up defence would be off without a word.
@@ -238,6 +242,28 @@ def _check_auth(doc: dict[str, Any], bad: Any) -> None:
         pattern = auth.get("api_key", {}).get("pattern")
         if pattern is not None and not _compiles(pattern):
             bad("auth.api_key.pattern", "is not a valid regex")
+
+
+def _check_revoke(auth: dict[str, Any], names: set[str], bad: Any) -> None:
+    revoke = auth["revoke"]
+    if "revoke_url" in auth:
+        bad("auth.revoke", "give revoke or revoke_url (RFC 7009), not both")
+    for ph in _placeholders(revoke["url"]):
+        if ph != "client_id":
+            what = "a connection param or kept field, or be {client_id}"
+            if not ph.startswith("connection."):
+                bad("auth.revoke.url", f"{{{ph}}} must name {what}")
+            else:
+                _connection_ok("auth.revoke.url", revoke["url"], ph, names, bad, what)
+    bearer = revoke.get("auth") == "bearer"
+    if bearer and revoke.get("token", "refresh_first") != "access":
+        bad("auth.revoke.token", "must be access: with auth bearer the access token is presented")
+    if bearer != (revoke.get("body", "form") == "none"):
+        bad("auth.revoke.body", "is none exactly when auth is bearer (the token is the bearer)")
+    client = revoke.get("auth", "client")
+    client = auth.get("client_auth", "client_secret_post") if client == "client" else client
+    if client == "client_secret_post" and revoke.get("body", "form") not in ("form", "json"):
+        bad("auth.revoke.body", "a client secret goes in a form or json body, never the URL")
 
 
 def _check_tools(doc: dict[str, Any], bad: Any) -> None:
@@ -337,7 +363,21 @@ def _build(doc: dict[str, Any]) -> Connector:
         type=a["type"],
         authorize_url=a.get("authorize_url", ""),
         token_url=a.get("token_url", ""),
-        revoke_url=a.get("revoke_url", ""),
+        revoke_url=a["revoke"]["url"] if "revoke" in a else a.get("revoke_url", ""),
+        revocation=(
+            Revocation(
+                method=a["revoke"].get("method", "POST"),
+                auth=a["revoke"].get("auth", "client"),
+                body=a["revoke"].get("body", "form"),
+                token_field=a["revoke"].get("token_field", "token"),
+                token=a["revoke"].get("token", "refresh_first"),
+                token_type_hint=a["revoke"].get("token_type_hint", True),
+                headers=dict(a["revoke"].get("headers", {})),
+                explicit=True,
+            )
+            if "revoke" in a
+            else Revocation()
+        ),
         client_auth=a.get("client_auth", "client_secret_post"),
         pkce=a.get("pkce", False),
         scope_separator=a.get("scope_separator", " "),

@@ -51,6 +51,31 @@ class TokenHeader:
 
 
 @dataclass(frozen=True, slots=True)
+class Revocation:
+    """How ``revoke_url`` is called. The defaults are RFC 7009 §2.1: ``POST`` a form with
+    ``token`` and ``token_type_hint``, the client authenticated as at the token endpoint,
+    the refresh token when there is one (it ends the grant), else the access token.
+
+    Providers that differ say how: Dropbox ``POST /2/auth/token/revoke`` with the access
+    token as the bearer and no body (``auth: bearer``); GitHub ``DELETE
+    /applications/{client_id}/token`` with HTTP Basic and ``{"access_token": ...}``;
+    Notion HTTP Basic with a JSON ``{"token": ...}``.
+    """
+
+    method: str = "POST"  # POST | DELETE
+    #: ``client`` (the connector's ``client_auth``), ``client_secret_basic``,
+    #: ``client_secret_post``, or ``bearer`` (no client: the token authenticates the call).
+    auth: str = "client"
+    body: str = "form"  # form | json | query (the token in the URL's query) | none
+    token_field: str = "token"
+    token: str = "refresh_first"  # refresh_first | access
+    token_type_hint: bool = True
+    headers: Mapping[str, str] = field(default_factory=dict)
+    #: The catalog spelled it out (``auth.revoke``) rather than the RFC 7009 ``revoke_url``.
+    explicit: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class RefreshPolicy:
     supported: bool = False
     rotating: bool = False
@@ -68,6 +93,7 @@ class AuthSpec:
     authorize_url: str = ""
     token_url: str = ""
     revoke_url: str = ""
+    revocation: Revocation = field(default_factory=Revocation)
     client_auth: str = "client_secret_post"
     pkce: bool = False
     scope_separator: str = " "

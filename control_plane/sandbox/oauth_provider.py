@@ -38,8 +38,10 @@ remembers. ``/authorize``, ``/token`` and ``/revoke`` are short aliases.
   ``refresh_scopes`` scope was granted, and the provider's offline switch was
   sent (Google ``access_type=offline``, Dropbox ``token_access_type=offline``,
   Shopify ``expiring=1``).
-* revocation endpoint (when the connector has ``revoke_url``): the token comes
-  from the ``token`` parameter (body or query) or the bearer header; the whole
+* revocation endpoint (when the connector has ``revoke_url``): RFC 7009 ones
+  take the token from the ``token`` parameter (body or query) or the bearer
+  header; a connector's own ``auth.revoke`` (Dropbox bearer, GitHub ``DELETE``
+  with Basic and JSON, Notion Basic and JSON) is enforced as written. The whole
   grant is revoked.
 * resource API: a request matching a tool's method and URL answers 200 with a
   small JSON body once the access token, where the connector's ``token_header``
@@ -118,6 +120,11 @@ class _Route:
     names: tuple[str, ...]  # placeholder per regex group
     tool: Tool | None = None
     url: str = ""
+
+    def values(self, path: str) -> dict[str, str]:
+        """Every placeholder's value in a matching raw path (``{client_id}`` too)."""
+        m = self.pattern.fullmatch(path)
+        return {} if m is None else dict(zip(self.names, map(unquote, m.groups()), strict=True))
 
     def match(self, path: str) -> dict[str, str] | None:
         """``{connection field: value}`` of a matching raw path, else None."""
@@ -468,7 +475,7 @@ class SandboxProvider:
             if route.kind == "token":
                 return await self._token(request, found)
             if route.kind == "revoke":
-                return await self._revoke(request)
+                return await self._revoke(request, route.values(path))
             if route.kind == "extra" and request.method == "GET":
                 return self._extra(request, route)
             if route.kind == "tool" and route.tool is not None:
@@ -922,26 +929,69 @@ class SandboxProvider:
 
     # --- revocation endpoint -------------------------------------------------------------
 
-    async def _revoke(self, request: web.Request) -> web.Response:
-        """RFC 7009 §2: the grant of any token presented is revoked; unknown tokens are fine."""
+    async def _revoke(self, request: web.Request, values: Mapping[str, str]) -> web.Response:
+        """RFC 7009 §2: the grant of any token presented is revoked; unknown tokens are fine.
+
+        A connector with the RFC 7009 shorthand (``revoke_url``) is served leniently:
+        the token from ``token`` in the body or query, else the bearer header. One that
+        spells out ``auth.revoke`` is served exactly as described: its method, its
+        ``{client_id}`` in the path, its client authentication (or the bearer access
+        token), its body format and token field.
+        """
+        how = self.connector.auth.revocation
         raw = await request.read()
-        value = request.query.get("token")
+        fields: dict[str, str] = dict(request.query)
         if raw and request.content_type == "application/json":
             try:
                 doc = json.loads(raw)
             except ValueError:
                 doc = None
-            if isinstance(doc, dict) and isinstance(doc.get("token"), str):
-                value = doc["token"]
+            if isinstance(doc, dict):
+                fields |= {k: v for k, v in doc.items() if isinstance(v, str)}
         elif raw:
-            value = dict(parse_qsl(raw.decode("utf-8", "replace"))).get("token", value)
-        if value is None:
-            value = self._presented_token(request)
+            fields |= dict(parse_qsl(raw.decode("utf-8", "replace")))
+        if not how.explicit:
+            value = fields.get("token") or self._presented_token(request)
+        else:
+            if request.method != how.method:
+                return json_response(
+                    {"error": "method_not_allowed"}, status=405, headers={"Allow": how.method}
+                )
+            if values.get("client_id", self.client_id) != self.client_id:
+                return json_response({"message": "Not Found"}, status=404)
+            client = self.connector.auth.client_auth if how.auth == "client" else how.auth
+            if client == "bearer":
+                token, refusal = self._live_token(request)
+                if token is None:
+                    assert refusal is not None
+                    return _reply(*refusal)
+                value = token.value
+            else:
+                if not self._revoking_client(request, client, fields):
+                    return json_response({"error": "invalid_client"}, status=401)
+                value = fields.get(how.token_field)
         token = self._tokens.get(value or "")
         if token is not None:
             self._revoke_grant(self._grants[token.grant_id])
         status, body, headers = self.profile.revoke_reply
         return _reply(status, body, headers)
+
+    def _revoking_client(
+        self, request: web.Request, method: str, fields: Mapping[str, str]
+    ) -> bool:
+        if method == "client_secret_basic":
+            try:
+                basic = _parse_basic(request.headers.get("Authorization", ""))
+            except _Refused:
+                return False
+            if basic is None:
+                return False
+            client_id, secret = basic
+        else:
+            client_id, secret = fields.get("client_id", ""), fields.get("client_secret", "")
+        return client_id == self.client_id and hmac.compare_digest(
+            secret.encode(), self.client_secret.encode()
+        )
 
     # --- resource API ------------------------------------------------------------------
 

@@ -239,3 +239,39 @@ def test_slack_api_errors_in_a_200_body_are_failures() -> None:
         got = classify_response(slack, 200, {}, _json.dumps({"ok": False, "error": error}).encode())
         assert got is not None and got.error_class == wanted, error
     assert classify_response(slack, 200, {}, b'{"ok": true, "channels": []}') is None
+
+
+# --- 4. revocation calls that are not RFC 7009 ------------------------------------------
+
+
+def test_revocation_styles_from_the_catalog() -> None:
+    dropbox = CATALOG.connectors["dropbox"].auth
+    assert dropbox.revoke_url == "https://api.dropboxapi.com/2/auth/token/revoke"
+    assert (dropbox.revocation.auth, dropbox.revocation.body, dropbox.revocation.token) == ("bearer", "none", "access")
+    github = CATALOG.connectors["github"].auth
+    assert github.revoke_url == "https://api.github.com/applications/{client_id}/token"
+    assert (github.revocation.method, github.revocation.token_field) == ("DELETE", "access_token")
+    gmail = CATALOG.connectors["gmail"].auth  # the RFC 7009 shorthand
+    assert gmail.revoke_url and not gmail.revocation.explicit
+    assert (gmail.revocation.method, gmail.revocation.body, gmail.revocation.token) == ("POST", "form", "refresh_first")
+
+
+def _revoke(**change: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda d: d["auth"]["revoke"].update(change)
+
+
+@pytest.mark.parametrize(
+    ("cid", "change", "where", "words"),
+    [
+        ("dropbox", _revoke(token="refresh_first"), "auth.revoke.token", "must be access"),
+        ("dropbox", _revoke(body="json"), "auth.revoke.body", "none exactly when"),
+        ("github", _revoke(body="none"), "auth.revoke.body", "none exactly when"),
+        ("github", _revoke(auth="client_secret_post", body="query"), "auth.revoke.body", "never the URL"),
+        ("github", _revoke(url="https://api.github.com/applications/{app}/token"), "auth.revoke.url", "{app}"),
+        ("github", _revoke(method="PATCH"), "auth.revoke.method", "PATCH"),
+        ("dropbox", lambda d: d["auth"].update(revoke_url="https://api.dropboxapi.com/x"), "auth.revoke", "not both"),
+        ("stripe", lambda d: d["auth"].update(revoke={"url": "https://api.stripe.com/x"}), "auth.revoke", "oauth2"),
+    ],
+)  # fmt: skip
+def test_bad_revocations_are_refused(cid: str, change: Any, where: str, words: str) -> None:
+    _refused(cid, change, where, words)

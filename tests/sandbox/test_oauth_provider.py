@@ -1242,3 +1242,58 @@ async def test_linear_graphql_document_names_the_tool(http: aiohttp.ClientSessio
                 assert resp.status == 200
                 assert (await resp.json())["data"]["tool"] == tool.name
             assert linear.requests[-1].tool == tool.name
+
+
+@pytest.mark.parametrize("cid", ["dropbox", "github", "notion", "zoom"])
+async def test_provider_specific_revocation_ends_the_grant(
+    cid: str, http: aiohttp.ClientSession
+) -> None:
+    """The vault's own revocation call, as each connector describes it, against the emulator."""
+    from control_plane.vault.oauth_client import revoke_token
+
+    connector = CATALOG.connectors[cid]
+    how = connector.auth.revocation
+    assert how.explicit
+    async with SandboxProvider(connector) as provider:
+        client = Client(provider, http)
+        access, refresh = _tokens((await client.connect()).body)
+        assert access
+        url = fill_connection(client.connector.auth.revoke_url, client.connection)
+        token, hint = (access, "access_token")
+        if how.token == "refresh_first" and refresh:
+            token, hint = refresh, "refresh_token"
+        if how.auth != "bearer":  # a wrong client secret changes nothing
+            status = await revoke_token(
+                http, client.connector, url, provider.client_id, "wrong", token, hint
+            )
+            assert status == 401 and provider.token_state(access) == "live"
+        status = await revoke_token(
+            http, client.connector, url, provider.client_id, provider.client_secret, token, hint
+        )
+        assert status is not None and 200 <= status < 300
+        assert provider.token_state(access) == "revoked"
+        if refresh:
+            assert provider.token_state(refresh) == "revoked"
+        tool = _probe_tool(client.connector)
+        assert (await client.call(tool, access)).status in (401, 403)
+
+
+async def test_github_revocation_is_a_delete_under_the_apps_own_client_id(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with SandboxProvider(CATALOG.connectors["github"]) as gh:
+        client = Client(gh, http)
+        access, _ = _tokens((await client.connect()).body)
+        url = client.connector.auth.revoke_url
+        auth = {"Authorization": _basic(gh.client_id, gh.client_secret)}
+        async with http.post(url.replace("{client_id}", gh.client_id), headers=auth,
+                             json={"access_token": access}) as resp:  # fmt: skip
+            assert resp.status == 405
+        async with http.delete(url.replace("{client_id}", "someone-else"), headers=auth,
+                               json={"access_token": access}) as resp:  # fmt: skip
+            assert resp.status == 404
+        assert gh.token_state(access or "") == "live"
+        async with http.delete(url.replace("{client_id}", gh.client_id), headers=auth,
+                               json={"access_token": access}) as resp:  # fmt: skip
+            assert resp.status == 204
+        assert gh.token_state(access or "") == "revoked"
