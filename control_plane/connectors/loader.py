@@ -34,6 +34,8 @@ from control_plane.connectors.model import (
     ErrorRule,
     GraphQL,
     HttpMapping,
+    Output,
+    Pagination,
     RefreshPolicy,
     Revocation,
     TokenHeader,
@@ -306,6 +308,12 @@ def _check_tools(doc: dict[str, Any], bad: Any) -> None:
             bad(f"{where}.http.strategy", f"unknown strategy {strategy!r}")
         if "graphql" in tool["http"]:
             _check_graphql(where, tool, props, required, bad)
+        if "pagination" in tool:
+            _check_pagination(where, tool["pagination"], props, bad)
+        fields = tool.get("output", {}).get("fields", [])
+        for f in fields:
+            if any(f.startswith(other + ".") for other in fields):
+                bad(f"{where}.output.fields", f"{f!r} is inside another kept field")
         if auth["type"] != "oauth2" and tool["scopes"]:
             bad(f"{where}.scopes", "only oauth2 connectors have provider scopes")
 
@@ -337,6 +345,19 @@ def _check_graphql(
     for name, kind in declared.items():
         if kind.endswith("!") and name not in required:
             bad(f"{where}.input_schema.required", f"${name} is {kind} in the operation")
+
+
+def _check_pagination(where: str, paging: dict[str, Any], props: dict[str, Any], bad: Any) -> None:
+    """A continuation tool (Dropbox list_folder/continue) may require its cursor."""
+    name = paging["cursor_argument"]
+    if name not in props:
+        bad(f"{where}.pagination.cursor_argument", f"{name!r} is not an argument")
+    elif props[name].get("type", "string") != "string":
+        bad(f"{where}.pagination.cursor_argument", f"{name!r} must take a string (the cursor)")
+    if ("next_cursor" in paging) == ("link_param" in paging):
+        bad(f"{where}.pagination", "needs exactly one of next_cursor and link_param")
+    if "has_more" in paging and "next_cursor" not in paging:
+        bad(f"{where}.pagination.has_more", "goes with next_cursor")
 
 
 def _check_errors(doc: dict[str, Any], bad: Any) -> None:
@@ -420,6 +441,11 @@ def _build(doc: dict[str, Any]) -> Connector:
                 graphql=(
                     GraphQL(t["http"]["graphql"]["query"]) if "graphql" in t["http"] else None
                 ),
+            ),
+            pagination=Pagination(**t["pagination"]) if "pagination" in t else None,
+            output=Output(
+                fields=tuple(t.get("output", {}).get("fields", ())),
+                max_bytes=t.get("output", {}).get("max_bytes"),
             ),
         )
         for t in doc["tools"]

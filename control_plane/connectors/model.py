@@ -144,6 +144,29 @@ class HttpMapping:
 
 
 @dataclass(frozen=True, slots=True)
+class Pagination:
+    """How a paging tool's next page is asked for: pass the cursor found in the answer
+    (``next_cursor``, a dotted path into the JSON body; or the ``link_param`` query
+    parameter of the RFC 8288 ``Link: <...>; rel="next"`` URL) as ``cursor_argument``.
+    With ``has_more`` (a dotted path), only ``true`` there means another page."""
+
+    cursor_argument: str
+    next_cursor: str = ""
+    has_more: str = ""
+    link_param: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """What of a tool's JSON answer the caller receives: only ``fields`` (dotted paths,
+    arrays along a path mapped element by element) when given; at most ``max_bytes``
+    (enforced by the caller) when given."""
+
+    fields: tuple[str, ...] = ()
+    max_bytes: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Tool:
     name: str
     description: str
@@ -152,6 +175,8 @@ class Tool:
     destructive: bool
     output_trust: str
     http: HttpMapping
+    pagination: Pagination | None = None
+    output: Output = field(default_factory=Output)
 
 
 @dataclass(frozen=True, slots=True)

@@ -275,3 +275,135 @@ def _revoke(**change: Any) -> Callable[[dict[str, Any]], None]:
 )  # fmt: skip
 def test_bad_revocations_are_refused(cid: str, change: Any, where: str, words: str) -> None:
     _refused(cid, change, where, words)
+
+
+# --- 5. paging hints ----------------------------------------------------------------------
+
+
+def _tool(cid: str, name: str) -> Any:
+    tool = CATALOG.connectors[cid].tool(name)
+    assert tool is not None, name
+    return tool
+
+
+# (connector, tool, answer body, headers, expected cursor): test vectors, one per case
+PAGES: list[tuple[str, str, Any, dict[str, str], str]] = [
+    ("gmail", "gmail.list_messages", {"messages": [], "nextPageToken": "p2"}, {}, "p2"),
+    ("gmail", "gmail.list_messages", {"messages": []}, {}, ""),
+    ("slack", "slack.list_conversations", {"ok": True, "response_metadata": {"next_cursor": "dGVhbTpD"}}, {}, "dGVhbTpD"),
+    ("slack", "slack.list_conversations", {"ok": True, "response_metadata": {"next_cursor": ""}}, {}, ""),
+    ("notion", "notion.search", {"results": [], "has_more": True, "next_cursor": "c-2"}, {}, "c-2"),
+    ("notion", "notion.search", {"results": [], "has_more": False, "next_cursor": None}, {}, ""),
+    ("dropbox", "dropbox.list_folder_continue", {"entries": [], "cursor": "AAE", "has_more": True}, {}, "AAE"),
+    ("dropbox", "dropbox.list_folder_continue", {"entries": [], "cursor": "AAF", "has_more": False}, {}, ""),
+    ("hubspot", "hubspot.search_contacts", {"results": [], "paging": {"next": {"after": "20"}}}, {}, "20"),
+    ("hubspot", "hubspot.search_contacts", {"results": []}, {}, ""),
+    ("linear", "linear.list_issues", {"data": {"issues": {"nodes": [], "pageInfo": {"hasNextPage": True, "endCursor": "e1"}}}}, {}, "e1"),
+    ("linear", "linear.list_issues", {"data": {"issues": {"nodes": [], "pageInfo": {"hasNextPage": False, "endCursor": "e2"}}}}, {}, ""),
+    ("shopify", "shopify.list_products", {"products": []}, {"link": '<https://acme.myshopify.com/admin/api/2025-07/products.json?limit=50&page_info=prev1>; rel="previous", <https://acme.myshopify.com/admin/api/2025-07/products.json?limit=50&page_info=next2>; rel="next"'}, "next2"),
+    ("shopify", "shopify.list_products", {"products": []}, {"Link": '<https://acme.myshopify.com/admin/api/2025-07/products.json?page_info=prev1>; rel="previous"'}, ""),
+    ("shopify", "shopify.list_products", {"products": []}, {}, ""),
+    ("gmail", "gmail.get_message", {"nextPageToken": "not-a-paging-tool"}, {}, ""),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("cid", "name", "body", "headers", "cursor"), PAGES)
+def test_next_cursor(cid: str, name: str, body: Any, headers: dict[str, str], cursor: str) -> None:
+    from control_plane.connectors.output import next_cursor
+
+    assert next_cursor(_tool(cid, name), body, headers) == cursor
+
+
+def test_every_declared_cursor_argument_is_a_string_argument_sent_to_the_provider() -> None:
+    paging = [(c, t) for c in CATALOG for t in c.tools if t.pagination is not None]
+    assert len(paging) >= 12
+    for c, t in paging:
+        assert t.pagination is not None
+        arg = t.pagination.cursor_argument
+        assert t.input_schema["properties"][arg].get("type", "string") == "string", t.name
+        sent = arg in t.http.query or t.http.body == "json" or t.http.graphql is not None
+        assert sent, t.name
+
+
+@pytest.mark.parametrize(
+    ("change", "where", "words"),
+    [
+        (lambda t: t.update(pagination={"cursor_argument": "nope", "next_cursor": "x"}), "tools[0].pagination.cursor_argument", "not an argument"),
+        (lambda t: t.update(pagination={"cursor_argument": "maxResults", "next_cursor": "x"}), "tools[0].pagination.cursor_argument", "must take a string"),
+        (lambda t: t.update(pagination={"cursor_argument": "pageToken"}), "tools[0].pagination", "exactly one"),
+        (lambda t: t.update(pagination={"cursor_argument": "pageToken", "next_cursor": "a", "link_param": "b"}), "tools[0].pagination", "exactly one"),
+        (lambda t: t.update(pagination={"cursor_argument": "pageToken", "link_param": "b", "has_more": "c"}), "tools[0].pagination.has_more", "next_cursor"),
+        (lambda t: t.update(pagination={"cursor_argument": "pageToken", "next_cursor": "a..b"}), "tools[0].pagination.next_cursor", "does not match"),
+    ],
+)  # fmt: skip
+def test_bad_pagination_is_refused(change: Any, where: str, words: str) -> None:
+    _refused("gmail", lambda d: change(d["tools"][0]), where, words)
+
+
+# --- 6. output shaping --------------------------------------------------------------------
+
+
+def _shaped(fields: tuple[str, ...], doc: Any) -> Any:
+    from dataclasses import replace
+
+    from control_plane.connectors.model import Output
+    from control_plane.connectors.output import shape
+
+    return shape(replace(_tool("gmail", "gmail.list_messages"), output=Output(fields)), doc)
+
+
+SHAPES: list[tuple[tuple[str, ...], Any, Any]] = [
+    (("a",), {"a": 1, "b": 2}, {"a": 1}),
+    (("a.b",), {"a": {"b": 1, "c": 2}, "d": 3}, {"a": {"b": 1}}),
+    (("items.id",), {"items": [{"id": 1, "x": 2}, {"id": 3}, {"x": 4}]}, {"items": [{"id": 1}, {"id": 3}, {}]}),
+    (("items.id",), {"items": [{"id": 1}, "scalar", [{"id": 2}]]}, {"items": [{"id": 1}, [{"id": 2}]]}),
+    (("id", "name"), [{"id": 1, "name": "n", "x": 0}], [{"id": 1, "name": "n"}]),
+    (("a.b",), {"a": "not an object"}, {}),
+    (("missing",), {"a": 1}, {}),
+    (("a", "c.d"), {"a": {"deep": [1, 2]}, "c": [{"d": None, "e": 1}]}, {"a": {"deep": [1, 2]}, "c": [{"d": None}]}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("fields", "doc", "expected"), SHAPES)
+def test_shape(fields: tuple[str, ...], doc: Any, expected: Any) -> None:
+    assert _shaped(fields, doc) == expected
+
+
+def test_no_fields_means_the_whole_answer() -> None:
+    from control_plane.connectors.output import shape
+
+    doc = {"messages": [{"id": "1"}], "resultSizeEstimate": 1}
+    assert shape(_tool("gmail", "gmail.list_messages"), doc) is doc
+
+
+def test_figma_get_file_keeps_the_page_skeleton_and_a_size_cap() -> None:
+    from control_plane.connectors.output import shape
+
+    tool = _tool("figma", "figma.get_file")
+    assert tool.output.max_bytes and tool.output.fields
+    doc = {
+        "name": "Design", "version": "1", "lastModified": "2026-01-01T00:00:00Z", "role": "owner",
+        "document": {"id": "0:0", "name": "Document", "type": "DOCUMENT", "children": [
+            {"id": "0:1", "name": "Page 1", "type": "CANVAS", "backgroundColor": {"r": 1}, "children": [
+                {"id": "1:2", "name": "Frame", "type": "FRAME", "children": [{"id": "1:3", "type": "TEXT", "characters": "x" * 1000}]},
+            ]},
+        ]},
+        "components": {}, "styles": {},
+    }  # fmt: skip
+    got = shape(tool, doc)
+    page = got["document"]["children"][0]
+    assert page == {"id": "0:1", "name": "Page 1", "type": "CANVAS", "children": [{"id": "1:2", "name": "Frame", "type": "FRAME"}]}
+    assert "role" not in got and got["name"] == "Design"
+
+
+@pytest.mark.parametrize(
+    ("output", "where", "words"),
+    [
+        ({"fields": ["a", "a.b"]}, "tools[0].output.fields", "inside another"),
+        ({"max_bytes": 10}, "tools[0].output.max_bytes", "less than the minimum"),
+        ({}, "tools[0].output", "empty"),
+        ({"fields": []}, "tools[0].output.fields", "non-empty"),
+    ],
+)
+def test_bad_output_is_refused(output: dict[str, Any], where: str, words: str) -> None:
+    _refused("gmail", lambda d: d["tools"][0].update(output=output), where, words)
