@@ -63,3 +63,27 @@ def test_generated_strings_match_their_pattern(pattern: str) -> None:
     import re
 
     assert re.search(pattern, string_for(pattern))
+
+
+async def test_a_graphql_error_in_a_200_is_classified_by_the_connectors_rules(
+    http: aiohttp.ClientSession,
+) -> None:
+    import json
+
+    from control_plane.vault.classify import classify_response
+
+    async with SandboxProvider(CATALOG.connectors["linear"]) as linear:
+        connector = linear.connector_for_sandbox()
+        tool = connector.tool("linear.list_teams")
+        assert tool is not None
+        error = {"message": "Rate limit exceeded", "extensions": {"code": "RATELIMITED"}}
+        linear.responses["linear.list_teams"] = {"errors": [error], "data": None}
+        access, connection = await connect(linear, http)
+        status, body = await send(http, connector, build_request(tool, {}, connection), access)
+        assert status == 200
+        raw = json.dumps(body).encode()
+        failure = classify_response(connector, status, {}, raw, graphql=True)
+        assert failure is not None and failure.error_class == "rate_limited"
+        linear.responses.clear()
+        status, body = await send(http, connector, build_request(tool, {}, connection), access)
+        assert classify_response(connector, status, {}, json.dumps(body).encode(), graphql=True) is None
