@@ -315,9 +315,9 @@ def test_next_cursor(cid: str, name: str, body: Any, headers: dict[str, str], cu
 
 
 def test_every_declared_cursor_argument_is_a_string_argument_sent_to_the_provider() -> None:
-    paging = [(c, t) for c in CATALOG for t in c.tools if t.pagination is not None]
+    paging = [t for c in CATALOG for t in c.tools if t.pagination is not None]
     assert len(paging) >= 12
-    for c, t in paging:
+    for t in paging:
         assert t.pagination is not None
         arg = t.pagination.cursor_argument
         assert t.input_schema["properties"][arg].get("type", "string") == "string", t.name

@@ -18,13 +18,13 @@ import hashlib
 import re
 import secrets
 from collections.abc import Mapping
+from re import _parser as sre  # type: ignore[attr-defined]
 from typing import Any
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import aiohttp
-from re import _parser as sre  # type: ignore[attr-defined]
 
-from control_plane.connectors.authorize import authorization_url
+from control_plane.connectors.authorize import authorization_url, fill_connection
 from control_plane.connectors.credentials import place_credential
 from control_plane.connectors.model import Connector
 from control_plane.connectors.requests import ToolRequest
@@ -198,8 +198,6 @@ async def connect(
     token_params = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT}
     if verifier:
         token_params["code_verifier"] = verifier
-    from control_plane.connectors.authorize import fill_connection
-
     tokens = await request_token(
         http, connector, fill_connection(connector.auth.token_url, params),
         provider.client_id, provider.client_secret, token_params,
