@@ -13,7 +13,14 @@ from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 from control_plane.connectors.model import Connector
 
-_PLACEHOLDER = re.compile(r"\{connection\.([a-z][a-z0-9_]*)\}")
+_PLACEHOLDER = re.compile(r"\{connection\.([a-z][a-z0-9_]*)(?:\|([a-z]+))?\}")
+#: ``{connection.<field>|<filter>}``: a filter turns a kept value into a URL part.
+FILTERS = ("host",)
+# A DNS name of at least two labels whose last label has a letter: never an IP literal.
+_DNS_NAME = re.compile(
+    r"(?=.{1,253}$)(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+"
+    r"(?=[a-z0-9-]*[a-z])[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+)
 
 
 def requested_scopes(connector: Connector, enabled_tools: Iterable[str] | None = None) -> list[str]:
@@ -26,14 +33,48 @@ def requested_scopes(connector: Connector, enabled_tools: Iterable[str] | None =
     return sorted(scopes | set(connector.auth.refresh_scopes))
 
 
+def origin_host(value: str) -> str:
+    """The host of ``value``, a bare https origin such as Salesforce's ``instance_url``.
+
+    Anything else is refused (ValueError, without the value): another scheme,
+    userinfo (``https://us@evil``), a path, query or fragment (``https://a.b/x``,
+    ``https://a.b#@evil``), a port, an IP literal or a name that is not DNS. The
+    value comes from a provider's token response; it decides where the access
+    token is sent next, so nothing but a plain host may pass.
+    """
+    parts = urlsplit(value.strip())
+    if (
+        parts.scheme != "https"
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or "@" in parts.netloc
+        or ":" in parts.netloc
+        or not _DNS_NAME.fullmatch(parts.netloc.lower())
+    ):
+        raise ValueError("a kept URL is not a plain https origin")
+    return parts.netloc.lower()
+
+
 def fill_connection(template: str, connection: Mapping[str, str]) -> str:
-    """Replace ``{connection.<name>}``; values were validated against the param's pattern."""
+    """Replace ``{connection.<name>}`` and ``{connection.<name>|host}``.
+
+    A plain value is percent-encoded as one URL segment (connection params were
+    validated against their pattern, kept fields were not); ``|host`` takes the
+    host of a kept https origin (:func:`origin_host`), for a template that reads
+    ``https://{connection.instance_url|host}/...``.
+    """
 
     def sub(m: re.Match[str]) -> str:
-        value = connection.get(m.group(1))
+        name, filter_ = m.group(1), m.group(2)
+        value = connection.get(name)
         if value is None:
-            raise ValueError(f"missing connection parameter {m.group(1)!r}")
-        return quote(value, safe="")
+            raise ValueError(f"missing connection parameter {name!r}")
+        if filter_ is None:
+            return quote(value, safe="")
+        if filter_ == "host":
+            return origin_host(value)
+        raise ValueError(f"unknown filter {filter_!r}")
 
     return _PLACEHOLDER.sub(sub, template)
 

@@ -25,14 +25,20 @@ from typing import Any
 import jsonschema
 import yaml
 
+from control_plane.connectors.authorize import FILTERS
 from control_plane.connectors.model import (
     ApiKeyPlacement,
     AuthSpec,
     ConnectionParam,
     Connector,
     ErrorRule,
+    GraphQL,
     HttpMapping,
+    Output,
+    Pagination,
     RefreshPolicy,
+    Revocation,
+    TokenHeader,
     Tool,
 )
 from control_plane.connectors.strategies import STRATEGIES
@@ -44,6 +50,7 @@ _OAUTH_ONLY = (
     "authorize_url",
     "token_url",
     "revoke_url",
+    "revoke",
     "client_auth",
     "pkce",
     "scope_separator",
@@ -55,7 +62,12 @@ _OAUTH_ONLY = (
     "sends_iss",
     "issuer",
     "keep_fields",
+    "token_header",
     "refresh",
+)
+# Headers that must never carry a credential (or that the HTTP client owns).
+_NOT_CREDENTIAL_HEADERS = frozenset(
+    {"cookie", "host", "content-type", "content-length", "transfer-encoding", "proxy-authorization"}
 )
 _KEY_TYPES = ("api_key", "developer_secret")
 
@@ -175,6 +187,20 @@ def _placeholders(template: str) -> list[str]:
     return _PLACEHOLDER.findall(template)
 
 
+def _connection_ok(
+    where: str, template: str, ph: str, names: set[str], bad: Any, what: str
+) -> None:
+    """``{connection.<field>}`` or ``{connection.<field>|host}`` names a known field; a
+    ``|host`` filter stands for the URL's whole host (``https://{...|host}/...``)."""
+    field, _, filter_ = ph.removeprefix("connection.").partition("|")
+    if field not in names:
+        bad(where, f"{{{ph}}} must name {what}")
+    elif filter_ and filter_ not in FILTERS:
+        bad(where, f"{{{ph}}}: unknown filter {filter_!r} (known: {', '.join(FILTERS)})")
+    elif filter_ and not re.match(rf"https://\{{{re.escape(ph)}\}}(/|$)", template):
+        bad(where, f"{{{ph}}} must be the whole host: https://{{{ph}}}/...")
+
+
 def _check_auth(doc: dict[str, Any], bad: Any) -> None:
     auth = doc["auth"]
     kind = auth["type"]
@@ -193,15 +219,22 @@ def _check_auth(doc: dict[str, Any], bad: Any) -> None:
                     bad(f"auth.{name}", f"{{{ph}}} must name a connection param")
         for name in ("token_url", "revoke_url"):
             for ph in _placeholders(auth.get(name, "")):
-                field = ph.split(".", 1)[1] if ph.startswith("connection.") else None
-                if field is None or (field not in params and field not in kept):
-                    bad(f"auth.{name}", f"{{{ph}}} must name a connection param or kept field")
+                what = "a connection param or kept field"
+                if not ph.startswith("connection."):
+                    bad(f"auth.{name}", f"{{{ph}}} must name {what}")
+                else:
+                    _connection_ok(f"auth.{name}", auth[name], ph, params | kept, bad, what)
+        if "revoke" in auth:
+            _check_revoke(auth, params | kept, bad)
         if auth.get("sends_iss") and not auth.get("issuer"):
             # RFC 9207 §2.4: the callback compares iss with this value; without it
             # the mix-up defence would be off without a word.
             bad("auth.issuer", "is required when sends_iss is true (RFC 9207)")
         if "api_key" in auth:
             bad("auth.api_key", "is for api_key and developer_secret connectors")
+        header = auth.get("token_header", {}).get("name", "")
+        if header.lower() in _NOT_CREDENTIAL_HEADERS:
+            bad("auth.token_header.name", f"{header!r} cannot carry an access token")
     else:
         for name in _OAUTH_ONLY:
             if name in auth:
@@ -211,6 +244,28 @@ def _check_auth(doc: dict[str, Any], bad: Any) -> None:
         pattern = auth.get("api_key", {}).get("pattern")
         if pattern is not None and not _compiles(pattern):
             bad("auth.api_key.pattern", "is not a valid regex")
+
+
+def _check_revoke(auth: dict[str, Any], names: set[str], bad: Any) -> None:
+    revoke = auth["revoke"]
+    if "revoke_url" in auth:
+        bad("auth.revoke", "give revoke or revoke_url (RFC 7009), not both")
+    for ph in _placeholders(revoke["url"]):
+        if ph != "client_id":
+            what = "a connection param or kept field, or be {client_id}"
+            if not ph.startswith("connection."):
+                bad("auth.revoke.url", f"{{{ph}}} must name {what}")
+            else:
+                _connection_ok("auth.revoke.url", revoke["url"], ph, names, bad, what)
+    bearer = revoke.get("auth") == "bearer"
+    if bearer and revoke.get("token", "refresh_first") != "access":
+        bad("auth.revoke.token", "must be access: with auth bearer the access token is presented")
+    if bearer != (revoke.get("body", "form") == "none"):
+        bad("auth.revoke.body", "is none exactly when auth is bearer (the token is the bearer)")
+    client = revoke.get("auth", "client")
+    client = auth.get("client_auth", "client_secret_post") if client == "client" else client
+    if client == "client_secret_post" and revoke.get("body", "form") not in ("form", "json"):
+        bad("auth.revoke.body", "a client secret goes in a form or json body, never the URL")
 
 
 def _check_tools(doc: dict[str, Any], bad: Any) -> None:
@@ -238,11 +293,11 @@ def _check_tools(doc: dict[str, Any], bad: Any) -> None:
         required = set(schema.get("required", []))
         if not isinstance(props, dict):
             continue
-        for ph in _placeholders(tool["http"]["url"]):
+        url = tool["http"]["url"]
+        for ph in _placeholders(url):
             if ph.startswith("connection."):
-                field = ph.split(".", 1)[1]
-                if field not in params and field not in kept:
-                    bad(f"{where}.http.url", f"{{{ph}}} is not a connection param or kept field")
+                what = "a connection param or kept field"
+                _connection_ok(f"{where}.http.url", url, ph, params | kept, bad, what)
             elif ph not in props or ph not in required:
                 bad(f"{where}.http.url", f"{{{ph}}} must be a required argument")
         for q in tool["http"].get("query", []):
@@ -251,8 +306,58 @@ def _check_tools(doc: dict[str, Any], bad: Any) -> None:
         strategy = tool["http"].get("strategy")
         if strategy is not None and strategy not in STRATEGIES:
             bad(f"{where}.http.strategy", f"unknown strategy {strategy!r}")
+        if "graphql" in tool["http"]:
+            _check_graphql(where, tool, props, required, bad)
+        if "pagination" in tool:
+            _check_pagination(where, tool["pagination"], props, bad)
+        fields = tool.get("output", {}).get("fields", [])
+        for f in fields:
+            if any(f.startswith(other + ".") for other in fields):
+                bad(f"{where}.output.fields", f"{f!r} is inside another kept field")
         if auth["type"] != "oauth2" and tool["scopes"]:
             bad(f"{where}.scopes", "only oauth2 connectors have provider scopes")
+
+
+_GRAPHQL_OPERATION = re.compile(r"\s*(query|mutation)\b[^{]*\{", re.S)
+_GRAPHQL_VARIABLE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)\s*:\s*([A-Za-z_][A-Za-z0-9_\[\]!\s]*)")
+
+
+def _check_graphql(
+    where: str, tool: dict[str, Any], props: dict[str, Any], required: set[str], bad: Any
+) -> None:
+    """One query or mutation whose variables are exactly the body arguments: each
+    argument is a declared ``$variable``, each non-null (``Type!``) one is required."""
+    http = tool["http"]
+    if http["method"] != "POST":
+        bad(f"{where}.http.method", "must be POST for a graphql tool")
+    if http.get("body", "json") != "json" or "strategy" in http:
+        bad(f"{where}.http.graphql", "is the body: no body other than json, no strategy")
+    document = http["graphql"]["query"]
+    head = _GRAPHQL_OPERATION.match(document)
+    if head is None:
+        bad(f"{where}.http.graphql.query", "must be one query or mutation operation")
+        return
+    declared = {name: kind.strip() for name, kind in _GRAPHQL_VARIABLE.findall(head.group(0))}
+    in_url = set(_placeholders(http["url"])) | set(http.get("query", []))
+    for name in props:
+        if name not in in_url and name not in declared:
+            bad(f"{where}.input_schema.properties.{name}", "is not a variable of the operation")
+    for name, kind in declared.items():
+        if kind.endswith("!") and name not in required:
+            bad(f"{where}.input_schema.required", f"${name} is {kind} in the operation")
+
+
+def _check_pagination(where: str, paging: dict[str, Any], props: dict[str, Any], bad: Any) -> None:
+    """A continuation tool (Dropbox list_folder/continue) may require its cursor."""
+    name = paging["cursor_argument"]
+    if name not in props:
+        bad(f"{where}.pagination.cursor_argument", f"{name!r} is not an argument")
+    elif props[name].get("type", "string") != "string":
+        bad(f"{where}.pagination.cursor_argument", f"{name!r} must take a string (the cursor)")
+    if ("next_cursor" in paging) == ("link_param" in paging):
+        bad(f"{where}.pagination", "needs exactly one of next_cursor and link_param")
+    if "has_more" in paging and "next_cursor" not in paging:
+        bad(f"{where}.pagination.has_more", "goes with next_cursor")
 
 
 def _check_errors(doc: dict[str, Any], bad: Any) -> None:
@@ -260,6 +365,10 @@ def _check_errors(doc: dict[str, Any], bad: Any) -> None:
         when = rule["when"]
         if set(when) <= {"phase", "status"}:
             bad(f"errors[{i}].when", "must look at the body or headers, not the status alone")
+        if any(200 <= s < 300 for s in when.get("status", ())) and "body" not in when:
+            # a success body can hold anyone's text (an email, a page): only a
+            # structural match on the provider's envelope may turn it into a failure
+            bad(f"errors[{i}].when", "a rule for a 2xx answer must match body paths")
         for header, pattern in when.get("header", {}).items():
             if not _compiles(pattern):
                 bad(f"errors[{i}].when.header.{header}", "is not a valid regex")
@@ -275,7 +384,21 @@ def _build(doc: dict[str, Any]) -> Connector:
         type=a["type"],
         authorize_url=a.get("authorize_url", ""),
         token_url=a.get("token_url", ""),
-        revoke_url=a.get("revoke_url", ""),
+        revoke_url=a["revoke"]["url"] if "revoke" in a else a.get("revoke_url", ""),
+        revocation=(
+            Revocation(
+                method=a["revoke"].get("method", "POST"),
+                auth=a["revoke"].get("auth", "client"),
+                body=a["revoke"].get("body", "form"),
+                token_field=a["revoke"].get("token_field", "token"),
+                token=a["revoke"].get("token", "refresh_first"),
+                token_type_hint=a["revoke"].get("token_type_hint", True),
+                headers=dict(a["revoke"].get("headers", {})),
+                explicit=True,
+            )
+            if "revoke" in a
+            else Revocation()
+        ),
         client_auth=a.get("client_auth", "client_secret_post"),
         pkce=a.get("pkce", False),
         scope_separator=a.get("scope_separator", " "),
@@ -292,6 +415,11 @@ def _build(doc: dict[str, Any]) -> Connector:
             ApiKeyPlacement(key["in"], key["name"], key.get("prefix", ""), key.get("pattern", ""))
             if key
             else None
+        ),
+        token_header=(
+            TokenHeader(a["token_header"]["name"], a["token_header"].get("prefix", ""))
+            if "token_header" in a
+            else TokenHeader()
         ),
         refresh=refresh,
     )
@@ -310,6 +438,14 @@ def _build(doc: dict[str, Any]) -> Connector:
                 body=t["http"].get("body", "none"),
                 headers=dict(t["http"].get("headers", {})),
                 strategy=t["http"].get("strategy"),
+                graphql=(
+                    GraphQL(t["http"]["graphql"]["query"]) if "graphql" in t["http"] else None
+                ),
+            ),
+            pagination=Pagination(**t["pagination"]) if "pagination" in t else None,
+            output=Output(
+                fields=tuple(t.get("output", {}).get("fields", ())),
+                max_bytes=t.get("output", {}).get("max_bytes"),
             ),
         )
         for t in doc["tools"]

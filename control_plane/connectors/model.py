@@ -42,6 +42,40 @@ class ApiKeyPlacement:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenHeader:
+    """Where an OAuth 2.0 access token goes: RFC 6750 §2.1 ``Authorization: Bearer`` by
+    default; Shopify's Admin API reads it from ``X-Shopify-Access-Token`` with no prefix."""
+
+    name: str = "Authorization"
+    prefix: str = "Bearer "
+
+
+@dataclass(frozen=True, slots=True)
+class Revocation:
+    """How ``revoke_url`` is called. The defaults are RFC 7009 §2.1: ``POST`` a form with
+    ``token`` and ``token_type_hint``, the client authenticated as at the token endpoint,
+    the refresh token when there is one (it ends the grant), else the access token.
+
+    Providers that differ say how: Dropbox ``POST /2/auth/token/revoke`` with the access
+    token as the bearer and no body (``auth: bearer``); GitHub ``DELETE
+    /applications/{client_id}/token`` with HTTP Basic and ``{"access_token": ...}``;
+    Notion HTTP Basic with a JSON ``{"token": ...}``.
+    """
+
+    method: str = "POST"  # POST | DELETE
+    #: ``client`` (the connector's ``client_auth``), ``client_secret_basic``,
+    #: ``client_secret_post``, or ``bearer`` (no client: the token authenticates the call).
+    auth: str = "client"
+    body: str = "form"  # form | json | query (the token in the URL's query) | none
+    token_field: str = "token"
+    token: str = "refresh_first"  # refresh_first | access
+    token_type_hint: bool = True
+    headers: Mapping[str, str] = field(default_factory=dict)
+    #: The catalog spelled it out (``auth.revoke``) rather than the RFC 7009 ``revoke_url``.
+    explicit: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class RefreshPolicy:
     supported: bool = False
     rotating: bool = False
@@ -59,6 +93,7 @@ class AuthSpec:
     authorize_url: str = ""
     token_url: str = ""
     revoke_url: str = ""
+    revocation: Revocation = field(default_factory=Revocation)
     client_auth: str = "client_secret_post"
     pkce: bool = False
     scope_separator: str = " "
@@ -72,6 +107,7 @@ class AuthSpec:
     keep_fields: tuple[str, ...] = ()
     connection_params: tuple[ConnectionParam, ...] = ()
     api_key: ApiKeyPlacement | None = None
+    token_header: TokenHeader = field(default_factory=TokenHeader)
     refresh: RefreshPolicy = field(default_factory=RefreshPolicy)
 
 
@@ -89,6 +125,13 @@ class ErrorRule:
 
 
 @dataclass(frozen=True, slots=True)
+class GraphQL:
+    """A GraphQL tool: the document is fixed here; the arguments are its variables."""
+
+    query: str
+
+
+@dataclass(frozen=True, slots=True)
 class HttpMapping:
     method: str
     url: str
@@ -96,6 +139,31 @@ class HttpMapping:
     body: str = "none"
     headers: Mapping[str, str] = field(default_factory=dict)
     strategy: str | None = None
+    #: The body is ``{"query": graphql.query, "variables": {...arguments}}``.
+    graphql: GraphQL | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Pagination:
+    """How a paging tool's next page is asked for: pass the cursor found in the answer
+    (``next_cursor``, a dotted path into the JSON body; or the ``link_param`` query
+    parameter of the RFC 8288 ``Link: <...>; rel="next"`` URL) as ``cursor_argument``.
+    With ``has_more`` (a dotted path), only ``true`` there means another page."""
+
+    cursor_argument: str
+    next_cursor: str = ""
+    has_more: str = ""
+    link_param: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """What of a tool's JSON answer the caller receives: only ``fields`` (dotted paths,
+    arrays along a path mapped element by element) when given; at most ``max_bytes``
+    (enforced by the caller) when given."""
+
+    fields: tuple[str, ...] = ()
+    max_bytes: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +175,8 @@ class Tool:
     destructive: bool
     output_trust: str
     http: HttpMapping
+    pagination: Pagination | None = None
+    output: Output = field(default_factory=Output)
 
 
 @dataclass(frozen=True, slots=True)

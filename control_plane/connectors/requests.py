@@ -10,8 +10,10 @@ path segment, a query or another host.
   arguments;
 * ``query`` — the listed arguments that are present (booleans as ``true`` /
   ``false``, arrays comma-joined);
-* body — ``json``: the named strategy's output, else every argument not used in
-  the URL or the query; ``form``: the same as flat form fields; ``none``: nothing.
+* body — ``graphql``: ``{"query": <the tool's document>, "variables": <every
+  argument not used in the URL or the query>}``; ``json``: the named strategy's
+  output, else every argument not used in the URL or the query; ``form``: the
+  same as flat form fields; ``none``: nothing.
 """
 
 from __future__ import annotations
@@ -70,7 +72,9 @@ def build_request(
     rest = {k: v for k, v in args.items() if k not in used}
     body_json: Any = None
     form: dict[str, str] | None = None
-    if mapping.body == "json":
+    if mapping.graphql is not None:
+        body_json = {"query": mapping.graphql.query, "variables": rest}
+    elif mapping.body == "json":
         body_json = STRATEGIES[mapping.strategy](args) if mapping.strategy else rest
     elif mapping.body == "form":
         form = {k: scalar(v) for k, v in rest.items()}

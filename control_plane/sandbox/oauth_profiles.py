@@ -858,6 +858,7 @@ PROFILES: dict[str, ProviderProfile] = {
         refresh_kills_old_access=True,
         scope_reply_separator=",",
         form_unless_json_accepted=True,
+        revoke_reply=(204, b"", {}),  # DELETE /applications/{client_id}/token [GH3]
         token_type="bearer",
         prefix=_prefixes("gho_", "ghr_", expiring="ghu_"),
         shape=_github_shape,

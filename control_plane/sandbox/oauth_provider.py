@@ -38,11 +38,14 @@ remembers. ``/authorize``, ``/token`` and ``/revoke`` are short aliases.
   ``refresh_scopes`` scope was granted, and the provider's offline switch was
   sent (Google ``access_type=offline``, Dropbox ``token_access_type=offline``,
   Shopify ``expiring=1``).
-* revocation endpoint (when the connector has ``revoke_url``): the token comes
-  from the ``token`` parameter (body or query) or the bearer header; the whole
+* revocation endpoint (when the connector has ``revoke_url``): RFC 7009 ones
+  take the token from the ``token`` parameter (body or query) or the bearer
+  header; a connector's own ``auth.revoke`` (Dropbox bearer, GitHub ``DELETE``
+  with Basic and JSON, Notion Basic and JSON) is enforced as written. The whole
   grant is revoked.
 * resource API: a request matching a tool's method and URL answers 200 with a
-  small JSON body once ``Authorization: Bearer <token>`` is live, the URL's
+  small JSON body once the access token, where the connector's ``token_header``
+  puts it (``Authorization: Bearer <token>`` by default), is live, the URL's
   ``{connection.x}`` values are the grant's and the tool's scopes were
   granted; otherwise the provider's 401 (or insufficient-scope) reply. Every
   call is recorded in :attr:`SandboxProvider.requests` with credentials
@@ -118,6 +121,11 @@ class _Route:
     tool: Tool | None = None
     url: str = ""
 
+    def values(self, path: str) -> dict[str, str]:
+        """Every placeholder's value in a matching raw path (``{client_id}`` too)."""
+        m = self.pattern.fullmatch(path)
+        return {} if m is None else dict(zip(self.names, map(unquote, m.groups()), strict=True))
+
     def match(self, path: str) -> dict[str, str] | None:
         """``{connection field: value}`` of a matching raw path, else None."""
         m = self.pattern.fullmatch(path)
@@ -145,6 +153,21 @@ def _route(kind: str, url: str, tool: Tool | None = None) -> _Route:
     )
     names = tuple(parts[1::2])
     return _Route(kind, re.compile(regex), names, tool, url)
+
+
+def _same_connection(grant: Mapping[str, str], url: Mapping[str, str]) -> bool:
+    """The URL's connection values are the grant's; ``field|host`` compares with the host
+    of the kept URL (Salesforce's ``instance_url``). Fields the grant never saw match."""
+    for key, value in url.items():
+        field, _, filter_ = key.partition("|")
+        expected = grant.get(field)
+        if expected is None:
+            continue
+        if filter_ == "host":
+            expected = urlsplit(expected).netloc
+        if expected != value:
+            return False
+    return True
 
 
 def _alias(kind: str) -> _Route:
@@ -346,6 +369,7 @@ class SandboxProvider:
         self._consents: dict[str, _Consent] = {}
         self._ids: dict[str, str] = {}
         self._routes = self._build_routes()
+        self._credential_headers = _CREDENTIAL_HEADERS | {connector.auth.token_header.name.lower()}
         self.server: LoopbackServer = _Server(
             lambda: [web.route("*", "/{tail:.*}", self._dispatch)]
         )
@@ -451,7 +475,7 @@ class SandboxProvider:
             if route.kind == "token":
                 return await self._token(request, found)
             if route.kind == "revoke":
-                return await self._revoke(request)
+                return await self._revoke(request, route.values(path))
             if route.kind == "extra" and request.method == "GET":
                 return self._extra(request, route)
             if route.kind == "tool" and route.tool is not None:
@@ -609,6 +633,11 @@ class SandboxProvider:
         if faults.reply_delay:
             await asyncio.sleep(faults.reply_delay)
         body = self.profile.shape(self, issue) if self.profile.shape else issue.body
+        grant = self._grants[issue.grant_id]
+        for path in self.connector.auth.keep_fields:  # API URLs built from them are checked
+            value = body.get(path) if isinstance(body, dict) else None
+            if isinstance(value, str):
+                grant.connection[path] = value
         return self._token_reply(request, 200, body)
 
     @staticmethod
@@ -900,30 +929,81 @@ class SandboxProvider:
 
     # --- revocation endpoint -------------------------------------------------------------
 
-    async def _revoke(self, request: web.Request) -> web.Response:
-        """RFC 7009 §2: the grant of any token presented is revoked; unknown tokens are fine."""
+    async def _revoke(self, request: web.Request, values: Mapping[str, str]) -> web.Response:
+        """RFC 7009 §2: the grant of any token presented is revoked; unknown tokens are fine.
+
+        A connector with the RFC 7009 shorthand (``revoke_url``) is served leniently:
+        the token from ``token`` in the body or query, else the bearer header. One that
+        spells out ``auth.revoke`` is served exactly as described: its method, its
+        ``{client_id}`` in the path, its client authentication (or the bearer access
+        token), its body format and token field.
+        """
+        how = self.connector.auth.revocation
         raw = await request.read()
-        value = request.query.get("token")
+        fields: dict[str, str] = dict(request.query)
         if raw and request.content_type == "application/json":
             try:
                 doc = json.loads(raw)
             except ValueError:
                 doc = None
-            if isinstance(doc, dict) and isinstance(doc.get("token"), str):
-                value = doc["token"]
+            if isinstance(doc, dict):
+                fields |= {k: v for k, v in doc.items() if isinstance(v, str)}
         elif raw:
-            value = dict(parse_qsl(raw.decode("utf-8", "replace"))).get("token", value)
-        if value is None:
-            value = self._presented_token(request)
+            fields |= dict(parse_qsl(raw.decode("utf-8", "replace")))
+        if not how.explicit:
+            value = fields.get("token") or self._presented_token(request)
+        else:
+            if request.method != how.method:
+                return json_response(
+                    {"error": "method_not_allowed"}, status=405, headers={"Allow": how.method}
+                )
+            if values.get("client_id", self.client_id) != self.client_id:
+                return json_response({"message": "Not Found"}, status=404)
+            client = self.connector.auth.client_auth if how.auth == "client" else how.auth
+            if client == "bearer":
+                token, refusal = self._live_token(request)
+                if token is None:
+                    assert refusal is not None
+                    return _reply(*refusal)
+                value = token.value
+            else:
+                if not self._revoking_client(request, client, fields):
+                    return json_response({"error": "invalid_client"}, status=401)
+                value = fields.get(how.token_field)
         token = self._tokens.get(value or "")
         if token is not None:
             self._revoke_grant(self._grants[token.grant_id])
         status, body, headers = self.profile.revoke_reply
         return _reply(status, body, headers)
 
+    def _revoking_client(
+        self, request: web.Request, method: str, fields: Mapping[str, str]
+    ) -> bool:
+        if method == "client_secret_basic":
+            try:
+                basic = _parse_basic(request.headers.get("Authorization", ""))
+            except _Refused:
+                return False
+            if basic is None:
+                return False
+            client_id, secret = basic
+        else:
+            client_id, secret = fields.get("client_id", ""), fields.get("client_secret", "")
+        return client_id == self.client_id and hmac.compare_digest(
+            secret.encode(), self.client_secret.encode()
+        )
+
     # --- resource API ------------------------------------------------------------------
 
     def _presented_token(self, request: web.Request) -> str | None:
+        """The access token where the connector says the provider reads it: a connector
+        with its own ``token_header`` (Shopify) is read there only, a Bearer is ignored."""
+        spec = self.connector.auth.token_header
+        if spec.name.lower() != "authorization" or spec.prefix.lower() != "bearer ":
+            value = request.headers.get(spec.name, "")
+            if not value.startswith(spec.prefix):
+                return None
+            return value.removeprefix(spec.prefix).strip() or None
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
@@ -962,8 +1042,13 @@ class SandboxProvider:
         token, reply = self._live_token(request)
         if token is not None:
             grant = self._grants[token.grant_id]
-            if any(grant.connection.get(k, v) != v for k, v in connection.items()):
+            if not _same_connection(grant.connection, connection):
                 token, reply = None, self.profile.unauthorized("unknown", 0)
+        body = await self._request_body(request)
+        # GraphQL tools share one URL: the document sent names the tool
+        sent = body.get("query") if isinstance(body, dict) else None
+        named = [t for t in tools if t.http.graphql is not None and t.http.graphql.query == sent]
+        tools = named or tools
         # the first tool the token has every scope for; else the first one, and a refusal
         tool = next((t for t in tools if token and set(t.scopes) <= set(token.scopes)), tools[0])
         if faults.next_api_status is not None:
@@ -977,7 +1062,6 @@ class SandboxProvider:
             missing = [s for s in tool.scopes if s not in token.scopes]
             if missing:
                 reply = self.profile.insufficient_scope(missing, token.scopes)
-        body = await self._request_body(request)
         query = dict(request.query)
         if reply is None:
             answer = self.responses.get(tool.name)
@@ -992,7 +1076,7 @@ class SandboxProvider:
                 url="https://" + request.path_qs.removeprefix("/"),
                 query=query,
                 headers={
-                    k: ("[redacted]" if k.lower() in _CREDENTIAL_HEADERS else v)
+                    k: ("[redacted]" if k.lower() in self._credential_headers else v)
                     for k, v in request.headers.items()
                 },
                 body=body,

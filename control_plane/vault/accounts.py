@@ -177,7 +177,9 @@ class AccountVault:
 
         Best effort (the account is deleted either way); the outcome is logged
         without the token. RFC 7009 §2.1: the refresh token is revoked when there
-        is one (which also ends its access tokens), else the access token.
+        is one (which also ends its access tokens), else the access token; a
+        connector whose provider revokes by access token says so
+        (``auth.revoke.token: access``, e.g. Dropbox, GitHub, Notion).
         """
         if connector.auth.type != "oauth2" or not connector.auth.revoke_url:
             return
@@ -186,21 +188,27 @@ class AccountVault:
             if row is None or not row.secret:
                 return
             doc = await open_secret(self._barrier, tx, row)
-            connection = dict(row.connection_params)
+            connection = {**row.provider_metadata, **row.connection_params}
         app = await self._apps.client_for(scope, connector.id)
         if app is None:
             return
         token, hint = doc.get("refresh_token"), "refresh_token"
-        if not token:
+        if not token or connector.auth.revocation.token == "access":
             token, hint = doc.get("access_token"), "access_token"
         if not isinstance(token, str):
             return
-        url = fill_connection(connector.auth.revoke_url, connection)
-        status = await revoke_token(
-            self._http, connector, url, app.client_id, app.client_secret.reveal(), token, hint
-        )
+        try:
+            url = fill_connection(connector.auth.revoke_url, connection)
+        except ValueError:  # a kept host that is not a plain https origin: not sent
+            status = None
+        else:
+            status = await revoke_token(
+                self._http, connector, url, app.client_id, app.client_secret.reveal(), token, hint
+            )
         _log.info(
-            "provider grant revoked" if status == 200 else "provider revocation failed",
+            "provider grant revoked"
+            if status is not None and 200 <= status < 300
+            else "provider revocation failed",
             org_id=scope.org_id,
             connector=connector.id,
             status=status,

@@ -118,6 +118,45 @@ def classify(
     return _generic(phase, status, doc, headers)
 
 
+def classify_response(
+    connector: Connector,
+    status: int,
+    headers: Mapping[str, str],
+    raw: bytes,
+    *,
+    graphql: bool = False,
+) -> Failure | None:
+    """The failure an API answer stands for, or None for a success.
+
+    A non-2xx answer is classified as :func:`classify` does. A 2xx answer is a
+    success unless
+
+    * a connector rule that names that 2xx status in ``when.status`` matches
+      (Slack's ``{"ok": false}``; the loader makes such rules match body paths,
+      so text inside an ordinary result can never turn it into a failure), or
+    * the tool is GraphQL and the body has a non-empty ``errors`` and no
+      ``data`` (absent or null): the GraphQL spec's request or field error that
+      left nothing to return (Linear, Shopify ``THROTTLED``). Then the
+      connector's rules that name no status classify it (``errors.extensions.code``),
+      else it is the caller's error ``GRAPHQL_ERRORS``. A partial result (``data``
+      and ``errors``) is a success that carries its errors.
+    """
+    if not 200 <= status < 300:
+        return classify(connector, "api", status, headers, raw)
+    doc, text = parse_body(raw)
+    for rule in connector.errors:
+        if any(s == status for s in rule.status) and _matches(
+            rule, "api", status, doc, text, headers
+        ):
+            return Failure(rule.error_class, rule.reason, _retry_after(rule, doc, headers))
+    if graphql and isinstance(doc, dict) and doc.get("errors") and doc.get("data") is None:
+        for rule in connector.errors:
+            if not rule.status and _matches(rule, "api", status, doc, text, headers):
+                return Failure(rule.error_class, rule.reason, _retry_after(rule, doc, headers))
+        return Failure("caller_error", "GRAPHQL_ERRORS")
+    return None
+
+
 def _generic(phase: str, status: int, doc: Any, headers: Mapping[str, str]) -> Failure:
     code = doc.get("error") if isinstance(doc, dict) else None
     if isinstance(code, dict):

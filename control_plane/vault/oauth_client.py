@@ -225,17 +225,44 @@ async def revoke_token(
     token: str,
     hint: str,
 ) -> int | None:
-    """RFC 7009 revocation; the HTTP status, or None when the provider was unreachable."""
-    body, headers = _authenticated(
-        connector, {"token": token, "token_type_hint": hint}, client_id, client_secret
-    )
+    """Revoke ``token`` at the provider; the HTTP status, or None when it was unreachable.
+
+    RFC 7009 §2.1 by default: "The client also includes its authentication
+    credentials" and posts ``token`` (and ``token_type_hint``) form-encoded.
+    ``connector.auth.revocation`` describes providers that differ (method, how the
+    client or the token authenticates, body format and field). A ``{client_id}``
+    in the URL is the client's id (GitHub).
+    """
+    how = connector.auth.revocation
+    url = revoke_url.replace("{client_id}", quote(client_id, safe=""))
+    headers = {"Accept": "application/json", **how.headers}
+    fields: dict[str, str] = {}
+    client = connector.auth.client_auth if how.auth == "client" else how.auth
+    if client == "bearer":
+        headers["Authorization"] = f"Bearer {token}"
+    else:
+        fields[how.token_field] = token
+        if how.token_type_hint:
+            fields["token_type_hint"] = hint
+        if client == "client_secret_basic":
+            headers["Authorization"] = _basic(client_id, client_secret)
+        else:
+            fields |= {"client_id": client_id, "client_secret": client_secret}
+    body: dict[str, Any] = {}
+    if how.body == "json":
+        body["json"] = fields
+    elif how.body == "query":
+        body["params"] = fields
+    elif how.body == "form":
+        body["data"] = fields
     try:
-        async with http.post(
-            revoke_url,
-            data=body,
+        async with http.request(
+            how.method,
+            url,
             headers=headers,
             allow_redirects=False,
             timeout=aiohttp.ClientTimeout(total=10),
+            **body,
         ) as resp:
             await resp.content.read(MAX_RESPONSE)
             return resp.status

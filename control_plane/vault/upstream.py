@@ -26,6 +26,7 @@ import aiohttp
 
 from control_plane.clock import Clock
 from control_plane.connectors.authorize import fill_connection
+from control_plane.connectors.credentials import place_credential
 from control_plane.connectors.loader import Catalog
 from control_plane.connectors.model import Connector
 from control_plane.domain.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
@@ -180,18 +181,13 @@ class Upstream:
     async def _send(
         self, connector: Connector, method: str, request: UpstreamRequest, credential: str
     ) -> UpstreamResponse:
-        headers = {"Accept": "application/json", **request.headers}
-        params = dict(request.query)
-        if connector.auth.type == "oauth2":
-            headers["Authorization"] = f"Bearer {credential}"
-        else:
-            placement = connector.auth.api_key
-            if placement is None:
-                raise FailedPrecondition("the connector does not say where its key goes")
-            if placement.location == "query":
-                params[placement.name] = placement.prefix + credential
-            else:
-                headers[placement.name] = placement.prefix + credential
+        try:
+            headers, params = place_credential(
+                connector.auth, credential, {"Accept": "application/json", **request.headers},
+                request.query,
+            )  # fmt: skip
+        except ValueError:
+            raise FailedPrecondition("the connector does not say where its key goes") from None
         try:
             async with self._http.request(
                 method,

@@ -386,3 +386,22 @@ async def test_reconnecting_repairs_the_same_account(harness: Any) -> None:
         got = await w.get(acct.name)
         assert got.state == pb.CONNECTED_ACCOUNT_STATE_ACTIVE and got.label == "work"
         assert got.secret_rotate_time.ToDatetime() >= got.secret_create_time.ToDatetime()
+
+
+@pytest.mark.parametrize("cid", ["dropbox", "github", "notion"])
+async def test_deleting_an_account_revokes_where_the_provider_is_not_rfc7009(
+    harness: Any, captured_logs: Any, cid: str
+) -> None:
+    async with connect_world(harness, cid) as w:
+        acct = await w.account()
+        async with browser() as b:
+            done = await consent(b, await start(b, await w.link(acct)))
+            assert code_of((await finish(b, done))[1]) == "success"
+        secret = await sealed_secret(harness, w.org, acct.name)
+        access = secret["access_token"]
+        assert w.provider.token_state(access) == "live"
+        await w.admin.connections.DeleteConnectedAccount(
+            pb.DeleteConnectedAccountRequest(name=acct.name))
+        assert w.provider.token_state(access) == "revoked"
+        out = captured_logs.getvalue()
+        assert "provider grant revoked" in out and access not in out

@@ -145,3 +145,41 @@ async def test_a_byok_key_goes_where_the_connector_says(harness: Any) -> None:
         catalog["stripe"] = real
         await runner.cleanup()
 
+
+
+async def test_shopify_gets_its_token_in_x_shopify_access_token(harness: Any) -> None:
+    async with connect_world(harness, "shopify") as w:
+        acct = await w.account(connection_params={"shop": "acme-store"})
+        async with browser() as b:
+            done = await consent(b, await start(b, await w.link(acct)))
+            status, _ = await finish(b, done)
+        assert status == 200
+        account = str(acct.name.rsplit("/", 1)[1])
+        org = scope(w.org.split("/")[1])
+        url = _tool_url(harness, "shopify", "shopify.list_products").replace(
+            "{connection.shop}", "acme-store"
+        )
+        got = await harness.servers.vault.upstream.perform(org, account, UpstreamRequest("GET", url))
+        assert got.status == 200 and got.failure is None
+        [call] = w.provider.requests
+        assert call.authorized and call.headers["X-Shopify-Access-Token"] == "[redacted]"
+        assert "Authorization" not in call.headers
+
+
+async def test_salesforce_calls_go_to_the_kept_instance_url_host(harness: Any) -> None:
+    from control_plane.connectors.authorize import fill_connection
+
+    async with connect_world(harness, "salesforce") as w:
+        account = await _connected(w)
+        org = scope(w.org.split("/")[1])
+        kept = dict((await w.get(f"{w.org}/connectedAccounts/{account}")).provider_metadata)
+        template = _tool_url(harness, "salesforce", "salesforce.query")
+        url = fill_connection(template, kept)
+        got = await harness.servers.vault.upstream.perform(
+            org, account, UpstreamRequest("GET", url, {"q": "SELECT Id FROM Account"})
+        )
+        assert got.status == 200 and got.failure is None
+        [call] = w.provider.requests
+        assert call.authorized and call.tool == "salesforce.query"
+        host = kept["instance_url"].removeprefix("https://")
+        assert call.url.startswith(f"https://{host}/services/data/v62.0/query")

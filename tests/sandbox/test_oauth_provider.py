@@ -31,6 +31,7 @@ import pytest
 from control_plane.vault.classify import _matches, parse_body
 
 from control_plane.connectors.authorize import authorization_url, fill_connection
+from control_plane.connectors.credentials import place_credential
 from control_plane.connectors.loader import load_catalog
 from control_plane.connectors.model import (
     AuthSpec,
@@ -210,7 +211,7 @@ class Client:
         values = {**self.connection, **(kept or {}), **(connection or {})}
         url = fill_connection(tool.http.url, values)
         url = re.sub(r"\{[A-Za-z][A-Za-z0-9_]*\}", "abc123", url)
-        headers = {"Authorization": f"Bearer {token}", **tool.http.headers}
+        headers, _ = place_credential(self.connector.auth, token, tool.http.headers, {})
         kwargs: dict[str, Any] = {}
         if tool.http.body == "json":
             kwargs["json"] = {}
@@ -232,13 +233,12 @@ async def _reply(resp: aiohttp.ClientResponse) -> Reply:
 
 
 def _kept(connector: Connector, body: Mapping[str, Any]) -> dict[str, str]:
-    """Kept token fields as URL values: a URL contributes its host (salesforce.yaml)."""
+    """Kept token fields as the vault stores them (a URL's host is taken by ``|host``)."""
     out = {}
     for path in connector.auth.keep_fields:
         value = _get(body, path)
         if isinstance(value, str | int) and value is not KeyError:
-            text = str(value)
-            out[path] = urlsplit(text).netloc if text.startswith("https://") else text
+            out[path] = str(value)
     return out
 
 
@@ -378,7 +378,7 @@ async def test_full_authorization_code_flow(
             assert called.body["ok"] is True
         seen = provider.requests[-1]
         assert seen.status == 200 and seen.authorized and seen.method == tool.http.method
-        assert seen.headers["Authorization"] == "[redacted]"
+        assert seen.headers[connector.auth.token_header.name] == "[redacted]"
         assert access not in repr(seen) and access not in repr(provider.issued)
         bad = await client.call(tool, "not-a-token-" + secrets.token_hex(4), kept)
         status, shape = BAD_TOKEN.get(profile, (401, {"error": "invalid_token"}))
@@ -440,7 +440,7 @@ GITHUB = _connector(
 )  # fmt: skip
 SALESFORCE = _connector(
     "salesforce", "login.salesforce.com", token_path="/services/oauth2/token",
-    tool_url="https://{connection.instance_url}/services/data/v62.0/query",
+    tool_url="https://{connection.instance_url|host}/services/data/v62.0/query",
     refresh_scopes=("refresh_token",), keep_fields=("instance_url", "id"), scopes=("api",),
 )  # fmt: skip
 PLAIN = _connector("acme", "auth.acme.example", pkce=True)  # no profile: plain RFC 6749
@@ -547,7 +547,7 @@ async def test_salesforce_reply_has_instance_url_and_no_expires_in(
         refreshed = (await client.refresh(body["refresh_token"])).body
         assert "refresh_token" not in refreshed and "expires_in" not in refreshed
         assert refreshed["instance_url"] == body["instance_url"]  # never dropped [X-n8n-34916]
-        kept = {"instance_url": urlsplit(body["instance_url"]).netloc}
+        kept = {"instance_url": body["instance_url"]}
         tool = client.connector.tools[0]
         assert (await client.call(tool, refreshed["access_token"], kept)).status == 200
         clock.now += 7200  # the session timeout (no expires_in to tell)
@@ -1187,3 +1187,113 @@ def test_cli_refuses_a_non_oauth_connector(capsys: pytest.CaptureFixture[str]) -
     with pytest.raises(SystemExit) as exited:
         main(["oauth", "no_such_connector", "--port", "0"])
     assert exited.value.code == 2 and "unknown OAuth 2.0 connector" in capsys.readouterr().err
+
+
+async def test_shopify_reads_the_token_from_its_own_header_only(
+    http: aiohttp.ClientSession,
+) -> None:
+    shopify = CATALOG.connectors["shopify"]
+    async with SandboxProvider(shopify) as provider:
+        client = Client(provider, http)
+        access, _ = _tokens((await client.connect()).body)
+        assert access
+        tool = client.connector.tool("shopify.get_product")
+        assert tool is not None
+        url = fill_connection(tool.http.url, client.connection).replace("{product_id}", "1")
+        async with http.get(url, headers={"X-Shopify-Access-Token": access}) as resp:
+            assert resp.status == 200
+        assert provider.requests[-1].headers["X-Shopify-Access-Token"] == "[redacted]"
+        async with http.get(url, headers={"Authorization": f"Bearer {access}"}) as resp:
+            assert resp.status == 401  # not where Shopify reads it
+            assert "Invalid API key or access token" in (await resp.json())["errors"]
+
+
+async def test_salesforce_api_host_is_the_kept_instance_url_host(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with SandboxProvider(CATALOG.connectors["salesforce"]) as sf:
+        client = Client(sf, http)
+        body = (await client.connect()).body
+        tool = client.connector.tool("salesforce.query")
+        assert tool is not None
+        url = fill_connection(tool.http.url, {"instance_url": body["instance_url"]})
+        host = urlsplit(body["instance_url"]).netloc
+        assert url == f"{sf.base_url}/{host}/services/data/v62.0/query"
+        headers = {"Authorization": f"Bearer {body['access_token']}"}
+        async with http.get(url, params={"q": "SELECT Id FROM Account"}, headers=headers) as resp:
+            assert resp.status == 200
+        assert sf.requests[-1].tool == "salesforce.query"
+        assert sf.requests[-1].url.startswith(f"https://{host}/services/data/v62.0/query")
+        # the token is bound to its org's instance: another host is refused
+        other = url.replace(host, "other-org.my.salesforce.com")
+        async with http.get(other, headers=headers) as resp:
+            assert resp.status == 401
+
+
+async def test_linear_graphql_document_names_the_tool(http: aiohttp.ClientSession) -> None:
+    async with SandboxProvider(CATALOG.connectors["linear"]) as linear:
+        client = Client(linear, http)
+        access, _ = _tokens((await client.connect()).body)
+        headers = {"Authorization": f"Bearer {access}"}
+        for tool in client.connector.tools:
+            assert tool.http.graphql is not None
+            doc = {"query": tool.http.graphql.query, "variables": {}}
+            async with http.post(tool.http.url, json=doc, headers=headers) as resp:
+                assert resp.status == 200
+                assert (await resp.json())["data"]["tool"] == tool.name
+            assert linear.requests[-1].tool == tool.name
+
+
+@pytest.mark.parametrize("cid", ["dropbox", "github", "notion", "zoom"])
+async def test_provider_specific_revocation_ends_the_grant(
+    cid: str, http: aiohttp.ClientSession
+) -> None:
+    """The vault's own revocation call, as each connector describes it, against the emulator."""
+    from control_plane.vault.oauth_client import revoke_token
+
+    connector = CATALOG.connectors[cid]
+    how = connector.auth.revocation
+    assert how.explicit
+    async with SandboxProvider(connector) as provider:
+        client = Client(provider, http)
+        access, refresh = _tokens((await client.connect()).body)
+        assert access
+        url = fill_connection(client.connector.auth.revoke_url, client.connection)
+        token, hint = (access, "access_token")
+        if how.token == "refresh_first" and refresh:
+            token, hint = refresh, "refresh_token"
+        if how.auth != "bearer":  # a wrong client secret changes nothing
+            status = await revoke_token(
+                http, client.connector, url, provider.client_id, "wrong", token, hint
+            )
+            assert status == 401 and provider.token_state(access) == "live"
+        status = await revoke_token(
+            http, client.connector, url, provider.client_id, provider.client_secret, token, hint
+        )
+        assert status is not None and 200 <= status < 300
+        assert provider.token_state(access) == "revoked"
+        if refresh:
+            assert provider.token_state(refresh) == "revoked"
+        tool = _probe_tool(client.connector)
+        assert (await client.call(tool, access)).status in (401, 403)
+
+
+async def test_github_revocation_is_a_delete_under_the_apps_own_client_id(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with SandboxProvider(CATALOG.connectors["github"]) as gh:
+        client = Client(gh, http)
+        access, _ = _tokens((await client.connect()).body)
+        url = client.connector.auth.revoke_url
+        auth = {"Authorization": _basic(gh.client_id, gh.client_secret)}
+        async with http.post(url.replace("{client_id}", gh.client_id), headers=auth,
+                             json={"access_token": access}) as resp:  # fmt: skip
+            assert resp.status == 405
+        async with http.delete(url.replace("{client_id}", "someone-else"), headers=auth,
+                               json={"access_token": access}) as resp:  # fmt: skip
+            assert resp.status == 404
+        assert gh.token_state(access or "") == "live"
+        async with http.delete(url.replace("{client_id}", gh.client_id), headers=auth,
+                               json={"access_token": access}) as resp:  # fmt: skip
+            assert resp.status == 204
+        assert gh.token_state(access or "") == "revoked"
