@@ -125,6 +125,37 @@ class _TypedErrors(grpc.aio.UnaryUnaryClientInterceptor):
             raise from_rpc_error(err) from None
 
 
+class _TypedStreamErrors(grpc.aio.UnaryStreamClientInterceptor):
+    """:class:`_TypedErrors` for server-streaming calls.
+
+    A stream fails while it is read, not when it is started, so the call is
+    handed back as an iterator that converts the error where it surfaces:
+    ``call.read()`` and ``async for`` on the call both raise the typed error,
+    while ``call.cancel()``, ``call.code()`` and the metadata still reach the
+    real call. The status code stays on the exception (``err.code``) for
+    callers that decide by it, e.g. whether to reconnect.
+    """
+
+    async def intercept_unary_stream(
+        self,
+        continuation: Callable[
+            [grpc.aio.ClientCallDetails, _Req], Awaitable[grpc.aio.UnaryStreamCall[_Req, _Resp]]
+        ],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request: _Req,
+    ) -> AsyncIterator[_Resp] | grpc.aio.UnaryStreamCall[_Req, _Resp]:
+        call = await continuation(client_call_details, request)
+        return _typed_stream(call)
+
+
+async def _typed_stream(call: grpc.aio.UnaryStreamCall[_Req, _Resp]) -> AsyncIterator[_Resp]:
+    try:
+        async for message in call:
+            yield message
+    except grpc.aio.AioRpcError as err:
+        raise from_rpc_error(err) from None
+
+
 def client_interceptors(
     api_key: str | None = None, *, timeout: float | None = 10.0
 ) -> list[grpc.aio.ClientInterceptor]:
@@ -137,6 +168,7 @@ def client_interceptors(
     """
     return [
         _TypedErrors(),
+        _TypedStreamErrors(),
         _UnaryCallDefaults(api_key, timeout),
         _StreamCallDefaults(api_key),
     ]
@@ -157,7 +189,9 @@ class ControlPlaneClient:
     deployment's job for now. Pass ``grpc.ssl_channel_credentials()`` to talk
     TLS directly.
 
-    Failed unary calls raise :class:`agentauth.AgentAuthError` subclasses.
+    Failed calls raise :class:`agentauth.AgentAuthError` subclasses; for a
+    stream (e.g. ``WatchRevocations``) they come from ``call.read()`` or the
+    ``async for`` over the call.
     Every call gets ``authorization: Bearer <api_key>`` and every unary call,
     unless it sets its own, a deadline of ``timeout`` seconds (``None`` for
     none); streams have no default deadline.
