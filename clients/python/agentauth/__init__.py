@@ -20,6 +20,21 @@ from agentauth._errors import (
 )
 from agentauth._revocation_list import RevocationList
 from agentauth._revocations import RevocationWatcher
+from agentauth._tool_errors import (
+    ToolAuthRevoked,
+    ToolConfirmationDenied,
+    ToolError,
+    ToolInvalidArguments,
+    ToolNotConnected,
+    ToolPolicyDenied,
+    ToolRateLimited,
+    ToolScopeInsufficient,
+    ToolStreamIncomplete,
+    ToolTimeout,
+    ToolUpstreamError,
+    ToolUpstreamUnavailable,
+)
+from agentauth._tools import ToolCallResult, ToolRetry, ToolSpec
 from agentauth._validator import AsyncTokenValidator, TokenValidator
 from agentauth._validator_claims import VerifiedToken
 from agentauth._validator_errors import (
@@ -50,6 +65,21 @@ __all__ = [
     "TokenInvalidError",
     "TokenReason",
     "TokenValidator",
+    "ToolAuthRevoked",
+    "ToolCallResult",
+    "ToolConfirmationDenied",
+    "ToolError",
+    "ToolInvalidArguments",
+    "ToolNotConnected",
+    "ToolPolicyDenied",
+    "ToolRateLimited",
+    "ToolRetry",
+    "ToolScopeInsufficient",
+    "ToolSpec",
+    "ToolStreamIncomplete",
+    "ToolTimeout",
+    "ToolUpstreamError",
+    "ToolUpstreamUnavailable",
     "UnauthenticatedError",
     "UnavailableError",
     "VerifiedToken",

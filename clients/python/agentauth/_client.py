@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
 
 from agentauth._errors import from_rpc_error
+from agentauth._tools import (
+    ToolCallResult,
+    ToolEventCallback,
+    ToolSpec,
+    _ToolStream,
+    call_deadline,
+    execute_request,
+    notify,
+)
 from agentauth._version import __version__
-from agentauth.v1 import admin_pb2_grpc, connection_pb2_grpc, token_pb2_grpc
+from agentauth.v1 import (
+    admin_pb2_grpc,
+    connection_pb2_grpc,
+    token_pb2_grpc,
+    tool_pb2,
+    tool_pb2_grpc,
+)
 
 __all__ = ["ControlPlaneClient", "client_interceptors"]
 
@@ -156,6 +171,13 @@ async def _typed_stream(call: grpc.aio.UnaryStreamCall[_Req, _Resp]) -> AsyncIte
         raise from_rpc_error(err) from None
 
 
+def _token_metadata(token: str | None) -> tuple[tuple[str, str], ...] | None:
+    # A per-call authorization header wins over the client's api_key
+    # (_CallDefaults adds the key only when none is set).
+    bearer = _bearer(token)
+    return ((_AUTHORIZATION, bearer),) if bearer is not None else None
+
+
 def client_interceptors(
     api_key: str | None = None, *, timeout: float | None = 10.0
 ) -> list[grpc.aio.ClientInterceptor]:
@@ -238,6 +260,78 @@ class ControlPlaneClient:
         self.admin = admin_pb2_grpc.AdminServiceStub(self._channel)  # type: ignore[no-untyped-call, unused-ignore]
         self.tokens = token_pb2_grpc.TokenServiceStub(self._channel)  # type: ignore[no-untyped-call, unused-ignore]
         self.connections = connection_pb2_grpc.ConnectionServiceStub(self._channel)  # type: ignore[no-untyped-call, unused-ignore]
+        self.tools = tool_pb2_grpc.ToolServiceStub(self._channel)  # type: ignore[no-untyped-call, unused-ignore]
+
+    async def list_tools(self, connector: str = "", *, token: str | None = None) -> list[ToolSpec]:
+        """The tools this caller may use (``ToolService.ListTools``), sorted by name.
+
+        ``token`` is the agent's access token for this call (a service-account
+        or delegated token); without it the client's ``api_key`` is sent.
+        """
+        response = await self.tools.ListTools(
+            tool_pb2.ListToolsRequest(connector=connector), metadata=_token_metadata(token)
+        )
+        return [ToolSpec.from_proto(tool) for tool in response.tools]
+
+    async def execute_tool(
+        self,
+        tool: str,
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        connected_account: str = "",
+        request_id: str = "",
+        timeout: float | None = None,  # noqa: ASYNC109 - the server-side bound, sent in the request
+        token: str | None = None,
+        on_event: ToolEventCallback | None = None,
+    ) -> ToolCallResult:
+        """Runs one tool call (``ToolService.ExecuteTool``) and returns its result.
+
+        Args:
+            tool: ``"{connector}.{verb}"``, e.g. ``"gmail.send_message"``.
+            arguments: JSON-compatible values, checked by the server against
+                the tool's schema.
+            connected_account: the account to use; empty: the principal's default.
+            request_id: idempotency key; the same key within 24 hours returns
+                the first call's outcome without calling the provider again.
+                Empty (the default): no idempotency.
+            timeout: bound on the whole call in seconds (the server allows at
+                most 120; unset: its default of 60). The gRPC deadline is this
+                plus a few seconds, so the server's TIMEOUT outcome arrives.
+            token: the agent's access token for this call; without it the
+                client's ``api_key`` is sent.
+            on_event: called with each stream message in order (progress:
+                ``accepted``, ``credential_refreshed``, ``retry_scheduled``,
+                ``output_chunk``, then the terminal one); may be async.
+
+        Raises:
+            ToolError: the call's terminal error, as its subclass
+                (``ToolNotConnected``, ``ToolRateLimited``, ...), or
+                ``ToolStreamIncomplete`` when the stream ended without one.
+            AgentAuthError: a fault of the request itself (e.g. an invalid
+                token) or of the transport.
+        """
+        request = execute_request(
+            tool,
+            arguments,
+            connected_account=connected_account,
+            request_id=request_id,
+            timeout=timeout,
+        )
+        call = self.tools.ExecuteTool(
+            request, timeout=call_deadline(timeout), metadata=_token_metadata(token)
+        )
+        stream = _ToolStream()
+        try:
+            async for msg in call:
+                await notify(on_event, msg)
+                result = stream.feed(msg)
+                if result is not None:
+                    return result
+        finally:
+            # After the terminal message, or when the caller's callback raised
+            # or we were cancelled: nothing more is read.
+            call.cancel()
+        raise stream.incomplete()
 
     @property
     def channel(self) -> grpc.aio.Channel:
