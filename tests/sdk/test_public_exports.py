@@ -9,12 +9,14 @@ import pytest
 
 EXPECTED_EXPORTS = [
     "AgentAuthError",
+    "AgentTokenSource",
     "AlreadyExistsError",
     "AsyncTokenValidator",
     "ControlPlaneClient",
     "FailedPreconditionError",
     "InternalError",
     "InvalidArgumentError",
+    "IssuedToken",
     "JwksUnavailableError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -47,6 +49,7 @@ EXPECTED_EXPORTS = [
     "__version__",
     "client_interceptors",
     "from_rpc_error",
+    "workload_token_file",
 ]
 
 

@@ -4,6 +4,7 @@ The generated protobuf and gRPC modules live in :mod:`agentauth.v1`
 (``agentauth.v1.admin_pb2``, ``agentauth.v1.admin_pb2_grpc``, ...).
 """
 
+from agentauth._agent_tokens import AgentTokenSource, IssuedToken, workload_token_file
 from agentauth._client import ControlPlaneClient, client_interceptors
 from agentauth._errors import (
     AgentAuthError,
@@ -48,12 +49,14 @@ from agentauth._version import __version__
 
 __all__ = [
     "AgentAuthError",
+    "AgentTokenSource",
     "AlreadyExistsError",
     "AsyncTokenValidator",
     "ControlPlaneClient",
     "FailedPreconditionError",
     "InternalError",
     "InvalidArgumentError",
+    "IssuedToken",
     "JwksUnavailableError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -86,4 +89,5 @@ __all__ = [
     "__version__",
     "client_interceptors",
     "from_rpc_error",
+    "workload_token_file",
 ]
