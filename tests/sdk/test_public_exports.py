@@ -24,6 +24,7 @@ EXPECTED_EXPORTS = [
     "RevocationList",
     "RevocationWatcher",
     "RevocationsUnavailableError",
+    "SyncToolClient",
     "TokenForbiddenError",
     "TokenInvalidError",
     "TokenReason",

@@ -135,7 +135,8 @@ async def test_a_result_with_progress_is_returned_whole(
     assert servicer.authorization == [f"Bearer {AGENT_TOKEN}"]
     # The transport deadline leaves room for the server's own TIMEOUT outcome.
     (remaining,) = servicer.deadlines
-    assert remaining is not None and 20 < remaining <= 25
+    # (grpc-timeout on the wire is rounded up, hence the slack)
+    assert remaining is not None and 24 < remaining <= 26
 
 
 async def test_defaults_send_no_idempotency_key_and_no_timeout(
@@ -150,7 +151,7 @@ async def test_defaults_send_no_idempotency_key_and_no_timeout(
     assert request.connected_account == "" and not request.arguments.fields
     assert servicer.authorization == ["Bearer k-admin"]
     (remaining,) = servicer.deadlines
-    assert remaining is not None and 60 < remaining <= 65
+    assert remaining is not None and 64 < remaining <= 66
 
 
 async def test_a_result_without_data_is_none(

@@ -21,6 +21,7 @@ from agentauth._errors import (
 )
 from agentauth._revocation_list import RevocationList
 from agentauth._revocations import RevocationWatcher
+from agentauth._sync_tools import SyncToolClient
 from agentauth._tool_errors import (
     ToolAuthRevoked,
     ToolConfirmationDenied,
@@ -64,6 +65,7 @@ __all__ = [
     "RevocationList",
     "RevocationWatcher",
     "RevocationsUnavailableError",
+    "SyncToolClient",
     "TokenForbiddenError",
     "TokenInvalidError",
     "TokenReason",
