@@ -92,3 +92,24 @@ async def test_close_ends_a_pending_call_and_the_thread(server: tuple[str, Scrip
     await asyncio.to_thread(tools.close)  # idempotent
     with pytest.raises(RuntimeError, match="closed"):
         await asyncio.to_thread(tools.execute_tool, "gmail.send_message")
+
+
+async def test_a_callback_calling_back_in_is_refused_not_deadlocked(
+    server: tuple[str, ScriptedTools],
+) -> None:
+    target, _ = server
+    refused: list[str] = []
+
+    def use() -> None:
+        with SyncToolClient(target) as tools:
+
+            def reenter(msg: tool_pb2.ExecuteToolResponse) -> None:
+                try:
+                    tools.list_tools()
+                except RuntimeError as exc:
+                    refused.append(str(exc))
+
+            tools.execute_tool("gmail.send_message", on_event=reenter)
+
+    await asyncio.wait_for(asyncio.to_thread(use), 10)
+    assert refused and "own callbacks" in refused[0]

@@ -73,6 +73,10 @@ class SyncToolClient:
         if self._closed:
             coro.close()
             raise RuntimeError("the SyncToolClient is closed")
+        if threading.current_thread() is self._thread:
+            # e.g. from an on_event callback: waiting here would wait for itself.
+            coro.close()
+            raise RuntimeError("a SyncToolClient cannot be called from its own callbacks")
         future = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
             return future.result()
