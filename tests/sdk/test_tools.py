@@ -301,7 +301,7 @@ async def test_each_error_code_raises_its_class(
     assert type(err) is cls
     assert (err.reason, err.message, err.retryable) == ("SOME_REASON", "the developer message",
                                                          retryable)
-    assert err.metadata == metadata
+    assert err.metadata == metadata and err.action_id == "act-1"
     if code != 99:
         assert err.code == tool_pb2.ToolErrorCode.Name(code).removeprefix("TOOL_ERROR_CODE_")
     for name, value in attrs.items():
@@ -314,6 +314,7 @@ async def test_each_error_code_raises_its_class(
     # It survives pickling with its subclass and fields (task queues, multiprocessing).
     again = pickle.loads(pickle.dumps(err))
     assert type(again) is cls and again.metadata == metadata and again.code == err.code
+    assert again.action_id == "act-1" and again.retry_after == err.retry_after
 
 
 async def test_a_stream_without_a_terminal_message_is_incomplete(
@@ -324,10 +325,11 @@ async def test_a_stream_without_a_terminal_message_is_incomplete(
     with pytest.raises(ToolStreamIncomplete) as info:
         await client.execute_tool("gmail.send_message", request_id="r-9")
     assert info.value.code == "STREAM_INCOMPLETE" and "accepted" in info.value.message
+    assert info.value.action_id == "act-1"
     servicer.scripts["gmail.send_message"] = []
     with pytest.raises(ToolStreamIncomplete) as info:
         await client.execute_tool("gmail.send_message")
-    assert "accepted" not in info.value.message
+    assert "accepted" not in info.value.message and info.value.action_id == ""
 
 
 async def test_a_request_fault_is_a_typed_status_error(

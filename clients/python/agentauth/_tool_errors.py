@@ -63,6 +63,8 @@ class ToolError(Exception):
         retryable: whether the same call may succeed later unchanged.
         retry_after: seconds to wait before retrying, when the server said.
         metadata: details with camelCase keys (links, scopes, statuses).
+        action_id: the call's id in the audit trail when it had been accepted,
+            else "".
     """
 
     #: The ``ToolErrorCode`` this class stands for (``None``: no single one).
@@ -77,6 +79,7 @@ class ToolError(Exception):
         retryable: bool = False,
         retry_after: float | None = None,
         metadata: Mapping[str, str] | None = None,
+        action_id: str = "",
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -85,6 +88,7 @@ class ToolError(Exception):
         self.retryable = retryable
         self.retry_after = retry_after
         self.metadata: dict[str, str] = dict(metadata or {})
+        self.action_id = action_id
 
     def __str__(self) -> str:
         return f"{self.reason}: {self.message}"
@@ -107,6 +111,7 @@ class ToolError(Exception):
                 self.retryable,
                 self.retry_after,
                 self.metadata,
+                self.action_id,
             ),
         )
 
@@ -119,6 +124,7 @@ def _rebuild(
     retryable: bool,
     retry_after: float | None,
     metadata: dict[str, str],
+    action_id: str,
 ) -> ToolError:
     return cls(
         message,
@@ -127,6 +133,7 @@ def _rebuild(
         retryable=retryable,
         retry_after=retry_after,
         metadata=metadata,
+        action_id=action_id,
     )
 
 
@@ -274,7 +281,7 @@ def _code_name(code: int) -> str:
     return name.removeprefix(_PREFIX)
 
 
-def tool_error_from_proto(error: tool_pb2.ToolError) -> ToolError:
+def tool_error_from_proto(error: tool_pb2.ToolError, action_id: str = "") -> ToolError:
     """The typed exception for a terminal ``ToolError`` stream message."""
     retry_after = (
         error.retry_after.ToTimedelta().total_seconds() if error.HasField("retry_after") else None
@@ -287,4 +294,5 @@ def tool_error_from_proto(error: tool_pb2.ToolError) -> ToolError:
         retryable=error.retryable,
         retry_after=retry_after,
         metadata=dict(error.metadata),
+        action_id=action_id,
     )

@@ -239,15 +239,18 @@ class _ToolStream:
         elif kind == "result":
             return self._result(msg.result)
         elif kind == "error":
-            raise tool_error_from_proto(msg.error)
+            action = self._accepted.action_id if self._accepted is not None else ""
+            raise tool_error_from_proto(msg.error, action)
         # An event kind newer than this SDK is progress we cannot show: skip it.
         return None
 
     def incomplete(self) -> ToolStreamIncomplete:
         """The error for a stream that ended before its terminal message."""
+        accepted = self._accepted
         return ToolStreamIncomplete(
             "the tool call stream ended without a result or an error"
-            + (" after the call was accepted" if self._accepted is not None else "")
+            + (" after the call was accepted" if accepted is not None else ""),
+            action_id=accepted.action_id if accepted is not None else "",
         )
 
     def _result(self, result: tool_pb2.ToolResult) -> ToolCallResult:
