@@ -308,7 +308,9 @@ class ControlPlaneClient:
                 (``ToolNotConnected``, ``ToolRateLimited``, ...), or
                 ``ToolStreamIncomplete`` when the stream ended without one.
             AgentAuthError: a fault of the request itself (e.g. an invalid
-                token) or of the transport.
+                token) or of the transport. A transport failure after the
+                call was accepted leaves its outcome unknown, like
+                ``ToolStreamIncomplete``: retry with the same ``request_id``.
         """
         request = execute_request(
             tool,
