@@ -241,9 +241,10 @@ async def test_repr_hides_api_key(client: ControlPlaneClient) -> None:
 
 
 async def test_stubs_are_bound(client: ControlPlaneClient) -> None:
-    from agentauth.v1 import admin_pb2_grpc, connection_pb2_grpc, token_pb2_grpc
+    from agentauth.v1 import admin_pb2_grpc, connection_pb2_grpc, token_pb2_grpc, tool_pb2_grpc
 
     assert isinstance(client.admin, admin_pb2_grpc.AdminServiceStub)
+    assert isinstance(client.tools, tool_pb2_grpc.ToolServiceStub)
     assert isinstance(client.connections, connection_pb2_grpc.ConnectionServiceStub)
     assert isinstance(client.tokens, token_pb2_grpc.TokenServiceStub)
 

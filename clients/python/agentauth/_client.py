@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import grpc.aio
 
 from agentauth._errors import from_rpc_error
+from agentauth._tools import (
+    ToolCallResult,
+    ToolEventCallback,
+    ToolSpec,
+    _ToolStream,
+    call_deadline,
+    execute_request,
+    notify,
+)
 from agentauth._version import __version__
-from agentauth.v1 import admin_pb2_grpc, connection_pb2_grpc, token_pb2_grpc
+from agentauth.v1 import (
+    admin_pb2_grpc,
+    connection_pb2_grpc,
+    token_pb2_grpc,
+    tool_pb2,
+    tool_pb2_grpc,
+)
 
 __all__ = ["ControlPlaneClient", "client_interceptors"]
 
@@ -125,6 +140,44 @@ class _TypedErrors(grpc.aio.UnaryUnaryClientInterceptor):
             raise from_rpc_error(err) from None
 
 
+class _TypedStreamErrors(grpc.aio.UnaryStreamClientInterceptor):
+    """:class:`_TypedErrors` for server-streaming calls.
+
+    A stream fails while it is read, not when it is started, so the call is
+    handed back as an iterator that converts the error where it surfaces:
+    ``call.read()`` and ``async for`` on the call both raise the typed error,
+    while ``call.cancel()``, ``call.code()`` and the metadata still reach the
+    real call. The status code stays on the exception (``err.code``) for
+    callers that decide by it, e.g. whether to reconnect.
+    """
+
+    async def intercept_unary_stream(
+        self,
+        continuation: Callable[
+            [grpc.aio.ClientCallDetails, _Req], Awaitable[grpc.aio.UnaryStreamCall[_Req, _Resp]]
+        ],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request: _Req,
+    ) -> AsyncIterator[_Resp] | grpc.aio.UnaryStreamCall[_Req, _Resp]:
+        call = await continuation(client_call_details, request)
+        return _typed_stream(call)
+
+
+async def _typed_stream(call: grpc.aio.UnaryStreamCall[_Req, _Resp]) -> AsyncIterator[_Resp]:
+    try:
+        async for message in call:
+            yield message
+    except grpc.aio.AioRpcError as err:
+        raise from_rpc_error(err) from None
+
+
+def _token_metadata(token: str | None) -> tuple[tuple[str, str], ...] | None:
+    # A per-call authorization header wins over the client's api_key
+    # (_CallDefaults adds the key only when none is set).
+    bearer = _bearer(token)
+    return ((_AUTHORIZATION, bearer),) if bearer is not None else None
+
+
 def client_interceptors(
     api_key: str | None = None, *, timeout: float | None = 10.0
 ) -> list[grpc.aio.ClientInterceptor]:
@@ -137,6 +190,7 @@ def client_interceptors(
     """
     return [
         _TypedErrors(),
+        _TypedStreamErrors(),
         _UnaryCallDefaults(api_key, timeout),
         _StreamCallDefaults(api_key),
     ]
@@ -157,7 +211,9 @@ class ControlPlaneClient:
     deployment's job for now. Pass ``grpc.ssl_channel_credentials()`` to talk
     TLS directly.
 
-    Failed unary calls raise :class:`agentauth.AgentAuthError` subclasses.
+    Failed calls raise :class:`agentauth.AgentAuthError` subclasses; for a
+    stream (e.g. ``WatchRevocations``) they come from ``call.read()`` or the
+    ``async for`` over the call.
     Every call gets ``authorization: Bearer <api_key>`` and every unary call,
     unless it sets its own, a deadline of ``timeout`` seconds (``None`` for
     none); streams have no default deadline.
@@ -204,6 +260,80 @@ class ControlPlaneClient:
         self.admin = admin_pb2_grpc.AdminServiceStub(self._channel)  # type: ignore[no-untyped-call, unused-ignore]
         self.tokens = token_pb2_grpc.TokenServiceStub(self._channel)  # type: ignore[no-untyped-call, unused-ignore]
         self.connections = connection_pb2_grpc.ConnectionServiceStub(self._channel)  # type: ignore[no-untyped-call, unused-ignore]
+        self.tools = tool_pb2_grpc.ToolServiceStub(self._channel)  # type: ignore[no-untyped-call, unused-ignore]
+
+    async def list_tools(self, connector: str = "", *, token: str | None = None) -> list[ToolSpec]:
+        """The tools this caller may use (``ToolService.ListTools``), sorted by name.
+
+        ``token`` is the agent's access token for this call (a service-account
+        or delegated token); without it the client's ``api_key`` is sent.
+        """
+        response = await self.tools.ListTools(
+            tool_pb2.ListToolsRequest(connector=connector), metadata=_token_metadata(token)
+        )
+        return [ToolSpec.from_proto(tool) for tool in response.tools]
+
+    async def execute_tool(
+        self,
+        tool: str,
+        arguments: Mapping[str, Any] | None = None,
+        *,
+        connected_account: str = "",
+        request_id: str = "",
+        timeout: float | None = None,  # noqa: ASYNC109 - the server-side bound, sent in the request
+        token: str | None = None,
+        on_event: ToolEventCallback | None = None,
+    ) -> ToolCallResult:
+        """Runs one tool call (``ToolService.ExecuteTool``) and returns its result.
+
+        Args:
+            tool: ``"{connector}.{verb}"``, e.g. ``"gmail.send_message"``.
+            arguments: JSON-compatible values, checked by the server against
+                the tool's schema.
+            connected_account: the account to use; empty: the principal's default.
+            request_id: idempotency key; the same key within 24 hours returns
+                the first call's outcome without calling the provider again.
+                Empty (the default): no idempotency.
+            timeout: bound on the whole call in seconds (the server allows at
+                most 120; unset: its default of 60). The gRPC deadline is this
+                plus a few seconds, so the server's TIMEOUT outcome arrives.
+            token: the agent's access token for this call; without it the
+                client's ``api_key`` is sent.
+            on_event: called with each stream message in order (progress:
+                ``accepted``, ``credential_refreshed``, ``retry_scheduled``,
+                ``output_chunk``, then the terminal one); may be async.
+
+        Raises:
+            ToolError: the call's terminal error, as its subclass
+                (``ToolNotConnected``, ``ToolRateLimited``, ...), or
+                ``ToolStreamIncomplete`` when the stream ended without one.
+            AgentAuthError: a fault of the request itself (e.g. an invalid
+                token) or of the transport. A transport failure after the
+                call was accepted leaves its outcome unknown, like
+                ``ToolStreamIncomplete``: retry with the same ``request_id``.
+        """
+        request = execute_request(
+            tool,
+            arguments,
+            connected_account=connected_account,
+            request_id=request_id,
+            timeout=timeout,
+        )
+        call = self.tools.ExecuteTool(
+            request, timeout=call_deadline(timeout), metadata=_token_metadata(token)
+        )
+        stream = _ToolStream()
+        try:
+            async for msg in call:
+                await notify(on_event, msg)
+                result = stream.feed(msg)
+                if result is not None:
+                    return result
+        finally:
+            # After the terminal message, or when the caller's callback raised
+            # or we were cancelled: nothing more is read.
+            call.cancel()
+        raise stream.incomplete()
 
     @property
     def channel(self) -> grpc.aio.Channel:

@@ -30,6 +30,7 @@ import grpc
 import grpc.aio
 
 from agentauth._client import ControlPlaneClient
+from agentauth._errors import AgentAuthError, from_rpc_error
 from agentauth._revocation_list import RevocationList
 from agentauth.v1 import token_pb2
 
@@ -50,7 +51,9 @@ class RevocationWatcher:
     Reconnects with the last cursor after any failure (exponential backoff with
     jitter, at most ``max_backoff`` seconds), so no revocation is missed. A
     caller without the right to watch (UNAUTHENTICATED, PERMISSION_DENIED,
-    NOT_FOUND) stops the watcher: :meth:`wait_synced` and ``error`` report it.
+    NOT_FOUND) stops the watcher: :meth:`wait_synced` raises it and ``error``
+    holds it, as the typed :class:`agentauth.AgentAuthError` subclass
+    (``NotFoundError``, ...) with its status in ``error.code``.
 
     Args:
         client: a :class:`ControlPlaneClient` authenticated as the org's service
@@ -74,7 +77,7 @@ class RevocationWatcher:
         self.max_backoff = max_backoff
         self.silence_timeout = silence_timeout
         self.cursor = ""
-        self.error: grpc.aio.AioRpcError | None = None
+        self.error: AgentAuthError | None = None
         self._task: asyncio.Task[None] | None = None
         self._synced = asyncio.Event()
 
@@ -125,9 +128,7 @@ class RevocationWatcher:
         while True:
             try:
                 call = self.client.tokens.WatchRevocations(
-                    token_pb2.WatchRevocationsRequest(
-                        parent=self.organization, cursor=self.cursor
-                    ),
+                    token_pb2.WatchRevocationsRequest(parent=self.organization, cursor=self.cursor),
                     timeout=None,
                 )
                 try:
@@ -146,13 +147,16 @@ class RevocationWatcher:
                     pass
                 finally:
                     call.cancel()
-            except grpc.aio.AioRpcError as exc:
+            except (AgentAuthError, grpc.aio.AioRpcError) as raised:
+                # Typed by the client's interceptors; raw only from a channel
+                # built without them (ControlPlaneClient(channel=...)).
+                exc = raised if isinstance(raised, AgentAuthError) else from_rpc_error(raised)
                 self.revocations.mark_unsynced()
-                if exc.code() in _FATAL:
+                if exc.code in _FATAL:
                     self.error = exc
                     self._synced.set()  # release waiters; they see .error
                     return
-                if exc.code() is grpc.StatusCode.INVALID_ARGUMENT and self.cursor:
+                if exc.code is grpc.StatusCode.INVALID_ARGUMENT and self.cursor:
                     self.cursor = ""  # e.g. the org's data key was rotated: replay the backlog
             self.revocations.mark_unsynced()
             await asyncio.sleep(backoff * (0.5 + random.random()))  # noqa: S311 - jitter
