@@ -141,6 +141,7 @@ def _tool(listing: ToolListing) -> pb.Tool:
         provider_scopes=list(t.scopes),
         destructive=t.destructive,
         output_trust=_TRUST.get(t.output_trust, cpb.OUTPUT_TRUST_UNTRUSTED),
+        cursor_argument=t.pagination.cursor_argument if t.pagination is not None else "",
         connection=pb.ToolConnection(
             state=_CONNECTION[listing.connection],
             connected_account=listing.account,

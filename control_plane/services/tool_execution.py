@@ -46,6 +46,7 @@ from control_plane import deadlines
 from control_plane.clock import Clock
 from control_plane.connectors.loader import Catalog
 from control_plane.connectors.model import Connector, Tool
+from control_plane.connectors.output import next_cursor, shape
 from control_plane.connectors.requests import build_request
 from control_plane.domain import tool_outcome as out
 from control_plane.domain.errors import (
@@ -495,6 +496,7 @@ class ToolExecutor:
             built.headers,
             built.json,
             built.form,
+            graphql=tool.http.graphql is not None,
             timeout=MAX_TIMEOUT,
         )
         idempotent = built.method.upper() in IDEMPOTENT_METHODS
@@ -608,11 +610,20 @@ class ToolExecutor:
             scope, prepared.connector.id, request, admit
         )
 
-    def _succeeded(self, tool: Tool, response: UpstreamResponse) -> out.Succeeded:
+    def _succeeded(self, tool: Tool, response: UpstreamResponse) -> out.Terminal:
         content_type = _header(response.headers, "Content-Type").split(";")[0].strip()
         doc, text = parse_body(response.body)
-        data: Any = text if doc is None and response.body else doc
-        return out.Succeeded(data, response.status, tool.output_trust, content_type)
+        cursor = next_cursor(tool, doc, response.headers)
+        data: Any = text if doc is None and response.body else shape(tool, doc)
+        limit = tool.output.max_bytes
+        if limit is not None and len(json.dumps(data, separators=(",", ":"))) > limit:
+            return out.Failed(
+                out.UPSTREAM_ERROR,
+                "RESPONSE_TOO_LARGE",
+                f"the answer is larger than this tool returns ({limit} bytes): narrow the call",
+                metadata={"status": str(response.status)},
+            )
+        return out.Succeeded(data, response.status, tool.output_trust, content_type, cursor)
 
     async def _failure(
         self, principal: Principal, scope: OrgScope, prepared: _Prepared, response: UpstreamResponse

@@ -35,7 +35,7 @@ from control_plane.net.bodies import read_capped
 from control_plane.storage.db import Database
 from control_plane.vault.accounts import open_secret
 from control_plane.vault.barrier import Barrier
-from control_plane.vault.classify import Failure, classify
+from control_plane.vault.classify import Failure, classify_response
 from control_plane.vault.credentials import DeveloperSecrets
 from control_plane.vault.refresh import RefreshCoordinator
 
@@ -55,6 +55,8 @@ class UpstreamRequest:
     json: Any = None
     #: A form body (``application/x-www-form-urlencoded``) instead of JSON.
     form: Mapping[str, str] | None = None
+    #: A GraphQL call: a 200 whose ``errors`` left no ``data`` is a failure.
+    graphql: bool = False
     timeout: float = 30.0
 
 
@@ -97,8 +99,6 @@ class Upstream:
         method = request.method.upper()
         if method not in METHODS:
             raise InvalidArgument("unsupported HTTP method", reason="UPSTREAM_METHOD")
-        if any(h.lower() in _CREDENTIAL_HEADERS for h in request.headers):
-            raise InvalidArgument("credentials are attached by the vault", reason="UPSTREAM_HEADER")
         async with self._db.org_tx(scope) as tx:
             row = await tx.accounts.get(account_id)
             if row is None:
@@ -106,6 +106,7 @@ class Upstream:
             connector = self._catalog.get(row.connector_id)
             if connector is None or connector.auth.type not in ("oauth2", "api_key"):
                 raise FailedPrecondition("this account has no usable credential")
+            _refuse_credentials(connector, request)
             if row.state not in ("ACTIVE", "EXPIRED") or row.secret is None:
                 raise FailedPrecondition(
                     "the account needs the user to (re)connect",
@@ -162,11 +163,10 @@ class Upstream:
         method = request.method.upper()
         if method not in METHODS:
             raise InvalidArgument("unsupported HTTP method", reason="UPSTREAM_METHOD")
-        if any(h.lower() in _CREDENTIAL_HEADERS for h in request.headers):
-            raise InvalidArgument("credentials are attached by the vault", reason="UPSTREAM_HEADER")
         connector = self._catalog.get(connector_id)
         if connector is None or connector.auth.type != "developer_secret":
             raise FailedPrecondition("this connector does not use a developer secret")
+        _refuse_credentials(connector, request)
         _check_origin(connector, request.url, {})
         found = await self._developer_secrets.reveal(scope, connector.id)
         if found is None:
@@ -214,7 +214,7 @@ class Upstream:
             ) from None
         if len(body) > self._max_response:
             raise Unavailable("the provider's answer is too large", reason="UPSTREAM_TOO_LARGE")
-        failure = None if 200 <= status < 300 else classify(connector, "api", status, reply, body)
+        failure = classify_response(connector, status, reply, body, graphql=request.graphql)
         return UpstreamResponse(status, reply, body, failure)
 
     async def _revoke(self, scope: OrgScope, account_id: str, reason: str) -> None:
@@ -225,6 +225,22 @@ class Upstream:
                 row.state, row.state_reason, row.state_change_time = "REVOKED", reason, now
                 row.update_time = now
                 await tx.account_events.changed(row, now)
+
+
+def _refuse_credentials(connector: Connector, request: UpstreamRequest) -> None:
+    """The caller never sets a credential: not ``Authorization`` or a cookie, and not
+    the header or query parameter the connector's own credential goes in."""
+    auth = connector.auth
+    name = ""
+    if auth.type == "oauth2":
+        name = auth.token_header.name
+    elif auth.api_key is not None:
+        name = auth.api_key.name
+    refused = _CREDENTIAL_HEADERS | {name.lower()}
+    if any(h.lower() in refused for h in request.headers) or any(
+        q.lower() == name.lower() for q in request.query
+    ):
+        raise InvalidArgument("credentials are attached by the vault", reason="UPSTREAM_HEADER")
 
 
 def _origin(url: str) -> tuple[str, str] | None:
