@@ -55,7 +55,7 @@ async def test_a_subagent_runs_the_tool_until_the_orchestrators_token_is_revoked
         assert event.actor == w.agents["S"]
         await w.admin.tokens.RevokeToken(tpb.RevokeTokenRequest(token=parent))
         exc = await rpc_error(w.run(child, LIST))
-        assert exc.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert exc.code == grpc.StatusCode.UNAUTHENTICATED
         assert len(w.provider.requests) == 1  # the refused call never left
 
 
@@ -76,9 +76,9 @@ async def test_an_admin_key_or_a_foreign_audience_runs_no_tool(harness: Any) -> 
         exc = await rpc_error(
             w.run(w.admin._api_key if hasattr(w.admin, "_api_key") else "aa_x", LIST)
         )
-        assert exc.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert exc.code == grpc.StatusCode.UNAUTHENTICATED
         exc = await rpc_error(w.run("not-a-token", LIST))
-        assert exc.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert exc.code == grpc.StatusCode.UNAUTHENTICATED
 
 
 async def test_arguments_are_checked_before_anything_leaves(harness: Any) -> None:
@@ -101,9 +101,9 @@ async def test_malformed_request_fields_are_grpc_errors(harness: Any) -> None:
             {"connected_account": "orgs/acme/connectedAccounts/x"},
         ):
             exc = await rpc_error(w.run(token, LIST, **fields))
-            assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert exc.code == grpc.StatusCode.INVALID_ARGUMENT
         exc = await rpc_error(w.run(token, ""))
-        assert exc.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert exc.code == grpc.StatusCode.INVALID_ARGUMENT
 
 
 async def test_a_user_without_an_account_gets_a_connect_link(harness: Any) -> None:

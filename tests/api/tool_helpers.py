@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import grpc
+from agentauth import AgentAuthError
 from agentauth.v1 import admin_pb2 as apb
 from agentauth.v1 import connection_pb2 as cpb
 from agentauth.v1 import token_pb2 as tpb
@@ -286,10 +286,11 @@ class ToolWorld:
         return list(resp.tools)
 
 
-async def rpc_error(awaitable: Any) -> grpc.aio.AioRpcError:
+async def rpc_error(awaitable: Any) -> AgentAuthError:
+    """The SDK's typed error for a refused call (streams raise them like unary calls)."""
     try:
         await awaitable
-    except grpc.aio.AioRpcError as exc:
+    except AgentAuthError as exc:
         return exc
     raise AssertionError("the call succeeded")
 
