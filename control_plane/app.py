@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -645,9 +646,15 @@ async def start_servers(runtime: Runtime) -> Servers:
     )
 
 
-async def key_maintenance(runtime: Runtime) -> None:
-    """Reload keys rotated elsewhere, rotate on schedule, prune expired ones."""
+#: Seconds between two passes over every org's tool-action records.
+TOOL_ACTION_PRUNE_SECONDS = 3600.0
+
+
+async def key_maintenance(runtime: Runtime, tools: ToolExecutor | None = None) -> None:
+    """Reload keys rotated elsewhere, rotate on schedule, prune expired ones (and,
+    hourly, tool-action records past their idempotency window)."""
     interval = runtime.settings.key_reload_seconds
+    last_action_prune = time.monotonic()
     while True:
         await asyncio.sleep(interval)
         try:
@@ -656,6 +663,12 @@ async def key_maintenance(runtime: Runtime) -> None:
             await runtime.keys.prune()
             await runtime.keys.load()
             await runtime.limiter.prune()  # anonymous buckets idle long enough to be full
+            if (
+                tools is not None
+                and time.monotonic() - last_action_prune > TOOL_ACTION_PRUNE_SECONDS
+            ):
+                last_action_prune = time.monotonic()
+                await tools.prune()
         except Exception as exc:  # keep serving with the keys we have
             log.error("key maintenance failed", error=type(exc).__name__)
 
@@ -707,7 +720,7 @@ async def serve(settings: Settings, *, out: TextIO = sys.stdout, worker: bool = 
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
         background = [
-            asyncio.create_task(key_maintenance(runtime)),
+            asyncio.create_task(key_maintenance(runtime, servers.connections.tools)),
             asyncio.create_task(servers.keepalive.run()),
         ]
         await stop.wait()

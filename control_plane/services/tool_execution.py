@@ -192,7 +192,10 @@ class ToolExecutor:
         try:
             prepared = await self._prepare(principal, scope, caller, call)
         except _Refused as refused:
-            await self._audit.outcome(principal, action_id, call.tool, refused.failed)
+            # An unknown name is the caller's text: the audit names only catalog tools.
+            known = self._catalog.get(call.tool.split(".", 1)[0])
+            target = call.tool if known is not None and known.tool(call.tool) else "(unknown)"
+            await self._audit.outcome(principal, action_id, target, refused.failed)
             yield refused.failed
             return
         account = prepared.account
@@ -227,6 +230,19 @@ class ToolExecutor:
             task.cancel()
         if pending:
             await asyncio.wait(pending, timeout=5.0)
+
+    async def prune(self) -> int:
+        """Delete action records past the idempotency window (a maintenance job): a
+        request_id older than the window is a new call anyway."""
+        before = self._clock.now() - IDEMPOTENCY_WINDOW
+        async with self._db.platform_tx() as ptx:
+            org_ids = await ptx.orgs.ids()
+        removed = 0
+        for org_id in org_ids:
+            scope = OrgScope.for_platform_job(org_id, job="tool-action-prune")
+            async with self._db.org_tx(scope) as tx:
+                removed += await tx.tool_actions.prune(before)
+        return removed
 
     # ------------------------------------------------------------------ before
 

@@ -6,6 +6,7 @@ Each error code of the vocabulary is produced by a real behaviour of the emulato
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from typing import Any
 
@@ -15,6 +16,7 @@ from agentauth.v1 import connection_pb2 as cpb
 from agentauth.v1 import token_pb2 as tpb
 
 from tests.api.tool_helpers import another_org, rpc_error, tool_world
+from tests.scopes import scope
 
 LIST = "gmail.list_messages"
 SEND = "gmail.send_message"
@@ -301,3 +303,27 @@ async def test_list_tools_shows_what_the_token_may_run_and_the_connection(harnes
         assert tool.connection.state == 1 and tool.connection.connected_account
         wide = await w.list_tools(await w.delegated("tools:gmail.*"))
         assert [t.name for t in wide] == sorted(t.name for t in wide) and len(wide) >= 3
+
+
+async def test_a_request_id_past_the_window_is_a_new_call_and_old_records_go(
+    harness: Any,
+) -> None:
+    async with tool_world(harness) as w:
+        await w.connect()
+        token = await w.delegated()
+        first = await w.run(token, SEND, MAIL, request_id="old-1")
+        kept = await w.run(token, SEND, MAIL, request_id="kept-1")
+        org = scope(w.org.split("/")[1])
+        async with harness.runtime.db.org_tx(org) as tx:
+            row = await tx.tool_actions.get(first.accepted.action_id)
+            row.create_time -= dt.timedelta(hours=25)
+        again = await w.run(token, SEND, MAIL, request_id="old-1")
+        assert not again.accepted.replayed and again.accepted.action_id != first.accepted.action_id
+        assert [r.tool for r in w.provider.requests] == [SEND, SEND, SEND]
+        async with harness.runtime.db.org_tx(org) as tx:
+            row = await tx.tool_actions.get(kept.accepted.action_id)
+            row.create_time -= dt.timedelta(hours=25)
+        assert await harness.servers.connections.tools.prune() == 1
+        async with harness.runtime.db.org_tx(org) as tx:
+            assert await tx.tool_actions.get(kept.accepted.action_id) is None
+            assert await tx.tool_actions.get(again.accepted.action_id) is not None
