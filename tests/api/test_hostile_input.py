@@ -174,12 +174,14 @@ async def _raw_stream_anonymous(harness: Any) -> None:
 
 def test_the_server_wide_limit_is_the_largest_method_limit() -> None:
     limits = {rule.max_request_bytes for rule in RULES.values()}
-    assert max_receive_bytes(RULES) == max(limits) == 256 * 1024
-    # Token and admin RPCs need kilobytes; only keysets (JWKS) get more.
+    assert max_receive_bytes(RULES) == max(limits) == 2 * 1024 * 1024
+    # Token and admin RPCs need kilobytes; only keysets (JWKS) and a tool call's
+    # arguments (an email body) get more.
     large = sorted(m for m, r in RULES.items() if r.max_request_bytes > MAX_REQUEST_BYTES)
     assert large == [
         "/agentauth.v1.AdminService/CreateIdentityProvider",
         "/agentauth.v1.AdminService/CreateTrustPolicy",
+        "/agentauth.v1.ToolService/ExecuteTool",
     ]
 
 
@@ -198,7 +200,7 @@ async def test_a_message_too_large_for_its_method_is_refused_before_parsing(
     assert _error_info(err).reason == "REQUEST_TOO_LARGE"
     assert harness.audit.events == []  # the grant never ran
     # Past the largest limit of any method, gRPC itself refuses (no ErrorInfo).
-    err = await _raw(harness, EXCHANGE, b"\xff" * (300 * 1024), key=False)
+    err = await _raw(harness, EXCHANGE, b"\xff" * (2 * 1024 * 1024 + 300 * 1024), key=False)
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
