@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from control_plane.domain.tool_scopes import covers
+
 HARD_DEPTH_LIMIT = 16  # no org setting can go past this
 
 
@@ -47,12 +49,17 @@ def attenuate(ceiling: frozenset[str], requested: frozenset[str] | None) -> froz
     """Granted scopes: the request if it is within ``ceiling``, else None (invalid_scope).
 
     The ceiling is what every party allows (the policy; for a sub-delegation the
-    parent's scopes ∩ the actor's policy). With no request the grant is the whole
-    ceiling — never more (RFC 8693 §2.1: a token exchange can only narrow).
+    parent's scopes met with the actor's policy, :func:`.tool_scopes.meet`). With no
+    request the grant is the whole ceiling — never more (RFC 8693 §2.1: a token
+    exchange can only narrow). A requested tool scope is within the ceiling when a
+    ceiling scope covers it (``tools:gmail.*`` covers ``tools:gmail.send_message``).
     """
     if requested is None:
         return ceiling
-    return requested if requested <= ceiling else None
+    # A tool scope may also be narrowed: tools:gmail.* allows asking tools:gmail.send.
+    if all(any(covers(c, r) for c in ceiling) for r in requested):
+        return requested
+    return None
 
 
 def child_expiry(parent_exp: int, actor_exp: int, now: int, ttl: int) -> int | None:

@@ -73,3 +73,35 @@ def tool_scope(tool_name: str) -> str:
     if TOOL_NAME.match(tool_name) is None:
         raise ValueError(f"not a tool name: {tool_name!r}")
     return PREFIX + tool_name
+
+
+def covers(broad: str, narrow: str) -> bool:
+    """Whether the scope ``broad`` grants everything ``narrow`` does.
+
+    Equal scopes cover each other; among tool scopes ``tools:*`` covers every tool
+    scope and ``tools:gmail.*`` covers ``tools:gmail.<tool>``. A malformed tool scope
+    (which grants nothing) is covered only by itself.
+    """
+    if broad == narrow:
+        return True
+    b, n = _SCOPE.match(broad), _SCOPE.match(narrow)
+    if b is None or n is None:
+        return False
+    b_connector, b_tool = b.groups()
+    n_connector, _ = n.groups()
+    if b_connector is None:  # tools:*
+        return True
+    return b_tool is None and n_connector == b_connector
+
+
+def meet(a: Iterable[str], b: Iterable[str]) -> frozenset[str]:
+    """What both scope sets grant: the common scopes, plus each tool scope of one set
+    that the other covers (``tools:gmail.*`` ∧ ``tools:gmail.send`` = ``tools:gmail.send``)."""
+    left, right = frozenset(a), frozenset(b)
+    both = left & right
+    for scope in left ^ right:
+        if _SCOPE.match(scope) is None:
+            continue
+        if any(covers(x, scope) for x in left) and any(covers(y, scope) for y in right):
+            both |= {scope}
+    return both

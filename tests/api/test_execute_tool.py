@@ -327,3 +327,14 @@ async def test_a_request_id_past_the_window_is_a_new_call_and_old_records_go(
         async with harness.runtime.db.org_tx(org) as tx:
             assert await tx.tool_actions.get(kept.accepted.action_id) is None
             assert await tx.tool_actions.get(again.accepted.action_id) is not None
+
+
+async def test_a_subagent_gets_a_narrower_tool_scope_than_its_orchestrator(harness: Any) -> None:
+    async with tool_world(harness) as w:
+        await w.connect()
+        parent = await w.delegated("tools:gmail.*")
+        child = await w.hop(parent, "S", "tools:gmail.list_messages")
+        assert (await w.run(child, LIST)).kinds == ["accepted", "result"]
+        assert (await w.run(child, SEND, MAIL)).code == "POLICY_DENIED"
+        exc = await rpc_error(w.hop(parent, "S", "tools:*"))
+        assert exc.code == grpc.StatusCode.INVALID_ARGUMENT and exc.reason == "INVALID_SCOPE"

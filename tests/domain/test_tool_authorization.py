@@ -303,3 +303,53 @@ def test_malformed_rules_are_refused_when_built(make: Any) -> None:
 @pytest.mark.parametrize("value", ["{/owner}/{/repo}", "{/a~1b/c~0d/0}!", "{/}", "x-{/n}"])
 def test_well_formed_templates_are_accepted(value: str) -> None:
     assert ArgumentConstraint(value, ("*",)).value == value
+
+
+# --- narrowing tool scopes in a delegation ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("broad", "narrow", "expected"),
+    [
+        ("tools:*", "tools:gmail.send_message", True),
+        ("tools:*", "tools:gmail.*", True),
+        ("tools:gmail.*", "tools:gmail.send_message", True),
+        ("tools:gmail.*", "tools:github.create_issue", False),
+        ("tools:gmail.send_message", "tools:gmail.*", False),
+        ("tools:gmail.send_message", "tools:*", False),
+        ("tools:gmail.*", "tools:gmail.create_*", False),  # malformed: grants nothing
+        ("tools:gmail.create_*", "tools:gmail.create_*", True),
+        ("read", "read", True),
+        ("read", "write", False),
+        ("tools:*", "read", False),
+    ],
+)
+def test_which_scope_covers_which(broad: str, narrow: str, expected: bool) -> None:
+    from control_plane.domain.tool_scopes import covers
+
+    assert covers(broad, narrow) is expected
+
+
+def test_the_meet_of_two_grants_keeps_only_what_both_allow() -> None:
+    from control_plane.domain.tool_scopes import meet
+
+    parent = ["tools:gmail.*", "read", "tools:github.create_issue"]
+    actor = ["tools:gmail.list_messages", "tools:*", "write"]
+    assert meet(parent, actor) == {
+        "tools:gmail.*",  # the actor's tools:* covers it
+        "tools:gmail.list_messages",
+        "tools:github.create_issue",
+    }
+    assert meet(["tools:gmail.*"], ["tools:github.*"]) == frozenset()
+
+
+def test_a_delegation_may_ask_a_narrower_tool_scope_never_a_wider_one() -> None:
+    from control_plane.domain.delegation import attenuate
+
+    ceiling = frozenset({"tools:gmail.*", "read"})
+    assert attenuate(ceiling, frozenset({"tools:gmail.send_message"})) == {
+        "tools:gmail.send_message"
+    }
+    assert attenuate(ceiling, frozenset({"tools:*"})) is None
+    assert attenuate(ceiling, frozenset({"tools:github.create_issue"})) is None
+    assert attenuate(ceiling, frozenset({"read", "write"})) is None

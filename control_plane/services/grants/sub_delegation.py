@@ -28,6 +28,7 @@ from control_plane.domain.errors import (
     UnacceptableToken,
 )
 from control_plane.domain.scope import OrgScope
+from control_plane.domain.tool_scopes import meet
 from control_plane.services.delegation import DelegationRuleService
 from control_plane.services.grants.base import (
     ACCESS_TOKEN_TYPE,
@@ -125,7 +126,7 @@ class SubDelegation:
             raise InvalidRequest("this agent may not delegate to that agent")
 
         scopes = grant_scopes(
-            frozenset(str(parent.get("scope", "")).split()) & frozenset(policy.view.scopes),
+            meet(str(parent.get("scope", "")).split(), policy.view.scopes),
             request.scope,
         )
         parent_aud = parent["aud"] if isinstance(parent["aud"], list) else [parent["aud"]]
