@@ -56,6 +56,11 @@ class ToolServiceStub:
                 request_serializer=agentauth_dot_v1_dot_tool__pb2.ExecuteToolRequest.SerializeToString,
                 response_deserializer=agentauth_dot_v1_dot_tool__pb2.ExecuteToolResponse.FromString,
                 _registered_method=True)
+        self.ConfirmAction = channel.unary_unary(
+                '/agentauth.v1.ToolService/ConfirmAction',
+                request_serializer=agentauth_dot_v1_dot_tool__pb2.ConfirmActionRequest.SerializeToString,
+                response_deserializer=agentauth_dot_v1_dot_tool__pb2.ConfirmActionResponse.FromString,
+                _registered_method=True)
 
 
 class ToolServiceServicer:
@@ -96,6 +101,21 @@ class ToolServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ConfirmAction(self, request, context):
+        """Records a human's decision on a tool call the organization's policy holds
+        for confirmation (see ToolPolicyRule.confirm). Called by the developer's
+        backend, which authenticated the human in its own UI, with its
+        service-account token (or by an org admin key). The approver must be named
+        by every rule that required the confirmation (in its approvers or
+        approver_groups; the call's principal when a rule names none), else
+        PERMISSION_DENIED. A confirmation is decided once: a second decision, or
+        one after it expired, is FAILED_PRECONDITION. An approval lets exactly the
+        call that asked for it run (the same tool, principal and arguments), once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ToolServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -108,6 +128,11 @@ def add_ToolServiceServicer_to_server(servicer, server):
                     servicer.ExecuteTool,
                     request_deserializer=agentauth_dot_v1_dot_tool__pb2.ExecuteToolRequest.FromString,
                     response_serializer=agentauth_dot_v1_dot_tool__pb2.ExecuteToolResponse.SerializeToString,
+            ),
+            'ConfirmAction': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmAction,
+                    request_deserializer=agentauth_dot_v1_dot_tool__pb2.ConfirmActionRequest.FromString,
+                    response_serializer=agentauth_dot_v1_dot_tool__pb2.ConfirmActionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -176,6 +201,33 @@ class ToolService:
             '/agentauth.v1.ToolService/ExecuteTool',
             agentauth_dot_v1_dot_tool__pb2.ExecuteToolRequest.SerializeToString,
             agentauth_dot_v1_dot_tool__pb2.ExecuteToolResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmAction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentauth.v1.ToolService/ConfirmAction',
+            agentauth_dot_v1_dot_tool__pb2.ConfirmActionRequest.SerializeToString,
+            agentauth_dot_v1_dot_tool__pb2.ConfirmActionResponse.FromString,
             options,
             channel_credentials,
             insecure,
