@@ -104,8 +104,10 @@ class ToolServiceServicer:
     def ConfirmAction(self, request, context):
         """Records a human's decision on a tool call the organization's policy holds
         for confirmation (see ToolPolicyRule.confirm). Called by the developer's
-        backend, which authenticated the human in its own UI, with its
-        service-account token (or by an org admin key). The approver must be named
+        backend, which authenticated the human in its own UI, with a
+        service-account token holding the scope "confirmations:decide" (agents can
+        hold service-account tokens too: grant the scope to the backend only) or
+        with an org admin key. The approver must be named
         by every rule that required the confirmation (in its approvers or
         approver_groups; the call's principal when a rule names none), else
         PERMISSION_DENIED. A confirmation is decided once: a second decision, or
