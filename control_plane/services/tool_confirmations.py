@@ -235,12 +235,12 @@ class ToolConfirmations:
                     "the policy that requires this confirmation does not let this user decide",
                     reason="APPROVER_NOT_ALLOWED",
                 )
+            if row.state == tc.EXPIRED or (row.state == tc.PENDING and row.expire_time <= now):
+                raise FailedPrecondition("the confirmation expired", reason="CONFIRMATION_EXPIRED")
             if row.state != tc.PENDING:
                 raise FailedPrecondition(
                     "the confirmation was decided already", reason="CONFIRMATION_DECIDED"
                 )
-            if row.expire_time <= now:
-                raise FailedPrecondition("the confirmation expired", reason="CONFIRMATION_EXPIRED")
             row.state = tc.APPROVED if approve else tc.DENIED
             row.approver_id = who.id
             row.reason = why or None

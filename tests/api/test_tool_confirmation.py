@@ -216,8 +216,9 @@ async def test_a_confirmation_nobody_gives_expires(database_url: str, tmp_path: 
         assert got.code == "CONFIRMATION_DENIED"
         assert got.error.reason == "CONFIRMATION_EXPIRED" and got.error.retryable
         assert (await _row(harness, asked.confirmation))["state"] == "EXPIRED"
-        with pytest.raises(FailedPreconditionError):
+        with pytest.raises(FailedPreconditionError) as err:
             await decide(w.backend, asked.confirmation, w.user)
+        assert err.value.reason == "CONFIRMATION_EXPIRED"
         assert not w.provider.requests
 
 
@@ -463,3 +464,40 @@ async def test_a_rules_approvers_round_trip_and_are_checked(harness: Any) -> Non
             else:
                 wrong.append((fields, "accepted"))
         assert wrong == []
+
+
+# ------------------------------------------------------------------ the wait's lifetime
+
+
+async def test_a_caller_that_goes_away_can_replay_the_confirmed_call(harness: Any) -> None:
+    """The wait belongs to the call, not to its stream (like the provider call)."""
+    async with tool_world(harness) as w:
+        await w.connect()
+        await _rule(w)
+        token = await w.delegated()
+        held = Held(w, token, MAIL, request_id="confirm-me")
+        asked = await held.confirmation()
+        held.call.cancel()
+        replay = asyncio.ensure_future(w.run(token, SEND, MAIL, request_id="confirm-me"))
+        await asyncio.sleep(0.5)
+        assert not replay.done() and not w.provider.requests
+        await decide(w.backend, asked.confirmation, w.user)
+        got = await replay
+        assert got.accepted.replayed and got.kinds == ["accepted", "result"]
+        assert len(w.provider.requests) == 1
+
+
+async def test_shutdown_closes_a_pending_confirmation(harness: Any) -> None:
+    async with tool_world(harness) as w:
+        await w.connect()
+        await _rule(w)
+        held = Held(w, await w.delegated(), MAIL)
+        asked = await held.confirmation()
+        await harness.servers.connections.tools.drain(0.1)
+        got = await held.rest()
+        assert got.code == "TIMEOUT" and got.error.reason == "SHUTDOWN"
+        assert (await _row(harness, asked.confirmation))["state"] == "EXPIRED"
+        with pytest.raises(FailedPreconditionError) as err:
+            await decide(w.backend, asked.confirmation, w.user)
+        assert err.value.reason == "CONFIRMATION_EXPIRED"
+        assert not w.provider.requests
