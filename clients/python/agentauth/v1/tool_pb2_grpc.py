@@ -92,10 +92,11 @@ class ToolServiceServicer:
     def ExecuteTool(self, request, context):
         """Runs one tool call. The stream starts with `accepted` once the call is
         authorized and its arguments are valid, may carry progress messages
-        (`credential_refreshed`, `retry_scheduled`, `output_chunk`), and always ends
-        with exactly one `result` or `error`. Tool outcomes (including refusals by
-        policy) are stream messages; only faults of the request itself (an invalid
-        token, a malformed field) are gRPC statuses.
+        (`confirmation_required` when the organization's policy holds the call for
+        a human, `credential_refreshed`, `retry_scheduled`, `output_chunk`), and
+        always ends with exactly one `result` or `error`. Tool outcomes (including
+        refusals by policy) are stream messages; only faults of the request itself
+        (an invalid token, a malformed field) are gRPC statuses.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
