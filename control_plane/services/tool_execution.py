@@ -15,14 +15,15 @@ current actor. Here, in order, with nothing touching the network before step 6:
    with a reconnect link otherwise);
 6. the action is recorded (intent, with the idempotency key) and audited; the
    stream says ``accepted``;
-7. the provider is called through the credential boundary
+7. when a rule requires it, a human confirms this exact call first
+   (:mod:`.tool_confirmations`: ``confirmation_required``, then a bounded wait;
+   a denial or a lapse ends the call ``CONFIRMATION_DENIED``); then
+   the provider is called through the credential boundary
    (:class:`~control_plane.vault.upstream.Upstream`: freshness through the refresh
    coordinator, refresh-once-and-retry-once on an expired access token, REVOKED
    after a second rejection), with bounded retries: rate limits wait as the
    provider says (up to :data:`MAX_RATE_WAIT`), transient failures back off with
    jitter, but only for idempotent methods;
-   — first, when the policy requires it, a human confirms this exact call
-   (:mod:`.tool_confirmations`: ``confirmation_required``, then a bounded wait);
 8. the outcome is normalized to one vocabulary (:mod:`control_plane.domain.tool_outcome`),
    recorded (sealed, for replays) and audited.
 

@@ -501,3 +501,28 @@ async def test_shutdown_closes_a_pending_confirmation(harness: Any) -> None:
             await decide(w.backend, asked.confirmation, w.user)
         assert err.value.reason == "CONFIRMATION_EXPIRED"
         assert not w.provider.requests
+
+
+async def test_an_approval_bound_to_other_arguments_never_runs_the_call(harness: Any) -> None:
+    """The waiting call takes an approval only if the confirmation is bound to its own
+    arguments hash: a row whose binding was changed (here, by hand in the database)
+    lets nothing run."""
+    async with tool_world(harness) as w:
+        await w.connect()
+        await _rule(w)
+        held = Held(w, await w.delegated(), MAIL)
+        asked = await held.confirmation()
+        owner = Database(harness.database_url, app_role=None)
+        try:
+            async with owner.engine.begin() as conn:
+                await conn.execute(
+                    text("UPDATE tool_confirmations SET arguments_hash = :h WHERE id = :id"),
+                    {"h": "0" * 64, "id": asked.confirmation.rsplit("/", 1)[1]},
+                )
+        finally:
+            await owner.dispose()
+        await decide(w.backend, asked.confirmation, w.user)
+        got = await held.rest()
+        assert got.code == "CONFIRMATION_DENIED" and got.error.reason == "CONFIRMATION_EXPIRED"
+        assert (await _row(harness, asked.confirmation))["state"] == "EXPIRED"
+        assert not w.provider.requests
