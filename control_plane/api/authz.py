@@ -156,6 +156,7 @@ RULES: dict[str, Rule] = {
     # service-account token (which must also hold the decide scope: agents can hold
     # SA tokens too), or an admin key. Audited: it lets a destructive call run.
     _TOOL + "ConfirmAction": _write(TOKEN_CALLERS),
+    _TOOL + "GetToolConfirmation": _read(TOKEN_CALLERS),
 }
 
 

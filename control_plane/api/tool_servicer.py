@@ -95,6 +95,12 @@ class ToolServicer(tool_pb2_grpc.ToolServiceServicer):
         )
         return pb.ConfirmActionResponse(confirmation=_confirmation(decided))
 
+    async def GetToolConfirmation(
+        self, request: pb.GetToolConfirmationRequest, context: Ctx
+    ) -> pb.GetToolConfirmationResponse:
+        found = await self.confirmations.get(current_principal(), request.name)
+        return pb.GetToolConfirmationResponse(confirmation=_confirmation(found))
+
 
 _CONFIRMATION_STATES: dict[str, Any] = {
     state: pb.ToolConfirmationState.Value("TOOL_CONFIRMATION_STATE_" + state) for state in STATES

@@ -202,18 +202,20 @@ class ToolConfirmations:
 
     # ------------------------------------------------------------ ConfirmAction
 
+    async def get(self, principal: Principal, name: str) -> ConfirmationView:
+        """What the backend shows the human before deciding (the server's own record,
+        not the summary an agent relayed)."""
+        n, scope = _addressed(principal, name)
+        async with self._db.org_tx(scope) as tx:
+            row = await tx.tool_confirmations.get(n.id)
+            if row is None:
+                raise NotFound()
+            return _view(row)
+
     async def decide(
         self, principal: Principal, name: str, approver: str, approve: bool, reason: str
     ) -> ConfirmationView:
-        n = names.parse_child(name, COLLECTION)
-        scope = principal.scope_for(n.org_id)  # another org's name: NOT_FOUND
-        if principal.role is Role.SERVICE_ACCOUNT and DECIDE_SCOPE not in principal.scopes:
-            raise PermissionDenied(
-                f"a service-account token needs the scope {DECIDE_SCOPE} to decide tool "
-                "confirmations",
-                reason="SCOPE_REQUIRED",
-                metadata={"requiredScope": DECIDE_SCOPE},
-            )
+        n, scope = _addressed(principal, name)
         who = names.parse_child(approver, "users", "approver")
         if who.org_id != n.org_id:
             raise field_error("approver", "must be a user of the confirmation's organization")
@@ -253,6 +255,20 @@ class ToolConfirmations:
             tool=view.tool,
         )
         return view
+
+
+def _addressed(principal: Principal, name: str) -> tuple[names.OrgChildName, OrgScope]:
+    """The confirmation's name and org scope, once the caller may decide there."""
+    n = names.parse_child(name, COLLECTION)
+    scope = principal.scope_for(n.org_id)  # another org's name: NOT_FOUND
+    if principal.role is Role.SERVICE_ACCOUNT and DECIDE_SCOPE not in principal.scopes:
+        raise PermissionDenied(
+            f"a service-account token needs the scope {DECIDE_SCOPE} to see or decide tool "
+            "confirmations",
+            reason="SCOPE_REQUIRED",
+            metadata={"requiredScope": DECIDE_SCOPE},
+        )
+    return n, scope
 
 
 #: Matches no confirmation: settling with it can only close one (never take it).

@@ -104,6 +104,12 @@ async def decide(
     return resp.confirmation
 
 
+async def lookup(client: Any, name: str) -> pb.ToolConfirmation:
+    stub = tool_pb2_grpc.ToolServiceStub(client.channel)  # type: ignore[no-untyped-call]
+    resp = await stub.GetToolConfirmation(pb.GetToolConfirmationRequest(name=name))
+    return resp.confirmation
+
+
 async def _row(h: Any, name: str) -> Any:
     owner = Database(h.database_url, app_role=None)
     try:
@@ -132,12 +138,20 @@ async def test_an_approved_call_runs_once_with_the_arguments_the_human_saw(
         await held.still_waiting()
         assert not w.provider.requests
 
+        # The backend shows the human the server's record, not what the agent relayed.
+        shown = await lookup(w.backend, asked.confirmation)
+        assert shown.state == pb.TOOL_CONFIRMATION_STATE_PENDING and shown.approver == ""
+        assert shown.summary == asked.summary and shown.tool == SEND
+        assert shown.principal == w.user and shown.actor == w.agents["O"]
+        assert shown.expire_time == asked.expire_time and not shown.HasField("decide_time")
+
         reason = "approved-in-the-ui-7f3a"
         decided = await decide(w.backend, asked.confirmation, w.user, reason=reason)
         assert decided.state == pb.TOOL_CONFIRMATION_STATE_APPROVED
         assert decided.approver == w.user and decided.reason == reason
         assert decided.tool == SEND and decided.principal == w.user
         assert decided.actor == w.agents["O"] and decided.summary == asked.summary
+        assert decided.HasField("decide_time")
         got = await held.rest()
         assert got.kinds == ["accepted", "confirmation_required", "result"]
         [seen] = w.provider.requests
@@ -347,6 +361,9 @@ async def test_another_orgs_backend_cannot_find_the_confirmation(harness: Any) -
                     await decide(client, name, w.user)
                 errors.append((err.value.reason, err.value.message))
                 assert w.org.split("/")[1] not in err.value.message
+                with pytest.raises(NotFoundError) as err:
+                    await lookup(client, name)
+                errors.append((err.value.reason, err.value.message))
         assert len(set(errors)) == 1
         # Its own org's name with the other org's confirmation id: not found either.
         with pytest.raises(NotFoundError):
@@ -373,6 +390,9 @@ async def test_an_agents_own_service_account_token_cannot_decide(harness: Any) -
         agent_sa = harness.client(await w.sa_token("O"))
         with pytest.raises(PermissionDeniedError) as err:
             await decide(agent_sa, asked.confirmation, w.user)
+        assert err.value.reason == "SCOPE_REQUIRED"
+        with pytest.raises(PermissionDeniedError) as err:
+            await lookup(agent_sa, asked.confirmation)
         assert err.value.reason == "SCOPE_REQUIRED"
         with pytest.raises(UnauthenticatedError):  # a tool token is no bearer credential
             await decide(harness.client(delegated), asked.confirmation, w.user)
@@ -415,6 +435,10 @@ async def test_malformed_requests_name_their_field(harness: Any) -> None:
                     wrong.append((name, approver, field, code, dict(exc.metadata), exc.reason))
             else:
                 wrong.append((name, approver, field, code, "accepted"))
+        for name in ("", f"{w.org}/toolConfirmations/XYZ"):
+            with pytest.raises(InvalidArgumentError) as err:
+                await lookup(w.backend, name)
+            assert dict(err.value.metadata) == {"field": "name"}
         assert wrong == []
         await held.still_waiting(0.3)
         await decide(w.backend, asked.confirmation, w.user, approve=False)

@@ -231,6 +231,18 @@ class ConfirmActionRequest(_message.Message):
     reason: str
     def __init__(self, name: _Optional[str] = ..., approver: _Optional[str] = ..., approve: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
 
+class GetToolConfirmationRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetToolConfirmationResponse(_message.Message):
+    __slots__ = ("confirmation",)
+    CONFIRMATION_FIELD_NUMBER: _ClassVar[int]
+    confirmation: ToolConfirmation
+    def __init__(self, confirmation: _Optional[_Union[ToolConfirmation, _Mapping]] = ...) -> None: ...
+
 class ConfirmActionResponse(_message.Message):
     __slots__ = ("confirmation",)
     CONFIRMATION_FIELD_NUMBER: _ClassVar[int]

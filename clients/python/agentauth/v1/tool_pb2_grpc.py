@@ -61,6 +61,11 @@ class ToolServiceStub:
                 request_serializer=agentauth_dot_v1_dot_tool__pb2.ConfirmActionRequest.SerializeToString,
                 response_deserializer=agentauth_dot_v1_dot_tool__pb2.ConfirmActionResponse.FromString,
                 _registered_method=True)
+        self.GetToolConfirmation = channel.unary_unary(
+                '/agentauth.v1.ToolService/GetToolConfirmation',
+                request_serializer=agentauth_dot_v1_dot_tool__pb2.GetToolConfirmationRequest.SerializeToString,
+                response_deserializer=agentauth_dot_v1_dot_tool__pb2.GetToolConfirmationResponse.FromString,
+                _registered_method=True)
 
 
 class ToolServiceServicer:
@@ -119,6 +124,15 @@ class ToolServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetToolConfirmation(self, request, context):
+        """A confirmation as the server holds it: what the backend shows the human
+        before ConfirmAction (never what the agent relayed). Same callers as
+        ConfirmAction.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ToolServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -136,6 +150,11 @@ def add_ToolServiceServicer_to_server(servicer, server):
                     servicer.ConfirmAction,
                     request_deserializer=agentauth_dot_v1_dot_tool__pb2.ConfirmActionRequest.FromString,
                     response_serializer=agentauth_dot_v1_dot_tool__pb2.ConfirmActionResponse.SerializeToString,
+            ),
+            'GetToolConfirmation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetToolConfirmation,
+                    request_deserializer=agentauth_dot_v1_dot_tool__pb2.GetToolConfirmationRequest.FromString,
+                    response_serializer=agentauth_dot_v1_dot_tool__pb2.GetToolConfirmationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -231,6 +250,33 @@ class ToolService:
             '/agentauth.v1.ToolService/ConfirmAction',
             agentauth_dot_v1_dot_tool__pb2.ConfirmActionRequest.SerializeToString,
             agentauth_dot_v1_dot_tool__pb2.ConfirmActionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetToolConfirmation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentauth.v1.ToolService/GetToolConfirmation',
+            agentauth_dot_v1_dot_tool__pb2.GetToolConfirmationRequest.SerializeToString,
+            agentauth_dot_v1_dot_tool__pb2.GetToolConfirmationResponse.FromString,
             options,
             channel_credentials,
             insecure,
