@@ -80,6 +80,7 @@ from control_plane.services.rate_limiter import RateLimiter, organization_limits
 from control_plane.services.revocation import BulkRevocation, RevocationWatch
 from control_plane.services.service_accounts import ServiceAccountService
 from control_plane.services.tool_accounts import ConnectLinks
+from control_plane.services.tool_confirmations import ToolConfirmations
 from control_plane.services.tool_execution import ToolExecutor
 from control_plane.services.tool_listing import ToolListingService
 from control_plane.services.tool_policies import ToolPolicies
@@ -388,6 +389,7 @@ class ConnectionStack:
     watch: AccountWatch
     tools: ToolExecutor
     tool_listing: ToolListingService
+    confirmations: ToolConfirmations
 
 
 def build_connections(runtime: Runtime, vault: VaultStack, issuer: str) -> ConnectionStack:
@@ -397,6 +399,7 @@ def build_connections(runtime: Runtime, vault: VaultStack, issuer: str) -> Conne
     flow = ConnectFlow(ctx, connectors, vault.oauth_apps, vault.accounts, issuer)
     links = ConnectLinks(flow, accounts)
     policies = ToolPolicies(ctx)
+    confirmations = ToolConfirmations(db, clock, ttl=runtime.settings.tool_confirmation_ttl)
     return ConnectionStack(
         connectors,
         OAuthAppService(catalog, vault.oauth_apps, clock),
@@ -414,8 +417,10 @@ def build_connections(runtime: Runtime, vault: VaultStack, issuer: str) -> Conne
             policies,
             links,
             ToolActionAudit(runtime.audit),
+            confirmations,
         ),
         ToolListingService(db, catalog, connectors, policies, links),
+        confirmations,
     )
 
 
@@ -549,7 +554,7 @@ def build_grpc_server(
         server,
     )
     tool_pb2_grpc.add_ToolServiceServicer_to_server(  # type: ignore[no-untyped-call]
-        ToolServicer(conns.tool_listing, conns.tools), server
+        ToolServicer(conns.tool_listing, conns.tools, conns.confirmations), server
     )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

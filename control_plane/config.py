@@ -115,6 +115,11 @@ class Settings:
     outbound_fetches_per_minute: int = field(
         default_factory=lambda: _int("OUTBOUND_FETCHES_PER_MINUTE", "60")
     )
+    # How long a tool call waits for a human's confirmation when the org's policy asks
+    # for one (never past the call's own deadline, at most 120 s).
+    tool_confirmation_ttl: dt.timedelta = field(
+        default_factory=lambda: dt.timedelta(seconds=_float("TOOL_CONFIRMATION_TTL_SECONDS", "300"))
+    )
     # How long a replica may hold an account's refresh lease before others take over.
     refresh_lease_seconds: float = field(
         default_factory=lambda: _float("REFRESH_LEASE_SECONDS", "30")
@@ -170,6 +175,8 @@ class Settings:
         ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"AGENTAUTH_{name.upper()}_SECONDS must be positive")
+        if self.tool_confirmation_ttl <= dt.timedelta(0):
+            raise ValueError("AGENTAUTH_TOOL_CONFIRMATION_TTL_SECONDS must be positive")
         if self.shutdown_grace_seconds < 0:
             raise ValueError("AGENTAUTH_SHUTDOWN_GRACE_SECONDS must not be negative")
         if self.max_concurrent_rpcs < 1:

@@ -152,6 +152,11 @@ RULES: dict[str, Rule] = {
     _TOOL + "ExecuteTool": Rule(
         TOOL_RUNNERS, auth="tool_token", max_request_bytes=MAX_TOOL_CALL_REQUEST_BYTES
     ),
+    # The developer's backend records a human's decision on a held tool call with its
+    # service-account token (which must also hold the decide scope: agents can hold
+    # SA tokens too), or an admin key. Audited: it lets a destructive call run.
+    _TOOL + "ConfirmAction": _write(TOKEN_CALLERS),
+    _TOOL + "GetToolConfirmation": _read(TOKEN_CALLERS),
 }
 
 

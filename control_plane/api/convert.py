@@ -194,6 +194,8 @@ def tool_policy_rule(r: ToolPolicyRuleView) -> tool_policy_pb.ToolPolicyRule:
         confirm=r.confirm,
         description=r.description,
         create_time=ts(r.create_time),
+        approvers=[names.child_name(r.org_id, "users", u) for u in r.approver_ids],
+        approver_groups=r.approver_groups,
     )
 
 
@@ -206,4 +208,6 @@ def tool_rule_spec(r: tool_policy_pb.ToolPolicyRule) -> ToolRuleSpec:
         constraints=tuple((c.value, tuple(c.allow)) for c in r.constraints),
         confirm=r.confirm,
         description=r.description,
+        approvers=tuple(r.approvers),
+        approver_groups=tuple(r.approver_groups),
     )

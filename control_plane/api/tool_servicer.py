@@ -20,9 +20,17 @@ from agentauth.v1 import tool_pb2 as pb
 from agentauth.v1 import tool_pb2_grpc
 from google.protobuf import json_format, struct_pb2
 
+from control_plane.api.convert import ts
 from control_plane.api.pipeline import current_principal
+from control_plane.domain import names
 from control_plane.domain import tool_outcome as out
 from control_plane.domain.errors import field_error
+from control_plane.domain.tool_confirmation import STATES
+from control_plane.services.tool_confirmations import (
+    ConfirmationView,
+    ToolConfirmations,
+    confirmation_name,
+)
 from control_plane.services.tool_execution import ToolCall, ToolExecutor, check_call
 from control_plane.services.tool_listing import ToolListing, ToolListingService
 
@@ -43,9 +51,15 @@ Ctx = grpc.aio.ServicerContext[Any, Any]
 
 
 class ToolServicer(tool_pb2_grpc.ToolServiceServicer):
-    def __init__(self, listing: ToolListingService, executor: ToolExecutor) -> None:
+    def __init__(
+        self,
+        listing: ToolListingService,
+        executor: ToolExecutor,
+        confirmations: ToolConfirmations,
+    ) -> None:
         self.listing = listing
         self.executor = executor
+        self.confirmations = confirmations
 
     async def ListTools(self, request: pb.ListToolsRequest, context: Ctx) -> pb.ListToolsResponse:
         found = await self.listing.list(current_principal(), request.connector)
@@ -73,6 +87,41 @@ class ToolServicer(tool_pb2_grpc.ToolServiceServicer):
         # itself runs after the pipeline returned.
         return _stream(self.executor.events(current_principal(), call))
 
+    async def ConfirmAction(
+        self, request: pb.ConfirmActionRequest, context: Ctx
+    ) -> pb.ConfirmActionResponse:
+        decided = await self.confirmations.decide(
+            current_principal(), request.name, request.approver, request.approve, request.reason
+        )
+        return pb.ConfirmActionResponse(confirmation=_confirmation(decided))
+
+    async def GetToolConfirmation(
+        self, request: pb.GetToolConfirmationRequest, context: Ctx
+    ) -> pb.GetToolConfirmationResponse:
+        found = await self.confirmations.get(current_principal(), request.name)
+        return pb.GetToolConfirmationResponse(confirmation=_confirmation(found))
+
+
+_CONFIRMATION_STATES: dict[str, Any] = {
+    state: pb.ToolConfirmationState.Value("TOOL_CONFIRMATION_STATE_" + state) for state in STATES
+}
+
+
+def _confirmation(c: ConfirmationView) -> pb.ToolConfirmation:
+    return pb.ToolConfirmation(
+        name=confirmation_name(c.org_id, c.id),
+        tool=c.tool,
+        summary=c.summary,
+        principal=c.principal,
+        actor=c.actor,
+        state=_CONFIRMATION_STATES[c.state],
+        approver=names.child_name(c.org_id, "users", c.approver_id) if c.approver_id else "",
+        reason=c.reason,
+        create_time=ts(c.create_time),
+        expire_time=ts(c.expire_time),
+        decide_time=ts(c.decide_time),
+    )
+
 
 async def _stream(events: AsyncIterator[out.Event]) -> AsyncIterator[pb.ExecuteToolResponse]:
     async for event in events:
@@ -93,6 +142,10 @@ def _messages(event: out.Event) -> list[pb.ExecuteToolResponse]:
         ]
     if isinstance(event, out.Refreshed):
         return [pb.ExecuteToolResponse(credential_refreshed=pb.CredentialRefreshed())]
+    if isinstance(event, out.ConfirmationRequired):
+        required = pb.ConfirmationRequired(confirmation=event.confirmation, summary=event.summary)
+        required.expire_time.FromDatetime(event.expire_time)
+        return [pb.ExecuteToolResponse(confirmation_required=required)]
     if isinstance(event, out.RetryScheduled):
         retry = pb.RetryScheduled(reason=event.reason, attempt=event.attempt)
         retry.delay.FromNanoseconds(int(event.delay * 1e9))

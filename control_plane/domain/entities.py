@@ -128,3 +128,5 @@ class ToolPolicyRuleView:
     confirm: bool
     description: str
     create_time: dt.datetime
+    approver_ids: tuple[str, ...] = ()  # empty with approver_groups: the principal
+    approver_groups: tuple[str, ...] = ()

@@ -46,6 +46,9 @@ class Principal:
     key_id: str
     org_id: str | None = None  # set for org-bound principals
     caller: TokenCaller | None = None  # set for TOOL_CALLER
+    #: A SERVICE_ACCOUNT token's scopes (capabilities beyond its role, such as
+    #: deciding tool confirmations); empty for every other principal.
+    scopes: frozenset[str] = frozenset()
 
     @property
     def is_platform_admin(self) -> bool:

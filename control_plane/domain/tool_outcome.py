@@ -12,6 +12,7 @@ round-trips through :func:`to_record` / :func:`from_record`.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,6 +63,15 @@ class RetryScheduled:
 
 
 @dataclass(frozen=True, slots=True)
+class ConfirmationRequired:
+    """The call waits for a human's decision (:mod:`.tool_confirmation`)."""
+
+    confirmation: str  # "orgs/{org}/toolConfirmations/{id}"
+    summary: str
+    expire_time: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Succeeded:
     data: Any  # parsed JSON, or the text of a non-JSON answer
     status: int
@@ -87,7 +97,7 @@ class Failed:
 
 
 Terminal = Succeeded | Failed
-Event = Accepted | Refreshed | RetryScheduled | Succeeded | Failed
+Event = Accepted | Refreshed | RetryScheduled | ConfirmationRequired | Succeeded | Failed
 
 
 def to_record(outcome: Terminal) -> bytes:

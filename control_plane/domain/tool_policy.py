@@ -17,7 +17,10 @@ principals' groups. For a call, every rule that applies must be satisfied
   match (``acme/*``, ``acme/api``; ``*`` matches any run of characters except
   ``/``, ``**`` any run including ``/``). A pointer to an argument that is absent
   or not a string, number or boolean fails the constraint (closed by default);
-- ``confirm``: the call needs a human's confirmation first (destructive tools).
+- ``confirm``: the call needs a human's confirmation first (destructive tools), by
+  one of the rule's ``approvers`` (user ids) or a member of its ``approver_groups``;
+  a rule naming neither lets the principal (the user the agent acts for) confirm
+  (:mod:`.tool_confirmation`).
 
 The seed case: an org allows ``github.create_issue`` only in ``acme/api``; a model
 told by a poisoned issue to file into ``evil/exfil`` is refused ``POLICY_DENIED``
@@ -90,6 +93,8 @@ class ToolRule:
     groups: frozenset[str] | None = None  # None: any principal; else its groups must meet
     constraints: tuple[ArgumentConstraint, ...] = ()
     confirm: bool = False
+    approvers: frozenset[str] = frozenset()  # user ids who may confirm
+    approver_groups: frozenset[str] = frozenset()  # groups whose members may confirm
 
     def __post_init__(self) -> None:
         if not _tool_pattern_ok(self.tool):
@@ -122,12 +127,16 @@ class ToolRuleSpec:
     constraints: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (value template, allow)
     confirm: bool = False
     description: str = ""
+    approvers: tuple[str, ...] = ()  # "orgs/{org}/users/{user}"
+    approver_groups: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
     confirm: bool  # a human must confirm before the call runs
     rules: tuple[str, ...] = field(default=())  # the rules that applied (for the audit)
+    #: The rules that require confirmation (each says who may give it).
+    confirming: tuple[ToolRule, ...] = field(default=())
 
 
 def evaluate(
@@ -152,7 +161,8 @@ def evaluate(
                     f"an argument is outside what the policy allows ({constraint.value})",
                     rule.id,
                 )
-    return Decision(any(r.confirm for r in applied), tuple(r.id for r in applied))
+    confirming = tuple(r for r in applied if r.confirm)
+    return Decision(bool(confirming), tuple(r.id for r in applied), confirming)
 
 
 def render(template: str, arguments: Mapping[str, Any]) -> str | None:

@@ -144,7 +144,9 @@ class OwnTokens:
         row = await issued_tokens.get(self.db, scope, claims["jti"])
         if row is None or row.revoke_time is not None:
             raise Unauthenticated()
-        return Principal(Role.SERVICE_ACCOUNT, claims["jti"], claims["org_id"])
+        raw = claims.get("scope", "")
+        granted = frozenset(raw.split()) if isinstance(raw, str) else frozenset()
+        return Principal(Role.SERVICE_ACCOUNT, claims["jti"], claims["org_id"], scopes=granted)
 
     async def authenticate_tool_caller(self, token: str) -> Principal:
         """A service-account or delegated token addressed to agentauth, whose whole

@@ -9,12 +9,16 @@ current actor. Here, in order, with nothing touching the network before step 6:
 3. the arguments fit the tool's JSON Schema (``INVALID_ARGUMENTS`` + JSON pointer);
 4. the org enabled the tool and its policy allows this actor with these
    arguments (:mod:`control_plane.domain.tool_policy`, evaluated by the runtime);
+   a rule may require a human's confirmation, collected after step 6;
 5. the principal's connected account in this org (:mod:`.tool_accounts`) is
    usable and has granted the tool's provider scopes (``SCOPE_INSUFFICIENT``
    with a reconnect link otherwise);
 6. the action is recorded (intent, with the idempotency key) and audited; the
    stream says ``accepted``;
-7. the provider is called through the credential boundary
+7. when a rule requires it, a human confirms this exact call first
+   (:mod:`.tool_confirmations`: ``confirmation_required``, then a bounded wait;
+   a denial or a lapse ends the call ``CONFIRMATION_DENIED``); then
+   the provider is called through the credential boundary
    (:class:`~control_plane.vault.upstream.Upstream`: freshness through the refresh
    coordinator, refresh-once-and-retry-once on an expired access token, REVOKED
    after a second rejection), with bounded retries: rate limits wait as the
@@ -74,6 +78,7 @@ from control_plane.services.tool_accounts import (
     find_account,
     parse_account_name,
 )
+from control_plane.services.tool_confirmations import Binding, ToolConfirmations
 from control_plane.storage import models as m
 from control_plane.storage import rate_buckets
 from control_plane.storage.db import Database
@@ -142,6 +147,7 @@ class _Prepared:
     arguments: dict[str, Any]
     account: m.ConnectedAccount | None  # None for developer-secret connectors
     connection: dict[str, str]
+    confirming: tuple[ToolRule, ...] = ()  # rules requiring a human's confirmation
 
 
 class _Refused(Exception):
@@ -161,6 +167,7 @@ class ToolExecutor:
         policies: ToolPolicySource,
         links: ConnectLinks,
         audit: ActionAudit,
+        confirmations: ToolConfirmations,
         *,
         rng: Callable[[], float] = random.random,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -174,6 +181,7 @@ class ToolExecutor:
         self._policies = policies
         self._links = links
         self._audit = audit
+        self._confirmations = confirmations
         self._rng = rng
         self._sleep = sleep
         self._checkers: dict[str, ArgumentChecker] = {}
@@ -210,7 +218,7 @@ class ToolExecutor:
         yield out.Accepted(action_id, shown)
         events: asyncio.Queue[out.Event] = asyncio.Queue()
         task = asyncio.create_task(
-            self._run(principal, scope, prepared, action_id, ends, events.put_nowait)
+            self._run(principal, scope, prepared, action_id, digest, ends, events.put_nowait)
         )
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
@@ -302,21 +310,11 @@ class ToolExecutor:
                 raise _Refused(
                     out.Failed(out.POLICY_DENIED, reason, exc.message, metadata=exc.metadata)
                 ) from None
-            if decision.confirm:
-                raise _Refused(
-                    out.Failed(
-                        out.CONFIRMATION_DENIED,
-                        "CONFIRMATION_UNAVAILABLE",
-                        "the organization's policy requires a human's confirmation for this "
-                        "call, which this server cannot collect yet",
-                        metadata={"rule": ",".join(decision.rules)},
-                    )
-                )
             account = None
             if connector.auth.type != "developer_secret":
                 account = await find_account(tx, caller, connector, call.connected_account)
         if connector.auth.type == "developer_secret":
-            return _Prepared(tool, connector, arguments, None, {})
+            return _Prepared(tool, connector, arguments, None, {}, decision.confirming)
         if connector.auth.type not in ("oauth2", "api_key"):
             raise _Refused(
                 out.Failed(
@@ -332,7 +330,7 @@ class ToolExecutor:
             raise _Refused(_not_connected("NO_ACCOUNT", url))
         await self._check_account(principal, scope, tool, account)
         connection = {**account.provider_metadata, **account.connection_params}
-        return _Prepared(tool, connector, arguments, account, connection)
+        return _Prepared(tool, connector, arguments, account, connection, decision.confirming)
 
     async def _check_account(
         self, principal: Principal, scope: OrgScope, tool: Tool, account: m.ConnectedAccount
@@ -444,6 +442,7 @@ class ToolExecutor:
         scope: OrgScope,
         prepared: _Prepared,
         action_id: str,
+        digest: str,
         ends: float,
         emit: Callable[[out.Event], None],
     ) -> None:
@@ -451,7 +450,12 @@ class ToolExecutor:
         outcome: out.Terminal
         try:
             async with asyncio.timeout(max(0.0, ends - time.monotonic())):
-                outcome = await self._attempts(principal, scope, prepared, ends, emit)
+                refused = None
+                if prepared.confirming:  # a human confirms first (or the call ends here)
+                    refused = await self._confirmed(
+                        principal, prepared, action_id, digest, ends, emit
+                    )
+                outcome = refused or await self._attempts(principal, scope, prepared, ends, emit)
         except TimeoutError:
             outcome = out.Failed(
                 out.TIMEOUT,
@@ -474,6 +478,29 @@ class ToolExecutor:
             outcome = _unknown("the call failed inside agentauth")
         await self._finish(principal, scope, prepared, action_id, outcome)
         emit(outcome)
+
+    async def _confirmed(
+        self,
+        principal: Principal,
+        prepared: _Prepared,
+        action_id: str,
+        digest: str,
+        ends: float,
+        emit: Callable[[out.Event], None],
+    ) -> out.Failed | None:
+        """A human's confirmation of this exact call: None once it was given."""
+        caller = principal.caller
+        assert caller is not None
+        binding = Binding(action_id, caller.subject, caller.actor[:256], prepared.tool.name, digest)
+        return await self._confirmations.hold(
+            principal.own_scope,
+            caller,
+            binding,
+            prepared.arguments,
+            prepared.confirming,
+            ends,
+            emit,
+        )
 
     async def _finish(
         self,

@@ -6,10 +6,10 @@ own org transaction (:meth:`ToolPolicies.rules`, :meth:`ToolPolicies.groups_of`)
 evaluates them with :func:`control_plane.domain.tool_policy.evaluate`.
 
 Every part of a rule is checked before anything is stored, and a refusal names the
-field (``tool_policy_rule.constraints[1].value``). Agents are named by resource name
-on the wire and stored, like delegation rules, by id: the ``agents`` of a
-``ToolRule`` this module returns are agent ids (``{agent}`` of
-``orgs/{org}/agents/{agent}``).
+field (``tool_policy_rule.constraints[1].value``). Agents and approvers are named by
+resource name on the wire and stored, like delegation rules, by id: the ``agents``
+and ``approvers`` of a ``ToolRule`` this module returns are ids (``{agent}`` of
+``orgs/{org}/agents/{agent}``, ``{user}`` of ``orgs/{org}/users/{user}``).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ COLLECTION = "toolPolicyRules"
 #: ExecuteTool loads every rule of the org on each call: a bounded list.
 MAX_RULES_PER_ORG = 500
 MAX_AGENTS = 64
+MAX_APPROVERS = 64
 MAX_CONSTRAINTS = 16
 MAX_ALLOW = 64
 MAX_TEMPLATE = 512
@@ -49,6 +50,8 @@ def rule_view(r: m.ToolPolicyRule) -> ToolPolicyRuleView:
         r.confirm,
         r.description,
         r.create_time,
+        tuple(r.approver_ids or ()),
+        tuple(r.approver_groups or ()),
     )
 
 
@@ -83,11 +86,15 @@ class ToolPolicies(TenantCrud[m.ToolPolicyRule, ToolPolicyRuleView]):
         principal.scope_for(org_id)  # permission before anything about the request's ids
         fields = _validate(org_id, spec)
         agent_ids: list[str] = list(fields["agent_ids"] or ())  # type: ignore[call-overload]
+        approver_ids: list[str] = list(fields["approver_ids"] or ())  # type: ignore[call-overload]
 
         async def agents_exist_and_room_left(tx: OrgTx) -> None:
             for agent_id in agent_ids:
                 if await tx.agents.get(agent_id) is None:
                     raise field_error(F + "agents", "names an agent that does not exist")
+            for user_id in approver_ids:
+                if await tx.users.fields(user_id, "id") is None:
+                    raise field_error(F + "approvers", "names a user that does not exist")
             if await tx.tool_policy_rules.count() >= MAX_RULES_PER_ORG:
                 raise FailedPrecondition(
                     f"the organization has {MAX_RULES_PER_ORG} tool policy rules, the most "
@@ -140,6 +147,19 @@ def _validate(org_id: str, spec: ToolRuleSpec) -> dict[str, object]:
 
     groups = v.groups(list(spec.groups), F + "groups")
 
+    if len(spec.approvers) > MAX_APPROVERS:
+        raise field_error(F + "approvers", f"at most {MAX_APPROVERS} approvers")
+    approver_ids = []
+    for approver in spec.approvers:
+        parsed = names.parse_child(approver, "users", F + "approvers")
+        if parsed.org_id != org_id:
+            raise field_error(F + "approvers", "must be users of the rule's organization")
+        approver_ids.append(parsed.id)
+    approver_groups = v.groups(list(spec.approver_groups), F + "approver_groups")
+    if (approver_ids or approver_groups) and not spec.confirm:
+        field = F + ("approvers" if approver_ids else "approver_groups")
+        raise field_error(field, "names who confirms, so the rule must set confirm")
+
     if len(spec.constraints) > MAX_CONSTRAINTS:
         raise field_error(F + "constraints", f"at most {MAX_CONSTRAINTS} constraints")
     constraints: list[dict[str, object]] = []
@@ -164,6 +184,8 @@ def _validate(org_id: str, spec: ToolRuleSpec) -> dict[str, object]:
         "groups": groups or None,
         "constraints": constraints,
         "confirm": bool(spec.confirm),
+        "approver_ids": sorted(set(approver_ids)) or None,
+        "approver_groups": approver_groups or None,
         "description": v.text(
             spec.description, F + "description", max_len=v.MAX_DESCRIPTION, allow_newlines=True
         ),
@@ -182,6 +204,8 @@ def _domain_rule(row: m.ToolPolicyRule) -> ToolRule:
                 for c in row.constraints
             ),
             confirm=bool(row.confirm),
+            approvers=frozenset(_strings(row.approver_ids or [])),
+            approver_groups=frozenset(_strings(row.approver_groups or [])),
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise Internal(debug=f"stored tool policy rule {row.id} is invalid: {exc}") from None

@@ -295,6 +295,10 @@ class ToolPolicyRule(Base):
     groups: Mapped[list[str] | None] = mapped_column(JSON)
     constraints: Mapped[list[dict[str, object]]] = mapped_column(JSON)
     confirm: Mapped[bool] = mapped_column(Boolean)
+    # Who may approve a call the rule holds for confirmation (users by id, groups);
+    # NULL both: the call's principal.
+    approver_ids: Mapped[list[str] | None] = mapped_column(JSON)
+    approver_groups: Mapped[list[str] | None] = mapped_column(JSON)
     description: Mapped[str] = mapped_column(String(2000))
     request_id: Mapped[str | None] = mapped_column(String(64))
     request_fingerprint: Mapped[str | None] = mapped_column(String(64))
@@ -575,6 +579,8 @@ __all__ = [
     "DelegationRule",
     "IdentityProvider",
     "IssuedToken",
+    "ToolAction",
+    "ToolConfirmation",
     "ToolPolicyRule",
     "TrustPolicy",
     "UsedAssertion",
@@ -631,5 +637,44 @@ class ToolAction(Base):
     finish_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     __table_args__ = (
         UniqueConstraint("org_id", "principal", "request_id"),
+        Index(None, "org_id", "create_time"),
+    )
+
+
+class ToolConfirmation(Base):
+    """A tool call held for a human's confirmation (its action's ``tool_actions`` row).
+
+    Bound to the exact call: the principal, the actor, the tool and the hash of the
+    arguments (``tool_actions.arguments_hash``). ``approvers`` is what the rules that
+    required it said when the call was made, one entry per rule
+    (``{"rule": id, "users": [ids], "groups": [names]}``; both lists empty: the
+    principal). ``state`` goes PENDING -> APPROVED -> USED (the waiting call took it,
+    once) or PENDING -> DENIED | EXPIRED; nothing else.
+    """
+
+    __tablename__ = "tool_confirmations"
+    org_id: Mapped[str] = _org_fk()
+    id: Mapped[str] = mapped_column(ID, primary_key=True)
+    action_id: Mapped[str] = mapped_column(ID)
+    principal: Mapped[str] = mapped_column(String(128))
+    actor: Mapped[str] = mapped_column(String(256))
+    tool: Mapped[str] = mapped_column(String(128))
+    arguments_hash: Mapped[str] = mapped_column(String(64))
+    summary: Mapped[str] = mapped_column(String(512))
+    rule_ids: Mapped[list[str]] = mapped_column(JSON)
+    approvers: Mapped[list[dict[str, object]]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))
+    approver_id: Mapped[str | None] = mapped_column(ID)
+    reason: Mapped[str | None] = mapped_column(String(1000))
+    create_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    expire_time: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    decide_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["org_id", "action_id"],
+            ["tool_actions.org_id", "tool_actions.id"],
+            ondelete="CASCADE",
+        ),
+        UniqueConstraint("org_id", "action_id"),
         Index(None, "org_id", "create_time"),
     )

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from control_plane.storage.rate_buckets import AnonymousRateBuckets, RateBuckets
     from control_plane.storage.signing_keys import SigningKeys
     from control_plane.storage.tool_actions import ToolActions
+    from control_plane.storage.tool_confirmations import ToolConfirmations
     from control_plane.storage.vault_rows import (
         ConnectedAccounts,
         ConnectLinks,
@@ -241,6 +242,12 @@ class OrgTx(_Unit):
         from control_plane.storage.tool_actions import ToolActions
 
         return ToolActions(self._session, self.org_id)
+
+    @cached_property
+    def tool_confirmations(self) -> ToolConfirmations:
+        from control_plane.storage.tool_confirmations import ToolConfirmations
+
+        return ToolConfirmations(self._session, self.org_id)
 
     # Platform rows an org transaction may read (the deployment's shared OAuth app
     # for a connector is looked up in the same transaction as the org's own).

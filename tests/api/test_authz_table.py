@@ -69,6 +69,7 @@ def test_every_mutation_is_audited() -> None:
                 "Delegate",
                 "Set",
                 "Refresh",
+                "Confirm",
             )
         )
         assert rule.audited == mutating, method

@@ -82,9 +82,11 @@ async def test_a_rule_for_a_group_applies_to_its_members_only(harness: Any) -> N
         assert got.code == "POLICY_DENIED"
 
 
-async def test_a_call_that_needs_confirmation_is_refused_until_it_can_be_given(
+async def test_a_call_that_needs_confirmation_waits_and_lapses_without_one(
     harness: Any,
 ) -> None:
+    """Nobody decides: the call waits no longer than its own deadline, never runs,
+    and may be made again (tests/api/test_tool_confirmation.py has the decisions)."""
     async with tool_world(harness) as w:
         await w.connect()
         await _rule(w, tool="gmail.send_message", confirm=True)
@@ -92,9 +94,11 @@ async def test_a_call_that_needs_confirmation_is_refused_until_it_can_be_given(
             await w.delegated(),
             "gmail.send_message",
             {"to": ["bob@example.com"], "subject": "Hi", "body": "x"},
+            timeout=duration_pb2.Duration(seconds=1),
         )
+        assert got.kinds == ["accepted", "confirmation_required", "error"]
         assert got.code == "CONFIRMATION_DENIED"
-        assert got.error.reason == "CONFIRMATION_UNAVAILABLE" and not got.error.retryable
+        assert got.error.reason == "CONFIRMATION_EXPIRED" and got.error.retryable
         assert not w.provider.requests
 
 

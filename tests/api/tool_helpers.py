@@ -33,7 +33,7 @@ JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt"
 ACCESS_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 #: What the agents' trust policies allow (the orchestrator more than the subagent).
 AGENT_SCOPES = {
-    "backend": [],
+    "backend": ["confirmations:decide"],  # it records its users' confirmations
     "O": [
         "tools:*",
         "tools:gmail.*",

@@ -53,9 +53,12 @@ async def test_rate_limits_migration_upgrades_downgrades_and_matches_the_models(
     def work(conn: Connection) -> None:
         _alembic(fresh_url, conn, "upgrade", "head")
         at_head = _schema(conn)
-        assert compare_metadata(
-            MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
-        ) == []
+        assert (
+            compare_metadata(
+                MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata
+            )
+            == []
+        )
         assert {"rate_buckets", "anonymous_rate_buckets"} <= at_head.keys()
 
         _alembic(fresh_url, conn, "downgrade", "0009")
@@ -109,6 +112,51 @@ async def test_tool_policy_migration_upgrades_downgrades_and_keeps_the_users_gua
         # SQLite rebuilt users to drop the column: its org guard must still be there.
         assert {t for t in _guard_triggers(conn) if "_users_" in t} == {
             t for t in triggers if "_users_" in t
+        }
+
+        _alembic(fresh_url, conn, "upgrade", "head")
+        assert _schema(conn) == at_head
+        assert _guard_triggers(conn) == triggers
+
+    await _on_owner_connection(fresh_url, work)
+
+
+async def test_tool_confirmations_migration_upgrades_downgrades_and_keeps_the_guards(
+    fresh_url: str,
+) -> None:
+    def work(conn: Connection) -> None:
+        _alembic(fresh_url, conn, "upgrade", "0013")
+        conn.exec_driver_sql(
+            "INSERT INTO organizations (id, display_name, state, create_time, update_time) "
+            "VALUES ('o1', 'o', 'ACTIVE', '2026-01-01', '2026-01-01')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO tool_policy_rules (org_id, id, tool, constraints, confirm, "
+            "description, create_time) VALUES ('o1', 'r1', '*', '[]', true, '', '2026-01-01')"
+        )
+        _alembic(fresh_url, conn, "upgrade", "head")
+        at_head = _schema(conn)
+        triggers = _guard_triggers(conn)
+        assert "tool_confirmations" in at_head
+        assert {"approver_ids", "approver_groups"} <= at_head["tool_policy_rules"]
+        # A rule made before names no approvers: the principal approves, as it would have.
+        named = conn.exec_driver_sql(
+            "SELECT approver_ids, approver_groups FROM tool_policy_rules WHERE id = 'r1'"
+        ).one()
+        assert tuple(named) == (None, None)
+        if conn.dialect.name == "sqlite":
+            assert {
+                "agentauth_guard_tool_confirmations_insert",
+                "agentauth_guard_tool_policy_rules_update",
+            } <= triggers
+
+        _alembic(fresh_url, conn, "downgrade", "0013")
+        before = _schema(conn)
+        assert "tool_confirmations" not in before
+        assert "approver_ids" not in before["tool_policy_rules"]
+        # SQLite rebuilt tool_policy_rules to drop the columns: its guard stays.
+        assert {t for t in _guard_triggers(conn) if "_tool_policy_rules_" in t} == {
+            t for t in triggers if "_tool_policy_rules_" in t
         }
 
         _alembic(fresh_url, conn, "upgrade", "head")

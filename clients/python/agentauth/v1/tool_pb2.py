@@ -25,9 +25,10 @@ _sym_db = _symbol_database.Default()
 from agentauth.v1 import connection_pb2 as agentauth_dot_v1_dot_connection__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61gentauth/v1/tool.proto\x12\x0c\x61gentauth.v1\x1a\x1d\x61gentauth/v1/connection.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\"%\n\x10ListToolsRequest\x12\x11\n\tconnector\x18\x01 \x01(\t\"6\n\x11ListToolsResponse\x12!\n\x05tools\x18\x01 \x03(\x0b\x32\x12.agentauth.v1.Tool\"\xee\x01\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x19\n\x11input_schema_json\x18\x03 \x01(\t\x12\x17\n\x0fprovider_scopes\x18\x04 \x03(\t\x12\x13\n\x0b\x64\x65structive\x18\x05 \x01(\x08\x12/\n\x0coutput_trust\x18\x06 \x01(\x0e\x32\x19.agentauth.v1.OutputTrust\x12\x30\n\nconnection\x18\x07 \x01(\x0b\x32\x1c.agentauth.v1.ToolConnection\x12\x17\n\x0f\x63ursor_argument\x18\x08 \x01(\t\"r\n\x0eToolConnection\x12\x30\n\x05state\x18\x01 \x01(\x0e\x32!.agentauth.v1.ToolConnectionState\x12\x19\n\x11\x63onnected_account\x18\x02 \x01(\t\x12\x13\n\x0b\x63onnect_url\x18\x03 \x01(\t\"\xa9\x01\n\x12\x45xecuteToolRequest\x12\x0c\n\x04tool\x18\x01 \x01(\t\x12*\n\targuments\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x19\n\x11\x63onnected_account\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xd7\x02\n\x13\x45xecuteToolResponse\x12\x32\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x0b\x32\x1e.agentauth.v1.ToolCallAcceptedH\x00\x12\x41\n\x14\x63redential_refreshed\x18\x02 \x01(\x0b\x32!.agentauth.v1.CredentialRefreshedH\x00\x12\x37\n\x0fretry_scheduled\x18\x03 \x01(\x0b\x32\x1c.agentauth.v1.RetryScheduledH\x00\x12\x31\n\x0coutput_chunk\x18\x04 \x01(\x0b\x32\x19.agentauth.v1.OutputChunkH\x00\x12*\n\x06result\x18\x05 \x01(\x0b\x32\x18.agentauth.v1.ToolResultH\x00\x12(\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x17.agentauth.v1.ToolErrorH\x00\x42\x07\n\x05\x65vent\"R\n\x10ToolCallAccepted\x12\x11\n\taction_id\x18\x01 \x01(\t\x12\x19\n\x11\x63onnected_account\x18\x02 \x01(\t\x12\x10\n\x08replayed\x18\x03 \x01(\x08\"\x15\n\x13\x43redentialRefreshed\"[\n\x0eRetryScheduled\x12(\n\x05\x64\x65lay\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\"\x1b\n\x0bOutputChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\xb8\x01\n\nToolResult\x12$\n\x04\x64\x61ta\x18\x01 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x17\n\x0fupstream_status\x18\x02 \x01(\x05\x12/\n\x0coutput_trust\x18\x03 \x01(\x0e\x32\x19.agentauth.v1.OutputTrust\x12\x0f\n\x07\x63hunked\x18\x04 \x01(\x08\x12\x14\n\x0c\x63ontent_type\x18\x05 \x01(\t\x12\x13\n\x0bnext_cursor\x18\x06 \x01(\t\"\x84\x02\n\tToolError\x12)\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x1b.agentauth.v1.ToolErrorCode\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x11\n\tretryable\x18\x04 \x01(\x08\x12.\n\x0bretry_after\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x37\n\x08metadata\x18\x06 \x03(\x0b\x32%.agentauth.v1.ToolError.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01*\xdd\x01\n\x13ToolConnectionState\x12%\n!TOOL_CONNECTION_STATE_UNSPECIFIED\x10\x00\x12#\n\x1fTOOL_CONNECTION_STATE_CONNECTED\x10\x01\x12\'\n#TOOL_CONNECTION_STATE_NOT_CONNECTED\x10\x02\x12)\n%TOOL_CONNECTION_STATE_NEEDS_RECONNECT\x10\x03\x12&\n\"TOOL_CONNECTION_STATE_NOT_REQUIRED\x10\x04*\x9d\x03\n\rToolErrorCode\x12\x1f\n\x1bTOOL_ERROR_CODE_UNSPECIFIED\x10\x00\x12!\n\x1dTOOL_ERROR_CODE_NOT_CONNECTED\x10\x01\x12 \n\x1cTOOL_ERROR_CODE_AUTH_REVOKED\x10\x02\x12&\n\"TOOL_ERROR_CODE_SCOPE_INSUFFICIENT\x10\x03\x12 \n\x1cTOOL_ERROR_CODE_RATE_LIMITED\x10\x04\x12(\n$TOOL_ERROR_CODE_UPSTREAM_UNAVAILABLE\x10\x05\x12\"\n\x1eTOOL_ERROR_CODE_UPSTREAM_ERROR\x10\x06\x12%\n!TOOL_ERROR_CODE_INVALID_ARGUMENTS\x10\x07\x12!\n\x1dTOOL_ERROR_CODE_POLICY_DENIED\x10\x08\x12\'\n#TOOL_ERROR_CODE_CONFIRMATION_DENIED\x10\t\x12\x1b\n\x17TOOL_ERROR_CODE_TIMEOUT\x10\n2\xb1\x01\n\x0bToolService\x12L\n\tListTools\x12\x1e.agentauth.v1.ListToolsRequest\x1a\x1f.agentauth.v1.ListToolsResponse\x12T\n\x0b\x45xecuteTool\x12 .agentauth.v1.ExecuteToolRequest\x1a!.agentauth.v1.ExecuteToolResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61gentauth/v1/tool.proto\x12\x0c\x61gentauth.v1\x1a\x1d\x61gentauth/v1/connection.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"%\n\x10ListToolsRequest\x12\x11\n\tconnector\x18\x01 \x01(\t\"6\n\x11ListToolsResponse\x12!\n\x05tools\x18\x01 \x03(\x0b\x32\x12.agentauth.v1.Tool\"\xee\x01\n\x04Tool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x19\n\x11input_schema_json\x18\x03 \x01(\t\x12\x17\n\x0fprovider_scopes\x18\x04 \x03(\t\x12\x13\n\x0b\x64\x65structive\x18\x05 \x01(\x08\x12/\n\x0coutput_trust\x18\x06 \x01(\x0e\x32\x19.agentauth.v1.OutputTrust\x12\x30\n\nconnection\x18\x07 \x01(\x0b\x32\x1c.agentauth.v1.ToolConnection\x12\x17\n\x0f\x63ursor_argument\x18\x08 \x01(\t\"r\n\x0eToolConnection\x12\x30\n\x05state\x18\x01 \x01(\x0e\x32!.agentauth.v1.ToolConnectionState\x12\x19\n\x11\x63onnected_account\x18\x02 \x01(\t\x12\x13\n\x0b\x63onnect_url\x18\x03 \x01(\t\"\xa9\x01\n\x12\x45xecuteToolRequest\x12\x0c\n\x04tool\x18\x01 \x01(\t\x12*\n\targuments\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x19\n\x11\x63onnected_account\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\"\x9c\x03\n\x13\x45xecuteToolResponse\x12\x32\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x0b\x32\x1e.agentauth.v1.ToolCallAcceptedH\x00\x12\x41\n\x14\x63redential_refreshed\x18\x02 \x01(\x0b\x32!.agentauth.v1.CredentialRefreshedH\x00\x12\x37\n\x0fretry_scheduled\x18\x03 \x01(\x0b\x32\x1c.agentauth.v1.RetryScheduledH\x00\x12\x31\n\x0coutput_chunk\x18\x04 \x01(\x0b\x32\x19.agentauth.v1.OutputChunkH\x00\x12*\n\x06result\x18\x05 \x01(\x0b\x32\x18.agentauth.v1.ToolResultH\x00\x12(\n\x05\x65rror\x18\x06 \x01(\x0b\x32\x17.agentauth.v1.ToolErrorH\x00\x12\x43\n\x15\x63onfirmation_required\x18\x07 \x01(\x0b\x32\".agentauth.v1.ConfirmationRequiredH\x00\x42\x07\n\x05\x65vent\"n\n\x14\x43onfirmationRequired\x12\x14\n\x0c\x63onfirmation\x18\x01 \x01(\t\x12\x0f\n\x07summary\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"R\n\x10ToolCallAccepted\x12\x11\n\taction_id\x18\x01 \x01(\t\x12\x19\n\x11\x63onnected_account\x18\x02 \x01(\t\x12\x10\n\x08replayed\x18\x03 \x01(\x08\"\x15\n\x13\x43redentialRefreshed\"[\n\x0eRetryScheduled\x12(\n\x05\x64\x65lay\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\x05\"\x1b\n\x0bOutputChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\xb8\x01\n\nToolResult\x12$\n\x04\x64\x61ta\x18\x01 \x01(\x0b\x32\x16.google.protobuf.Value\x12\x17\n\x0fupstream_status\x18\x02 \x01(\x05\x12/\n\x0coutput_trust\x18\x03 \x01(\x0e\x32\x19.agentauth.v1.OutputTrust\x12\x0f\n\x07\x63hunked\x18\x04 \x01(\x08\x12\x14\n\x0c\x63ontent_type\x18\x05 \x01(\t\x12\x13\n\x0bnext_cursor\x18\x06 \x01(\t\"\x84\x02\n\tToolError\x12)\n\x04\x63ode\x18\x01 \x01(\x0e\x32\x1b.agentauth.v1.ToolErrorCode\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\x12\x11\n\tretryable\x18\x04 \x01(\x08\x12.\n\x0bretry_after\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x37\n\x08metadata\x18\x06 \x03(\x0b\x32%.agentauth.v1.ToolError.MetadataEntry\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"W\n\x14\x43onfirmActionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08\x61pprover\x18\x02 \x01(\t\x12\x0f\n\x07\x61pprove\x18\x03 \x01(\x08\x12\x0e\n\x06reason\x18\x04 \x01(\t\"*\n\x1aGetToolConfirmationRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"S\n\x1bGetToolConfirmationResponse\x12\x34\n\x0c\x63onfirmation\x18\x01 \x01(\x0b\x32\x1e.agentauth.v1.ToolConfirmation\"M\n\x15\x43onfirmActionResponse\x12\x34\n\x0c\x63onfirmation\x18\x01 \x01(\x0b\x32\x1e.agentauth.v1.ToolConfirmation\"\xca\x02\n\x10ToolConfirmation\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04tool\x18\x02 \x01(\t\x12\x0f\n\x07summary\x18\x03 \x01(\t\x12\x11\n\tprincipal\x18\x04 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x05 \x01(\t\x12\x32\n\x05state\x18\x06 \x01(\x0e\x32#.agentauth.v1.ToolConfirmationState\x12\x10\n\x08\x61pprover\x18\x07 \x01(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x65xpire_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x64\x65\x63ide_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xdd\x01\n\x13ToolConnectionState\x12%\n!TOOL_CONNECTION_STATE_UNSPECIFIED\x10\x00\x12#\n\x1fTOOL_CONNECTION_STATE_CONNECTED\x10\x01\x12\'\n#TOOL_CONNECTION_STATE_NOT_CONNECTED\x10\x02\x12)\n%TOOL_CONNECTION_STATE_NEEDS_RECONNECT\x10\x03\x12&\n\"TOOL_CONNECTION_STATE_NOT_REQUIRED\x10\x04*\x9d\x03\n\rToolErrorCode\x12\x1f\n\x1bTOOL_ERROR_CODE_UNSPECIFIED\x10\x00\x12!\n\x1dTOOL_ERROR_CODE_NOT_CONNECTED\x10\x01\x12 \n\x1cTOOL_ERROR_CODE_AUTH_REVOKED\x10\x02\x12&\n\"TOOL_ERROR_CODE_SCOPE_INSUFFICIENT\x10\x03\x12 \n\x1cTOOL_ERROR_CODE_RATE_LIMITED\x10\x04\x12(\n$TOOL_ERROR_CODE_UPSTREAM_UNAVAILABLE\x10\x05\x12\"\n\x1eTOOL_ERROR_CODE_UPSTREAM_ERROR\x10\x06\x12%\n!TOOL_ERROR_CODE_INVALID_ARGUMENTS\x10\x07\x12!\n\x1dTOOL_ERROR_CODE_POLICY_DENIED\x10\x08\x12\'\n#TOOL_ERROR_CODE_CONFIRMATION_DENIED\x10\t\x12\x1b\n\x17TOOL_ERROR_CODE_TIMEOUT\x10\n*\xf6\x01\n\x15ToolConfirmationState\x12\'\n#TOOL_CONFIRMATION_STATE_UNSPECIFIED\x10\x00\x12#\n\x1fTOOL_CONFIRMATION_STATE_PENDING\x10\x01\x12$\n TOOL_CONFIRMATION_STATE_APPROVED\x10\x02\x12\"\n\x1eTOOL_CONFIRMATION_STATE_DENIED\x10\x03\x12#\n\x1fTOOL_CONFIRMATION_STATE_EXPIRED\x10\x04\x12 \n\x1cTOOL_CONFIRMATION_STATE_USED\x10\x05\x32\xf7\x02\n\x0bToolService\x12L\n\tListTools\x12\x1e.agentauth.v1.ListToolsRequest\x1a\x1f.agentauth.v1.ListToolsResponse\x12T\n\x0b\x45xecuteTool\x12 .agentauth.v1.ExecuteToolRequest\x1a!.agentauth.v1.ExecuteToolResponse0\x01\x12X\n\rConfirmAction\x12\".agentauth.v1.ConfirmActionRequest\x1a#.agentauth.v1.ConfirmActionResponse\x12j\n\x13GetToolConfirmation\x12(.agentauth.v1.GetToolConfirmationRequest\x1a).agentauth.v1.GetToolConfirmationResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,36 +37,50 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TOOLERROR_METADATAENTRY']._loaded_options = None
   _globals['_TOOLERROR_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_TOOLCONNECTIONSTATE']._serialized_start=1784
-  _globals['_TOOLCONNECTIONSTATE']._serialized_end=2005
-  _globals['_TOOLERRORCODE']._serialized_start=2008
-  _globals['_TOOLERRORCODE']._serialized_end=2421
-  _globals['_LISTTOOLSREQUEST']._serialized_start=134
-  _globals['_LISTTOOLSREQUEST']._serialized_end=171
-  _globals['_LISTTOOLSRESPONSE']._serialized_start=173
-  _globals['_LISTTOOLSRESPONSE']._serialized_end=227
-  _globals['_TOOL']._serialized_start=230
-  _globals['_TOOL']._serialized_end=468
-  _globals['_TOOLCONNECTION']._serialized_start=470
-  _globals['_TOOLCONNECTION']._serialized_end=584
-  _globals['_EXECUTETOOLREQUEST']._serialized_start=587
-  _globals['_EXECUTETOOLREQUEST']._serialized_end=756
-  _globals['_EXECUTETOOLRESPONSE']._serialized_start=759
-  _globals['_EXECUTETOOLRESPONSE']._serialized_end=1102
-  _globals['_TOOLCALLACCEPTED']._serialized_start=1104
-  _globals['_TOOLCALLACCEPTED']._serialized_end=1186
-  _globals['_CREDENTIALREFRESHED']._serialized_start=1188
-  _globals['_CREDENTIALREFRESHED']._serialized_end=1209
-  _globals['_RETRYSCHEDULED']._serialized_start=1211
-  _globals['_RETRYSCHEDULED']._serialized_end=1302
-  _globals['_OUTPUTCHUNK']._serialized_start=1304
-  _globals['_OUTPUTCHUNK']._serialized_end=1331
-  _globals['_TOOLRESULT']._serialized_start=1334
-  _globals['_TOOLRESULT']._serialized_end=1518
-  _globals['_TOOLERROR']._serialized_start=1521
-  _globals['_TOOLERROR']._serialized_end=1781
-  _globals['_TOOLERROR_METADATAENTRY']._serialized_start=1734
-  _globals['_TOOLERROR_METADATAENTRY']._serialized_end=1781
-  _globals['_TOOLSERVICE']._serialized_start=2424
-  _globals['_TOOLSERVICE']._serialized_end=2601
+  _globals['_TOOLCONNECTIONSTATE']._serialized_start=2628
+  _globals['_TOOLCONNECTIONSTATE']._serialized_end=2849
+  _globals['_TOOLERRORCODE']._serialized_start=2852
+  _globals['_TOOLERRORCODE']._serialized_end=3265
+  _globals['_TOOLCONFIRMATIONSTATE']._serialized_start=3268
+  _globals['_TOOLCONFIRMATIONSTATE']._serialized_end=3514
+  _globals['_LISTTOOLSREQUEST']._serialized_start=167
+  _globals['_LISTTOOLSREQUEST']._serialized_end=204
+  _globals['_LISTTOOLSRESPONSE']._serialized_start=206
+  _globals['_LISTTOOLSRESPONSE']._serialized_end=260
+  _globals['_TOOL']._serialized_start=263
+  _globals['_TOOL']._serialized_end=501
+  _globals['_TOOLCONNECTION']._serialized_start=503
+  _globals['_TOOLCONNECTION']._serialized_end=617
+  _globals['_EXECUTETOOLREQUEST']._serialized_start=620
+  _globals['_EXECUTETOOLREQUEST']._serialized_end=789
+  _globals['_EXECUTETOOLRESPONSE']._serialized_start=792
+  _globals['_EXECUTETOOLRESPONSE']._serialized_end=1204
+  _globals['_CONFIRMATIONREQUIRED']._serialized_start=1206
+  _globals['_CONFIRMATIONREQUIRED']._serialized_end=1316
+  _globals['_TOOLCALLACCEPTED']._serialized_start=1318
+  _globals['_TOOLCALLACCEPTED']._serialized_end=1400
+  _globals['_CREDENTIALREFRESHED']._serialized_start=1402
+  _globals['_CREDENTIALREFRESHED']._serialized_end=1423
+  _globals['_RETRYSCHEDULED']._serialized_start=1425
+  _globals['_RETRYSCHEDULED']._serialized_end=1516
+  _globals['_OUTPUTCHUNK']._serialized_start=1518
+  _globals['_OUTPUTCHUNK']._serialized_end=1545
+  _globals['_TOOLRESULT']._serialized_start=1548
+  _globals['_TOOLRESULT']._serialized_end=1732
+  _globals['_TOOLERROR']._serialized_start=1735
+  _globals['_TOOLERROR']._serialized_end=1995
+  _globals['_TOOLERROR_METADATAENTRY']._serialized_start=1948
+  _globals['_TOOLERROR_METADATAENTRY']._serialized_end=1995
+  _globals['_CONFIRMACTIONREQUEST']._serialized_start=1997
+  _globals['_CONFIRMACTIONREQUEST']._serialized_end=2084
+  _globals['_GETTOOLCONFIRMATIONREQUEST']._serialized_start=2086
+  _globals['_GETTOOLCONFIRMATIONREQUEST']._serialized_end=2128
+  _globals['_GETTOOLCONFIRMATIONRESPONSE']._serialized_start=2130
+  _globals['_GETTOOLCONFIRMATIONRESPONSE']._serialized_end=2213
+  _globals['_CONFIRMACTIONRESPONSE']._serialized_start=2215
+  _globals['_CONFIRMACTIONRESPONSE']._serialized_end=2292
+  _globals['_TOOLCONFIRMATION']._serialized_start=2295
+  _globals['_TOOLCONFIRMATION']._serialized_end=2625
+  _globals['_TOOLSERVICE']._serialized_start=3517
+  _globals['_TOOLSERVICE']._serialized_end=3892
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,7 @@ import datetime
 from agentauth.v1 import connection_pb2 as _connection_pb2
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -33,6 +34,15 @@ class ToolErrorCode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     TOOL_ERROR_CODE_POLICY_DENIED: _ClassVar[ToolErrorCode]
     TOOL_ERROR_CODE_CONFIRMATION_DENIED: _ClassVar[ToolErrorCode]
     TOOL_ERROR_CODE_TIMEOUT: _ClassVar[ToolErrorCode]
+
+class ToolConfirmationState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TOOL_CONFIRMATION_STATE_UNSPECIFIED: _ClassVar[ToolConfirmationState]
+    TOOL_CONFIRMATION_STATE_PENDING: _ClassVar[ToolConfirmationState]
+    TOOL_CONFIRMATION_STATE_APPROVED: _ClassVar[ToolConfirmationState]
+    TOOL_CONFIRMATION_STATE_DENIED: _ClassVar[ToolConfirmationState]
+    TOOL_CONFIRMATION_STATE_EXPIRED: _ClassVar[ToolConfirmationState]
+    TOOL_CONFIRMATION_STATE_USED: _ClassVar[ToolConfirmationState]
 TOOL_CONNECTION_STATE_UNSPECIFIED: ToolConnectionState
 TOOL_CONNECTION_STATE_CONNECTED: ToolConnectionState
 TOOL_CONNECTION_STATE_NOT_CONNECTED: ToolConnectionState
@@ -49,6 +59,12 @@ TOOL_ERROR_CODE_INVALID_ARGUMENTS: ToolErrorCode
 TOOL_ERROR_CODE_POLICY_DENIED: ToolErrorCode
 TOOL_ERROR_CODE_CONFIRMATION_DENIED: ToolErrorCode
 TOOL_ERROR_CODE_TIMEOUT: ToolErrorCode
+TOOL_CONFIRMATION_STATE_UNSPECIFIED: ToolConfirmationState
+TOOL_CONFIRMATION_STATE_PENDING: ToolConfirmationState
+TOOL_CONFIRMATION_STATE_APPROVED: ToolConfirmationState
+TOOL_CONFIRMATION_STATE_DENIED: ToolConfirmationState
+TOOL_CONFIRMATION_STATE_EXPIRED: ToolConfirmationState
+TOOL_CONFIRMATION_STATE_USED: ToolConfirmationState
 
 class ListToolsRequest(_message.Message):
     __slots__ = ("connector",)
@@ -107,20 +123,32 @@ class ExecuteToolRequest(_message.Message):
     def __init__(self, tool: _Optional[str] = ..., arguments: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., connected_account: _Optional[str] = ..., request_id: _Optional[str] = ..., timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class ExecuteToolResponse(_message.Message):
-    __slots__ = ("accepted", "credential_refreshed", "retry_scheduled", "output_chunk", "result", "error")
+    __slots__ = ("accepted", "credential_refreshed", "retry_scheduled", "output_chunk", "result", "error", "confirmation_required")
     ACCEPTED_FIELD_NUMBER: _ClassVar[int]
     CREDENTIAL_REFRESHED_FIELD_NUMBER: _ClassVar[int]
     RETRY_SCHEDULED_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_CHUNK_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMATION_REQUIRED_FIELD_NUMBER: _ClassVar[int]
     accepted: ToolCallAccepted
     credential_refreshed: CredentialRefreshed
     retry_scheduled: RetryScheduled
     output_chunk: OutputChunk
     result: ToolResult
     error: ToolError
-    def __init__(self, accepted: _Optional[_Union[ToolCallAccepted, _Mapping]] = ..., credential_refreshed: _Optional[_Union[CredentialRefreshed, _Mapping]] = ..., retry_scheduled: _Optional[_Union[RetryScheduled, _Mapping]] = ..., output_chunk: _Optional[_Union[OutputChunk, _Mapping]] = ..., result: _Optional[_Union[ToolResult, _Mapping]] = ..., error: _Optional[_Union[ToolError, _Mapping]] = ...) -> None: ...
+    confirmation_required: ConfirmationRequired
+    def __init__(self, accepted: _Optional[_Union[ToolCallAccepted, _Mapping]] = ..., credential_refreshed: _Optional[_Union[CredentialRefreshed, _Mapping]] = ..., retry_scheduled: _Optional[_Union[RetryScheduled, _Mapping]] = ..., output_chunk: _Optional[_Union[OutputChunk, _Mapping]] = ..., result: _Optional[_Union[ToolResult, _Mapping]] = ..., error: _Optional[_Union[ToolError, _Mapping]] = ..., confirmation_required: _Optional[_Union[ConfirmationRequired, _Mapping]] = ...) -> None: ...
+
+class ConfirmationRequired(_message.Message):
+    __slots__ = ("confirmation", "summary", "expire_time")
+    CONFIRMATION_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    confirmation: str
+    summary: str
+    expire_time: _timestamp_pb2.Timestamp
+    def __init__(self, confirmation: _Optional[str] = ..., summary: _Optional[str] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class ToolCallAccepted(_message.Message):
     __slots__ = ("action_id", "connected_account", "replayed")
@@ -190,3 +218,59 @@ class ToolError(_message.Message):
     retry_after: _duration_pb2.Duration
     metadata: _containers.ScalarMap[str, str]
     def __init__(self, code: _Optional[_Union[ToolErrorCode, str]] = ..., reason: _Optional[str] = ..., message: _Optional[str] = ..., retryable: _Optional[bool] = ..., retry_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., metadata: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ConfirmActionRequest(_message.Message):
+    __slots__ = ("name", "approver", "approve", "reason")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    APPROVER_FIELD_NUMBER: _ClassVar[int]
+    APPROVE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    approver: str
+    approve: bool
+    reason: str
+    def __init__(self, name: _Optional[str] = ..., approver: _Optional[str] = ..., approve: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class GetToolConfirmationRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GetToolConfirmationResponse(_message.Message):
+    __slots__ = ("confirmation",)
+    CONFIRMATION_FIELD_NUMBER: _ClassVar[int]
+    confirmation: ToolConfirmation
+    def __init__(self, confirmation: _Optional[_Union[ToolConfirmation, _Mapping]] = ...) -> None: ...
+
+class ConfirmActionResponse(_message.Message):
+    __slots__ = ("confirmation",)
+    CONFIRMATION_FIELD_NUMBER: _ClassVar[int]
+    confirmation: ToolConfirmation
+    def __init__(self, confirmation: _Optional[_Union[ToolConfirmation, _Mapping]] = ...) -> None: ...
+
+class ToolConfirmation(_message.Message):
+    __slots__ = ("name", "tool", "summary", "principal", "actor", "state", "approver", "reason", "create_time", "expire_time", "decide_time")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TOOL_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
+    ACTOR_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    APPROVER_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    EXPIRE_TIME_FIELD_NUMBER: _ClassVar[int]
+    DECIDE_TIME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    tool: str
+    summary: str
+    principal: str
+    actor: str
+    state: ToolConfirmationState
+    approver: str
+    reason: str
+    create_time: _timestamp_pb2.Timestamp
+    expire_time: _timestamp_pb2.Timestamp
+    decide_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., tool: _Optional[str] = ..., summary: _Optional[str] = ..., principal: _Optional[str] = ..., actor: _Optional[str] = ..., state: _Optional[_Union[ToolConfirmationState, str]] = ..., approver: _Optional[str] = ..., reason: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., expire_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., decide_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...

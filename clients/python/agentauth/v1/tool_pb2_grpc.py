@@ -56,6 +56,16 @@ class ToolServiceStub:
                 request_serializer=agentauth_dot_v1_dot_tool__pb2.ExecuteToolRequest.SerializeToString,
                 response_deserializer=agentauth_dot_v1_dot_tool__pb2.ExecuteToolResponse.FromString,
                 _registered_method=True)
+        self.ConfirmAction = channel.unary_unary(
+                '/agentauth.v1.ToolService/ConfirmAction',
+                request_serializer=agentauth_dot_v1_dot_tool__pb2.ConfirmActionRequest.SerializeToString,
+                response_deserializer=agentauth_dot_v1_dot_tool__pb2.ConfirmActionResponse.FromString,
+                _registered_method=True)
+        self.GetToolConfirmation = channel.unary_unary(
+                '/agentauth.v1.ToolService/GetToolConfirmation',
+                request_serializer=agentauth_dot_v1_dot_tool__pb2.GetToolConfirmationRequest.SerializeToString,
+                response_deserializer=agentauth_dot_v1_dot_tool__pb2.GetToolConfirmationResponse.FromString,
+                _registered_method=True)
 
 
 class ToolServiceServicer:
@@ -87,10 +97,37 @@ class ToolServiceServicer:
     def ExecuteTool(self, request, context):
         """Runs one tool call. The stream starts with `accepted` once the call is
         authorized and its arguments are valid, may carry progress messages
-        (`credential_refreshed`, `retry_scheduled`, `output_chunk`), and always ends
-        with exactly one `result` or `error`. Tool outcomes (including refusals by
-        policy) are stream messages; only faults of the request itself (an invalid
-        token, a malformed field) are gRPC statuses.
+        (`confirmation_required` when the organization's policy holds the call for
+        a human, `credential_refreshed`, `retry_scheduled`, `output_chunk`), and
+        always ends with exactly one `result` or `error`. Tool outcomes (including
+        refusals by policy) are stream messages; only faults of the request itself
+        (an invalid token, a malformed field) are gRPC statuses.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmAction(self, request, context):
+        """Records a human's decision on a tool call the organization's policy holds
+        for confirmation (see ToolPolicyRule.confirm). Called by the developer's
+        backend, which authenticated the human in its own UI, with a
+        service-account token holding the scope "confirmations:decide" (agents can
+        hold service-account tokens too: grant the scope to the backend only) or
+        with an org admin key. The approver must be named
+        by every rule that required the confirmation (in its approvers or
+        approver_groups; the call's principal when a rule names none), else
+        PERMISSION_DENIED. A confirmation is decided once: a second decision, or
+        one after it expired, is FAILED_PRECONDITION. An approval lets exactly the
+        call that asked for it run (the same tool, principal and arguments), once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetToolConfirmation(self, request, context):
+        """A confirmation as the server holds it: what the backend shows the human
+        before ConfirmAction (never what the agent relayed). Same callers as
+        ConfirmAction.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -108,6 +145,16 @@ def add_ToolServiceServicer_to_server(servicer, server):
                     servicer.ExecuteTool,
                     request_deserializer=agentauth_dot_v1_dot_tool__pb2.ExecuteToolRequest.FromString,
                     response_serializer=agentauth_dot_v1_dot_tool__pb2.ExecuteToolResponse.SerializeToString,
+            ),
+            'ConfirmAction': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmAction,
+                    request_deserializer=agentauth_dot_v1_dot_tool__pb2.ConfirmActionRequest.FromString,
+                    response_serializer=agentauth_dot_v1_dot_tool__pb2.ConfirmActionResponse.SerializeToString,
+            ),
+            'GetToolConfirmation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetToolConfirmation,
+                    request_deserializer=agentauth_dot_v1_dot_tool__pb2.GetToolConfirmationRequest.FromString,
+                    response_serializer=agentauth_dot_v1_dot_tool__pb2.GetToolConfirmationResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -176,6 +223,60 @@ class ToolService:
             '/agentauth.v1.ToolService/ExecuteTool',
             agentauth_dot_v1_dot_tool__pb2.ExecuteToolRequest.SerializeToString,
             agentauth_dot_v1_dot_tool__pb2.ExecuteToolResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmAction(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentauth.v1.ToolService/ConfirmAction',
+            agentauth_dot_v1_dot_tool__pb2.ConfirmActionRequest.SerializeToString,
+            agentauth_dot_v1_dot_tool__pb2.ConfirmActionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetToolConfirmation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/agentauth.v1.ToolService/GetToolConfirmation',
+            agentauth_dot_v1_dot_tool__pb2.GetToolConfirmationRequest.SerializeToString,
+            agentauth_dot_v1_dot_tool__pb2.GetToolConfirmationResponse.FromString,
             options,
             channel_credentials,
             insecure,

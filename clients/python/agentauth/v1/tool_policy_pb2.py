@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61gentauth/v1/tool_policy.proto\x12\x0c\x61gentauth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xda\x01\n\x0eToolPolicyRule\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04tool\x18\x02 \x01(\t\x12\x0e\n\x06\x61gents\x18\x03 \x03(\t\x12\x0e\n\x06groups\x18\x04 \x03(\t\x12\x35\n\x0b\x63onstraints\x18\x05 \x03(\x0b\x32 .agentauth.v1.ArgumentConstraint\x12\x0f\n\x07\x63onfirm\x18\x06 \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"2\n\x12\x41rgumentConstraint\x12\r\n\x05value\x18\x01 \x01(\t\x12\r\n\x05\x61llow\x18\x02 \x03(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1e\x61gentauth/v1/tool_policy.proto\x12\x0c\x61gentauth.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x86\x02\n\x0eToolPolicyRule\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04tool\x18\x02 \x01(\t\x12\x0e\n\x06\x61gents\x18\x03 \x03(\t\x12\x0e\n\x06groups\x18\x04 \x03(\t\x12\x35\n\x0b\x63onstraints\x18\x05 \x03(\x0b\x32 .agentauth.v1.ArgumentConstraint\x12\x0f\n\x07\x63onfirm\x18\x06 \x01(\x08\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x11\n\tapprovers\x18\t \x03(\t\x12\x17\n\x0f\x61pprover_groups\x18\n \x03(\t\"2\n\x12\x41rgumentConstraint\x12\r\n\x05value\x18\x01 \x01(\t\x12\r\n\x05\x61llow\x18\x02 \x03(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,7 +33,7 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'agentauth.v1.tool_policy_pb
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TOOLPOLICYRULE']._serialized_start=82
-  _globals['_TOOLPOLICYRULE']._serialized_end=300
-  _globals['_ARGUMENTCONSTRAINT']._serialized_start=302
-  _globals['_ARGUMENTCONSTRAINT']._serialized_end=352
+  _globals['_TOOLPOLICYRULE']._serialized_end=344
+  _globals['_ARGUMENTCONSTRAINT']._serialized_start=346
+  _globals['_ARGUMENTCONSTRAINT']._serialized_end=396
 # @@protoc_insertion_point(module_scope)

@@ -10,7 +10,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ToolPolicyRule(_message.Message):
-    __slots__ = ("name", "tool", "agents", "groups", "constraints", "confirm", "description", "create_time")
+    __slots__ = ("name", "tool", "agents", "groups", "constraints", "confirm", "description", "create_time", "approvers", "approver_groups")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TOOL_FIELD_NUMBER: _ClassVar[int]
     AGENTS_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +19,8 @@ class ToolPolicyRule(_message.Message):
     CONFIRM_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    APPROVERS_FIELD_NUMBER: _ClassVar[int]
+    APPROVER_GROUPS_FIELD_NUMBER: _ClassVar[int]
     name: str
     tool: str
     agents: _containers.RepeatedScalarFieldContainer[str]
@@ -27,7 +29,9 @@ class ToolPolicyRule(_message.Message):
     confirm: bool
     description: str
     create_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., tool: _Optional[str] = ..., agents: _Optional[_Iterable[str]] = ..., groups: _Optional[_Iterable[str]] = ..., constraints: _Optional[_Iterable[_Union[ArgumentConstraint, _Mapping]]] = ..., confirm: _Optional[bool] = ..., description: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    approvers: _containers.RepeatedScalarFieldContainer[str]
+    approver_groups: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., tool: _Optional[str] = ..., agents: _Optional[_Iterable[str]] = ..., groups: _Optional[_Iterable[str]] = ..., constraints: _Optional[_Iterable[_Union[ArgumentConstraint, _Mapping]]] = ..., confirm: _Optional[bool] = ..., description: _Optional[str] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., approvers: _Optional[_Iterable[str]] = ..., approver_groups: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ArgumentConstraint(_message.Message):
     __slots__ = ("value", "allow")
