@@ -448,6 +448,7 @@ class ToolExecutor:
     ) -> None:
         """Call the provider and record the outcome: one unit, shielded from the caller."""
         outcome: out.Terminal
+        called = False  # whether a request may have reached the provider
         try:
             async with asyncio.timeout(max(0.0, ends - time.monotonic())):
                 refused = None
@@ -455,21 +456,12 @@ class ToolExecutor:
                     refused = await self._confirmed(
                         principal, prepared, action_id, digest, ends, emit
                     )
+                called = refused is None
                 outcome = refused or await self._attempts(principal, scope, prepared, ends, emit)
         except TimeoutError:
-            outcome = out.Failed(
-                out.TIMEOUT,
-                "DEADLINE_EXCEEDED",
-                "the call ran out of time; the provider may or may not have acted",
-                retryable=prepared.tool.http.method in IDEMPOTENT_METHODS,
-            )
+            outcome = _cut_short(prepared, called, "DEADLINE_EXCEEDED", "the call ran out of time")
         except asyncio.CancelledError:
-            outcome = out.Failed(
-                out.TIMEOUT,
-                "SHUTDOWN",
-                "the server stopped during the call; the provider may or may not have acted",
-                retryable=prepared.tool.http.method in IDEMPOTENT_METHODS,
-            )
+            outcome = _cut_short(prepared, called, "SHUTDOWN", "the server stopped during the call")
             await self._finish(principal, scope, prepared, action_id, outcome)
             emit(outcome)
             raise
@@ -752,6 +744,20 @@ def _scope_insufficient(tool: Tool, granted: list[str], url: str) -> out.Failed:
         "SCOPE_INSUFFICIENT",
         "the account has not granted the scopes this tool needs: the user must reconnect",
         metadata=meta,
+    )
+
+
+def _cut_short(prepared: _Prepared, called: bool, reason: str, why: str) -> out.Failed:
+    """A call stopped before its outcome: say whether the provider may have acted."""
+    if not called:
+        return out.Failed(
+            out.TIMEOUT, reason, why + " before the provider was called", retryable=True
+        )
+    return out.Failed(
+        out.TIMEOUT,
+        reason,
+        why + "; the provider may or may not have acted",
+        retryable=prepared.tool.http.method in IDEMPOTENT_METHODS,
     )
 
 
