@@ -240,3 +240,50 @@ async def test_a_caller_that_goes_away_does_not_cut_the_call_short(harness: Any)
 
 def _struct(doc: dict[str, Any]) -> Any:
     return json_format.Parse(json.dumps(doc), struct_pb2.Struct())
+
+
+async def test_a_slow_drip_answer_is_cut_at_the_calls_deadline(harness: Any) -> None:
+    """The provider sends its headers at once, then one byte every 0.2 s: the whole
+    call is bounded by its own timeout, not by the socket's idle time."""
+
+    async def drip(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        for _ in range(100):
+            await response.write(b" ")
+            await asyncio.sleep(0.2)
+        await response.write(b"{}")
+        return response
+
+    app = web.Application()
+    app.router.add_get("/api.openweathermap.org/data/2.5/weather", drip)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    catalog = harness.runtime.catalog.connectors
+    real = catalog["weather"]
+    catalog["weather"] = rewrite_for_sandbox(real, f"http://127.0.0.1:{runner.addresses[0][1]}")
+    try:
+        async with tool_world(harness) as w:
+            await w.enable(connector="weather")
+            await w.admin.connections.SetDeveloperSecret(
+                cpb.SetDeveloperSecretRequest(
+                    developer_secret=cpb.DeveloperSecret(
+                        name=f"{w.org}/developerSecrets/weather", secret="owm-key-drip"
+                    )
+                )
+            )
+            started = asyncio.get_running_loop().time()
+            got = await w.run(
+                await w.delegated(),
+                "weather.current",
+                {"lat": 1, "lon": 2},
+                timeout=duration_pb2.Duration(seconds=1),
+            )
+            elapsed = asyncio.get_running_loop().time() - started
+            assert got.code == "TIMEOUT" and got.error.reason == "DEADLINE_EXCEEDED"
+            assert elapsed < 2.5
+    finally:
+        catalog["weather"] = real
+        await runner.cleanup()
