@@ -19,10 +19,15 @@ retries.
 * :class:`SandboxProvider` - the OAuth 2.0 authorization server and resource
   API of any ``oauth2`` connector of the catalog, with each provider's token
   replies, refresh-token rotation and error bodies, for connected accounts.
+* :class:`SandboxApiKeyProvider` - the API of a connector authenticated by a key
+  (Stripe BYOK, OpenWeatherMap and Brave Search developer secrets), with each
+  provider's key check, bodies and documented errors.
 
-``python -m control_plane.sandbox kubernetes|spiffe|okta|entra|oauth`` runs one from a shell.
+``python -m control_plane.sandbox kubernetes|spiffe|okta|entra|oauth|key`` runs one from a
+shell.
 """
 
+from control_plane.sandbox.api_key_provider import SandboxApiKeyProvider
 from control_plane.sandbox.kubernetes_issuer import KubernetesIssuer
 from control_plane.sandbox.oauth_provider import SandboxProvider
 from control_plane.sandbox.oidc_idp import EntraIdentityProvider, OktaIdentityProvider
@@ -33,6 +38,7 @@ __all__ = [
     "EntraIdentityProvider",
     "KubernetesIssuer",
     "OktaIdentityProvider",
+    "SandboxApiKeyProvider",
     "SandboxProvider",
     "SpiffeId",
     "SpiffeIssuer",

@@ -9,6 +9,7 @@ and keep their keys in memory (a restart means new keys)::
     python -m control_plane.sandbox okta --port 8703
     python -m control_plane.sandbox entra --port 8704
     python -m control_plane.sandbox oauth gmail --port 8705
+    python -m control_plane.sandbox key stripe --port 8706
 
 Each prints its URLs (one ``name: value`` per line on stdout) and, besides the
 endpoints the real system publishes, serves ``POST /issue`` to mint a token::
@@ -27,6 +28,11 @@ SIGTERM or Ctrl-C stops the server cleanly (exit status 0).
 (:mod:`control_plane.sandbox.oauth_provider`) and prints its base URL, endpoints and
 the sandbox client id and secret instead; a real provider URL ``https://host/path``
 is served at ``<base_url>/host/path``.
+
+``key <connector>`` emulates the API of a connector authenticated by a key
+(``stripe``, ``weather``, ``web_search``: :mod:`control_plane.sandbox.api_key_provider`)
+and prints its base URL, where the key goes and a key it accepts (``--key`` to
+choose one; repeat it for several).
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from control_plane.connectors.loader import load_catalog
 from control_plane.sandbox import kubernetes_issuer as k8s
 from control_plane.sandbox._jose import ALGORITHMS
 from control_plane.sandbox._loopback import LoopbackServer, json_response, require_loopback
+from control_plane.sandbox.api_key_provider import KEY_AUTH_TYPES, SandboxApiKeyProvider
 from control_plane.sandbox.oauth_provider import SandboxProvider
 from control_plane.sandbox.oidc_idp import EntraIdentityProvider, OktaIdentityProvider
 from control_plane.sandbox.spiffe_issuer import BUNDLE_PATH, KEYS_PATH, SpiffeIssuer
@@ -203,6 +210,31 @@ def _oauth(args: argparse.Namespace) -> tuple[LoopbackServer, Callable[[], list[
     return provider.server, lines
 
 
+def _key(args: argparse.Namespace) -> tuple[LoopbackServer, Callable[[], list[str]]]:
+    catalog = load_catalog()
+    connector = catalog.get(args.connector)
+    keyed = sorted(c.id for c in catalog if c.auth.type in KEY_AUTH_TYPES)
+    if connector is None or connector.auth.type not in KEY_AUTH_TYPES:
+        raise ValueError(f"unknown API-key connector {args.connector!r}; one of: {keyed}")
+    provider = SandboxApiKeyProvider(connector, valid_keys=args.key or ())
+    keys = list(args.key or [provider.new_key()])
+
+    def lines() -> list[str]:
+        spec = provider.placement
+        where = f"{spec.location} {spec.name}" + (
+            f" ({spec.prefix.strip()})" if spec.prefix else ""
+        )
+        return [
+            f"connector: {connector.id}",
+            f"base_url: {provider.base_url}",
+            f"api_base: {provider.connector_for_sandbox().api_base_url}",
+            f"key_in: {where}",
+            *(f"key: {k}" for k in keys),
+        ]
+
+    return provider.server, lines
+
+
 async def _serve(
     server: LoopbackServer, lines: Callable[[], list[str]], host: str, port: int
 ) -> int:
@@ -235,8 +267,8 @@ def _loopback_host(value: str) -> str:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m control_plane.sandbox",
-        description="Loopback workload-token issuers, OIDC identity providers and OAuth 2.0 "
-        "providers for tests "
+        description="Loopback workload-token issuers, OIDC identity providers, OAuth 2.0 "
+        "providers and key-authenticated APIs for tests "
         "(emulators: they sign whatever they are asked to).",
     )
     sub = parser.add_subparsers(dest="kind", required=True)
@@ -261,7 +293,13 @@ def _parser() -> argparse.ArgumentParser:
     oauth.add_argument("--port", type=int, default=8705)
     oauth.add_argument("--client-id", help="the sandbox client id (default: random)")
     oauth.add_argument("--client-secret", help="the sandbox client secret (default: random)")
-    for command in (kube, spiffe, okta, entra, oauth):
+    key = sub.add_parser("key", help="API of a catalog connector authenticated by a key")
+    key.add_argument("connector", help="connector id, e.g. stripe")
+    key.add_argument("--port", type=int, default=8706)
+    key.add_argument(
+        "--key", action="append", help="a key the emulator accepts (default: a new one)"
+    )
+    for command in (kube, spiffe, okta, entra, oauth, key):
         command.add_argument(
             "--host", type=_loopback_host, default="127.0.0.1", help="loopback address only"
         )
@@ -278,11 +316,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "okta": _idp,
             "entra": _idp,
             "oauth": _oauth,
+            "key": _key,
         }
         server, lines = build[args.kind](args)
     except ValueError as exc:  # e.g. an invalid trust domain
         parser.error(str(exc))
-    what = "provider" if args.kind == "oauth" else "issuer"
+    what = "provider" if args.kind in ("oauth", "key") else "issuer"
     print(
         f"sandbox {args.kind} {what}: a test emulator, not an identity provider",
         file=sys.stderr,

@@ -70,13 +70,23 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import parse_qsl, unquote, unquote_plus, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
 
 from control_plane.connectors.model import Connector, Tool
 from control_plane.connectors.sandbox_routing import rewrite_for_sandbox, sandbox_url
 from control_plane.sandbox._loopback import LoopbackServer, json_response
+from control_plane.sandbox._resource_api import (
+    ApiRequest,
+    CallbackServer,
+    Reply,
+    request_body,
+    tool_routes,
+)
+from control_plane.sandbox._resource_api import Route as _Route
+from control_plane.sandbox._resource_api import reply as _reply
+from control_plane.sandbox._resource_api import route as _route
 from control_plane.sandbox.oauth_profiles import (
     PROFILES,
     IssuedToken,
@@ -101,8 +111,7 @@ __all__ = [
     "rfc_errors",
 ]
 
-_Reply = tuple[int, Any, Mapping[str, str]]  # status, JSON body (bytes: raw), headers
-_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_Reply = Reply
 _S256_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
 _VERIFIER = re.compile(r"[A-Za-z0-9._~-]{43,128}")  # RFC 7636 §4.1
 CODE_TTL = 600  # RFC 6749 §4.1.2: "A maximum authorization code lifetime of 10 minutes"
@@ -111,48 +120,6 @@ _CREDENTIAL_HEADERS = frozenset({"authorization", "x-shopify-access-token", "coo
 
 
 # --- routing -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Route:
-    kind: str  # authorize | token | revoke | tool | extra
-    pattern: re.Pattern[str]
-    names: tuple[str, ...]  # placeholder per regex group
-    tool: Tool | None = None
-    url: str = ""
-
-    def values(self, path: str) -> dict[str, str]:
-        """Every placeholder's value in a matching raw path (``{client_id}`` too)."""
-        m = self.pattern.fullmatch(path)
-        return {} if m is None else dict(zip(self.names, map(unquote, m.groups()), strict=True))
-
-    def match(self, path: str) -> dict[str, str] | None:
-        """``{connection field: value}`` of a matching raw path, else None."""
-        m = self.pattern.fullmatch(path)
-        if m is None:
-            return None
-        return {
-            name.split(".", 1)[1]: unquote(value)
-            for name, value in zip(self.names, m.groups(), strict=True)
-            if name.startswith("connection.")
-        }
-
-
-def _route(kind: str, url: str, tool: Tool | None = None) -> _Route:
-    """Match ``/<host>/<path>`` for ``https://<host>/<path>`` (query ignored).
-
-    A placeholder matches one path segment (or part of one): ``{connection.shop}``
-    in a host, ``{id}`` in a path, and a leading placeholder that holds a whole
-    base URL (it is filled with a sandbox URL, whose host is one segment).
-    """
-    base = url.split("?", 1)[0]
-    rest = base.removeprefix("https://")
-    parts = _PLACEHOLDER.split(rest)
-    regex = "/" + "".join(
-        re.escape(part) if i % 2 == 0 else "([^/?#]+)" for i, part in enumerate(parts)
-    )
-    names = tuple(parts[1::2])
-    return _Route(kind, re.compile(regex), names, tool, url)
 
 
 def _same_connection(grant: Mapping[str, str], url: Mapping[str, str]) -> bool:
@@ -206,20 +173,6 @@ class _Code:
     grant: _Grant | None = None  # set once redeemed
 
 
-@dataclass(frozen=True, slots=True)
-class ApiRequest:
-    """One resource-API call the sandbox saw (credential headers redacted)."""
-
-    tool: str
-    method: str
-    url: str  # the real provider URL it stands for
-    query: Mapping[str, str]
-    headers: Mapping[str, str]
-    body: Any  # parsed JSON, a form dict, text, or None
-    status: int
-    authorized: bool
-
-
 @dataclass(slots=True)
 class Faults:
     """Switchable failures. ``next_*`` and the one-shot flags are consumed by the request
@@ -250,15 +203,6 @@ class Faults:
     retry_after: int = 1
     delay: float = 0.0
     reply_delay: float = 0.0
-
-
-class _Server(LoopbackServer):
-    def __init__(self, routes: Callable[[], list[web.RouteDef]]) -> None:
-        super().__init__()
-        self._route_factory = routes
-
-    def _routes(self) -> list[web.RouteDef]:
-        return self._route_factory()
 
 
 def _parse_basic(header: str) -> tuple[str, str] | None:
@@ -295,12 +239,6 @@ def _page(title: str, body: str, status: int = 200) -> web.Response:
         "Referrer-Policy": "no-referrer",
     }
     return web.Response(text=text, status=status, content_type="text/html", headers=headers)
-
-
-def _reply(status: int, body: Any, headers: Mapping[str, str] | None = None) -> web.Response:
-    if isinstance(body, bytes):
-        return web.Response(body=body, status=status, headers=dict(headers or {}))
-    return json_response(body, status=status, headers=dict(headers or {}))
 
 
 def _stringify(value: Any) -> str:
@@ -370,7 +308,7 @@ class SandboxProvider:
         self._ids: dict[str, str] = {}
         self._routes = self._build_routes()
         self._credential_headers = _CREDENTIAL_HEADERS | {connector.auth.token_header.name.lower()}
-        self.server: LoopbackServer = _Server(
+        self.server: LoopbackServer = CallbackServer(
             lambda: [web.route("*", "/{tail:.*}", self._dispatch)]
         )
 
@@ -456,10 +394,7 @@ class SandboxProvider:
         if a.revoke_url:
             routes += [_route("revoke", a.revoke_url), _alias("revoke")]
         routes += [_route("extra", url) for url in self.profile.extra_api]
-        tools = [_route("tool", t.http.url, t) for t in self.connector.tools]
-        # the most literal pattern first: /files/search before /files/{id}
-        tools.sort(key=lambda r: (len(r.names), -len(r.pattern.pattern)))
-        return routes + tools
+        return routes + tool_routes(self.connector.tools)
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.raw_path.split("?", 1)[0]
@@ -1044,7 +979,7 @@ class SandboxProvider:
             grant = self._grants[token.grant_id]
             if not _same_connection(grant.connection, connection):
                 token, reply = None, self.profile.unauthorized("unknown", 0)
-        body = await self._request_body(request)
+        body = await request_body(request)
         # GraphQL tools share one URL: the document sent names the tool
         sent = body.get("query") if isinstance(body, dict) else None
         named = [t for t in tools if t.http.graphql is not None and t.http.graphql.query == sent]
@@ -1085,17 +1020,3 @@ class SandboxProvider:
             )
         )
         return _reply(status, payload, headers)
-
-    @staticmethod
-    async def _request_body(request: web.Request) -> Any:
-        raw = await request.read()
-        if not raw:
-            return None
-        if request.content_type == "application/json":
-            try:
-                return json.loads(raw)
-            except ValueError:
-                return raw.decode("utf-8", "replace")
-        if request.content_type == "application/x-www-form-urlencoded":
-            return dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
-        return raw.decode("utf-8", "replace")

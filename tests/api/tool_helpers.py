@@ -5,7 +5,10 @@ token exchange) delegates the user ``alice`` to the orchestrator agent O with a
 token addressed to agentauth; O may hand on to the subagent S (a delegation
 rule). The connector under test points at a sandbox provider, is enabled, and
 has an OAuth app; :meth:`ToolWorld.connect` runs the hosted connect flow for
-alice like a browser would.
+alice like a browser would. :func:`key_world` is the same world for a connector
+authenticated by a key, pointed at a :class:`SandboxApiKeyProvider` instead (no
+OAuth app: the key comes from :meth:`ToolWorld.set_api_key` or
+:meth:`ToolWorld.set_developer_secret`).
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ from agentauth.v1 import token_pb2 as tpb
 from agentauth.v1 import tool_pb2 as pb
 from agentauth.v1 import tool_pb2_grpc
 from agentauth.v1 import trust_policy_pb2 as trust
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import duration_pb2, json_format, struct_pb2
 
 from control_plane.sandbox import KubernetesIssuer
+from control_plane.sandbox.api_key_provider import SandboxApiKeyProvider
 from control_plane.sandbox.oauth_provider import SandboxProvider
 from tests.api.connect_helpers import CANARY_CLIENT_SECRET, browser, consent, finish, start
 
@@ -100,14 +104,14 @@ class ToolWorld:
     service_account: str
     agents: dict[str, str]
     backend: Any
-    provider: SandboxProvider
+    provider: Any  # SandboxProvider, or SandboxApiKeyProvider in a key_world
 
     def __init__(self, harness: Any, k8s: KubernetesIssuer, connector_id: str) -> None:
         self.h = harness
         self.k8s = k8s
         self.connector_id = connector_id
 
-    async def setup(self, provider: SandboxProvider) -> ToolWorld:
+    async def setup(self, provider: SandboxProvider | SandboxApiKeyProvider) -> ToolWorld:
         h = self.h
         self.provider = provider
         self.org, self.admin, _ = await h.new_org()
@@ -155,6 +159,8 @@ class ToolWorld:
         self.backend = h.client(await self.sa_token("backend"))
         h.runtime.catalog.connectors[self.connector_id] = provider.connector_for_sandbox()
         await self.enable()
+        if isinstance(provider, SandboxApiKeyProvider):
+            return self
         await self.admin.connections.SetOAuthApp(
             cpb.SetOAuthAppRequest(
                 oauth_app=cpb.OAuthApp(
@@ -254,6 +260,29 @@ class ToolWorld:
         assert status == 200
         return str(account.name)
 
+    async def set_api_key(self, key: str, user: str = "") -> str:
+        """A BYOK account of ``user`` (alice by default) holding ``key``; its name."""
+        account = await self.create_account(user)
+        await self.admin.connections.SetApiKey(cpb.SetApiKeyRequest(name=account.name, api_key=key))
+        return str(account.name)
+
+    async def set_developer_secret(self, secret: str, requests: int = 0, period: int = 0) -> None:
+        """The org's developer secret for the connector, with a per-user limit if given."""
+        limit = (
+            cpb.RateLimit(requests=requests, period=duration_pb2.Duration(seconds=period))
+            if requests
+            else None
+        )
+        await self.admin.connections.SetDeveloperSecret(
+            cpb.SetDeveloperSecretRequest(
+                developer_secret=cpb.DeveloperSecret(
+                    name=f"{self.org}/developerSecrets/{self.connector_id}",
+                    secret=secret,
+                    per_user_rate_limit=limit,
+                )
+            )
+        )
+
     async def account(self, name: str) -> cpb.ConnectedAccount:
         return (
             await self.admin.connections.GetConnectedAccount(
@@ -311,6 +340,24 @@ async def tool_world(
         ) as provider,
     ):
         yield await ToolWorld(harness, k8s, connector_id).setup(provider)
+
+
+@contextlib.asynccontextmanager
+async def key_world(
+    harness: Any, connector_id: str, **provider_options: Any
+) -> AsyncIterator[ToolWorld]:
+    """A :class:`ToolWorld` for an ``api_key`` or ``developer_secret`` connector, with
+    the catalog pointed at its API-key emulator (restored afterwards)."""
+    catalog = harness.runtime.catalog.connectors
+    real = catalog[connector_id]
+    async with (
+        KubernetesIssuer() as k8s,
+        SandboxApiKeyProvider(real, **provider_options) as provider,
+    ):
+        try:
+            yield await ToolWorld(harness, k8s, connector_id).setup(provider)
+        finally:
+            catalog[connector_id] = real
 
 
 async def another_org(w: ToolWorld) -> ToolWorld:

@@ -145,3 +145,32 @@ async def test_port_in_use_exits_non_zero() -> None:
         out, err = await asyncio.wait_for(proc.communicate(), timeout=30)
     assert proc.returncode == 1 and out == b""
     assert b"cannot listen" in err
+
+
+async def test_key_entry_point(http: aiohttp.ClientSession) -> None:
+    port = _free_port()
+    argv = ("key", "stripe", "--port", str(port), "--key", "rk_test_CliChosenKey0123456789")
+    async with _sandbox(*argv, expect=5) as run:
+        base = f"http://127.0.0.1:{port}"
+        assert run.urls == {
+            "connector": "stripe",
+            "base_url": base,
+            "api_base": base + "/api.stripe.com/v1",
+            "key_in": "header Authorization (Bearer)",
+            "key": "rk_test_CliChosenKey0123456789",
+        }
+        url = run.urls["api_base"] + "/customers"
+        async with http.get(url, headers={"Authorization": "Bearer " + run.urls["key"]}) as resp:
+            assert resp.status == 200 and (await resp.json())["object"] == "list"
+        async with http.get(url, headers={"Authorization": "Bearer rk_test_other"}) as resp:
+            assert resp.status == 401
+            assert (await resp.json())["error"]["type"] == "invalid_request_error"
+    assert run.returncode == 0, run.stderr
+    assert "rk_test_CliChosenKey0123456789" not in run.stderr
+
+
+def test_key_needs_a_key_connector(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["key", "gmail", "--port", "0"])
+    assert exited.value.code == 2
+    assert "one of: ['stripe', 'weather', 'web_search']" in capsys.readouterr().err
