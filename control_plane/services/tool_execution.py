@@ -802,8 +802,7 @@ def _provider_code(raw: bytes) -> str:
     elif isinstance(doc, list) and doc and isinstance(doc[0], dict):
         candidates += [doc[0].get("errorCode")]  # Salesforce
     for value in candidates:
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = str(value)
-        if isinstance(value, str) and _PROVIDER_CODE.fullmatch(value):
+        # A number is the HTTP status again (already in ``status``), not a code.
+        if isinstance(value, str) and not value.isdigit() and _PROVIDER_CODE.fullmatch(value):
             return value
     return ""

@@ -135,6 +135,8 @@ class Upstream:
                     and response.failure.error_class == "expired_access"
                 ):
                     await self._revoke(scope, account_id, "ACCESS_REJECTED_AFTER_REFRESH")
+            else:  # a user's key the provider rejects is not coming back by itself
+                await self._revoke(scope, account_id, "API_KEY_REJECTED")
         if response.failure is not None and response.failure.error_class == "revoked":
             # The provider says the grant itself is gone: the user must reconnect.
             await self._revoke(scope, account_id, response.failure.reason[:64])
