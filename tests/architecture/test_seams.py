@@ -36,6 +36,7 @@ TO_AUTHENTICATE = {
 FOR_PLATFORM_JOB = {
     "control_plane/vault/barrier.py",  # KEK rotation re-wraps every org's data keys
     "control_plane/vault/keepalive.py",  # keep-alive refreshes idle accounts of every org
+    "control_plane/services/tool_execution.py",  # prunes every org's expired tool actions
 }
 
 
