@@ -214,7 +214,14 @@ class ToolExecutor:
             async for event in self._replay(scope, claimed, digest, prepared, shown, ends):
                 yield event
             return
-        await self._audit.intent(principal, action_id, prepared.tool.name)
+        try:
+            await self._audit.intent(principal, action_id, prepared.tool.name)
+        except Unavailable:
+            # No audit record, no action (and no record of one that never happened, so
+            # a retry with the same request_id is a new call, not an unknown outcome).
+            async with self._db.org_tx(scope) as tx:
+                await tx.tool_actions.delete(action_id)
+            raise
         yield out.Accepted(action_id, shown)
         events: asyncio.Queue[out.Event] = asyncio.Queue()
         task = asyncio.create_task(

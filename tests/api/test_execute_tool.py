@@ -338,3 +338,15 @@ async def test_a_subagent_gets_a_narrower_tool_scope_than_its_orchestrator(harne
         assert (await w.run(child, SEND, MAIL)).code == "POLICY_DENIED"
         exc = await rpc_error(w.hop(parent, "S", "tools:*"))
         assert exc.code == grpc.StatusCode.INVALID_ARGUMENT and exc.reason == "INVALID_SCOPE"
+
+
+async def test_no_audit_record_no_action_and_the_request_id_stays_free(harness: Any) -> None:
+    async with tool_world(harness) as w:
+        await w.connect()
+        token = await w.delegated()
+        harness.audit.set_next_error(RuntimeError("audit store down"))
+        exc = await rpc_error(w.run(token, SEND, MAIL, request_id="audit-1"))
+        assert exc.code == grpc.StatusCode.UNAVAILABLE and exc.reason == "AUDIT_UNAVAILABLE"
+        assert not w.provider.requests
+        again = await w.run(token, SEND, MAIL, request_id="audit-1")
+        assert again.kinds == ["accepted", "result"] and not again.accepted.replayed
