@@ -6,15 +6,22 @@ Each error code of the vocabulary is produced by a real behaviour of the emulato
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from typing import Any
 
 import grpc
 import pytest
+from agentauth import ControlPlaneClient
 from agentauth.v1 import connection_pb2 as cpb
 from agentauth.v1 import token_pb2 as tpb
+from agentauth.v1 import tool_pb2 as tpb2
+from agentauth.v1 import tool_pb2_grpc
+from google.protobuf import struct_pb2
 
+from control_plane.app import open_runtime, start_servers
+from control_plane.audit.hook import RecordingAuditSink
 from tests.api.tool_helpers import another_org, rpc_error, tool_world
 from tests.scopes import scope
 
@@ -350,3 +357,38 @@ async def test_no_audit_record_no_action_and_the_request_id_stays_free(harness: 
         assert not w.provider.requests
         again = await w.run(token, SEND, MAIL, request_id="audit-1")
         assert again.kinds == ["accepted", "result"] and not again.accepted.replayed
+
+
+async def test_the_same_request_id_on_another_replica_replays_the_first_outcome(
+    harness: Any,
+) -> None:
+    """Idempotency lives in the shared database, not in a replica's memory."""
+    async with tool_world(harness) as w:
+        await w.connect()
+        token = await w.delegated()
+        first = await w.run(token, SEND, MAIL, request_id="replica-1")
+        # A second replica: same database, KEK and issuer, its own ports and memory.
+        settings = dataclasses.replace(
+            harness.runtime.settings, issuer=harness.servers.tokens.issuer
+        )
+        other = await open_runtime(settings, audit=RecordingAuditSink())
+        other.catalog.connectors["gmail"] = w.provider.connector_for_sandbox()
+        servers = await start_servers(other)
+        try:
+            async with ControlPlaneClient(f"127.0.0.1:{servers.grpc_port}", token) as client:
+                stub = tool_pb2_grpc.ToolServiceStub(client.channel)  # type: ignore[no-untyped-call]
+                args = struct_pb2.Struct()
+                args.update(MAIL)
+                messages = [
+                    m
+                    async for m in stub.ExecuteTool(
+                        tpb2.ExecuteToolRequest(tool=SEND, arguments=args, request_id="replica-1")
+                    )
+                ]
+        finally:
+            await servers.stop(0)
+            await other.close()
+        assert messages[0].accepted.replayed
+        assert messages[0].accepted.action_id == first.accepted.action_id
+        assert messages[-1].WhichOneof("event") == "result"
+        assert [r.tool for r in w.provider.requests] == [SEND]
