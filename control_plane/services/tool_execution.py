@@ -148,6 +148,8 @@ class _Prepared:
     account: m.ConnectedAccount | None  # None for developer-secret connectors
     connection: dict[str, str]
     confirming: tuple[ToolRule, ...] = ()  # rules requiring a human's confirmation
+    #: The intent record was written in the same transaction as the checks.
+    recorded: bool = False
 
 
 class _Refused(Exception):
@@ -198,7 +200,10 @@ class ToolExecutor:
         ends = time.monotonic() + deadlines.budget(ceiling)
         action_id = new_id()
         try:
-            prepared = await self._prepare(principal, scope, caller, call)
+            try:
+                prepared = await self._prepare(principal, scope, caller, call, action_id)
+            except AlreadyExists:  # a concurrent call took the request_id meanwhile
+                prepared = await self._prepare(principal, scope, caller, call, action_id)
         except _Refused as refused:
             # An unknown name is the caller's text: the audit names only catalog tools.
             known = self._catalog.get(call.tool.split(".", 1)[0])
@@ -209,7 +214,9 @@ class ToolExecutor:
         account = prepared.account
         shown = account_name(scope.org_id, account.id) if account is not None else ""
         digest = _arguments_hash(prepared.tool.name, prepared.arguments, shown)
-        claimed = await self._claim(scope, caller, call, prepared, action_id, digest)
+        claimed = None
+        if not prepared.recorded:
+            claimed = await self._claim(scope, caller, call, prepared, action_id, digest)
         if isinstance(claimed, m.ToolAction):  # the same request_id was seen before
             async for event in self._replay(scope, claimed, digest, prepared, shown, ends):
                 yield event
@@ -268,7 +275,12 @@ class ToolExecutor:
         return checker
 
     async def _prepare(
-        self, principal: Principal, scope: OrgScope, caller: TokenCaller, call: ToolCall
+        self,
+        principal: Principal,
+        scope: OrgScope,
+        caller: TokenCaller,
+        call: ToolCall,
+        action_id: str,
     ) -> _Prepared:
         connector_id = call.tool.split(".", 1)[0]
         connector = self._catalog.get(connector_id)
@@ -320,8 +332,22 @@ class ToolExecutor:
             account = None
             if connector.auth.type != "developer_secret":
                 account = await find_account(tx, caller, connector, call.connected_account)
+            # Ready to run: write the intent in this same transaction (one round trip
+            # fewer) unless the request_id was seen before (then _claim decides).
+            recorded = False
+            if _ready(connector, tool, account):
+                shown = account_name(scope.org_id, account.id) if account is not None else ""
+                earlier = None
+                if call.request_id:
+                    earlier = await tx.tool_actions.by_request(caller.subject, call.request_id)
+                if earlier is None:
+                    digest = _arguments_hash(tool.name, arguments, shown)
+                    account_id = account.id if account is not None else None
+                    intent = _intent(scope, caller, call, tool.name, account_id, action_id, digest)
+                    await tx.tool_actions.add(intent(self._clock.now()))
+                    recorded = True
         if connector.auth.type == "developer_secret":
-            return _Prepared(tool, connector, arguments, None, {}, decision.confirming)
+            return _Prepared(tool, connector, arguments, None, {}, decision.confirming, recorded)
         if connector.auth.type not in ("oauth2", "api_key"):
             raise _Refused(
                 out.Failed(
@@ -337,7 +363,9 @@ class ToolExecutor:
             raise _Refused(_not_connected("NO_ACCOUNT", url))
         await self._check_account(principal, scope, tool, account)
         connection = {**account.provider_metadata, **account.connection_params}
-        return _Prepared(tool, connector, arguments, account, connection, decision.confirming)
+        return _Prepared(
+            tool, connector, arguments, account, connection, decision.confirming, recorded
+        )
 
     async def _check_account(
         self, principal: Principal, scope: OrgScope, tool: Tool, account: m.ConnectedAccount
@@ -373,20 +401,8 @@ class ToolExecutor:
     ) -> m.ToolAction | None:
         """Write the intent record; the earlier record when the request_id was used."""
         now = self._clock.now()
-        row = m.ToolAction(
-            org_id=scope.org_id,
-            id=action_id,
-            principal=caller.subject,
-            actor=caller.actor[:256],
-            tool=prepared.tool.name,
-            account_id=prepared.account.id if prepared.account is not None else None,
-            request_id=call.request_id or None,
-            arguments_hash=digest,
-            state="PENDING",
-            outcome=None,
-            create_time=now,
-            finish_time=None,
-        )
+        account_id = prepared.account.id if prepared.account is not None else None
+        row = _intent(scope, caller, call, prepared.tool.name, account_id, action_id, digest)(now)
         for _ in range(2):
             try:
                 async with self._db.org_tx(scope) as tx:
@@ -512,13 +528,12 @@ class ToolExecutor:
         sealed = await self._barrier.seal(
             scope, "tool_actions", action_id, "outcome", out.to_record(outcome)
         )
-        with contextlib.suppress(AgentAuthError):
+        state = "SUCCEEDED" if isinstance(outcome, out.Succeeded) else "FAILED"
+        try:
             async with self._db.org_tx(scope) as tx:
-                row = await tx.tool_actions.get_for_update(action_id)
-                if row is not None:
-                    row.state = "SUCCEEDED" if isinstance(outcome, out.Succeeded) else "FAILED"
-                    row.outcome = sealed
-                    row.finish_time = self._clock.now()
+                await tx.tool_actions.finish(action_id, state, sealed, self._clock.now())
+        except AgentAuthError as exc:  # left PENDING: a replay says the outcome is unknown
+            log.warning("tool_action_outcome_unrecorded", action_id=action_id, reason=exc.reason)
         await self._audit.outcome(principal, action_id, prepared.tool.name, outcome)
 
     async def _attempts(
@@ -731,6 +746,48 @@ def _arguments_hash(tool: str, arguments: Mapping[str, Any], account: str) -> st
         [tool, arguments, account], sort_keys=True, separators=(",", ":"), ensure_ascii=False
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _ready(connector: Connector, tool: Tool, account: m.ConnectedAccount | None) -> bool:
+    """Nothing stands between the call and the provider (else a refusal follows)."""
+    if connector.auth.type == "developer_secret":
+        return True
+    return (
+        connector.auth.type in ("oauth2", "api_key")
+        and account is not None
+        and account.state in USABLE
+        and set(tool.scopes) <= set(account.granted_scopes)
+    )
+
+
+def _intent(
+    scope: OrgScope,
+    caller: TokenCaller,
+    call: ToolCall,
+    tool: str,
+    account_id: str | None,
+    action_id: str,
+    digest: str,
+) -> Callable[[dt.datetime], m.ToolAction]:
+    """The intent record of a call, at the time given."""
+
+    def at(now: dt.datetime) -> m.ToolAction:
+        return m.ToolAction(
+            org_id=scope.org_id,
+            id=action_id,
+            principal=caller.subject,
+            actor=caller.actor[:256],
+            tool=tool,
+            account_id=account_id,
+            request_id=call.request_id or None,
+            arguments_hash=digest,
+            state="PENDING",
+            outcome=None,
+            create_time=now,
+            finish_time=None,
+        )
+
+    return at
 
 
 def _not_connected(reason: str, url: str) -> out.Failed:

@@ -100,6 +100,23 @@ def _in_progress() -> Unavailable:
     )
 
 
+def _snapshot(row: Any, opened: dict[str, Any]) -> _Snapshot:
+    return _Snapshot(
+        row.secret_version,
+        row.state,
+        row.state_reason,
+        row.last_refreshed_time or row.secret_create_time,
+        row.access_expire_time,
+        row.refresh_lease_until,
+        row.refresh_blocked_until,
+        opened,
+        row.connector_id,
+        dict(row.connection_params),
+        dict(row.provider_metadata),
+        row.refresh_sent_version,
+    )
+
+
 def _access(snap: _Snapshot) -> str:
     token = snap.secret.get("access_token")
     if not isinstance(token, str):
@@ -262,21 +279,16 @@ class RefreshCoordinator:
                 raise NotFound()
             if row.secret is None:
                 raise FailedPrecondition("the account is not connected", reason="ACCOUNT_PENDING")
-            opened = await open_secret(self.barrier, tx, row)
-            return _Snapshot(
-                row.secret_version,
-                row.state,
-                row.state_reason,
-                row.last_refreshed_time or row.secret_create_time,
-                row.access_expire_time,
-                row.refresh_lease_until,
-                row.refresh_blocked_until,
-                opened,
-                row.connector_id,
-                dict(row.connection_params),
-                dict(row.provider_metadata),
-                row.refresh_sent_version,
-            )
+            return _snapshot(row, await open_secret(self.barrier, tx, row))
+
+    def ready_token(self, row: Any, opened: dict[str, Any]) -> str | None:
+        """The access token of an account row the caller has just read (and opened), when
+        nothing is due: no refresh wanted, no I/O. None: ask :meth:`access_token`."""
+        snap = _snapshot(row, opened)
+        if snap.state not in ("ACTIVE", "EXPIRED") or self._due(snap):
+            return None
+        token = snap.secret.get("access_token")
+        return token if isinstance(token, str) else None
 
     async def _take_lease(self, scope: OrgScope, account_id: str, version: int) -> bool:
         now = self.clock.now()

@@ -112,17 +112,23 @@ class Upstream:
                     "the account needs the user to (re)connect",
                     reason="ACCOUNT_" + (row.state if row.secret is not None else "PENDING"),
                 )
-            values = {**row.provider_metadata, **row.connection_params}
+            _check_origin(
+                connector, request.url, {**row.provider_metadata, **row.connection_params}
+            )
             document = await open_secret(self._barrier, tx, row)
-        _check_origin(connector, request.url, values)
+            token: str | None
+            if connector.auth.type == "oauth2":
+                # Not due: the token just read is used at once (no second read).
+                token = self._refresher.ready_token(row, document)
+            else:
+                token = str(document.get("api_key", ""))
+            # Used now, in the same transaction (the call starts).
+            await tx.accounts.mark_used(account_id, self._clock.now())
 
         refreshed = False
-        version_before = None
-        if connector.auth.type == "oauth2":
-            version_before = row.secret_version
+        if token is None:  # due: refresh-ahead through the coordinator's single flight
             token = await self._refresher.access_token(scope, account_id)
-        else:
-            token = str(document.get("api_key", ""))
+            refreshed = True
         response = await self._send(connector, method, request, token)
         if response.failure is not None and response.failure.error_class == "expired_access":
             if connector.auth.type == "oauth2":
@@ -140,14 +146,6 @@ class Upstream:
         if response.failure is not None and response.failure.error_class == "revoked":
             # The provider says the grant itself is gone: the user must reconnect.
             await self._revoke(scope, account_id, response.failure.reason[:64])
-        if not refreshed and version_before is not None:
-            async with self._db.org_tx(scope) as tx:
-                now_row = await tx.accounts.get(account_id)
-                refreshed = now_row is not None and now_row.secret_version != version_before
-                await tx.accounts.mark_used(account_id, self._clock.now())
-        else:
-            async with self._db.org_tx(scope) as tx:
-                await tx.accounts.mark_used(account_id, self._clock.now())
         return UpstreamResponse(
             response.status, response.headers, response.body, response.failure, refreshed
         )
