@@ -501,7 +501,7 @@ _LAYERS = (
     ("agentauth/", "agentauth SDK (token verification)"),
     ("cryptography", "cryptography"),
     ("google/protobuf", "protobuf"),
-    ("control_plane/", "control_plane (our code)"),
+    ("control_plane/", "control_plane (our own code)"),
 )
 
 
@@ -509,7 +509,9 @@ def layers(path: Path) -> str:
     """Samples by the innermost frame that is not the standard library: which layer
     the CPU was in. (py-spy cannot follow SQLAlchemy's greenlet switches, so a
     statement's stack often starts inside SQLAlchemy: inclusive shares of our own
-    functions understate the database work they cause.)"""
+    functions understate the database work they cause. And py-spy samples a thread
+    that is runnable but descheduled as busy: on a loaded 2-core machine a libpq
+    send that wakes a PostgreSQL backend shows more than its CPU.)"""
     where = re.compile(r"\((.*?):\d+\)")
     shares: collections.Counter[str] = collections.Counter()
     total = 0
@@ -519,10 +521,13 @@ def layers(path: Path) -> str:
             continue
         n = int(count)
         total += n
-        layer = "standard library, asyncio, native (GIL-free) code"
+        layer = "native code outside any Python frame"
         for frame in reversed(stack.split(";")):
             found = where.search(frame)
             file = found.group(1) if found else ""
+            if file.endswith("control_plane/cli.py"):  # the loop itself, under `serve`
+                layer = "event loop: asyncio and grpc.aio's Cython/C-core callbacks"
+                break
             hit = next((name for key, name in _LAYERS if key in file), None)
             if hit:
                 layer = hit
@@ -627,8 +632,10 @@ def run_profile(server: Replica, run: Run, seconds: float, spy: str) -> str:
     load = result["load"]
     assert hasattr(load, "requests")
     calls = load.requests
+    samples = sum(int(x.rpartition(" ")[2]) for x in out.read_text().splitlines() if x)
     return (
         f"{calls} calls in {whole}s under py-spy (250 Hz, --nonblocking), "
+        f"{1e3 * samples / 250 / max(1, calls):.1f} ms of non-idle samples per call, "
         f"{load.failures} failed; raw stacks kept in {out}\n"  # type: ignore[attr-defined]
         f"by layer (innermost non-stdlib frame):\n{layers(out)}\n" + fold(out, 40)
     )
