@@ -65,6 +65,7 @@ from google.protobuf import struct_pb2
 from bench._harness import Replica, cluster_on_postgres, parser
 from bench._load import (
     CpuSample,
+    Load,
     Result,
     Run,
     Target,
@@ -648,19 +649,18 @@ def run_profile(server: Replica, run: Run, seconds: float, spy: str) -> str:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    result: dict[str, object] = {}
+    result: dict[str, Load] = {}
     worker = threading.Thread(target=lambda: result.update(load=run(32, whole)))
     worker.start()
     recorder.wait()
     worker.join()
     load = result["load"]
-    assert hasattr(load, "requests")
     calls = load.requests
     samples = sum(int(x.rpartition(" ")[2]) for x in out.read_text().splitlines() if x)
     return (
         f"{calls} calls in {whole}s under py-spy (250 Hz, --nonblocking), "
         f"{1e3 * samples / 250 / max(1, calls):.1f} ms of non-idle samples per call, "
-        f"{load.failures} failed; raw stacks kept in {out}\n"  # type: ignore[attr-defined]
+        f"{load.failures} failed; raw stacks kept in {out}\n"
         f"by layer (innermost non-stdlib frame):\n{layers(out)}\n" + fold(out, 40)
     )
 
