@@ -192,9 +192,10 @@ def _run_child(argv: Sequence[str]) -> tuple[str, float]:
     return done.stdout, cpu
 
 
-def wrk(url: str, body: bytes | None = None, expect: str = "") -> Run:
-    """``wrk`` GETs ``url`` (or POSTs the form ``body``); a response counts as a
-    failure unless it is a 200 whose body contains ``expect``."""
+def wrk(url: str, body: bytes | None = None, expect: str = "", headers: Sequence[str] = ()) -> Run:
+    """``wrk`` GETs ``url`` (or POSTs the form ``body``) with the extra ``headers``
+    (``"Name: value"``); a response counts as a failure unless it is a 200 whose body
+    contains ``expect``."""
     binary = ensure_tool("wrk", "wrk")
     script = _scratch_file("check.lua", _WRK_LUA.encode())
     body_arg = "-" if body is None else str(_scratch_file(f"body-{abs(hash(url))}", body))
@@ -208,6 +209,7 @@ def wrk(url: str, body: bytes | None = None, expect: str = "") -> Run:
                 f"-d{max(1, round(seconds))}s",
                 "--timeout",
                 "10s",
+                *(arg for header in headers for arg in ("-H", header)),
                 "-s",
                 str(script),
                 url,
@@ -244,12 +246,18 @@ def grpc_frame(message: bytes) -> bytes:
 
 
 def h2load_grpc(
-    target: str, method: str, message: bytes, outcomes: Callable[[], tuple[int, int]]
+    target: str,
+    method: str,
+    message: bytes,
+    outcomes: Callable[[], tuple[int, int]],
+    headers: Callable[[], Sequence[str]] = tuple,
 ) -> Run:
-    """``h2load`` replays the unary call ``method`` (``/pkg.Service/Method``) with the
+    """``h2load`` replays the call ``method`` (``/pkg.Service/Method``; unary, or
+    server streaming: a request completes with the stream's trailers) with the
     serialized ``message`` over h2c to ``target``. ``outcomes()`` returns the
     server's cumulative (OK, not OK) count of ``method``: every request h2load
-    completed must have been answered OK."""
+    completed must have been answered OK. ``headers()`` gives each run's extra
+    headers (``"name: value"``), e.g. a fresh bearer token."""
     binary = ensure_tool("h2load", "nghttp2-client")
     body = _scratch_file(f"grpc-{method.replace('/', '_')}", grpc_frame(message))
     log = body.parent / "h2load.log"
@@ -270,6 +278,7 @@ def h2load_grpc(
                 "content-type: application/grpc",
                 "-H",
                 "te: trailers",
+                *(arg for header in headers() for arg in ("-H", header)),
                 f"--log-file={log}",
                 f"http://{target}{method}",
             ]
