@@ -90,10 +90,12 @@ def _clean_env() -> dict[str, str]:
 class Process:
     """A subprocess whose stdout lines a thread collects (the pipe never fills up)."""
 
-    def __init__(self, args: list[str], env: dict[str, str]) -> None:
-        self.popen = subprocess.Popen(
-            args, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
-        )
+    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
+        self.log = log  # stderr (the server's structured log), shown when something fails
+        with log.open("w") as err:
+            self.popen = subprocess.Popen(
+                args, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=err, text=True
+            )
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
@@ -113,10 +115,13 @@ class Process:
             except queue.Empty:
                 break
             if line is None:
-                raise AssertionError(f"exited (status {self.popen.poll()}) before {prefix!r}")
+                raise AssertionError(f"exited before {prefix!r}:\n{self.log_tail()}")
             if line.startswith(prefix):
                 return line.strip()
-        raise AssertionError(f"no line starting with {prefix!r} within {timeout} s")
+        raise AssertionError(f"no line starting with {prefix!r} in {timeout} s:\n{self.log_tail()}")
+
+    def log_tail(self) -> str:
+        return self.log.read_text()[-2000:]
 
     def stop(self) -> None:
         self.popen.terminate()
@@ -133,7 +138,7 @@ class Process:
 def _wait_ready(url: str, proc: Process, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert proc.popen.poll() is None, "server exited early"
+        assert proc.popen.poll() is None, f"server exited early:\n{proc.log_tail()}"
         try:
             with urllib.request.urlopen(url, timeout=1) as resp:
                 if resp.status == 200:
@@ -141,7 +146,7 @@ def _wait_ready(url: str, proc: Process, timeout: float = 30) -> None:
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(0.2)
-    raise AssertionError("server never became ready")
+    raise AssertionError(f"server never became ready:\n{proc.log_tail()}")
 
 
 @dataclass
@@ -157,9 +162,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     client_secret = secrets.token_urlsafe(24)
     sandbox = [sys.executable, "-m", "control_plane.sandbox"]
     procs: list[Process] = []
+    logs = tmp_path_factory.mktemp("examples-logs")
 
     def spawn(args: list[str], env: dict[str, str]) -> Process:
-        procs.append(Process(args, env))
+        procs.append(Process(args, env, logs / f"{len(procs)}-{args[3]}.stderr"))
         return procs[-1]
 
     try:
