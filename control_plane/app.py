@@ -50,6 +50,7 @@ from control_plane.api.tool_servicer import ToolServicer
 from control_plane.audit.hook import AuditSink, LogAuditSink, ToolActionAudit
 from control_plane.clock import Clock, SystemClock
 from control_plane.config import Settings, parse_listen
+from control_plane.connectors.dev_loopback import SWITCH as DEV_LOOPBACK_SWITCH
 from control_plane.connectors.loader import Catalog, ConnectorDefinitionError, load_catalog
 from control_plane.connectors.sandbox_routing import rewrite_for_sandbox
 from control_plane.domain.trust import is_loopback
@@ -255,8 +256,21 @@ async def open_runtime(
 
 
 def load_connectors(settings: Settings) -> Catalog:
+    if settings.dev_loopback_connectors:
+        # Development is the embedded SQLite database: one process on one machine.
+        # A deployment on PostgreSQL is shared, and a connector talking plain http to
+        # whatever listens on its loopback would be a quiet hole there.
+        if not settings.embedded:
+            raise StartupError(
+                f"{DEV_LOOPBACK_SWITCH}=1 is for development only (the embedded SQLite "
+                "database); unset it or AGENTAUTH_DATABASE_URL"
+            )
+        log.warning("development: connector definitions may name http loopback URLs")
     try:
-        catalog = load_catalog(Path(settings.connectors_dir) if settings.connectors_dir else None)
+        catalog = load_catalog(
+            Path(settings.connectors_dir) if settings.connectors_dir else None,
+            dev_loopback=settings.dev_loopback_connectors,
+        )
     except ConnectorDefinitionError as exc:
         raise StartupError(str(exc)) from None
     if settings.sandbox_url:

@@ -99,6 +99,12 @@ class Settings:
     )
     # Connector definitions (*.yaml); empty: the catalog shipped with agentauth.
     connectors_dir: str = field(default_factory=lambda: _env("CONNECTORS_DIR", ""))
+    # Development only (the embedded SQLite database): connector definitions may name
+    # plain-http loopback URLs, to try a custom connector against an authorization
+    # server on this machine (control_plane.connectors.dev_loopback).
+    dev_loopback_connectors: bool = field(
+        default_factory=lambda: _env("DEV_LOOPBACK_CONNECTORS", "0") == "1"
+    )
     # Sandbox mode: every connector's provider URLs point at this loopback emulator
     # (`control-plane sandbox oauth <connector>` prints it). Loopback only.
     sandbox_url: str = field(default_factory=lambda: _env("SANDBOX_URL", ""))

@@ -1,41 +1,45 @@
-"""Loading the Wycheproof vectors kept in ``shared/vectors`` beside the repository.
+"""Loading the Wycheproof vectors vendored in ``tests/vectors/wycheproof/``.
 
-CI clones the repository with ``shared/`` next to it; ``AGENTAUTH_VECTORS_DIR`` can
-point elsewhere. Outside CI a missing folder skips the vector module with a reason;
-in CI (``CI=true``) it fails, so vectors can never silently stop running.
+The files are byte-for-byte copies from the Wycheproof project (their README says
+which commit). Each is pinned here by its SHA-256: a missing, truncated or edited
+file fails the module that reads it, so the vectors can never silently stop running.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+VECTORS_DIR = Path(__file__).resolve().parent / "vectors" / "wycheproof"
 
-
-def vectors_dir() -> Path | None:
-    configured = os.environ.get("AGENTAUTH_VECTORS_DIR")
-    for candidate in (configured, REPO.parent / "shared" / "vectors"):
-        if candidate and Path(candidate).is_dir():
-            return Path(candidate)
-    return None
+# SHA-256 of each vendored file (the same digests as the folder's README).
+VENDORED: dict[str, str] = {
+    "aes_gcm_test.json": "985e5ecc172e181eaf49e89508b9470dcf478002eb7e8559c707eb42dc97dfe7",
+    "ecdsa_secp256r1_sha256_p1363_test.json": (
+        "c60de693930e386c3a5472d08081623ef8504decc54b38ac01ec6b2a2575c986"
+    ),
+    "ed25519_test.json": "752d2ea7d7c6cf4736381b6cbacb61f8182b126ab7cd9b058f00c50084975536",
+    "json_web_key_test.json": "be983255bce26406f97020ec5458b33930a90d5f868e604fcd569c300aba2862",
+    "json_web_signature_test.json": (
+        "8e687a06fe8359f4ec51480f1a9f73c8faebd6f4c01b818b843b44eee54fd5d9"
+    ),
+}
 
 
 def load_vectors(filename: str) -> dict[str, Any]:
-    """The parsed vector file; call at module level (it may skip the module)."""
-    directory = vectors_dir()
-    if directory is None:
-        reason = (
-            "Wycheproof vectors not found: expected shared/vectors/ beside the repository "
-            "or AGENTAUTH_VECTORS_DIR"
-        )
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason, pytrace=False)
-        pytest.skip(reason, allow_module_level=True)
-    # A present folder without the file is a broken checkout: fail, don't skip.
-    doc: dict[str, Any] = json.loads((directory / filename).read_text())
+    """The parsed vector file; call at module level (a problem fails collection)."""
+    if filename not in VENDORED:
+        pytest.fail(f"{filename} is not a vendored Wycheproof file", pytrace=False)
+    path = VECTORS_DIR / filename
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        pytest.fail(f"Wycheproof vector file unreadable: {path}: {err}", pytrace=False)
+    if hashlib.sha256(raw).hexdigest() != VENDORED[filename]:
+        pytest.fail(f"{path} differs from the vendored copy (SHA-256)", pytrace=False)
+    doc: dict[str, Any] = json.loads(raw)
     return doc

@@ -26,6 +26,7 @@ import jsonschema
 import yaml
 
 from control_plane.connectors.authorize import FILTERS
+from control_plane.connectors.dev_loopback import SWITCH, is_loopback_http, widen_schema_pattern
 from control_plane.connectors.model import (
     ApiKeyPlacement,
     AuthSpec,
@@ -100,7 +101,16 @@ def _format_schema() -> dict[str, Any]:
     return schema
 
 
+def _dev_loopback_schema() -> dict[str, Any]:
+    """The format with its two URL types also admitting plain-http loopback URLs."""
+    schema = _format_schema()
+    for name in ("https_url", "url_template"):
+        schema["$defs"][name]["pattern"] = widen_schema_pattern(schema["$defs"][name]["pattern"])
+    return schema
+
+
 _VALIDATOR = jsonschema.Draft202012Validator(_format_schema())
+_DEV_LOOPBACK_VALIDATOR = jsonschema.Draft202012Validator(_dev_loopback_schema())
 
 
 def _path(parts: Iterable[Any]) -> str:
@@ -110,11 +120,13 @@ def _path(parts: Iterable[Any]) -> str:
     return out or "(top level)"
 
 
-def load_catalog(directory: Path | None = None) -> Catalog:
+def load_catalog(directory: Path | None = None, *, dev_loopback: bool = False) -> Catalog:
     """Every ``*.yaml`` in ``directory`` (default: the shipped catalog), or raise.
 
-    Parsed once per process for the same files (name, size, mtime): validating
-    every tool's JSON Schema costs about half a second.
+    ``dev_loopback`` admits plain-http loopback URLs (:mod:`.dev_loopback`); the
+    caller decides whether this is a development deployment. Parsed once per process
+    for the same files (name, size, mtime): validating every tool's JSON Schema costs
+    about half a second.
     """
     directory = (directory or CATALOG_DIR).resolve()
     stamp = tuple(
@@ -122,11 +134,11 @@ def load_catalog(directory: Path | None = None) -> Catalog:
     )
     # A fresh mapping per caller: connectors are immutable, the mapping is the
     # caller's (tests point one runtime's connector at a sandbox).
-    return Catalog(dict(_load(directory, stamp).connectors))
+    return Catalog(dict(_load(directory, stamp, dev_loopback).connectors))
 
 
 @functools.lru_cache(maxsize=8)
-def _load(directory: Path, stamp: tuple[tuple[str, int, int], ...]) -> Catalog:
+def _load(directory: Path, stamp: tuple[tuple[str, int, int], ...], dev_loopback: bool) -> Catalog:
     problems: list[str] = []
     connectors: dict[str, Connector] = {}
     files = sorted(directory.glob("*.yaml"))
@@ -134,7 +146,7 @@ def _load(directory: Path, stamp: tuple[tuple[str, int, int], ...]) -> Catalog:
         raise ConnectorDefinitionError([f"{directory}: no connector definitions (*.yaml)"])
     for file in files:
         found: list[str] = []
-        connector = parse_definition(file.name, file.read_bytes(), found)
+        connector = parse_definition(file.name, file.read_bytes(), found, dev_loopback=dev_loopback)
         problems.extend(found)
         if connector is not None:
             connectors[connector.id] = connector
@@ -143,7 +155,9 @@ def _load(directory: Path, stamp: tuple[tuple[str, int, int], ...]) -> Catalog:
     return Catalog(connectors)
 
 
-def parse_definition(filename: str, raw: bytes, problems: list[str]) -> Connector | None:
+def parse_definition(
+    filename: str, raw: bytes, problems: list[str], *, dev_loopback: bool = False
+) -> Connector | None:
     """The connector in ``raw``; problems are appended (None when there are any)."""
     before = len(problems)
 
@@ -160,8 +174,12 @@ def parse_definition(filename: str, raw: bytes, problems: list[str]) -> Connecto
         where = f"line {mark.line + 1}" if mark is not None else "(file)"
         bad(where, f"not valid YAML ({getattr(exc, 'problem', None) or type(exc).__name__})")
         return None
-    for err in sorted(_VALIDATOR.iter_errors(doc), key=lambda e: list(e.absolute_path)):
-        bad(_path(err.absolute_path), err.message)
+    validator = _DEV_LOOPBACK_VALIDATOR if dev_loopback else _VALIDATOR
+    for err in sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path)):
+        message = err.message
+        if not dev_loopback and isinstance(err.instance, str) and is_loopback_http(err.instance):
+            message += f" (loopback http URLs need {SWITCH}=1, development only)"
+        bad(_path(err.absolute_path), message)
     if len(problems) > before:
         return None
     assert isinstance(doc, dict)

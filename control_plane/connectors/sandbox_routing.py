@@ -4,19 +4,24 @@ Used by :class:`~control_plane.sandbox.oauth_provider.SandboxProvider` and by th
 server's sandbox mode (``AGENTAUTH_SANDBOX_URL``), which points every connector
 at one loopback emulator so a connector can be tried with no provider account.
 Plain-http loopback URLs are fine at run time: the loader's https rule applies
-to definition files.
+to definition files. A loopback URL that a definition names itself (the
+development switch, :mod:`.dev_loopback`) already points at the developer's own
+server and is kept as it is.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+from control_plane.connectors.dev_loopback import is_loopback_http
 from control_plane.connectors.model import Connector
 
 
 def sandbox_url(base_url: str, real_url: str) -> str:
-    """Placeholders are kept; a URL that starts with one (a kept ``instance_url``) is
-    returned unchanged."""
+    """Placeholders are kept; a URL that starts with one (a kept ``instance_url``) or
+    a loopback http URL is returned unchanged."""
+    if is_loopback_http(real_url):
+        return real_url
     if real_url.startswith("https://"):
         return f"{base_url}/{real_url.removeprefix('https://')}"
     if real_url.startswith("{"):

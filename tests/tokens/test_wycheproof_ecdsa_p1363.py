@@ -1,7 +1,7 @@
 """Wycheproof ECDSA P-256/SHA-256 vectors in IEEE P1363 form (the JWS ES256 encoding).
 
 Source: C2SP/wycheproof ``testvectors_v1/ecdsa_secp256r1_sha256_p1363_test.json``
-(byte-for-byte under ``shared/vectors/``). One test per vector, run through
+(byte-for-byte under ``tests/vectors/wycheproof/``). One test per vector, run through
 :func:`control_plane.tokens.jws.verify_signature` - our code path, not just the
 library: the 64-byte length rule, the r/s range checks (r = 0, s = 0, r >= n:
 CVE-2022-21449) and the P1363 -> DER conversion. Valid vectors must verify,

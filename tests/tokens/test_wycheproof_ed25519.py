@@ -1,7 +1,7 @@
 """Wycheproof Ed25519 vectors through our EdDSA verifier, one test per vector.
 
 Source: C2SP/wycheproof ``testvectors_v1/ed25519_test.json`` (byte-for-byte
-under ``shared/vectors/``). Each group's ``publicKeyJwk`` (RFC 8037 OKP key) goes
+under ``tests/vectors/wycheproof/``). Each group's ``publicKeyJwk`` (RFC 8037 OKP key) goes
 through our JWK parser and :func:`control_plane.tokens.jws.verify_signature`:
 valid vectors must verify; invalid ones (truncated or extended signatures,
 s >= L malleability, bad R) must return False without raising.

@@ -1,7 +1,7 @@
 """Wycheproof JWK-set vectors through :func:`control_plane.tokens.jws.load_jwks`.
 
 Source: C2SP/wycheproof ``testvectors_v1/json_web_key_test.json``
-(byte-for-byte under ``shared/vectors/``). Each vector gives a key set (we use
+(byte-for-byte under ``tests/vectors/wycheproof/``). Each vector gives a key set (we use
 ``public`` when the group has one, else ``private``) and a token. Every one of
 the 26 vectors runs, one test each.
 

@@ -1,7 +1,7 @@
 """Wycheproof JWS vectors through :func:`control_plane.tokens.jws.verify_compact`.
 
 Source: C2SP/wycheproof ``testvectors_v1/json_web_signature_test.json``
-(byte-for-byte under ``shared/vectors/``).
+(byte-for-byte under ``tests/vectors/wycheproof/``).
 
 Applicable groups are those whose key is one our verifier can hold: EC P-256
 (ES256) or OKP Ed25519 (EdDSA) - the ``es256``, ``SpecialCaseEs256`` and the

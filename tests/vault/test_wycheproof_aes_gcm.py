@@ -1,7 +1,7 @@
 """Wycheproof AES-GCM vectors run through our wrapper, one test per vector.
 
 Source: C2SP/wycheproof ``testvectors_v1/aes_gcm_test.json`` (kept byte for
-byte under ``shared/vectors/``, see its README). This is perf_security.md
+byte under ``tests/vectors/wycheproof/``, see its README). This is perf_security.md
 §B2.5 E3: our wrapper, not just the library, must accept every valid vector
 and reject every invalid one (modified tags and friends) with BarrierError.
 
@@ -10,8 +10,8 @@ keys, 96-bit nonces, 128-bit tags. The other groups exercise AES-128/192 and
 non-96-bit IVs, which :mod:`control_plane.vault.aead` refuses outright
 (tested below), so they cannot apply.
 
-The ``aes_wrap_test.json`` (RFC 3394) and ``aes_kwp_test.json`` (RFC 5649)
-files in the same folder do not apply either: we wrap DEKs with AES-256-GCM
+Wycheproof's ``aes_wrap_test.json`` (RFC 3394) and ``aes_kwp_test.json``
+(RFC 5649) do not apply either, so they are not vendored: we wrap DEKs with AES-256-GCM
 under an AAD that binds each DEK to its scope and version, not with AES key
 wrap, which has no associated data.
 """
