@@ -1572,7 +1572,7 @@ async def _h_refresh_requested(w: World) -> HttpExpect:
 
 async def _h_invalid_scope(w: World) -> HttpExpect:
     form = w.form(subject_token=w.workload(), scope="invoices:read admin")
-    return form, 400, {"error": "invalid_scope"}
+    return form, 400, {"error": "invalid_scope", "error_description": "scope not allowed: admin"}
 
 
 async def _h_invalid_target(w: World) -> HttpExpect:
