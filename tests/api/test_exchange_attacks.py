@@ -1391,7 +1391,9 @@ async def test_rfc7662_2_1_and_rfc7009_2_1_callers_must_authenticate_over_http(
     token = (await world.exchange(subject_token=world.workload())).access_token
     before = await world.harness.snapshot()
     got = await _http_call(world.harness, path, token, authorization)
-    assert_oauth_error(*got, 401, "invalid_client")
+    # RFC 6749 §5.2: the challenge matches the scheme the client tried.
+    scheme = "Basic" if (authorization or "").startswith("Basic") else "Bearer"
+    assert_oauth_error(*got, 401, "invalid_client", challenge=scheme)
     assert await world.harness.snapshot() == before
 
 
