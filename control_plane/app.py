@@ -32,8 +32,9 @@ from agentauth.v1 import (
 )
 from aiohttp import web
 from grpc_health.v1 import health, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2_grpc
 
+from control_plane.api import reflection_v1
 from control_plane.api.admin_servicer import AdminServicer
 from control_plane.api.authn import Authentication
 from control_plane.api.authz import ROUTES, RULES, max_receive_bytes
@@ -571,9 +572,17 @@ def build_grpc_server(
         ToolServicer(conns.tool_listing, conns.tools, conns.confirmations), server
     )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    # One reflection servicer answers both versions (control_plane.api.reflection_v1).
+    reflecting = reflection.aio.ReflectionServicer(
+        (
+            *SERVICE_NAMES,
+            health.SERVICE_NAME,
+            reflection.SERVICE_NAME,
+            reflection_v1.SERVICE_NAME,
+        )
     )
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(reflecting, server)  # type: ignore[no-untyped-call]
+    reflection_v1.add_to_server(reflecting, server)
     return server
 
 

@@ -166,6 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:
         print(f"control-plane: {exc}", file=sys.stderr)
         return 2
+    logs.configure(fmt=settings.log_format)
     try:
         if args.command == "serve":
             return _serve(settings, args)

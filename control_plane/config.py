@@ -9,6 +9,7 @@ from pathlib import Path
 
 import platformdirs
 
+from control_plane import logs
 from control_plane.domain.outbound import OutboundPolicy
 from control_plane.domain.rate_limit import Limit, RateLimitDefaults
 
@@ -78,6 +79,8 @@ class Settings:
         )
     )
     key_reload_seconds: float = field(default_factory=lambda: _float("KEY_RELOAD_SECONDS", "30"))
+    # json or console; empty: console on a terminal, JSON otherwise (control_plane.logs).
+    log_format: str = field(default_factory=lambda: _env("LOG_FORMAT", ""))
     # SO_REUSEPORT lets several processes share one port; off unless asked for,
     # since a second server would otherwise silently steal half the connections.
     reuse_port: bool = field(default_factory=lambda: _env("REUSE_PORT", "0") == "1")
@@ -171,6 +174,8 @@ class Settings:
             raise ValueError(f"AGENTAUTH_RATE_LIMIT_*: {exc}") from None
         if self.signing_algorithm not in ("ES256", "EdDSA"):
             raise ValueError("AGENTAUTH_SIGNING_ALGORITHM must be ES256 or EdDSA")
+        if self.log_format not in ("", *logs.FORMATS):
+            raise ValueError("AGENTAUTH_LOG_FORMAT must be json or console")
         parse_listen(self.grpc_listen)
         parse_listen(self.http_listen)
         for name in (

@@ -1,4 +1,5 @@
-"""structlog JSON logging with one redaction choke point.
+"""structlog logging (JSON lines, or columns for people on a terminal) with one
+redaction choke point.
 
 Every log line — ours and the stdlib loggers of grpc, aiohttp, SQLAlchemy — goes
 through ``redact``: values under secret-looking keys are replaced, and secret-
@@ -78,8 +79,28 @@ def redact(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> An
     return {k: (scrub(str(v)) if k == "event" else _clean(k, v)) for k, v in event_dict.items()}
 
 
-def configure(level: int = logging.INFO, stream: TextIO | None = None) -> None:
-    """JSON lines to ``stream`` (stderr by default) for structlog and stdlib loggers."""
+#: ``AGENTAUTH_LOG_FORMAT`` values; empty means by the stream (see :func:`configure`).
+FORMATS = ("json", "console")
+
+
+def configure(level: int = logging.INFO, stream: TextIO | None = None, fmt: str = "") -> None:
+    """Log lines to ``stream`` (stderr by default) for structlog and stdlib loggers.
+
+    ``fmt`` ``json``: one JSON object a line, for collectors. ``console``: structlog's
+    ConsoleRenderer, aligned columns for people. Empty: console on a terminal (colours
+    included), JSON otherwise. Both renderers come after ``redact``; the renderer
+    only changes how the cleaned values look.
+    """
+    stream = stream or sys.stderr
+    if fmt not in ("", *FORMATS):
+        raise ValueError(f"log format must be one of {', '.join(FORMATS)}")
+    tty = _isatty(stream)
+    console = fmt == "console" or (not fmt and tty)
+    renderer: Any = (
+        structlog.dev.ConsoleRenderer(colors=tty, exception_formatter=structlog.dev.plain_traceback)
+        if console
+        else structlog.processors.JSONRenderer()
+    )
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -106,10 +127,10 @@ def configure(level: int = logging.INFO, stream: TextIO | None = None) -> None:
         foreign_pre_chain=shared,
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            structlog.processors.JSONRenderer(),
+            renderer,
         ],
     )
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in list(root.handlers):
@@ -119,7 +140,15 @@ def configure(level: int = logging.INFO, stream: TextIO | None = None) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     global _HANDLER
-    _HANDLER = handler
+    # info_line writes JSON itself; for people it goes through the renderer instead.
+    _HANDLER = None if console else handler
+
+
+def _isatty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # no such method, or a closed stream
+        return False
 
 
 _HANDLER: logging.Handler | None = None

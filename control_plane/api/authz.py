@@ -72,6 +72,7 @@ RULES: dict[str, Rule] = {
     "/grpc.health.v1.Health/List": PROBE,
     "/grpc.health.v1.Health/Watch": PROBE,
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo": PUBLIC,
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo": PUBLIC,
     # Published verification keys are public, like /.well-known/jwks.json.
     "/agentauth.v1.TokenService/GetJwks": PUBLIC,
     # The grant authenticates the caller by the credential it carries

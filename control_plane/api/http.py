@@ -11,6 +11,7 @@ the connect pages, plain JSON elsewhere.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -41,6 +42,25 @@ _STATUS = {
     "UNAVAILABLE": 503,
     "INTERNAL": 500,
 }
+
+
+#: Public documents browsers may fetch from any origin (JWKS, RFC 8414 metadata).
+CORS_PATHS = frozenset({"/.well-known/jwks.json", "/.well-known/oauth-authorization-server"})
+
+
+def entity_tag(body: str) -> str:
+    """A strong entity tag (RFC 9110 §8.8.3) for a representation: a digest of its bytes."""
+    return '"' + hashlib.sha256(body.encode()).hexdigest()[:32] + '"'
+
+
+def none_match(header: str, tag: str) -> bool:
+    """RFC 9110 §13.1.2 If-None-Match: true when ``*`` or any listed tag matches ``tag``
+    by the weak comparison (a ``W/`` prefix is ignored)."""
+    for candidate in header.split(","):
+        candidate = candidate.strip()
+        if candidate == "*" or candidate.removeprefix("W/") == tag:
+            return True
+    return False
 
 
 def http_status(exc: AgentAuthError) -> int:
@@ -104,9 +124,28 @@ def pipeline_middleware(pipeline: Pipeline) -> Callable[..., object]:
                 request.app.get(RENDERERS) or {}
             )
             render = renderers.get(key, json_refusal)
-            return render(exc)
+            return _challenge_in_clients_scheme(request, render(exc))
 
     return run
+
+
+def _challenge_in_clients_scheme(
+    request: web.Request, response: web.StreamResponse
+) -> web.StreamResponse:
+    """RFC 6749 §5.2: "If the client attempted to authenticate via the "Authorization"
+    request header field, the authorization server MUST respond with an HTTP 401
+    (Unauthorized) status code and include the "WWW-Authenticate" response header
+    field matching the authentication scheme used by the client."
+
+    Only Basic is answered in kind (RFC 7617 §2, ``realm`` required); any other
+    scheme keeps the route's own challenge, and nothing the client sent is echoed.
+    """
+    if response.status != 401 or "WWW-Authenticate" not in response.headers:
+        return response
+    scheme = request.headers.get("Authorization", "").partition(" ")[0]
+    if scheme.lower() == "basic":
+        response.headers["WWW-Authenticate"] = 'Basic realm="agentauth", charset="UTF-8"'
+    return response
 
 
 def build_http_app(
@@ -126,16 +165,25 @@ def build_http_app(
             if request.path.startswith("/oauth2/") and exc.status < 500:
                 error = "invalid_request"  # RFC 6749 §5.2 codes only on the OAuth endpoints
             response = web.json_response({"error": error}, status=exc.status)
+            if "Allow" in exc.headers:
+                # RFC 9110 §15.5.6: a 405 "MUST generate an Allow header field ...
+                # containing a list of the target resource's currently supported methods."
+                response.headers["Allow"] = exc.headers["Allow"]
+        if request.path in CORS_PATHS and request.method in ("GET", "HEAD"):
+            # Public documents a browser client must read cross-origin (Fetch standard
+            # "simple" requests): any origin, no credentials, nowhere else.
+            response.headers["Access-Control-Allow-Origin"] = "*"
         for k, v in SECURITY_HEADERS.items():
             response.headers.setdefault(k, v)
         return response
 
-    async def jwks(_: web.Request) -> web.Response:
-        return web.Response(
-            text=keys.jwks_json(),
-            content_type="application/json",
-            headers={"Cache-Control": f"public, max-age={jwks_max_age}"},
-        )
+    async def jwks(request: web.Request) -> web.Response:
+        body = keys.jwks_json()
+        tag = entity_tag(body)
+        cache = {"Cache-Control": f"public, max-age={jwks_max_age}", "ETag": tag}
+        if none_match(request.headers.get("If-None-Match", ""), tag):
+            return web.Response(status=304, headers=cache)
+        return web.Response(text=body, content_type="application/json", headers=cache)
 
     async def healthz(_: web.Request) -> web.Response:
         # Liveness: the process answers. It never looks at the database.

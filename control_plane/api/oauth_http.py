@@ -33,6 +33,9 @@ from control_plane.services.grants.base import (
 from control_plane.services.grants.registry import TokenEndpoint
 from control_plane.services.own_tokens import OwnTokens
 
+#: Our RFC 8414 §2 extension member: the HTTP authentication schemes the revocation
+#: endpoint accepts (the standard member has no registered value for Bearer).
+REVOCATION_AUTH_SCHEMES = "agentauth_revocation_endpoint_auth_schemes_supported"
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 FORM = "application/x-www-form-urlencoded"
 SINGLE = (
@@ -206,9 +209,18 @@ def add_oauth_routes(
                     "PS256",
                     "EdDSA",
                 ],
-                "introspection_endpoint_auth_methods_supported": ["bearer"],
-                "revocation_endpoint_auth_methods_supported": ["bearer"],
-                "response_types_supported": [],
+                # RFC 8414 §2: introspection may name "OAuth Access Token Types"
+                # registry values; both endpoints take an API key or one of our tokens
+                # as an RFC 6750 Bearer credential.
+                "introspection_endpoint_auth_methods_supported": ["Bearer"],
+                # The revocation member may only name token endpoint auth methods, and
+                # omitting it means client_secret_basic, which is not accepted either;
+                # so it is left out and the scheme said in our own extension member.
+                REVOCATION_AUTH_SCHEMES: ["Bearer"],
+                # REQUIRED, though there is no authorization endpoint: "none" (OAuth 2.0
+                # Multiple Response Type Encoding Practices §4) is the registered value
+                # that issues nothing; an empty list fails stock validators.
+                "response_types_supported": ["none"],
                 "subject_token_types_supported": [
                     JWT_TOKEN_TYPE,
                     ACCESS_TOKEN_TYPE,

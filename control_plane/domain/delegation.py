@@ -57,9 +57,14 @@ def attenuate(ceiling: frozenset[str], requested: frozenset[str] | None) -> froz
     if requested is None:
         return ceiling
     # A tool scope may also be narrowed: tools:gmail.* allows asking tools:gmail.send.
-    if all(any(covers(c, r) for c in ceiling) for r in requested):
+    if not beyond(ceiling, requested):
         return requested
     return None
+
+
+def beyond(ceiling: frozenset[str], requested: frozenset[str]) -> list[str]:
+    """The requested scopes no ceiling scope covers, sorted (empty: all are allowed)."""
+    return sorted(r for r in requested if not any(covers(c, r) for c in ceiling))
 
 
 def child_expiry(parent_exp: int, actor_exp: int, now: int, ttl: int) -> int | None:

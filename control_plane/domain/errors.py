@@ -130,7 +130,10 @@ class RequestTooLarge(AgentAuthError):
 
     def __init__(self, max_bytes: int) -> None:
         self.max_bytes = max_bytes
-        super().__init__(metadata={"maxBytes": str(max_bytes)})
+        super().__init__(
+            f"the request is larger than the {max_bytes} bytes accepted here",
+            metadata={"maxBytes": str(max_bytes)},
+        )
 
 
 class Unavailable(AgentAuthError):

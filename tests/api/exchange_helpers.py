@@ -154,9 +154,15 @@ async def post_form(
 
 
 def assert_oauth_error(
-    status: int, headers: Mapping[str, str], body: Any, want_status: int, error: str
+    status: int,
+    headers: Mapping[str, str],
+    body: Any,
+    want_status: int,
+    error: str,
+    challenge: str = "Bearer",
 ) -> None:
-    """RFC 6749 §5.2: JSON ``error`` (+ ``error_description``), never cached."""
+    """RFC 6749 §5.2: JSON ``error`` (+ ``error_description``), never cached; a 401
+    challenges in the scheme the client used (``challenge``)."""
     assert status == want_status, body
     assert isinstance(body, dict) and body["error"] == error, body
     assert isinstance(body.get("error_description", ""), str)
@@ -164,7 +170,7 @@ def assert_oauth_error(
     assert headers["Cache-Control"] == "no-store"
     assert headers["Content-Type"].startswith("application/json")
     if want_status == 401:
-        assert headers["WWW-Authenticate"].startswith("Bearer")
+        assert headers["WWW-Authenticate"].split(" ", 1)[0] == challenge
 
 
 @dataclass

@@ -9,10 +9,11 @@ from agentauth.v1 import admin_pb2, connection_pb2, token_pb2, tool_pb2
 from grpc_health.v1 import health_pb2
 from grpc_reflection.v1alpha import reflection_pb2
 
+from control_plane.api import reflection_v1
 from control_plane.api.authz import RULES, rule_for
 from control_plane.app import SERVICE_NAMES
 
-SERVED = [admin_pb2, token_pb2, connection_pb2, tool_pb2, health_pb2, reflection_pb2]
+SERVED = [admin_pb2, token_pb2, connection_pb2, tool_pb2, health_pb2, reflection_pb2, reflection_v1]
 
 
 def _served_methods() -> set[str]:
@@ -49,6 +50,7 @@ def test_only_discovery_jwks_and_the_token_grant_are_public() -> None:
         "/grpc.health.v1.Health/List",
         "/grpc.health.v1.Health/Watch",
         "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
         "/agentauth.v1.TokenService/GetJwks",
         "/agentauth.v1.TokenService/ExchangeToken",
     }

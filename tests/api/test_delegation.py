@@ -57,6 +57,7 @@ async def test_rfc8693_2_2_2_scope_widening_is_invalid_scope(chain: Chain) -> No
     with pytest.raises(InvalidArgumentError) as err:
         await chain.hop(t1, "S", scope="a b")
     assert err.value.reason == "INVALID_SCOPE"
+    assert err.value.message == "scope not allowed: b"  # beyond the parent's scope
 
 
 async def test_rfc8693_4_4_may_act_policy_refuses_unlisted_hops(chain: Chain) -> None:

@@ -1391,7 +1391,9 @@ async def test_rfc7662_2_1_and_rfc7009_2_1_callers_must_authenticate_over_http(
     token = (await world.exchange(subject_token=world.workload())).access_token
     before = await world.harness.snapshot()
     got = await _http_call(world.harness, path, token, authorization)
-    assert_oauth_error(*got, 401, "invalid_client")
+    # RFC 6749 §5.2: the challenge matches the scheme the client tried.
+    scheme = "Basic" if (authorization or "").startswith("Basic") else "Bearer"
+    assert_oauth_error(*got, 401, "invalid_client", challenge=scheme)
     assert await world.harness.snapshot() == before
 
 
@@ -1572,7 +1574,7 @@ async def _h_refresh_requested(w: World) -> HttpExpect:
 
 async def _h_invalid_scope(w: World) -> HttpExpect:
     form = w.form(subject_token=w.workload(), scope="invoices:read admin")
-    return form, 400, {"error": "invalid_scope"}
+    return form, 400, {"error": "invalid_scope", "error_description": "scope not allowed: admin"}
 
 
 async def _h_invalid_target(w: World) -> HttpExpect:

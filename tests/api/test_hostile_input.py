@@ -389,6 +389,8 @@ async def test_refused_token_requests_get_exactly_one_outcome(
     assert got == status
     assert json.loads(raw)["error"] == "invalid_request"
     assert headers["Cache-Control"] == "no-store"
+    if status == 413:  # RFC 6749 §5.2 error_description: say what the limit is
+        assert "65536 bytes" in json.loads(raw)["error_description"]
     assert _records(harness) == [("attempt", "pending", ""), ("outcome", *outcome)]
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+
 import aiohttp
+import pytest
 from agentauth.v1 import admin_pb2 as pb
 from agentauth.v1 import token_pb2
 
@@ -110,6 +113,10 @@ async def test_unknown_routes_and_methods_are_precise(harness) -> None:
             assert r.status == 404 and (await r.json()) == {"error": "not_found"}
         async with http.post(harness.http + "/.well-known/jwks.json", data=b"x" * 10) as r:
             assert r.status == 405
+            # RFC 9110 §15.5.6: a 405 lists the methods the resource supports.
+            assert r.headers["Allow"] == "GET,HEAD"
+        async with http.get(harness.http + "/oauth2/token") as r:
+            assert r.status == 405 and r.headers["Allow"] == "POST"
         async with http.get(harness.http + "/healthz", headers={"X-Big": "a" * 9000}) as r:
             assert r.status in (400, 431)
         async with http.get(harness.http + "/healthz") as r:
@@ -125,3 +132,91 @@ async def test_metrics_count_rpcs_by_method_and_code(harness) -> None:
     line = 'agentauth_rpc_total{method="/agentauth.v1.AdminService/GetOrganization",code="OK"} 1'
     assert line in text
     assert org.split("/")[1] not in text  # no org ids in metric labels
+
+
+CORS_DOCUMENTS = ("/.well-known/jwks.json", "/.well-known/oauth-authorization-server")
+
+
+@pytest.mark.parametrize("path", CORS_DOCUMENTS)
+async def test_public_documents_allow_simple_cross_origin_gets(harness, path: str) -> None:
+    """A browser client may read the keys and the metadata from any origin, without
+    credentials (``*`` never goes with Access-Control-Allow-Credentials)."""
+    async with aiohttp.ClientSession() as http:
+        for method in ("GET", "HEAD"):
+            async with http.request(
+                method, harness.http + path, headers={"Origin": "https://app.example"}
+            ) as r:
+                assert r.status == 200
+                assert r.headers["Access-Control-Allow-Origin"] == "*"
+                assert "Access-Control-Allow-Credentials" not in r.headers
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("GET", "/metrics"),
+        ("POST", "/oauth2/token"),
+        ("POST", "/oauth2/introspect"),
+        ("POST", "/oauth2/revoke"),
+        ("GET", "/connect/nope"),
+        ("GET", "/oauth/callback"),
+        ("POST", "/.well-known/jwks.json"),
+        ("GET", "/nope"),
+    ],
+)
+async def test_no_other_route_answers_cross_origin(harness, method: str, path: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.request(
+            method, harness.http + path, headers={"Origin": "https://app.example"}
+        ) as r:
+            assert not [h for h in r.headers if h.lower().startswith("access-control-")]
+
+
+async def test_jwks_has_an_etag_and_answers_if_none_match_with_304(harness) -> None:
+    url = harness.http + "/.well-known/jwks.json"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url) as r:
+            tag, body = r.headers["ETag"], await r.text()
+        assert tag.startswith('"') and tag.endswith('"') and len(tag) > 2
+        # RFC 9110 §13.1.2: weak comparison, lists and "*" all match.
+        for header in (tag, "W/" + tag, f'"other", {tag}', "*"):
+            async with http.get(url, headers={"If-None-Match": header}) as r:
+                assert r.status == 304 and await r.read() == b""
+                assert r.headers["ETag"] == tag
+                assert r.headers["Cache-Control"] == "public, max-age=300"
+        async with http.get(url, headers={"If-None-Match": '"stale"'}) as r:
+            assert r.status == 200 and await r.text() == body
+        # A new key changes the document, so its tag.
+        await harness.runtime.keys.rotate()
+        async with http.get(url, headers={"If-None-Match": tag}) as r:
+            assert r.status == 200 and r.headers["ETag"] != tag
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+@pytest.mark.parametrize("path", ["/oauth2/token", "/oauth2/introspect", "/oauth2/revoke"])
+async def test_rfc6749_5_2_a_basic_client_gets_a_basic_challenge(harness, path: str) -> None:
+    """"include the WWW-Authenticate response header field matching the authentication
+    scheme used by the client" (we take no client secrets, so Basic always fails)."""
+    basic = "Basic " + base64.b64encode(b"client:secret").decode()
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            harness.http + path, data="grant_type=client_credentials&token=x",
+            headers={**FORM, "Authorization": basic},
+        ) as r:
+            assert r.status == 401 and (await r.json())["error"] == "invalid_client"
+            assert r.headers["WWW-Authenticate"] == 'Basic realm="agentauth", charset="UTF-8"'
+            assert "secret" not in await r.text()
+
+
+async def test_rfc6750_3_a_bearer_client_still_gets_a_bearer_challenge(harness) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            harness.http + "/oauth2/introspect", data="token=x",
+            headers={**FORM, "Authorization": "Bearer not-a-key"},
+        ) as r:
+            assert r.status == 401
+            assert r.headers["WWW-Authenticate"].startswith("Bearer")

@@ -53,6 +53,21 @@ async def _discover(harness: Any) -> dict[str, Any]:
     return meta
 
 
+async def test_rfc8414_2_metadata_passes_authlibs_validation(harness: Any) -> None:
+    """Every member holds registered values; an empty ``response_types_supported``
+    (REQUIRED) or ``"bearer"`` as a revocation auth method would not."""
+    from authlib.oauth2.rfc8414 import AuthorizationServerMetadata
+
+    meta = await _discover(harness)
+    AuthorizationServerMetadata(meta).validate()
+    assert meta["response_types_supported"] == ["none"]
+    # RFC 8414 §2: introspection may name an "OAuth Access Token Types" value (RFC 6750's).
+    assert meta["introspection_endpoint_auth_methods_supported"] == ["Bearer"]
+    # Revocation may not, and left out it would mean client_secret_basic: our own member.
+    assert "revocation_endpoint_auth_methods_supported" not in meta
+    assert meta["agentauth_revocation_endpoint_auth_schemes_supported"] == ["Bearer"]
+
+
 async def _rsa_agent(harness: Any) -> tuple[Any, Any, Any, str]:
     """An agent whose PRIVATE_KEY_JWT policy holds one RSA key (Authlib's default RS256)."""
     org, admin, _ = await harness.new_org()

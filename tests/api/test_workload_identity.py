@@ -106,6 +106,8 @@ async def test_scope_widening_is_invalid_scope_and_audience_is_allow_listed(harn
         with pytest.raises(InvalidArgumentError) as err:
             await tokens.ExchangeToken(tpb.ExchangeTokenRequest(**base, scope="invoices:read admin"))
         assert err.value.reason == "INVALID_SCOPE"
+        # RFC 6749 §5.2 error_description: the authenticated caller learns what to drop.
+        assert err.value.message == "scope not allowed: admin"
         with pytest.raises(InvalidArgumentError) as err:
             await tokens.ExchangeToken(tpb.ExchangeTokenRequest(**base, audience=["*"]))
         assert err.value.reason == "INVALID_TARGET"

@@ -10,6 +10,7 @@ from control_plane.domain.delegation import (
     ChainInvalid,
     actor_chain,
     attenuate,
+    beyond,
     child_expiry,
     nest,
 )
@@ -66,3 +67,18 @@ def test_a_500_deep_forged_act_is_refused_without_recursion() -> None:
     except ChainInvalid:
         return
     raise AssertionError("deep chain accepted")
+
+
+@settings(max_examples=300)
+@given(ceiling=SCOPES, requested=SCOPES)
+def test_beyond_names_exactly_what_attenuation_refuses(ceiling, requested) -> None:
+    """``invalid_scope`` names the scopes outside the ceiling, and only those."""
+    refused = beyond(ceiling, requested)
+    assert refused == sorted(requested - ceiling)
+    assert (attenuate(ceiling, requested) is None) == bool(refused)
+
+
+def test_beyond_honours_tool_scope_wildcards() -> None:
+    ceiling = frozenset({"tools:gmail.*"})
+    asked = frozenset({"tools:gmail.send_message", "tools:slack.post", "admin"})
+    assert beyond(ceiling, asked) == ["admin", "tools:slack.post"]

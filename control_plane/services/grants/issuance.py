@@ -11,7 +11,7 @@ import datetime as dt
 import secrets
 
 from control_plane.domain import names
-from control_plane.domain.delegation import attenuate, nest
+from control_plane.domain.delegation import attenuate, beyond, nest
 from control_plane.domain.errors import InvalidRequest, InvalidScope, InvalidTarget
 from control_plane.domain.scope import OrgScope
 from control_plane.domain.trust import SCOPE_TOKEN
@@ -30,8 +30,17 @@ def grant_scopes(ceiling: frozenset[str], scope: str) -> list[str]:
         requested = frozenset(asked)
     granted = attenuate(ceiling, requested)
     if granted is None:
-        raise InvalidScope()
+        # The caller is authenticated by now and the names are its own request,
+        # so naming them tells it only what to drop (RFC 6749 §5.2 error_description:
+        # "Human-readable ... to assist the client developer").
+        assert requested is not None
+        raise InvalidScope(_not_allowed(beyond(ceiling, requested)))
     return sorted(granted)
+
+
+def _not_allowed(scopes: list[str], shown: int = 8) -> str:
+    more = f" (and {len(scopes) - shown} more)" if len(scopes) > shown else ""
+    return "scope not allowed: " + " ".join(scopes[:shown]) + more
 
 
 def choose_service_account(
