@@ -77,8 +77,20 @@ def main() -> None:
         out = Path(tempfile.mkdtemp()) / "profile.txt"
         seconds = max(4, int(args.seconds))
         recorder = subprocess.Popen(  # noqa: S603
-            [spy, "record", "-f", "raw", "-r", "250", "-o", str(out), "--pid",
-             str(server.proc.pid), "--duration", str(seconds)],
+            [
+                spy,
+                "record",
+                "-f",
+                "raw",
+                "-r",
+                "250",
+                "-o",
+                str(out),
+                "--pid",
+                str(server.proc.pid),
+                "--duration",
+                str(seconds),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
