@@ -86,7 +86,7 @@ from control_plane.services.tool_listing import ToolListingService
 from control_plane.services.tool_policies import ToolPolicies
 from control_plane.services.trust_policies import TrustPolicyService
 from control_plane.services.users import UserService
-from control_plane.storage.db import Database
+from control_plane.storage.db import Database, unreachable_reason
 from control_plane.storage.deadline import DbTimeouts
 from control_plane.storage.migrate import current_revision, head_revision, upgrade
 from control_plane.tokens.keys import SigningKeyManager
@@ -140,12 +140,24 @@ class Runtime:
         await self.db.dispose()
 
 
+async def migrate(url: str) -> None:
+    """``control-plane migrate`` (and the embedded database's own upgrade): a
+    database that cannot be reached is one line saying why, never a traceback."""
+    try:
+        await upgrade(url)
+    except Exception as exc:
+        reason = unreachable_reason(exc)
+        if reason is None:
+            raise
+        raise StartupError(f"database unreachable: {reason}") from None
+
+
 async def prepare_database(settings: Settings) -> Database:
     """Embedded SQLite migrates itself; PostgreSQL must have been migrated by an operator."""
     url = settings.effective_database_url
     if settings.embedded:
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        await upgrade(url)
+        await migrate(url)
     timeouts = DbTimeouts(
         settings.db_connect_timeout, settings.db_pool_timeout, settings.db_statement_timeout
     )
@@ -154,7 +166,8 @@ async def prepare_database(settings: Settings) -> Database:
         revision = await current_revision(db)
     except Exception as exc:
         await db.dispose()
-        raise StartupError(f"database unreachable ({type(exc).__name__})") from None
+        reason = unreachable_reason(exc) or f"connection failed ({type(exc).__name__})"
+        raise StartupError(f"database unreachable: {reason}") from None
     if revision != head_revision():
         await db.dispose()
         raise StartupError(

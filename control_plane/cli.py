@@ -10,11 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from control_plane import logs
-from control_plane.app import StartupError, open_runtime, prepare, serve
+from control_plane.app import StartupError, migrate, open_runtime, prepare, serve
 from control_plane.config import Settings
 from control_plane.domain.errors import AgentAuthError
 from control_plane.services.api_keys import ApiKeyService
-from control_plane.storage.migrate import upgrade
 from control_plane.workers import default_workers, fixed_ports, run_workers
 
 
@@ -170,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(settings, args)
         elif args.command == "migrate":
-            asyncio.run(upgrade(settings.effective_database_url))
+            asyncio.run(migrate(settings.effective_database_url))
             print("database migrated to head")
         elif args.command == "admin":
             asyncio.run(_create_key(settings, args.display_name))

@@ -48,6 +48,30 @@ def _burst(name: str, default: int) -> int:
     return _int(f"RATE_LIMIT_{name}_BURST", str(default))
 
 
+#: Database URL schemes we run (psycopg 3, aiosqlite); the plain names mean the same.
+DATABASE_SCHEMES = ("postgresql+psycopg", "postgresql", "postgres", "sqlite+aiosqlite", "sqlite")
+SUPPORTED_DATABASES = (
+    "use postgresql+psycopg://USER[:PASSWORD]@HOST[:PORT]/DB (postgresql:// and "
+    "postgres:// mean the same) or sqlite+aiosqlite:///PATH"
+)
+
+
+def check_database_url(url: str) -> None:
+    """Refuse a URL we cannot run before any driver sees it. The message names the
+    scheme at most: the rest of a URL may carry a password."""
+    scheme, sep, _ = url.partition("://")
+    if not sep or not scheme:
+        raise ValueError(
+            f"--database-url / AGENTAUTH_DATABASE_URL is not a URL: {SUPPORTED_DATABASES}"
+        )
+    if scheme not in DATABASE_SCHEMES:
+        shown = scheme if scheme.replace("+", "").isalnum() and len(scheme) <= 32 else "?"
+        raise ValueError(
+            f"--database-url / AGENTAUTH_DATABASE_URL: {shown}:// is not supported; "
+            f"{SUPPORTED_DATABASES}"
+        )
+
+
 def parse_listen(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -167,6 +191,8 @@ class Settings:
             raise ValueError("AGENTAUTH_SIGNING_ALGORITHM must be ES256 or EdDSA")
         parse_listen(self.grpc_listen)
         parse_listen(self.http_listen)
+        if self.database_url:
+            check_database_url(self.database_url)
         for name in (
             "db_connect_timeout",
             "db_pool_timeout",
