@@ -496,6 +496,30 @@ def _listen_socket(listen: str, reuse_port: bool) -> socket.socket:
     return sock
 
 
+def _grpc_port(server: grpc.aio.Server, listen: str) -> int:
+    """Bind gRPC; a port that cannot be had is a :class:`StartupError` like HTTP's.
+
+    grpc says only "Failed to bind" (a RuntimeError, or port 0 in older releases),
+    so the reason is asked of the kernel with a plain socket on the same address.
+    """
+    host, port = parse_listen(listen)
+    try:
+        bound = server.add_insecure_port(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    except RuntimeError:
+        bound = 0
+    if bound:
+        return bound
+    why = "the address cannot be bound"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            why = exc.strerror or why
+    raise StartupError(f"cannot listen for gRPC on {listen}: {why}")
+
+
 def pipeline_for(
     runtime: Runtime, rules: Any, tokens: TokenStack, conns: ConnectionStack
 ) -> Pipeline:
@@ -628,19 +652,22 @@ async def start_servers(runtime: Runtime) -> Servers:
     http = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=10), headers={"User-Agent": "agentauth"}
     )
-    tokens = build_token_stack(runtime, issuer, http, build_outbound(s))
-    vault = build_vault(runtime, http)
-    conns = build_connections(runtime, vault, issuer)
-    health_servicer = health.aio.HealthServicer()
-    gate = PipelineInterceptor(pipeline_for(runtime, RULES, tokens, conns))
-    server = build_grpc_server(runtime, tokens, conns, health_servicer, gate)
-    ghost, gport = parse_listen(s.grpc_listen)
-    grpc_port = server.add_insecure_port(f"{ghost}:{gport}")
-    if grpc_port == 0:
+    outbound = build_outbound(s)
+    try:
+        tokens = build_token_stack(runtime, issuer, http, outbound)
+        vault = build_vault(runtime, http)
+        conns = build_connections(runtime, vault, issuer)
+        health_servicer = health.aio.HealthServicer()
+        gate = PipelineInterceptor(pipeline_for(runtime, RULES, tokens, conns))
+        server = build_grpc_server(runtime, tokens, conns, health_servicer, gate)
+        grpc_port = _grpc_port(server, s.grpc_listen)
+    except BaseException:
+        # Nothing is serving yet: close what was opened, so a refusal to start is
+        # its one line and no "Unclosed client session" follows it.
         http_sock.close()
         await http.close()
-        await tokens.outbound.close()
-        raise StartupError(f"cannot listen for gRPC on {s.grpc_listen}")
+        await outbound.close()
+        raise
     readiness = build_readiness(runtime, health_servicer)
     await runtime.feed.start()
     # Before the server answers: health reports what the database says from the start.
