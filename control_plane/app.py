@@ -205,13 +205,33 @@ async def database_initialized(db: Database) -> bool:
 
 
 async def open_runtime(
-    settings: Settings, *, clock: Clock | None = None, audit: AuditSink | None = None
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    audit: AuditSink | None = None,
+    existing_only: str = "",
 ) -> Runtime:
+    """Open (and on a first start, create) the database, KEK and signing keys.
+
+    ``existing_only`` names a command that only looks at what exists (``keys
+    list``): it then creates nothing — no data directory, database, KEK file or
+    signing key — and says there is nothing to look at instead.
+    """
     clock = clock or SystemClock()
     catalog = load_connectors(settings)  # a bad definition stops start-up before anything else
+    nothing = f"nothing to {existing_only}: "
+    if existing_only and settings.embedded and not settings.embedded_database.exists():
+        raise StartupError(
+            f"{nothing}no database at {settings.embedded_database} "
+            "(pass the --data-dir or --database-url the server uses)"
+        )
     db = await prepare_database(settings)
     try:
         fresh = not await database_initialized(db)
+        if existing_only and fresh:
+            raise StartupError(
+                f"{nothing}this database holds no keys yet (no server started on it)"
+            )
         kek = kek_provider(settings, may_create=fresh)
         barrier = Barrier(db, kek, clock=clock)
         try:
@@ -230,7 +250,8 @@ async def open_runtime(
             max_token_ttl=settings.max_token_ttl,
         )
         await keys.load()
-        await keys.ensure_initial_key()
+        if not existing_only:
+            await keys.ensure_initial_key()
     except BaseException:
         await db.dispose()
         raise

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from control_plane import logs
-from control_plane.app import StartupError, migrate, open_runtime, prepare, serve
+from control_plane.app import Runtime, StartupError, migrate, open_runtime, prepare, serve
 from control_plane.config import Settings
 from control_plane.domain.errors import AgentAuthError
 from control_plane.services.api_keys import ApiKeyService
@@ -85,7 +85,9 @@ async def _create_key(settings: Settings, display_name: str) -> None:
 
 
 async def _keys(settings: Settings, args: argparse.Namespace) -> None:
-    runtime = await open_runtime(settings)
+    # Looking at keys, or withdrawing one, must not create a database to do it in.
+    looks_only = {"list": "list", "taint": "taint"}.get(args.keys_command, "")
+    runtime = await open_runtime(settings, existing_only=looks_only)
     try:
         if args.keys_command == "rotate-kek":
 
@@ -100,17 +102,42 @@ async def _keys(settings: Settings, args: argparse.Namespace) -> None:
             )
         elif args.keys_command == "rotate-signing":
             kid = await runtime.keys.rotate()
-            print(f"new signing key {kid}: published now, signs after the JWKS cache TTL")
+            new = next(k for k in runtime.keys.keys_summary() if k.kid == kid)
+            # The servers read keys from the database at their next reload, not now.
+            print(
+                f"new signing key {kid}: stored; running servers publish it in JWKS at "
+                "their next key reload (every AGENTAUTH_KEY_RELOAD_SECONDS, default 30 s); "
+                f"it signs from {new.activate_time:%Y-%m-%dT%H:%M:%SZ} "
+                "(one JWKS cache TTL from now)"
+            )
         elif args.keys_command == "taint":
             await runtime.keys.taint(args.kid)
             print(f"signing key {args.kid} tainted: removed from JWKS")
         else:
-            for key in runtime.keys.keys_summary():
-                times = f"publish={key.publish_time:%Y-%m-%dT%H:%M:%SZ} "
-                times += f"activate={key.activate_time:%Y-%m-%dT%H:%M:%SZ}"
-                print(f"{key.kid}  {key.alg}  {key.state}  published={key.published}  {times}")
+            _print_keys(runtime)
     finally:
         await runtime.close()
+
+
+def _print_keys(runtime: Runtime) -> None:
+    """``keys list``: one header line, then one line per key, in columns."""
+    rows = [("KID", "ALG", "STATE", "IN JWKS", "PUBLISHED FROM", "SIGNS FROM")]
+    for key in runtime.keys.keys_summary():
+        rows.append(
+            (
+                key.kid,
+                key.alg,
+                str(key.state),
+                "yes" if key.published else "no",
+                f"{key.publish_time:%Y-%m-%dT%H:%M:%SZ}",
+                f"{key.activate_time:%Y-%m-%dT%H:%M:%SZ}",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
 
 
 def _workers(settings: Settings, given: str | None) -> int:

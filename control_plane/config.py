@@ -245,10 +245,14 @@ class Settings:
         return not self.database_url
 
     @property
+    def embedded_database(self) -> Path:
+        return self.data_dir / "agentauth.db"
+
+    @property
     def effective_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite+aiosqlite:///{self.data_dir / 'agentauth.db'}"
+        return f"sqlite+aiosqlite:///{self.embedded_database}"
 
     @property
     def kek_file(self) -> Path:
