@@ -740,13 +740,21 @@ async def key_maintenance(runtime: Runtime, tools: ToolExecutor | None = None) -
 
 
 async def _first_admin_key(runtime: Runtime, out: TextIO) -> None:
-    """A first embedded start creates a platform admin key and prints it once."""
+    """A first embedded start creates a platform admin key and prints it once; on an
+    external database (a shared deployment) an operator creates it, so say how."""
     api_keys = ApiKeyService(runtime.services)
-    if runtime.settings.embedded and not await api_keys.any_platform_key():
-        _, key = await api_keys.create_platform_key("bootstrap (first dev start)")
-        log.warning("no admin key existed: created a platform admin key, printed once on stdout")
-        print("Platform admin key (shown once; store it now):", file=out)
-        print(key, file=out, flush=True)
+    if await api_keys.any_platform_key():
+        return
+    if not runtime.settings.embedded:
+        log.warning(
+            "no platform admin key exists: create one with `control-plane admin create-key` "
+            "(same AGENTAUTH_DATABASE_URL and KEK settings); it is printed once on stdout"
+        )
+        return
+    _, key = await api_keys.create_platform_key("bootstrap (first dev start)")
+    log.warning("no admin key existed: created a platform admin key, printed once on stdout")
+    print("Platform admin key (shown once; store it now):", file=out)
+    print(key, file=out, flush=True)
 
 
 async def prepare(settings: Settings, *, out: TextIO = sys.stdout) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
+import logging
 import os
 import socket
 import subprocess
@@ -9,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from control_plane.cli import main
 
 ROOT = Path(__file__).parents[1]
 
@@ -37,3 +42,31 @@ def test_grpc_port_in_use_is_one_line_and_closes_what_it_opened(tmp_path: Path) 
     assert done.stderr.strip().splitlines()[-1] == (
         f"control-plane: cannot listen for gRPC on 127.0.0.1:{port}: Address already in use"
     )
+
+
+async def test_an_external_database_without_admin_key_says_how_to_create_one(
+    tmp_path: Path,
+) -> None:
+    # An external database (here a migrated SQLite file given by URL, so not the
+    # embedded dev database) gets no bootstrap key; the start says what to run.
+    from control_plane import logs
+    from control_plane.app import migrate, prepare
+    from control_plane.config import Settings
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'external.db'}"
+    await migrate(url)
+    settings = Settings(data_dir=tmp_path / "d", database_url=url)
+    stream, out = io.StringIO(), io.StringIO()
+    logs.configure(stream=stream)
+    try:
+        await prepare(settings, out=out)
+        assert out.getvalue() == ""  # no key created or printed
+        assert "control-plane admin create-key" in stream.getvalue()
+        # Once a key exists, nothing more is said.
+        argv = ["admin", "create-key", "--data-dir", str(tmp_path / "d"), "--database-url", url]
+        assert await asyncio.to_thread(main, argv) == 0
+        logs.configure(stream=(later := io.StringIO()))
+        await prepare(settings, out=out)
+        assert "admin create-key" not in later.getvalue()
+    finally:
+        logs.configure(level=logging.WARNING)
