@@ -156,6 +156,10 @@ def _workers(settings: Settings, given: str | None) -> int:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        settings.check_issuer()
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
     if args.worker:  # one of the processes --workers started; the parent checked first
         asyncio.run(serve(settings, worker=True))
         return 0

@@ -72,6 +72,10 @@ def check_database_url(url: str) -> None:
         )
 
 
+#: Bind hosts that mean "every address" (an empty host too: what would it name?).
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "", "*"})
+
+
 def parse_listen(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -267,3 +271,18 @@ class Settings:
     @property
     def effective_issuer(self) -> str:
         return self.issuer or f"http://{self.http_listen}"
+
+    def check_issuer(self) -> None:
+        """Refuse to serve on a wildcard bind without ``AGENTAUTH_ISSUER``.
+
+        The issuer defaults to ``http://{--http-listen}``, which is a URL clients can
+        use only when the bind is a real address: ``0.0.0.0:8080`` (the container
+        image's bind) would put ``iss: http://0.0.0.0:8080`` into every token.
+        """
+        host = self.http_listen.rpartition(":")[0].strip("[]")
+        if not self.issuer and host in WILDCARD_HOSTS:
+            raise ValueError(
+                f"--http-listen {self.http_listen} listens on every address, so it is not "
+                "an issuer URL that tokens can carry: set AGENTAUTH_ISSUER to the URL "
+                "clients reach this server at (e.g. AGENTAUTH_ISSUER=https://auth.example.com)"
+            )

@@ -70,3 +70,25 @@ async def test_an_external_database_without_admin_key_says_how_to_create_one(
         assert "admin create-key" not in later.getvalue()
     finally:
         logs.configure(level=logging.WARNING)
+
+
+@pytest.mark.parametrize("listen", ["0.0.0.0:8080", "[::]:8080", ":8080"])
+def test_a_wildcard_bind_needs_an_issuer(
+    listen: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AGENTAUTH_ISSUER", raising=False)
+    code = main(["serve", "--data-dir", str(tmp_path / "d"), "--http-listen", listen])
+    _, err = capsys.readouterr()
+    assert code == 2
+    [line] = err.strip().splitlines()
+    assert "set AGENTAUTH_ISSUER" in line and listen in line, line
+    assert not (tmp_path / "d").exists()  # refused before anything was created
+
+
+def test_a_wildcard_bind_with_an_issuer_passes_the_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    from control_plane.config import Settings
+
+    monkeypatch.setenv("AGENTAUTH_ISSUER", "https://auth.example.com")
+    Settings(http_listen="0.0.0.0:8080").check_issuer()  # no error
+    monkeypatch.delenv("AGENTAUTH_ISSUER")
+    Settings(http_listen="127.0.0.1:8080").check_issuer()
