@@ -73,7 +73,7 @@ def check_database_url(url: str) -> None:
 
 
 #: Bind hosts that mean "every address" (an empty host too: what would it name?).
-WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "", "*"})
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "", "*"})  # noqa: S104 - recognised, not bound
 
 
 def parse_listen(value: str) -> tuple[str, int]:
