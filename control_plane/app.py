@@ -712,6 +712,10 @@ async def start_servers(runtime: Runtime) -> Servers:
     )
 
 
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 #: Seconds between two passes over every org's tool-action records.
 TOOL_ACTION_PRUNE_SECONDS = 3600.0
 
@@ -781,8 +785,14 @@ async def serve(settings: Settings, *, out: TextIO = sys.stdout, worker: bool = 
         if not worker:
             await _first_admin_key(runtime, out)
         servers = await start_servers(runtime)
+        grpc_host, http_host = (
+            parse_listen(settings.grpc_listen)[0],
+            parse_listen(settings.http_listen)[0],
+        )
         log.info(
             "serving",
+            grpc=_address(grpc_host, servers.grpc_port),
+            http=_address(http_host, servers.http_port),
             grpc_port=servers.grpc_port,
             http_port=servers.http_port,
             issuer=servers.tokens.issuer,

@@ -48,6 +48,9 @@ def _burst(name: str, default: int) -> int:
     return _int(f"RATE_LIMIT_{name}_BURST", str(default))
 
 
+DEFAULT_GRPC_LISTEN = "127.0.0.1:50051"
+DEFAULT_HTTP_LISTEN = "127.0.0.1:8080"
+
 #: Database URL schemes we run (psycopg 3, aiosqlite); the plain names mean the same.
 DATABASE_SCHEMES = ("postgresql+psycopg", "postgresql", "postgres", "sqlite+aiosqlite", "sqlite")
 SUPPORTED_DATABASES = (
@@ -86,8 +89,8 @@ def parse_listen(value: str) -> tuple[str, int]:
 @dataclass
 class Settings:
     data_dir: Path = field(default_factory=lambda: Path(_env("DATA_DIR", str(default_data_dir()))))
-    grpc_listen: str = field(default_factory=lambda: _env("GRPC_LISTEN", "127.0.0.1:50051"))
-    http_listen: str = field(default_factory=lambda: _env("HTTP_LISTEN", "127.0.0.1:8080"))
+    grpc_listen: str = field(default_factory=lambda: _env("GRPC_LISTEN", DEFAULT_GRPC_LISTEN))
+    http_listen: str = field(default_factory=lambda: _env("HTTP_LISTEN", DEFAULT_HTTP_LISTEN))
     database_url: str = field(default_factory=lambda: _env("DATABASE_URL", ""))
     kek_provider: str = field(default_factory=lambda: _env("KEK_PROVIDER", ""))
     issuer: str = field(default_factory=lambda: _env("ISSUER", ""))
