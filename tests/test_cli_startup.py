@@ -18,6 +18,15 @@ from control_plane.cli import main
 ROOT = Path(__file__).parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _quiet_logs():
+    # main() points the logs at this test's captured stderr; point them back after.
+    yield
+    from control_plane import logs
+
+    logs.configure(level=logging.WARNING)
+
+
 def _serve(tmp_path: Path, *argv: str, **env: str) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("AGENTAUTH_")}
     return subprocess.run(
@@ -58,18 +67,15 @@ async def test_an_external_database_without_admin_key_says_how_to_create_one(
     settings = Settings(data_dir=tmp_path / "d", database_url=url)
     stream, out = io.StringIO(), io.StringIO()
     logs.configure(stream=stream)
-    try:
-        await prepare(settings, out=out)
-        assert out.getvalue() == ""  # no key created or printed
-        assert "control-plane admin create-key" in stream.getvalue()
-        # Once a key exists, nothing more is said.
-        argv = ["admin", "create-key", "--data-dir", str(tmp_path / "d"), "--database-url", url]
-        assert await asyncio.to_thread(main, argv) == 0
-        logs.configure(stream=(later := io.StringIO()))
-        await prepare(settings, out=out)
-        assert "admin create-key" not in later.getvalue()
-    finally:
-        logs.configure(level=logging.WARNING)
+    await prepare(settings, out=out)
+    assert out.getvalue() == ""  # no key created or printed
+    assert "control-plane admin create-key" in stream.getvalue()
+    # Once a key exists, nothing more is said.
+    argv = ["admin", "create-key", "--data-dir", str(tmp_path / "d"), "--database-url", url]
+    assert await asyncio.to_thread(main, argv) == 0
+    logs.configure(stream=(later := io.StringIO()))
+    await prepare(settings, out=out)
+    assert "admin create-key" not in later.getvalue()
 
 
 @pytest.mark.parametrize("listen", ["0.0.0.0:8080", "[::]:8080", ":8080"])
