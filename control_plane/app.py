@@ -156,7 +156,12 @@ async def prepare_database(settings: Settings) -> Database:
     """Embedded SQLite migrates itself; PostgreSQL must have been migrated by an operator."""
     url = settings.effective_database_url
     if settings.embedded:
-        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise StartupError(
+                f"cannot create the data directory {settings.data_dir}: {exc.strerror}"
+            ) from None
         await migrate(url)
     timeouts = DbTimeouts(
         settings.db_connect_timeout, settings.db_pool_timeout, settings.db_statement_timeout

@@ -98,3 +98,15 @@ def test_a_wildcard_bind_with_an_issuer_passes_the_check(monkeypatch: pytest.Mon
     Settings(http_listen="0.0.0.0:8080").check_issuer()  # no error
     monkeypatch.delenv("AGENTAUTH_ISSUER")
     Settings(http_listen="127.0.0.1:8080").check_issuer()
+
+
+def test_a_data_dir_that_cannot_be_made_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "a-file").write_text("")
+    code = main(["keys", "rotate-signing", "--data-dir", str(tmp_path / "a-file" / "d")])
+    _, err = capsys.readouterr()
+    assert code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        f"control-plane: cannot create the data directory {tmp_path / 'a-file' / 'd'}: Not a directory"
+    )
