@@ -88,7 +88,7 @@ from control_plane.services.tool_listing import ToolListingService
 from control_plane.services.tool_policies import ToolPolicies
 from control_plane.services.trust_policies import TrustPolicyService
 from control_plane.services.users import UserService
-from control_plane.storage.db import Database
+from control_plane.storage.db import Database, unreachable_reason
 from control_plane.storage.deadline import DbTimeouts
 from control_plane.storage.migrate import current_revision, head_revision, upgrade
 from control_plane.tokens.keys import SigningKeyManager
@@ -142,12 +142,29 @@ class Runtime:
         await self.db.dispose()
 
 
+async def migrate(url: str) -> None:
+    """``control-plane migrate`` (and the embedded database's own upgrade): a
+    database that cannot be reached is one line saying why, never a traceback."""
+    try:
+        await upgrade(url)
+    except Exception as exc:
+        reason = unreachable_reason(exc)
+        if reason is None:
+            raise
+        raise StartupError(f"database unreachable: {reason}") from None
+
+
 async def prepare_database(settings: Settings) -> Database:
     """Embedded SQLite migrates itself; PostgreSQL must have been migrated by an operator."""
     url = settings.effective_database_url
     if settings.embedded:
-        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        await upgrade(url)
+        try:
+            settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise StartupError(
+                f"cannot create the data directory {settings.data_dir}: {exc.strerror}"
+            ) from None
+        await migrate(url)
     timeouts = DbTimeouts(
         settings.db_connect_timeout, settings.db_pool_timeout, settings.db_statement_timeout
     )
@@ -156,7 +173,8 @@ async def prepare_database(settings: Settings) -> Database:
         revision = await current_revision(db)
     except Exception as exc:
         await db.dispose()
-        raise StartupError(f"database unreachable ({type(exc).__name__})") from None
+        reason = unreachable_reason(exc) or f"connection failed ({type(exc).__name__})"
+        raise StartupError(f"database unreachable: {reason}") from None
     if revision != head_revision():
         await db.dispose()
         raise StartupError(
@@ -194,13 +212,33 @@ async def database_initialized(db: Database) -> bool:
 
 
 async def open_runtime(
-    settings: Settings, *, clock: Clock | None = None, audit: AuditSink | None = None
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    audit: AuditSink | None = None,
+    existing_only: str = "",
 ) -> Runtime:
+    """Open (and on a first start, create) the database, KEK and signing keys.
+
+    ``existing_only`` names a command that only looks at what exists (``keys
+    list``): it then creates nothing — no data directory, database, KEK file or
+    signing key — and says there is nothing to look at instead.
+    """
     clock = clock or SystemClock()
     catalog = load_connectors(settings)  # a bad definition stops start-up before anything else
+    nothing = f"nothing to {existing_only}: "
+    if existing_only and settings.embedded and not settings.embedded_database.exists():
+        raise StartupError(
+            f"{nothing}no database at {settings.embedded_database} "
+            "(pass the --data-dir or --database-url the server uses)"
+        )
     db = await prepare_database(settings)
     try:
         fresh = not await database_initialized(db)
+        if existing_only and fresh:
+            raise StartupError(
+                f"{nothing}this database holds no keys yet (no server started on it)"
+            )
         kek = kek_provider(settings, may_create=fresh)
         barrier = Barrier(db, kek, clock=clock)
         try:
@@ -219,7 +257,8 @@ async def open_runtime(
             max_token_ttl=settings.max_token_ttl,
         )
         await keys.load()
-        await keys.ensure_initial_key()
+        if not existing_only:
+            await keys.ensure_initial_key()
     except BaseException:
         await db.dispose()
         raise
@@ -498,6 +537,30 @@ def _listen_socket(listen: str, reuse_port: bool) -> socket.socket:
     return sock
 
 
+def _grpc_port(server: grpc.aio.Server, listen: str) -> int:
+    """Bind gRPC; a port that cannot be had is a :class:`StartupError` like HTTP's.
+
+    grpc says only "Failed to bind" (a RuntimeError, or port 0 in older releases),
+    so the reason is asked of the kernel with a plain socket on the same address.
+    """
+    host, port = parse_listen(listen)
+    try:
+        bound = server.add_insecure_port(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    except RuntimeError:
+        bound = 0
+    if bound:
+        return bound
+    why = "the address cannot be bound"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            why = exc.strerror or why
+    raise StartupError(f"cannot listen for gRPC on {listen}: {why}")
+
+
 def pipeline_for(
     runtime: Runtime, rules: Any, tokens: TokenStack, conns: ConnectionStack
 ) -> Pipeline:
@@ -638,19 +701,22 @@ async def start_servers(runtime: Runtime) -> Servers:
     http = aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=10), headers={"User-Agent": "agentauth"}
     )
-    tokens = build_token_stack(runtime, issuer, http, build_outbound(s))
-    vault = build_vault(runtime, http)
-    conns = build_connections(runtime, vault, issuer)
-    health_servicer = health.aio.HealthServicer()
-    gate = PipelineInterceptor(pipeline_for(runtime, RULES, tokens, conns))
-    server = build_grpc_server(runtime, tokens, conns, health_servicer, gate)
-    ghost, gport = parse_listen(s.grpc_listen)
-    grpc_port = server.add_insecure_port(f"{ghost}:{gport}")
-    if grpc_port == 0:
+    outbound = build_outbound(s)
+    try:
+        tokens = build_token_stack(runtime, issuer, http, outbound)
+        vault = build_vault(runtime, http)
+        conns = build_connections(runtime, vault, issuer)
+        health_servicer = health.aio.HealthServicer()
+        gate = PipelineInterceptor(pipeline_for(runtime, RULES, tokens, conns))
+        server = build_grpc_server(runtime, tokens, conns, health_servicer, gate)
+        grpc_port = _grpc_port(server, s.grpc_listen)
+    except BaseException:
+        # Nothing is serving yet: close what was opened, so a refusal to start is
+        # its one line and no "Unclosed client session" follows it.
         http_sock.close()
         await http.close()
-        await tokens.outbound.close()
-        raise StartupError(f"cannot listen for gRPC on {s.grpc_listen}")
+        await outbound.close()
+        raise
     readiness = build_readiness(runtime, health_servicer)
     await runtime.feed.start()
     # Before the server answers: health reports what the database says from the start.
@@ -672,6 +738,10 @@ async def start_servers(runtime: Runtime) -> Servers:
         conns,
         runtime.feed,
     )
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 #: Seconds between two passes over every org's tool-action records.
@@ -702,13 +772,21 @@ async def key_maintenance(runtime: Runtime, tools: ToolExecutor | None = None) -
 
 
 async def _first_admin_key(runtime: Runtime, out: TextIO) -> None:
-    """A first embedded start creates a platform admin key and prints it once."""
+    """A first embedded start creates a platform admin key and prints it once; on an
+    external database (a shared deployment) an operator creates it, so say how."""
     api_keys = ApiKeyService(runtime.services)
-    if runtime.settings.embedded and not await api_keys.any_platform_key():
-        _, key = await api_keys.create_platform_key("bootstrap (first dev start)")
-        log.warning("no admin key existed: created a platform admin key, printed once on stdout")
-        print("Platform admin key (shown once; store it now):", file=out)
-        print(key, file=out, flush=True)
+    if await api_keys.any_platform_key():
+        return
+    if not runtime.settings.embedded:
+        log.warning(
+            "no platform admin key exists: create one with `control-plane admin create-key` "
+            "(same AGENTAUTH_DATABASE_URL and KEK settings); it is printed once on stdout"
+        )
+        return
+    _, key = await api_keys.create_platform_key("bootstrap (first dev start)")
+    log.warning("no admin key existed: created a platform admin key, printed once on stdout")
+    print("Platform admin key (shown once; store it now):", file=out)
+    print(key, file=out, flush=True)
 
 
 async def prepare(settings: Settings, *, out: TextIO = sys.stdout) -> None:
@@ -735,8 +813,14 @@ async def serve(settings: Settings, *, out: TextIO = sys.stdout, worker: bool = 
         if not worker:
             await _first_admin_key(runtime, out)
         servers = await start_servers(runtime)
+        grpc_host, http_host = (
+            parse_listen(settings.grpc_listen)[0],
+            parse_listen(settings.http_listen)[0],
+        )
         log.info(
             "serving",
+            grpc=_address(grpc_host, servers.grpc_port),
+            http=_address(http_host, servers.http_port),
             grpc_port=servers.grpc_port,
             http_port=servers.http_port,
             issuer=servers.tokens.issuer,

@@ -1,4 +1,7 @@
-"""``control-plane``: serve, migrate, bootstrap admin keys, rotate keys."""
+"""``control-plane``: serve, migrate, bootstrap admin keys, rotate keys.
+
+argparse shows :data:`DESCRIPTION`, not this docstring (its markup would show).
+"""
 
 from __future__ import annotations
 
@@ -10,34 +13,65 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from control_plane import logs
-from control_plane.app import StartupError, open_runtime, prepare, serve
-from control_plane.config import Settings
+from control_plane.app import Runtime, StartupError, migrate, open_runtime, prepare, serve
+from control_plane.config import (
+    DEFAULT_GRPC_LISTEN,
+    DEFAULT_HTTP_LISTEN,
+    Settings,
+    default_data_dir,
+)
 from control_plane.domain.errors import AgentAuthError
 from control_plane.services.api_keys import ApiKeyService
-from control_plane.storage.migrate import upgrade
 from control_plane.workers import default_workers, fixed_ports, run_workers
 
 
 def _add_storage_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data-dir", type=Path, help="data directory (env AGENTAUTH_DATA_DIR)")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        metavar="DIR",
+        help="data directory: the embedded SQLite file and the development KEK file "
+        f"(env AGENTAUTH_DATA_DIR; default {default_data_dir()})",
+    )
     p.add_argument(
         "--database-url",
-        help="postgresql+psycopg://... (env AGENTAUTH_DATABASE_URL); default: embedded SQLite",
+        metavar="URL",
+        help="postgresql+psycopg://USER@HOST[:PORT]/DB or sqlite+aiosqlite:///PATH "
+        "(env AGENTAUTH_DATABASE_URL; default: the embedded SQLite in --data-dir)",
     )
 
 
+DESCRIPTION = (
+    "agentauth control plane: serve the gRPC and HTTP APIs, migrate the database, "
+    "create admin keys, manage the KEK and signing keys, run sandbox emulators. "
+    "Flags win over AGENTAUTH_* environment variables, which win over the defaults."
+)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="control-plane", description=__doc__)
+    parser = argparse.ArgumentParser(prog="control-plane", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p_serve = sub.add_parser("serve", help="run the gRPC and HTTP servers")
+    p_serve = sub.add_parser(
+        "serve", help="run the gRPC and HTTP servers", description="Run the gRPC and HTTP servers."
+    )
     _add_storage_flags(p_serve)
-    p_serve.add_argument("--grpc-listen", help="HOST:PORT (env AGENTAUTH_GRPC_LISTEN)")
-    p_serve.add_argument("--http-listen", help="HOST:PORT (env AGENTAUTH_HTTP_LISTEN)")
+    p_serve.add_argument(
+        "--grpc-listen",
+        metavar="HOST:PORT",
+        help=f"HOST:PORT for gRPC (env AGENTAUTH_GRPC_LISTEN; default {DEFAULT_GRPC_LISTEN})",
+    )
+    p_serve.add_argument(
+        "--http-listen",
+        metavar="HOST:PORT",
+        help="HOST:PORT for HTTP, also the issuer URL unless AGENTAUTH_ISSUER is set "
+        f"(env AGENTAUTH_HTTP_LISTEN; default {DEFAULT_HTTP_LISTEN})",
+    )
     p_serve.add_argument(
         "--workers",
+        metavar="N",
         help="server processes sharing the ports (SO_REUSEPORT); env AGENTAUTH_WORKERS; "
-        "default: 1 on the embedded SQLite, the available CPUs (at most 8) on PostgreSQL",
+        "default auto: 1 on the embedded SQLite, the available CPUs (at most 8) on PostgreSQL",
     )
     p_serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
 
@@ -51,20 +85,28 @@ def _parser() -> argparse.ArgumentParser:
     admin_sub = p_admin.add_subparsers(dest="admin_command", required=True)
     p_key = admin_sub.add_parser("create-key", help="print a new platform admin key once")
     _add_storage_flags(p_key)
-    p_key.add_argument("--display-name", default="created by control-plane admin create-key")
+    p_key.add_argument(
+        "--display-name",
+        default="created by control-plane admin create-key",
+        help="a label for the key, shown when keys are listed (default: %(default)r)",
+    )
 
     p_keys = sub.add_parser("keys", help="key management")
     keys_sub = p_keys.add_subparsers(dest="keys_command", required=True)
     for name, text in (
         ("rotate-kek", "re-wrap every data key under a new KEK version (resumable)"),
-        ("rotate-signing", "publish a new signing key; it signs after one JWKS cache TTL"),
+        (
+            "rotate-signing",
+            "add a signing key: servers publish it at their next key reload, "
+            "it signs after one JWKS cache TTL",
+        ),
         ("list", "list signing keys and their state"),
         ("taint", "emergency: withdraw a signing key from JWKS at once"),
     ):
-        p = keys_sub.add_parser(name, help=text)
+        p = keys_sub.add_parser(name, help=text, description=text)
         _add_storage_flags(p)
         if name == "taint":
-            p.add_argument("kid")
+            p.add_argument("kid", help="the key id to withdraw (the KID column of keys list)")
     return parser
 
 
@@ -86,7 +128,9 @@ async def _create_key(settings: Settings, display_name: str) -> None:
 
 
 async def _keys(settings: Settings, args: argparse.Namespace) -> None:
-    runtime = await open_runtime(settings)
+    # Looking at keys, or withdrawing one, must not create a database to do it in.
+    looks_only = {"list": "list", "taint": "taint"}.get(args.keys_command, "")
+    runtime = await open_runtime(settings, existing_only=looks_only)
     try:
         if args.keys_command == "rotate-kek":
 
@@ -101,17 +145,42 @@ async def _keys(settings: Settings, args: argparse.Namespace) -> None:
             )
         elif args.keys_command == "rotate-signing":
             kid = await runtime.keys.rotate()
-            print(f"new signing key {kid}: published now, signs after the JWKS cache TTL")
+            new = next(k for k in runtime.keys.keys_summary() if k.kid == kid)
+            # The servers read keys from the database at their next reload, not now.
+            print(
+                f"new signing key {kid}: stored; running servers publish it in JWKS at "
+                "their next key reload (every AGENTAUTH_KEY_RELOAD_SECONDS, default 30 s); "
+                f"it signs from {new.activate_time:%Y-%m-%dT%H:%M:%SZ} "
+                "(one JWKS cache TTL from now)"
+            )
         elif args.keys_command == "taint":
             await runtime.keys.taint(args.kid)
             print(f"signing key {args.kid} tainted: removed from JWKS")
         else:
-            for key in runtime.keys.keys_summary():
-                times = f"publish={key.publish_time:%Y-%m-%dT%H:%M:%SZ} "
-                times += f"activate={key.activate_time:%Y-%m-%dT%H:%M:%SZ}"
-                print(f"{key.kid}  {key.alg}  {key.state}  published={key.published}  {times}")
+            _print_keys(runtime)
     finally:
         await runtime.close()
+
+
+def _print_keys(runtime: Runtime) -> None:
+    """``keys list``: one header line, then one line per key, in columns."""
+    rows = [("KID", "ALG", "STATE", "IN JWKS", "PUBLISHED FROM", "SIGNS FROM")]
+    for key in runtime.keys.keys_summary():
+        rows.append(
+            (
+                key.kid,
+                key.alg,
+                str(key.state),
+                "yes" if key.published else "no",
+                f"{key.publish_time:%Y-%m-%dT%H:%M:%SZ}",
+                f"{key.activate_time:%Y-%m-%dT%H:%M:%SZ}",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
 
 
 def _workers(settings: Settings, given: str | None) -> int:
@@ -130,6 +199,10 @@ def _workers(settings: Settings, given: str | None) -> int:
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        settings.check_issuer()
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
     if args.worker:  # one of the processes --workers started; the parent checked first
         asyncio.run(serve(settings, worker=True))
         return 0
@@ -158,7 +231,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # connector with no provider account, e.g. `control-plane sandbox oauth gmail`.
         from control_plane.sandbox.__main__ import main as sandbox_main
 
-        return sandbox_main(argv[1:])
+        return sandbox_main(argv[1:], prog="control-plane sandbox")
     args = _parser().parse_args(argv)
     logs.configure()
     try:
@@ -171,7 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return _serve(settings, args)
         elif args.command == "migrate":
-            asyncio.run(upgrade(settings.effective_database_url))
+            asyncio.run(migrate(settings.effective_database_url))
             print("database migrated to head")
         elif args.command == "admin":
             asyncio.run(_create_key(settings, args.display_name))

@@ -49,6 +49,37 @@ def _burst(name: str, default: int) -> int:
     return _int(f"RATE_LIMIT_{name}_BURST", str(default))
 
 
+DEFAULT_GRPC_LISTEN = "127.0.0.1:50051"
+DEFAULT_HTTP_LISTEN = "127.0.0.1:8080"
+
+#: Database URL schemes we run (psycopg 3, aiosqlite); the plain names mean the same.
+DATABASE_SCHEMES = ("postgresql+psycopg", "postgresql", "postgres", "sqlite+aiosqlite", "sqlite")
+SUPPORTED_DATABASES = (
+    "use postgresql+psycopg://USER[:PASSWORD]@HOST[:PORT]/DB (postgresql:// and "
+    "postgres:// mean the same) or sqlite+aiosqlite:///PATH"
+)
+
+
+def check_database_url(url: str) -> None:
+    """Refuse a URL we cannot run before any driver sees it. The message names the
+    scheme at most: the rest of a URL may carry a password."""
+    scheme, sep, _ = url.partition("://")
+    if not sep or not scheme:
+        raise ValueError(
+            f"--database-url / AGENTAUTH_DATABASE_URL is not a URL: {SUPPORTED_DATABASES}"
+        )
+    if scheme not in DATABASE_SCHEMES:
+        shown = scheme if scheme.replace("+", "").isalnum() and len(scheme) <= 32 else "?"
+        raise ValueError(
+            f"--database-url / AGENTAUTH_DATABASE_URL: {shown}:// is not supported; "
+            f"{SUPPORTED_DATABASES}"
+        )
+
+
+#: Bind hosts that mean "every address" (an empty host too: what would it name?).
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "", "*"})  # noqa: S104 - recognised, not bound
+
+
 def parse_listen(value: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -59,8 +90,8 @@ def parse_listen(value: str) -> tuple[str, int]:
 @dataclass
 class Settings:
     data_dir: Path = field(default_factory=lambda: Path(_env("DATA_DIR", str(default_data_dir()))))
-    grpc_listen: str = field(default_factory=lambda: _env("GRPC_LISTEN", "127.0.0.1:50051"))
-    http_listen: str = field(default_factory=lambda: _env("HTTP_LISTEN", "127.0.0.1:8080"))
+    grpc_listen: str = field(default_factory=lambda: _env("GRPC_LISTEN", DEFAULT_GRPC_LISTEN))
+    http_listen: str = field(default_factory=lambda: _env("HTTP_LISTEN", DEFAULT_HTTP_LISTEN))
     database_url: str = field(default_factory=lambda: _env("DATABASE_URL", ""))
     kek_provider: str = field(default_factory=lambda: _env("KEK_PROVIDER", ""))
     issuer: str = field(default_factory=lambda: _env("ISSUER", ""))
@@ -178,6 +209,8 @@ class Settings:
             raise ValueError("AGENTAUTH_LOG_FORMAT must be json or console")
         parse_listen(self.grpc_listen)
         parse_listen(self.http_listen)
+        if self.database_url:
+            check_database_url(self.database_url)
         for name in (
             "db_connect_timeout",
             "db_pool_timeout",
@@ -230,10 +263,14 @@ class Settings:
         return not self.database_url
 
     @property
+    def embedded_database(self) -> Path:
+        return self.data_dir / "agentauth.db"
+
+    @property
     def effective_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite+aiosqlite:///{self.data_dir / 'agentauth.db'}"
+        return f"sqlite+aiosqlite:///{self.embedded_database}"
 
     @property
     def kek_file(self) -> Path:
@@ -248,3 +285,18 @@ class Settings:
     @property
     def effective_issuer(self) -> str:
         return self.issuer or f"http://{self.http_listen}"
+
+    def check_issuer(self) -> None:
+        """Refuse to serve on a wildcard bind without ``AGENTAUTH_ISSUER``.
+
+        The issuer defaults to ``http://{--http-listen}``, which is a URL clients can
+        use only when the bind is a real address: ``0.0.0.0:8080`` (the container
+        image's bind) would put ``iss: http://0.0.0.0:8080`` into every token.
+        """
+        host = self.http_listen.rpartition(":")[0].strip("[]")
+        if not self.issuer and host in WILDCARD_HOSTS:
+            raise ValueError(
+                f"--http-listen {self.http_listen} listens on every address, so it is not "
+                "an issuer URL that tokens can carry: set AGENTAUTH_ISSUER to the URL "
+                "clients reach this server at (e.g. AGENTAUTH_ISSUER=https://auth.example.com)"
+            )

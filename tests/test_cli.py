@@ -51,12 +51,17 @@ def test_rotate_kek_rewraps_everything_and_shows_progress(tmp_path: Path, capsys
 
 
 def test_signing_key_rotation_and_taint(tmp_path: Path, capsys) -> None:
-    assert _run(capsys, "keys", "list", "--data-dir", str(tmp_path))[0] == 0
+    assert _run(capsys, "admin", "create-key", "--data-dir", str(tmp_path))[0] == 0
     code, out, _ = _run(capsys, "keys", "rotate-signing", "--data-dir", str(tmp_path))
     assert code == 0
     new_kid = re.search(r"new signing key (\S+):", out).group(1)  # type: ignore[union-attr]
+    # What is true: the CLI writes the database; servers publish at their next reload.
+    assert "published now" not in out
+    assert "running servers publish it in JWKS at their next key reload" in out
+    assert "AGENTAUTH_KEY_RELOAD_SECONDS" in out
     code, out, _ = _run(capsys, "keys", "list", "--data-dir", str(tmp_path))
-    lines = out.strip().splitlines()
+    header, *lines = out.strip().splitlines()
+    assert header.split() == ["KID", "ALG", "STATE", "IN", "JWKS", "PUBLISHED", "FROM", "SIGNS", "FROM"]
     assert len(lines) == 2
     assert any(line.startswith(new_kid) and "pending" in line for line in lines)
     code, out, _ = _run(capsys, "keys", "taint", new_kid, "--data-dir", str(tmp_path))
@@ -82,3 +87,30 @@ def test_sandbox_subcommand_forwards_to_the_emulators(capsys) -> None:  # type: 
     with pytest.raises(SystemExit) as bad:
         main(["sandbox", "oauth", "not_a_connector"])
     assert bad.value.code == 2
+
+
+@pytest.mark.parametrize("command", [("keys", "list"), ("keys", "taint", "kid-1")])
+def test_looking_at_keys_creates_nothing(
+    command: tuple[str, ...], tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without --data-dir: the per-user default (platformdirs reads XDG_DATA_HOME).
+    monkeypatch.delenv("AGENTAUTH_DATA_DIR", raising=False)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    code, out, err = _run(capsys, *command)
+    assert code == 2 and out == ""
+    [line] = err.strip().splitlines()
+    assert line.startswith(f"control-plane: nothing to {command[1]}: no database at "), line
+    assert "--data-dir" in line
+    assert not (tmp_path / "xdg").exists()
+
+
+def test_looking_at_keys_of_an_empty_postgres_creates_nothing(pg_server, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    if pg_server is None:
+        pytest.skip("PostgreSQL unreachable")
+    url = pg_server.new_database()
+    assert _run(capsys, "migrate", "--database-url", url)[0] == 0
+    for _ in range(2):  # a first call that had created keys would make the second list them
+        code, out, err = _run(capsys, "keys", "list", "--database-url", url, "--data-dir", str(tmp_path / "d"))
+        assert code == 2 and out == ""
+        assert "nothing to list: this database holds no keys yet" in err
+    assert not (tmp_path / "d").exists()  # no KEK file either

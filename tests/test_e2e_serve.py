@@ -114,6 +114,9 @@ async def test_serve_from_clean_data_dir(tmp_path: Path) -> None:
     assert "embedded SQLite" in first_lines
     assert '"kek_provider": "file"' in first_lines and str(data_dir / "kek.json") in first_lines
     assert key not in err  # the key goes to stdout only, never to the logs
+    # The serving line names the bind addresses, not only the ports (issue 13).
+    serving = next(line for line in err.splitlines() if '"event": "serving"' in line)
+    assert f'"grpc": "127.0.0.1:{gport}"' in serving and f'"http": "127.0.0.1:{hport}"' in serving
 
 
 def test_refuses_to_start_with_wrong_kek(tmp_path: Path) -> None:

@@ -13,6 +13,9 @@ from control_plane.domain.errors import field_error
 
 _HEX = r"[0-9a-f]{32}"
 MAX_NAME_LEN = 256
+#: Appended to every "must look like" message: a newcomer's first guess is a slug
+#: (``orgs/acme``), and the pattern alone does not say that ids are not chosen.
+IDS_ARE = "(ids are 32 lower-case hex characters, as the server returned them)"
 
 COLLECTIONS = {
     "users": "users",
@@ -56,7 +59,7 @@ def parse_org(value: str, field: str = "name") -> str:
     _check(value, field)
     m = re.fullmatch(rf"orgs/({_HEX})", value)
     if not m:
-        raise field_error(field, "must look like orgs/{org}", "INVALID_RESOURCE_NAME")
+        raise field_error(field, f"must look like orgs/{{org}} {IDS_ARE}", "INVALID_RESOURCE_NAME")
     return m.group(1)
 
 
@@ -66,7 +69,9 @@ def parse_child(value: str, collection: str, field: str = "name") -> OrgChildNam
     m = re.fullmatch(rf"orgs/({_HEX})/{re.escape(collection)}/({_HEX})", value)
     if not m:
         raise field_error(
-            field, f"must look like orgs/{{org}}/{collection}/{{id}}", "INVALID_RESOURCE_NAME"
+            field,
+            f"must look like orgs/{{org}}/{collection}/{{id}} {IDS_ARE}",
+            "INVALID_RESOURCE_NAME",
         )
     return OrgChildName(m.group(1), collection, m.group(2))
 
@@ -75,7 +80,9 @@ def parse_platform_key(value: str, field: str = "name") -> str:
     _check(value, field)
     m = re.fullmatch(rf"apiKeys/({_HEX})", value)
     if not m:
-        raise field_error(field, "must look like apiKeys/{key}", "INVALID_RESOURCE_NAME")
+        raise field_error(
+            field, f"must look like apiKeys/{{key}} {IDS_ARE}", "INVALID_RESOURCE_NAME"
+        )
     return m.group(1)
 
 

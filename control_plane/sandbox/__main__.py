@@ -84,6 +84,35 @@ _CHECKS: Mapping[str, Callable[[object], bool]] = {
 }
 
 
+#: A body that ``POST /issue`` accepts, per emulator: shown by ``--help`` and at start.
+EXAMPLE_BODIES: Mapping[str, str] = {
+    "kubernetes": (
+        '{"namespace": "default", "service_account": "agent", "audiences": ["agentauth"]}'
+    ),
+    "spiffe": '{"path": "/ns/prod/sa/agent", "audiences": ["agentauth"]}',
+    "okta": '{"user": "alice@example.com"}',
+    "entra": '{"user": "alice@contoso.com", "token": "access_token"}',
+}
+
+
+def curl_example(kind: str, base_url: str) -> str:
+    """A copy-paste command that mints a token from a running emulator."""
+    return f"curl -s {base_url}{ISSUE_PATH} -d '{EXAMPLE_BODIES[kind]}'"
+
+
+def _issue_epilog(kind: str, port: int, fields: _FieldSpec) -> str:
+    described = ", ".join(
+        f"{name} ({kind_}{'' if required else ', optional'})"
+        for name, (kind_, required) in fields.items()
+    )
+    return (
+        f"Mint a token (POST {ISSUE_PATH}, a JSON body; the answer is "
+        '{"token": "<JWT>"}):\n\n'
+        f"  {curl_example(kind, f'http://127.0.0.1:{port}')}\n\n"
+        f"fields: {described}"
+    )
+
+
 def _check_body(body: object, spec: _FieldSpec) -> dict[str, Any]:
     """The validated ``/issue`` arguments; ValueError names the first problem."""
     if not isinstance(body, dict):
@@ -125,6 +154,7 @@ def _kubernetes(args: argparse.Namespace) -> tuple[LoopbackServer, Callable[[], 
             f"discovery: {iss.url}{k8s.DISCOVERY_PATH}",
             f"jwks: {iss.url}{k8s.JWKS_PATH}",
             f"issue: {iss.url}{ISSUE_PATH}",
+            f"example: {curl_example('kubernetes', iss.url)}",
         ]
 
     return iss, lines
@@ -161,7 +191,11 @@ def _idp(args: argparse.Namespace) -> tuple[LoopbackServer, Callable[[], list[st
         ]
         if isinstance(idp, EntraIdentityProvider):
             out.append(f"tenant_id: {idp.tenant_id}")
-        return [*out, f"issue: {idp.url}{ISSUE_PATH}"]
+        return [
+            *out,
+            f"issue: {idp.url}{ISSUE_PATH}",
+            f"example: {curl_example(args.kind, idp.url)}",
+        ]
 
     return idp, lines
 
@@ -176,6 +210,7 @@ def _spiffe(args: argparse.Namespace) -> tuple[LoopbackServer, Callable[[], list
             f"bundle: {iss.url}{BUNDLE_PATH}",
             f"keys: {iss.url}{KEYS_PATH}",
             f"issue: {iss.url}{ISSUE_PATH}",
+            f"example: {curl_example('spiffe', iss.url)}",
         ]
 
     return iss, lines
@@ -264,50 +299,77 @@ def _loopback_host(value: str) -> str:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(prog: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m control_plane.sandbox",
+        prog=prog,
         description="Loopback workload-token issuers, OIDC identity providers, OAuth 2.0 "
         "providers and key-authenticated APIs for tests "
         "(emulators: they sign whatever they are asked to).",
+        epilog=f"Each issuer mints a token on POST {ISSUE_PATH}; `{prog} KIND --help` "
+        "shows a curl example.",
     )
     sub = parser.add_subparsers(dest="kind", required=True)
-    kube = sub.add_parser("kubernetes", help="Kubernetes service-account issuer")
-    kube.add_argument("--port", type=int, default=8701)
+
+    def command(name: str, text: str, port: int, fields: _FieldSpec | None = None) -> Any:
+        p = sub.add_parser(
+            name,
+            help=text,
+            description=text,
+            epilog=_issue_epilog(name, port, fields) if fields else None,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        p.add_argument(
+            "--port", type=int, default=port, help="port (0: any free one; default %(default)s)"
+        )
+        return p
+
+    kube = command("kubernetes", "Kubernetes service-account issuer", 8701, _K8S_FIELDS)
     kube.add_argument("--issuer", help="iss value (default: the server's own URL)")
-    kube.add_argument("--algorithm", choices=k8s.ALGORITHMS, default="RS256")
-    spiffe = sub.add_parser("spiffe", help="SPIFFE JWT-SVID issuer and bundle endpoint")
-    spiffe.add_argument("--port", type=int, default=8702)
-    spiffe.add_argument("--trust-domain", default="example.org")
-    spiffe.add_argument("--algorithm", choices=sorted(ALGORITHMS), default="ES256")
+    kube.add_argument(
+        "--algorithm",
+        choices=k8s.ALGORITHMS,
+        default="RS256",
+        help="signing algorithm (default %(default)s)",
+    )
+    spiffe = command("spiffe", "SPIFFE JWT-SVID issuer and bundle endpoint", 8702, _SPIFFE_FIELDS)
+    spiffe.add_argument(
+        "--trust-domain",
+        default="example.org",
+        help="the SPIFFE trust domain (default %(default)s)",
+    )
+    spiffe.add_argument(
+        "--algorithm",
+        choices=sorted(ALGORITHMS),
+        default="ES256",
+        help="signing algorithm (default %(default)s)",
+    )
     spiffe.add_argument("--jwt-issuer", help="optional iss claim (SPIRE's jwt_issuer)")
-    okta = sub.add_parser("okta", help="Okta custom authorization server (ID/access tokens)")
-    okta.add_argument("--port", type=int, default=8703)
-    entra = sub.add_parser("entra", help="Microsoft Entra ID v2.0 tenant (ID/access tokens)")
-    entra.add_argument("--port", type=int, default=8704)
+    okta = command("okta", "Okta custom authorization server (ID/access tokens)", 8703, _IDP_FIELDS)
+    entra = command("entra", "Microsoft Entra ID v2.0 tenant (ID/access tokens)", 8704, _IDP_FIELDS)
     entra.add_argument("--tenant-id", help="tid (default: a random UUID)")
-    for command in (okta, entra):
-        command.add_argument("--client-id", help="the OIDC client id (ID tokens' aud)")
-    oauth = sub.add_parser("oauth", help="OAuth 2.0 provider + API of a catalog connector")
+    for idp in (okta, entra):
+        idp.add_argument("--client-id", help="the OIDC client id (ID tokens' aud)")
+    oauth = command("oauth", "OAuth 2.0 provider + API of a catalog connector", 8705)
     oauth.add_argument("connector", help="connector id, e.g. gmail")
-    oauth.add_argument("--port", type=int, default=8705)
     oauth.add_argument("--client-id", help="the sandbox client id (default: random)")
     oauth.add_argument("--client-secret", help="the sandbox client secret (default: random)")
-    key = sub.add_parser("key", help="API of a catalog connector authenticated by a key")
+    key = command("key", "API of a catalog connector authenticated by a key", 8706)
     key.add_argument("connector", help="connector id, e.g. stripe")
-    key.add_argument("--port", type=int, default=8706)
     key.add_argument(
         "--key", action="append", help="a key the emulator accepts (default: a new one)"
     )
-    for command in (kube, spiffe, okta, entra, oauth, key):
-        command.add_argument(
-            "--host", type=_loopback_host, default="127.0.0.1", help="loopback address only"
+    for each in (kube, spiffe, okta, entra, oauth, key):
+        each.add_argument(
+            "--host",
+            type=_loopback_host,
+            default="127.0.0.1",
+            help="loopback address only (default %(default)s)",
         )
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+def main(argv: Sequence[str] | None = None, prog: str = "python -m control_plane.sandbox") -> int:
+    parser = _parser(prog)
     args = parser.parse_args(argv)
     try:
         build = {

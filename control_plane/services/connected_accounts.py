@@ -280,7 +280,8 @@ def _parse_owner(
             return kind, n.id
     raise field_error(
         field_name,
-        "must be orgs/{org}/users/{user} or orgs/{org}/serviceAccounts/{service_account}",
+        "must be orgs/{org}/users/{user} or orgs/{org}/serviceAccounts/{service_account} "
+        + names.IDS_ARE,
         "INVALID_RESOURCE_NAME",
     )
 

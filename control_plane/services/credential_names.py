@@ -59,7 +59,8 @@ def parse_credential_name(value: str, collection: str, field_name: str = "name")
     if not found:
         raise field_error(
             field_name,
-            f"must look like {collection}/{{connector}} or orgs/{{org}}/{collection}/{{connector}}",
+            f"must look like {collection}/{{connector}} or orgs/{{org}}/{collection}/{{connector}} "
+            f"{names.IDS_ARE}",
             "INVALID_RESOURCE_NAME",
         )
     return CredentialName(found.group(1), found.group(2))
@@ -72,7 +73,9 @@ def parse_org_connector(name: str) -> tuple[str, str]:
     found = re.fullmatch(rf"orgs/({_HEX})/connectors/({CONNECTOR_ID})", name)
     if not found:
         raise field_error(
-            "name", "must look like orgs/{org}/connectors/{connector}", "INVALID_RESOURCE_NAME"
+            "name",
+            f"must look like orgs/{{org}}/connectors/{{connector}} {names.IDS_ARE}",
+            "INVALID_RESOURCE_NAME",
         )
     return found.group(1), found.group(2)
 

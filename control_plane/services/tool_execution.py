@@ -52,6 +52,7 @@ from control_plane.connectors.loader import Catalog
 from control_plane.connectors.model import Connector, Tool
 from control_plane.connectors.output import next_cursor, shape
 from control_plane.connectors.requests import build_request
+from control_plane.domain import names
 from control_plane.domain import tool_outcome as out
 from control_plane.domain.errors import (
     AgentAuthError,
@@ -135,7 +136,10 @@ def check_call(call: ToolCall) -> None:
         raise field_error("tool", "is required (a tool name such as gmail.list_messages)")
     check_request_id(call.request_id)
     if call.connected_account and parse_account_name(call.connected_account) is None:
-        raise field_error("connected_account", "must look like orgs/{org}/connectedAccounts/{id}")
+        raise field_error(
+            "connected_account",
+            f"must look like orgs/{{org}}/connectedAccounts/{{id}} {names.IDS_ARE}",
+        )
     if call.timeout is not None and not 0 < call.timeout <= MAX_TIMEOUT:
         raise field_error("timeout", f"must be more than 0 and at most {MAX_TIMEOUT:g} seconds")
 

@@ -186,14 +186,14 @@ def _parse_policy_name(name: str) -> tuple[str, str, str]:
     if not sep:
         raise field_error(
             "name",
-            "must look like orgs/{org}/agents/{agent}/trustPolicies/{id}",
+            f"must look like orgs/{{org}}/agents/{{agent}}/trustPolicies/{{id}} {names.IDS_ARE}",
             "INVALID_RESOURCE_NAME",
         )
     agent = names.parse_child(prefix, "agents")
     if not names.is_hex_id(policy):
         raise field_error(
             "name",
-            "must look like orgs/{org}/agents/{agent}/trustPolicies/{id}",
+            f"must look like orgs/{{org}}/agents/{{agent}}/trustPolicies/{{id}} {names.IDS_ARE}",
             "INVALID_RESOURCE_NAME",
         )
     return agent.org_id, agent.id, policy

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -76,6 +77,41 @@ def normalize_url(url: str) -> str:
     if url.startswith("sqlite:///"):
         return "sqlite+aiosqlite:///" + url[len("sqlite:///") :]
     return url
+
+
+#: What libpq, psycopg and SQLite say when a connection fails -> what we tell the
+#: operator. Only these fixed phrases are shown: the driver's own text names the
+#: host, the user and the database, and a URL may carry a password.
+_UNREACHABLE: tuple[tuple[str, str], ...] = (
+    (r"connection refused", "connection refused (is the server running at that host and port?)"),
+    (r'database ".*" does not exist', "the database does not exist (create it, then migrate)"),
+    (r'role ".*" does not exist', "authentication failed (no such user)"),
+    (r"authentication failed|no password supplied", "authentication failed (user or password)"),
+    (r"no pg_hba\.conf entry", "the server refuses this client (pg_hba.conf)"),
+    (
+        r"resolve host|translate host name|name or service not known|nodename nor servname",
+        "the host name does not resolve",
+    ),
+    (r"timeout expired|timed out", "the connection timed out"),
+    (
+        r"unable to open database file",
+        "the SQLite file cannot be opened (does its directory exist?)",
+    ),
+)
+
+
+def unreachable_reason(exc: BaseException) -> str | None:
+    """Why a connection to the database failed, in a fixed phrase; None when ``exc``
+    is not a connection failure (a bug, a migration error) and should propagate."""
+    if isinstance(exc, TimeoutError | PoolTimeout):
+        return "the connection timed out"
+    if not isinstance(exc, OperationalError | psycopg.OperationalError | OSError):
+        return None
+    detail = str(exc.orig if isinstance(exc, DBAPIError) else exc).lower()
+    for pattern, reason in _UNREACHABLE:
+        if re.search(pattern, detail):
+            return reason
+    return f"connection failed ({type(exc).__name__})"
 
 
 def libpq_url(sqlalchemy_url: str) -> str:

@@ -144,15 +144,17 @@ def _other_org_sa() -> str:
     return f"orgs/{secrets.token_hex(16)}/serviceAccounts/{secrets.token_hex(16)}"
 
 
+HEX_IDS = " (ids are 32 lower-case hex characters, as the server returned them)"
+
 # field edits -> the one message every grant answers with
 BAD_FIELDS: dict[str, tuple[Callable[[World], dict[str, str]], str]] = {
     "organization-malformed": (
         lambda w: {"organization": "org/x"},
-        "organization must be orgs/{org}",
+        "organization must be orgs/{org}" + HEX_IDS,
     ),
     "client_id-malformed": (
         lambda w: {"organization": w.org, "client_id": "agents/x"},
-        "client_id must be orgs/{org}/agents/{agent}",
+        "client_id must be orgs/{org}/agents/{agent}" + HEX_IDS,
     ),
     "client_id-other-org": (
         lambda w: {"organization": w.org, "client_id": _other_org_agent()},
@@ -160,7 +162,7 @@ BAD_FIELDS: dict[str, tuple[Callable[[World], dict[str, str]], str]] = {
     ),
     "service_account-malformed": (
         lambda w: {"organization": w.org, "service_account": "serviceAccounts/x"},
-        "service_account must be orgs/{org}/serviceAccounts/{id}",
+        "service_account must be orgs/{org}/serviceAccounts/{id}" + HEX_IDS,
     ),
     "service_account-other-org": (
         lambda w: {"organization": w.org, "service_account": _other_org_sa()},

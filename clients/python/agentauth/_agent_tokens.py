@@ -3,7 +3,7 @@
 ::
 
     tokens = AgentTokenSource(client, workload_token_file(
-        "/var/run/secrets/tokens/agentauth"), organization="orgs/123")
+        "/var/run/secrets/tokens/agentauth"), organization=org_name)
     result = await client.execute_tool("gmail.list_messages", token=await tokens.token())
     child = await tokens.sub_delegate(parent, subagent_workload_token, scope="tools:gmail.*")
 

@@ -202,9 +202,14 @@ class ControlPlaneClient:
     Example::
 
         async with ControlPlaneClient("localhost:50051", api_key) as client:
-            resp = await client.admin.GetUser(
-                admin_pb2.GetUserRequest(name="orgs/acme/users/u1")
-            )
+            org = (await client.admin.CreateOrganization(
+                admin_pb2.CreateOrganizationRequest(
+                    organization=admin_pb2.Organization(display_name="Acme"))
+            )).organization
+            # Names are the server's: org.name is "orgs/" + 32 lower-case hex
+            # characters, never a slug such as "orgs/acme".
+            same = await client.admin.GetOrganization(
+                admin_pb2.GetOrganizationRequest(name=org.name))
 
     Without ``credentials`` the channel is plaintext: terminating TLS in
     front of the control plane (a sidecar or load balancer) is the

@@ -4,7 +4,7 @@
 
     revocations = RevocationList()
     validator = AsyncTokenValidator(issuer, audience, revocations=revocations)
-    async with RevocationWatcher(client, "orgs/123", revocations):
+    async with RevocationWatcher(client, org.name, revocations):
         ...  # validator.validate() now rejects revoked tokens with TOKEN_REVOKED
 
 The control plane lists, in every revocation event, each token the revocation

@@ -80,13 +80,15 @@ def parse_grant_request(request: TokenRequest) -> GrantRequest:
         try:
             org_id = names.parse_org(request.organization, "organization")
         except InvalidArgument:
-            raise InvalidRequest("organization must be orgs/{org}") from None
+            raise InvalidRequest(f"organization must be orgs/{{org}} {names.IDS_ARE}") from None
     agent_id = None
     if request.client_id:
         try:
             agent = names.parse_child(request.client_id, "agents", "client_id")
         except InvalidArgument:
-            raise InvalidRequest("client_id must be orgs/{org}/agents/{agent}") from None
+            raise InvalidRequest(
+                f"client_id must be orgs/{{org}}/agents/{{agent}} {names.IDS_ARE}"
+            ) from None
         if org_id is not None and agent.org_id != org_id:
             raise InvalidRequest(CROSS_ORG_CLIENT)
         org_id, agent_id = agent.org_id, agent.id
@@ -96,7 +98,7 @@ def parse_grant_request(request: TokenRequest) -> GrantRequest:
             sa = names.parse_child(request.service_account, "serviceAccounts", "service_account")
         except InvalidArgument:
             raise InvalidRequest(
-                "service_account must be orgs/{org}/serviceAccounts/{id}"
+                f"service_account must be orgs/{{org}}/serviceAccounts/{{id}} {names.IDS_ARE}"
             ) from None
         if org_id is not None and sa.org_id != org_id:
             raise InvalidRequest(CROSS_ORG_SERVICE_ACCOUNT)
