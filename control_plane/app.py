@@ -771,6 +771,26 @@ async def key_maintenance(runtime: Runtime, tools: ToolExecutor | None = None) -
             log.error("key maintenance failed", error=type(exc).__name__)
 
 
+async def _warn_privileged_login(runtime: Runtime) -> None:
+    """PostgreSQL: say loudly when ``serve`` logs in as a superuser or the tables' owner.
+
+    Row-level security binds the ``agentauth_app`` role the runtime switches to; a
+    ``RESET ROLE`` (anything that can run SQL on a connection) is back to the login
+    role, so that role must be able to do nothing but become ``agentauth_app``.
+    """
+    if not runtime.db.is_postgres:
+        return
+    login, superuser, owner = await runtime.db.login_privileges()
+    if superuser or owner:
+        log.warning(
+            "the database login role is privileged: use a runtime role that can only "
+            "SET ROLE agentauth_app (README: least privilege at the database)",
+            login_role=login,
+            superuser=superuser,
+            owns_tables=owner,
+        )
+
+
 async def _first_admin_key(runtime: Runtime, out: TextIO) -> None:
     """A first embedded start creates a platform admin key and prints it once; on an
     external database (a shared deployment) an operator creates it, so say how."""
@@ -812,6 +832,7 @@ async def serve(settings: Settings, *, out: TextIO = sys.stdout, worker: bool = 
     try:
         if not worker:
             await _first_admin_key(runtime, out)
+            await _warn_privileged_login(runtime)
         servers = await start_servers(runtime)
         grpc_host, http_host = (
             parse_listen(settings.grpc_listen)[0],

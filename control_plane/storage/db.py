@@ -323,6 +323,27 @@ class Database:
             )
             await conn.commit()
 
+    async def login_privileges(self) -> tuple[str, bool, bool]:
+        """PostgreSQL: (login role, is it a superuser, does it own the schema's tables).
+
+        The runtime ``SET ROLE``s to ``agentauth_app``, but ``RESET ROLE`` returns to
+        the login role: that role should hold nothing itself (it only may become
+        ``agentauth_app``), never superuser or owner rights.
+        """
+        async with self._bounded_connection(self.statement_timeout) as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        "SELECT session_user AS login, r.rolsuper AS superuser, "
+                        "COALESCE(pg_has_role(session_user, t.tableowner, 'USAGE'), false) "
+                        "AS owner FROM pg_roles r LEFT JOIN pg_tables t "
+                        "ON t.schemaname = current_schema() AND t.tablename = 'organizations' "
+                        "WHERE r.rolname = session_user"
+                    )
+                )
+            ).one()
+        return str(row.login), bool(row.superuser), bool(row.owner)
+
     def listen_url(self) -> str:
         """A plain libpq URL for a dedicated LISTEN connection (PostgreSQL)."""
         return libpq_url(self.engine.url.render_as_string(hide_password=False))
