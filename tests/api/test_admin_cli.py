@@ -1,0 +1,208 @@
+"""The ``agentauth`` admin CLI driven through ``main()`` against an in-process server.
+
+Each command runs in a worker thread (``main`` runs its own event loop, as the
+console script does) while the server keeps serving on the test's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from agentauth.cli import main
+
+from control_plane.sandbox import KubernetesIssuer
+
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt"
+CANARY_CLIENT_SECRET = "canary-cli-client-secret-7c1d"
+
+
+class Cli:
+    def __init__(self, harness: Any, key_file: Path) -> None:
+        self.target = harness.target
+        self.key_file = key_file
+
+    async def run(self, *argv: str, key_file: Path | None = None) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        args = [*argv, "--target", self.target, "--admin-key-file", str(key_file or self.key_file)]
+        code = await asyncio.to_thread(main, args, stdout=out, stderr=err)
+        return code, out.getvalue(), err.getvalue()
+
+    async def json(self, *argv: str, key_file: Path | None = None) -> Any:
+        code, out, err = await self.run(*argv, "--output", "json", key_file=key_file)
+        assert code == 0, err
+        return json.loads(out)
+
+
+@pytest.fixture
+def cli(harness: Any, tmp_path: Path) -> Cli:
+    key_file = tmp_path / "platform.key"
+    key_file.write_text(harness.platform_key + "\n")
+    return Cli(harness, key_file)
+
+
+async def test_org_user_agent_trust_policy_as_json_and_table(cli: Cli, tmp_path: Path) -> None:
+    org = (await cli.json("org", "create", "--display-name", "Acme CLI"))["organization"]["name"]
+    assert org.startswith("orgs/")
+    user = (
+        await cli.json("user", "create", org, "--external-id", "alice", "--email", "a@acme.example",
+                       "--groups", "eng", "--groups", "ops")
+    )["user"]
+    assert user["groups"] == ["eng", "ops"]
+    agent = (await cli.json("agent", "create", org, "--display-name", "Triage bot"))["agent"]["name"]
+    sa = (await cli.json("service-account", "list", org))["serviceAccounts"][0]["name"]
+    policy = (
+        await cli.json(
+            "trust-policy", "create", agent, "--kind", "workload-token",
+            "--issuer", "https://k8s.example",
+            "--discovery-url", "https://k8s.example/.well-known/openid-configuration",
+            "--audience", "agentauth",
+            "--subject", "system:serviceaccount:agents:triage", "--service-accounts", sa,
+            "--scopes", "read", "--audiences", "https://api.example", "--claim-equals", "ns=agents",
+        )
+    )["trustPolicy"]
+    assert policy["kind"] == "TRUST_POLICY_KIND_WORKLOAD_TOKEN"
+    assert policy["claimEquals"] == {"ns": "agents"}
+    listed = await cli.json("trust-policy", "list", agent)
+    assert [p["name"] for p in listed["trustPolicies"]] == [policy["name"]]
+
+    users = await cli.json("user", "list", org)
+    assert [u["externalId"] for u in users["users"]] == ["alice"]
+    code, out, err = await cli.run("user", "list", org)
+    assert code == 0, err
+    header, row = out.splitlines()
+    assert header.split()[:3] == ["NAME", "EXTERNAL_ID", "EMAIL"]
+    assert row.split()[:4] == [user["name"], "alice", "a@acme.example", "active"]
+    assert "eng,ops" in row
+
+    code, out, _ = await cli.run("agent", "get", agent)
+    assert code == 0
+    assert {"name": agent, "display_name": "Triage bot", "state": "active"}.items() <= {
+        line.split(None, 1)[0]: line.split(None, 1)[1] for line in out.splitlines()
+    }.items()
+
+    code, out, _ = await cli.run("user", "suspend", user["name"])
+    assert code == 0 and "suspended" in out
+    code, out, _ = await cli.run("agent", "disable", agent)
+    assert code == 0 and "disabled" in out
+
+    updated = await cli.json("org", "update", org, "--display-name", "Acme 2", "--max-delegation-depth", "3")
+    assert updated["organization"]["displayName"] == "Acme 2"
+    assert updated["organization"]["maxDelegationDepth"] == 3
+
+
+async def test_connector_oauth_app_account_and_link(cli: Cli, tmp_path: Path) -> None:
+    org = (await cli.json("org", "create", "--display-name", "Conn"))["organization"]["name"]
+    user = (await cli.json("user", "create", org, "--external-id", "bob"))["user"]["name"]
+    connector = (await cli.json("connector", "enable", f"{org}/connectors/gmail"))["connector"]
+    assert connector["enabled"] is True
+    secret_file = tmp_path / "client-secret"
+    secret_file.write_text(CANARY_CLIENT_SECRET + "\n")
+    code, out, err = await cli.run(
+        "oauth-app", "set", f"{org}/oauthApps/gmail", "--client-id", "cli-client",
+        "--client-secret-file", str(secret_file),
+    )
+    assert code == 0, err
+    assert any(line.split() == ["client_secret_set", "yes"] for line in out.splitlines())
+    assert CANARY_CLIENT_SECRET not in out
+    account = (
+        await cli.json("account", "create", org, "--connector", "gmail", "--owner", user, "--label", "work")
+    )["connectedAccount"]
+    assert account["state"] == "CONNECTED_ACCOUNT_STATE_PENDING"
+    link = await cli.json("account", "link", account["name"])
+    assert link["url"].startswith("http")
+    code, out, _ = await cli.run("account", "list", org)
+    assert code == 0 and account["name"] in out and "pending" in out
+    code, out, _ = await cli.run("account", "delete", account["name"])
+    assert (code, out) == (0, "done\n")
+    code, _, err = await cli.run("account", "get", account["name"])
+    assert code == 1
+    assert err.count("\n") == 1 and "NOT_FOUND" in err.upper()
+    disabled = (await cli.json("connector", "disable", f"{org}/connectors/gmail"))["connector"]
+    assert disabled.get("enabled", False) is False
+
+
+async def test_mint_then_revoke_all_for_the_user(harness: Any, cli: Cli, tmp_path: Path) -> None:
+    org = (await cli.json("org", "create", "--display-name", "Tokens"))["organization"]["name"]
+    user = (await cli.json("user", "create", org, "--external-id", "carol"))["user"]["name"]
+    sa = (await cli.json("service-account", "list", org))["serviceAccounts"][0]["name"]
+    backend = (await cli.json("agent", "create", org, "--display-name", "backend"))["agent"]["name"]
+    worker = (await cli.json("agent", "create", org, "--display-name", "worker"))["agent"]["name"]
+    async with KubernetesIssuer() as k8s:
+        for agent, name, audiences in (
+            (backend, "backend", [harness.servers.tokens.issuer]),
+            (worker, "worker", ["https://api.example"]),
+        ):
+            await cli.json(
+                "trust-policy", "create", agent, "--kind", "workload-token", "--issuer", k8s.issuer,
+                "--discovery-url", k8s.issuer + "/.well-known/openid-configuration",
+                "--audience", "agentauth", "--subject", f"system:serviceaccount:agents:{name}",
+                "--service-accounts", sa, "--scopes", "read",
+                *[a for aud in audiences for a in ("--audiences", aud)],
+            )
+        workload = tmp_path / "workload.jwt"
+        workload.write_text(k8s.issue(namespace="agents", service_account="backend", audiences=["agentauth"]))
+        exchanged = await cli.json(
+            "token", "exchange", "--grant-type", TOKEN_EXCHANGE, "--subject-token-file", str(workload),
+            "--subject-token-type", JWT_TYPE, "--organization", org,
+        )
+    backend_key = tmp_path / "backend.token"
+    backend_key.write_text(exchanged["accessToken"])
+    minted = await cli.json(
+        "token", "mint", "--user", user, "--agent", worker, "--scope", "read",
+        "--audience", "https://api.example", key_file=backend_key,
+    )
+    delegated = tmp_path / "delegated.token"
+    delegated.write_text(minted["accessToken"])
+    assert (await cli.json("token", "introspect", "--token-file", str(delegated)))["active"] is True
+    revoked = await cli.json("token", "revoke-all", org, "--user", user)
+    assert int(revoked["revokedCount"]) >= 1
+    assert (await cli.json("token", "introspect", "--token-file", str(delegated))).get("active", False) is False
+
+
+async def test_a_refused_call_is_one_line_with_exit_1(cli: Cli, tmp_path: Path) -> None:
+    wrong = tmp_path / "wrong.key"
+    wrong.write_text("aa_wrongkey_0123456789abcdef")
+    code, out, err = await cli.run("org", "list", key_file=wrong)
+    assert (code, out) == (1, "")
+    assert err.count("\n") == 1 and err.startswith("agentauth: org list: ")
+    assert "wrongkey" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["user", "create"], "PARENT"),
+        (["trust-policy", "create", "orgs/x", "--kind", "nope"], "invalid choice"),
+        (["oauth-app", "set", "orgs/x/oauthApps/gmail", "--client-secret-file", "/nonexistent/s"], "cannot read"),
+        (["org", "update", "orgs/x"], "nothing to change"),
+    ],
+)
+async def test_usage_errors_exit_2_before_any_call(cli: Cli, argv: list[str], message: str) -> None:
+    code, out, err = await cli.run(*argv)
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1 and message in err
+
+
+def test_no_key_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AGENTAUTH_ADMIN_KEY", raising=False)
+    err = io.StringIO()
+    assert main(["org", "list"], stderr=err) == 2
+    assert "AGENTAUTH_ADMIN_KEY" in err.getvalue()
+
+
+def test_every_command_has_help_with_defaults(capsys: pytest.CaptureFixture[str]) -> None:
+    from agentauth.cli._commands import COMMANDS
+
+    for cmd in COMMANDS:
+        with pytest.raises(SystemExit) as exit_:
+            main([cmd.group, cmd.verb, "--help"])
+        assert exit_.value.code == 0
+        text = capsys.readouterr().out
+        assert "(default: 127.0.0.1:50051)" in text or "AGENTAUTH_TARGET" in text
+        assert "(default: table)" in text
