@@ -127,7 +127,9 @@ async def test_connector_oauth_app_account_and_link(cli: Cli, tmp_path: Path) ->
     assert disabled.get("enabled", False) is False
 
 
-async def test_mint_then_revoke_all_for_the_user(harness: Any, cli: Cli, tmp_path: Path) -> None:
+async def test_mint_then_revoke_all_for_the_user(
+    harness: Any, cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     org = (await cli.json("org", "create", "--display-name", "Tokens"))["organization"]["name"]
     user = (await cli.json("user", "create", org, "--external-id", "carol"))["user"]["name"]
     sa = (await cli.json("service-account", "list", org))["serviceAccounts"][0]["name"]
@@ -160,9 +162,34 @@ async def test_mint_then_revoke_all_for_the_user(harness: Any, cli: Cli, tmp_pat
     delegated = tmp_path / "delegated.token"
     delegated.write_text(minted["accessToken"])
     assert (await cli.json("token", "introspect", "--token-file", str(delegated)))["active"] is True
+    # One token, read from stdin: a secret never needs to be on the command line.
+    other = await cli.json(
+        "token", "mint", "--user", user, "--agent", worker, "--scope", "read",
+        "--audience", "https://api.example", key_file=backend_key,
+    )
+    monkeypatch.setattr("sys.stdin", io.StringIO(other["accessToken"] + "\n"))
+    code, out, err = await cli.run("token", "revoke", "--token-file", "-")
+    assert (code, out) == (0, "done\n"), err
     revoked = await cli.json("token", "revoke-all", org, "--user", user)
     assert int(revoked["revokedCount"]) >= 1
     assert (await cli.json("token", "introspect", "--token-file", str(delegated))).get("active", False) is False
+
+
+async def test_fields_without_a_flag_come_from_request_json(cli: Cli, tmp_path: Path) -> None:
+    org = (await cli.json("org", "create", "--display-name", "Policies"))["organization"]["name"]
+    body = tmp_path / "rule.json"
+    body.write_text(json.dumps({
+        "toolPolicyRule": {
+            "tool": "github.create_issue",
+            "constraints": [{"value": "{/owner}/{/repo}", "allow": ["acme/api"]}],
+        }
+    }))
+    rule = (
+        await cli.json("tool-policy", "create", org, "--request-json", f"@{body}",
+                       "--description", "flags win", "--groups", "eng")
+    )["toolPolicyRule"]
+    assert rule["constraints"] == [{"value": "{/owner}/{/repo}", "allow": ["acme/api"]}]
+    assert (rule["description"], rule["groups"]) == ("flags win", ["eng"])
 
 
 async def test_a_refused_call_is_one_line_with_exit_1(cli: Cli, tmp_path: Path) -> None:

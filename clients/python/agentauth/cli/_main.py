@@ -48,7 +48,7 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # argparse's own exit status 2, in one line
-        raise UsageError(f"{self.prog}: {message}")
+        raise UsageError(f"{message} (see: {self.prog} --help)")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:

@@ -16,6 +16,16 @@ __all__ = ["render"]
 _WIDE = frozenset({"jwks_json", "input_schema_json", "description"})
 _TIMESTAMP = "google.protobuf.Timestamp"
 _DURATION = "google.protobuf.Duration"
+_NUMERIC = frozenset(
+    {
+        FieldDescriptor.CPPTYPE_INT32,
+        FieldDescriptor.CPPTYPE_INT64,
+        FieldDescriptor.CPPTYPE_UINT32,
+        FieldDescriptor.CPPTYPE_UINT64,
+        FieldDescriptor.CPPTYPE_FLOAT,
+        FieldDescriptor.CPPTYPE_DOUBLE,
+    }
+)
 
 
 def _cell(field: FieldDescriptor, value: Any) -> str:
@@ -71,6 +81,11 @@ def _flatten(message: Message, prefix: str = "") -> list[list[str]]:
             pairs.extend(_flatten(value, f"{prefix}{field.name}."))
             continue
         cell = _cell(field, value)
+        # Zero in a nested message is proto3's "unset" (rate_limits.burst 0:
+        # the server's default), noise in a listing; at the top it is news
+        # (revoked_count 0).
+        if prefix and field.cpp_type in _NUMERIC and not value:
+            continue
         if cell and field.name not in _WIDE:
             pairs.append([prefix + field.name, cell])
     return pairs
