@@ -91,6 +91,22 @@ async def test_org_user_agent_trust_policy_as_json_and_table(cli: Cli, tmp_path:
     code, out, _ = await cli.run("agent", "disable", agent)
     assert code == 0 and "disabled" in out
 
+    for external_id in ("bob", "carol"):
+        await cli.json("user", "create", org, "--external-id", external_id)
+    first = await cli.json("user", "list", org, "--page-size", "2")
+    assert len(first["users"]) == 2 and first["nextPageToken"]
+    code, _, err = await cli.run("user", "list", org, "--page-size", "2")
+    # The table goes to stdout; where the next page starts, to stderr (tokens are
+    # sealed afresh on every call, so only the shape is compared).
+    assert code == 0 and err.startswith("more: --page-token ") and err.count("\n") == 1
+    second = await cli.json("user", "list", org, "--page-size", "2", "--page-token", first["nextPageToken"])
+    assert len(second["users"]) == 1 and "nextPageToken" not in second
+    every = await cli.json("user", "list", org, "--page-size", "2", "--all")
+    assert [u["externalId"] for u in every["users"]] == [
+        u["externalId"] for u in first["users"] + second["users"]
+    ]
+    assert "nextPageToken" not in every
+
     updated = await cli.json("org", "update", org, "--display-name", "Acme 2", "--max-delegation-depth", "3")
     assert updated["organization"]["displayName"] == "Acme 2"
     assert updated["organization"]["maxDelegationDepth"] == 3
@@ -233,3 +249,26 @@ def test_every_command_has_help_with_defaults(capsys: pytest.CaptureFixture[str]
         text = capsys.readouterr().out
         assert "(default: 127.0.0.1:50051)" in text or "AGENTAUTH_TARGET" in text
         assert "(default: table)" in text
+
+
+# Streams have no command: a CLI call is one request and one answer.
+NOT_COMMANDS = {
+    "agentauth.v1.ConnectionService.WatchConnectedAccounts",
+    "agentauth.v1.TokenService.WatchRevocations",
+}
+
+
+def test_every_admin_connection_and_token_rpc_has_a_command() -> None:
+    from agentauth.cli._commands import COMMANDS
+    from agentauth.v1 import admin_pb2, connection_pb2, token_pb2
+
+    modules = {"admin": admin_pb2, "connections": connection_pb2, "tokens": token_pb2}
+    services = {"admin": "AdminService", "connections": "ConnectionService", "tokens": "TokenService"}
+    covered = {f"agentauth.v1.{services[c.service]}.{c.rpc}" for c in COMMANDS}
+    every = {
+        method.full_name
+        for key, module in modules.items()
+        for method in module.DESCRIPTOR.services_by_name[services[key]].methods
+    }
+    assert every - covered - NOT_COMMANDS == set()
+    assert covered <= every

@@ -115,6 +115,10 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[tuple[str, str], list[Flag]
             help="the request as proto3 JSON (or @PATH, @- for stdin), for fields "
             "without a flag; flags override it",
         )
+        if "page_token" in cast(Descriptor, _request_type(cmd).DESCRIPTOR).fields_by_name:
+            sub.add_argument(
+                "--all", action="store_true", help="follow next_page_token to the last page"
+            )
         _common(sub)
         sub.set_defaults(command=cmd)
     return parser, flags
@@ -141,8 +145,15 @@ async def _call(cmd: Command, request: Message, args: argparse.Namespace, key: s
     async with ControlPlaneClient(
         args.target, key, timeout=args.timeout, credentials=credentials
     ) as client:
-        stub = getattr(client, cmd.service)
-        response: Message = await getattr(stub, cmd.rpc)(request)
+        rpc = getattr(getattr(client, cmd.service), cmd.rpc)
+        response: Message = await rpc(request)
+        while getattr(args, "all", False) and (token := getattr(response, "next_page_token", "")):
+            setattr(request, "page_token", token)  # noqa: B010 - any List*Request
+            page = await rpc(request)
+            # MergeFrom appends the repeated field; an empty (last) token would
+            # not overwrite the previous one, so that is cleared first.
+            response.ClearField("next_page_token")
+            response.MergeFrom(page)
         return response
 
 

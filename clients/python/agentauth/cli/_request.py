@@ -105,7 +105,6 @@ def _walk(cmd: Command, descriptor: Descriptor, prefix: tuple[str, ...]) -> Iter
             dotted in (cmd.positional, cmd.update_mask)
             or dotted in cmd.hide
             or dotted in cmd.fixed
-            or field.name in ("page_token",)
             or (depth > 0 and (field.name == "name" or field.name in OUTPUT_ONLY))
         ):
             continue
