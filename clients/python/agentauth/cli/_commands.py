@@ -62,7 +62,6 @@ def _crud(
     *,
     create: str = "Create",
     plural: str = "",
-    update: tuple[str, ...] = (),
     parent_help: str = "orgs/{org}",
     get: bool = True,
     delete: str = "Delete",

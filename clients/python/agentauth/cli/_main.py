@@ -14,6 +14,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO, cast
 
+import grpc
 from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 
@@ -139,8 +140,6 @@ def _admin_key(args: argparse.Namespace) -> str:
 
 
 async def _call(cmd: Command, request: Message, args: argparse.Namespace, key: str) -> Message:
-    import grpc  # noqa: PLC0415 - only --tls needs it here
-
     credentials = grpc.ssl_channel_credentials() if args.tls else None
     async with ControlPlaneClient(
         args.target, key, timeout=args.timeout, credentials=credentials
