@@ -208,6 +208,26 @@ async def test_fields_without_a_flag_come_from_request_json(cli: Cli, tmp_path: 
     assert (rule["description"], rule["groups"]) == ("flags win", ["eng"])
 
 
+def test_control_characters_in_answers_do_not_reach_the_terminal() -> None:
+    """The server refuses them in display names, but not every string it returns
+    is typed by us (a provider's state_reason, provider_metadata); ESC [ 2 J in
+    one would clear the operator's screen."""
+    from agentauth.cli._output import render
+    from agentauth.v1 import connection_pb2
+
+    evil = "Evil\x1b[2J\x9b31m"
+    response = connection_pb2.GetConnectedAccountResponse(
+        connected_account=connection_pb2.ConnectedAccount(name="orgs/o/connectedAccounts/a", state_reason=evil)
+    )
+    out, err = io.StringIO(), io.StringIO()
+    render(response, "table", out, err)
+    assert "\x1b" not in out.getvalue() and "\x9b" not in out.getvalue()
+    assert "Evil\\x1b[2J\\x9b31m" in out.getvalue()
+    out = io.StringIO()
+    render(response, "json", out, err)  # not a terminal: the text as is, JSON-escaped
+    assert json.loads(out.getvalue())["connectedAccount"]["stateReason"] == evil
+
+
 async def test_a_refused_call_is_one_line_with_exit_1(cli: Cli, tmp_path: Path) -> None:
     wrong = tmp_path / "wrong.key"
     wrong.write_text("aa_wrongkey_0123456789abcdef")

@@ -61,7 +61,16 @@ def _columns(rows: list[Message]) -> list[FieldDescriptor]:
     ]
 
 
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped: names and labels are set by org
+    admins, and an escape sequence in one must not drive the operator's terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _table(rows: list[list[str]], out: TextIO) -> None:
+    rows = [[_printable(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
@@ -93,7 +102,10 @@ def _flatten(message: Message, prefix: str = "") -> list[list[str]]:
 
 def render(response: Message, output: str, out: TextIO, err: TextIO) -> None:
     if output == "json":
-        out.write(json_format.MessageToJson(response, indent=2) + "\n")
+        # On a terminal, \u escapes for the same reason as _printable; a pipe
+        # gets the text as is (the JSON is equally valid either way).
+        text = json_format.MessageToJson(response, indent=2, ensure_ascii=out.isatty())
+        out.write(text + "\n")
         return
     fields = response.DESCRIPTOR.fields
     lists = [
