@@ -292,3 +292,13 @@ def test_every_admin_connection_and_token_rpc_has_a_command() -> None:
     }
     assert every - covered - NOT_COMMANDS == set()
     assert covered <= every
+
+
+def test_every_hint_names_a_real_field() -> None:
+    from agentauth.cli._commands import HINTS
+    from agentauth.v1 import admin_pb2
+
+    pool = admin_pb2.DESCRIPTOR.pool  # the default pool: every agentauth.v1 module
+    for key in HINTS:
+        message, field = key.split(".")
+        assert field in pool.FindMessageTypeByName(f"agentauth.v1.{message}").fields_by_name, key

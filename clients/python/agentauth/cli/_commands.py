@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["COMMANDS", "Command"]
+__all__ = ["COMMANDS", "HINTS", "Command"]
 
 # Fields the server sets; offering them as flags would only mislead.
 OUTPUT_ONLY = frozenset(
@@ -32,6 +32,32 @@ OUTPUT_ONLY = frozenset(
         "oauth_app_source",
     }
 )
+
+
+# What a field takes, where its name does not say (the .proto comments are not
+# shipped with the SDK). Keyed by "Message.field".
+HINTS: dict[str, str] = {
+    "ExchangeTokenRequest.grant_type": "urn:ietf:params:oauth:grant-type:token-exchange "
+    "or client_credentials",
+    "ExchangeTokenRequest.subject_token_type": "urn:ietf:params:oauth:token-type:jwt",
+    "ExchangeTokenRequest.actor_token_type": "urn:ietf:params:oauth:token-type:jwt",
+    "ExchangeTokenRequest.client_assertion_type": "client_credentials: "
+    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+    "ExchangeTokenRequest.organization": "orgs/{org}",
+    "DelegateTokenRequest.user": "the principal, orgs/{org}/users/{user}",
+    "DelegateTokenRequest.agent": "the agent that acts, orgs/{org}/agents/{agent}",
+    "DelegateTokenRequest.scope": "space-separated, within the agent's policies",
+    "RevokeTokensRequest.user": "every token whose principal is orgs/{org}/users/{user}",
+    "RevokeTokensRequest.agent": "every token agent orgs/{org}/agents/{agent} acts on",
+    "RevokeTokensRequest.txn": "every token of one delegation chain (its txn claim)",
+    "RevokeTokensRequest.all_tokens": "every token of the organization",
+    "ConnectedAccount.connector": "the connector id, e.g. gmail",
+    "ConnectedAccount.owner": "orgs/{org}/users/{user} or orgs/{org}/serviceAccounts/{sa}",
+    "UpdateConnectorConfigRequest.enabled_tools": "tool names; none: every tool",
+    "TrustPolicy.service_accounts": "orgs/{org}/serviceAccounts/{sa} the agent may act as",
+    "DelegationRule.delegator": "orgs/{org}/agents/{agent} that hands on",
+    "DelegationRule.delegate": "orgs/{org}/agents/{agent} it may hand on to",
+}
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from google.protobuf import json_format
 from google.protobuf.descriptor import Descriptor, EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
 
-from agentauth.cli._commands import OUTPUT_ONLY, Command
+from agentauth.cli._commands import HINTS, OUTPUT_ONLY, Command
 
 __all__ = [
     "Flag",
@@ -135,6 +135,8 @@ def add_flags(parser: argparse.ArgumentParser, cmd: Command, descriptor: Descrip
         field = flag.field
         owner = field.containing_type
         where = f"{owner.name if owner else ''}.{field.name}"
+        if hint := HINTS.get(where):
+            where = f"{where}: {hint}"
         kwargs: dict[str, Any] = {"dest": flag.dest, "default": None}
         required = flag.dotted in cmd.required
         if flag.secret:
