@@ -20,6 +20,7 @@ from control_plane.sandbox import KubernetesIssuer
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 JWT_TYPE = "urn:ietf:params:oauth:token-type:jwt"
 CANARY_CLIENT_SECRET = "canary-cli-client-secret-7c1d"
+CANARY_DEV_SECRET = "canary-cli-dev-secret-3e9a"
 
 
 class Cli:
@@ -112,7 +113,9 @@ async def test_org_user_agent_trust_policy_as_json_and_table(cli: Cli, tmp_path:
     assert updated["organization"]["maxDelegationDepth"] == 3
 
 
-async def test_connector_oauth_app_account_and_link(cli: Cli, tmp_path: Path) -> None:
+async def test_connector_oauth_app_account_and_link(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     org = (await cli.json("org", "create", "--display-name", "Conn"))["organization"]["name"]
     user = (await cli.json("user", "create", org, "--external-id", "bob"))["user"]["name"]
     connector = (await cli.json("connector", "enable", f"{org}/connectors/gmail"))["connector"]
@@ -141,6 +144,18 @@ async def test_connector_oauth_app_account_and_link(cli: Cli, tmp_path: Path) ->
     assert err.count("\n") == 1 and "NOT_FOUND" in err.upper()
     disabled = (await cli.json("connector", "disable", f"{org}/connectors/gmail"))["connector"]
     assert disabled.get("enabled", False) is False
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(CANARY_DEV_SECRET + "\n"))
+    code, out, err = await cli.run(
+        "developer-secret", "set", f"{org}/developerSecrets/weather", "--secret-file", "-",
+        "--requests", "10", "--period", "60",
+    )
+    assert code == 0, err
+    assert CANARY_DEV_SECRET not in out
+    shown = dict(line.split(None, 1) for line in out.splitlines())
+    assert shown["per_user_rate_limit.requests"] == "10"
+    assert shown["per_user_rate_limit.period"] == "60s"
+    assert shown["secret_hint"].endswith(CANARY_DEV_SECRET[-4:])
 
 
 async def test_mint_then_revoke_all_for_the_user(
