@@ -111,6 +111,14 @@ async def test_org_user_agent_trust_policy_as_json_and_table(cli: Cli, tmp_path:
     updated = await cli.json("org", "update", org, "--display-name", "Acme 2", "--max-delegation-depth", "3")
     assert updated["organization"]["displayName"] == "Acme 2"
     assert updated["organization"]["maxDelegationDepth"] == 3
+    limited = await cli.json(
+        "org", "update", org, "--requests-per-second", "50", "--burst", "100",
+        "--principal-requests-per-second", "5", "--principal-burst", "10",
+    )
+    assert limited["organization"]["rateLimits"] == {
+        "requestsPerSecond": 50.0, "burst": 100, "principalRequestsPerSecond": 5.0, "principalBurst": 10
+    }
+    assert limited["organization"]["displayName"] == "Acme 2"
 
 
 async def test_connector_oauth_app_account_and_link(

@@ -135,7 +135,8 @@ COMMANDS: tuple[Command, ...] = (
         "update",
         "admin",
         "UpdateOrganization",
-        "change an organization; only the flags given are changed",
+        "change an organization; only the fields given are changed, but rate limits "
+        "are replaced as a whole (platform key only): give all four",
         positional="organization.name",
         update_mask="update_mask",
     ),

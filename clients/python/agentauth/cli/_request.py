@@ -243,6 +243,9 @@ def build_request(
         if not given:
             raise UsageError("nothing to change: give at least one flag")
         mask = getattr(request, cmd.update_mask)
-        # Paths are relative to the resource: "organization.display_name" -> "display_name".
-        mask.paths.extend(p.split(".", 1)[1] if "." in p else p for p in given)
+        # Paths name the resource's own fields: "organization.display_name" ->
+        # "display_name", and "organization.rate_limits.burst" -> "rate_limits"
+        # (the server replaces a nested message whole, AIP-134).
+        paths = dict.fromkeys(p.split(".")[1] for p in given if "." in p)
+        mask.paths.extend(paths)
     return request
