@@ -7,6 +7,7 @@ console script does) while the server keeps serving on the test's loop.
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 from pathlib import Path
@@ -209,6 +210,15 @@ async def test_mint_then_revoke_all_for_the_user(
     monkeypatch.setattr("sys.stdin", io.StringIO(other["accessToken"] + "\n"))
     code, out, err = await cli.run("token", "revoke", "--token-file", "-")
     assert (code, out) == (0, "done\n"), err
+    # A whole delegation chain, by its txn claim.
+    chained = await cli.json(
+        "token", "mint", "--user", user, "--agent", worker, "--scope", "read",
+        "--audience", "https://api.example", key_file=backend_key,
+    )
+    payload = chained["accessToken"].split(".")[1]
+    txn = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["txn"]
+    by_chain = await cli.json("token", "revoke-all", org, "--chain", txn)
+    assert by_chain["revokedCount"] == "1"  # int64 is a string in proto3 JSON
     revoked = await cli.json("token", "revoke-all", org, "--user", user)
     assert int(revoked["revokedCount"]) >= 1
     assert (await cli.json("token", "introspect", "--token-file", str(delegated))).get("active", False) is False
