@@ -1,0 +1,142 @@
+"""Responses as a compact table (the default) or as proto3 JSON (``--output json``)."""
+
+from __future__ import annotations
+
+from typing import Any, TextIO, cast
+
+from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
+
+from agentauth.cli._request import enum_label
+
+__all__ = ["render"]
+
+# Too long for a table cell; --output json has them.
+_WIDE = frozenset({"jwks_json", "input_schema_json", "description"})
+_TIMESTAMP = "google.protobuf.Timestamp"
+_DURATION = "google.protobuf.Duration"
+_NUMERIC = frozenset(
+    {
+        FieldDescriptor.CPPTYPE_INT32,
+        FieldDescriptor.CPPTYPE_INT64,
+        FieldDescriptor.CPPTYPE_UINT32,
+        FieldDescriptor.CPPTYPE_UINT64,
+        FieldDescriptor.CPPTYPE_FLOAT,
+        FieldDescriptor.CPPTYPE_DOUBLE,
+    }
+)
+
+
+def _cell(field: FieldDescriptor, value: Any) -> str:
+    if field.message_type is not None and field.message_type.GetOptions().map_entry:
+        return ",".join(f"{k}={v}" for k, v in sorted(value.items()))
+    if field.is_repeated:
+        if field.message_type is not None:
+            return f"{len(value)} items"
+        return ",".join(str(v) for v in value)
+    if field.enum_type is not None:
+        return enum_label(field.enum_type, value)
+    if field.message_type is not None:
+        if field.message_type.full_name in (_TIMESTAMP, _DURATION):
+            return str(value.ToJsonString()) if value.ByteSize() else ""
+        return json_format.MessageToJson(value, indent=None) if value.ByteSize() else ""
+    if field.type == FieldDescriptor.TYPE_BOOL:
+        return "yes" if value else "no"
+    return str(value)
+
+
+def _columns(rows: list[Message]) -> list[FieldDescriptor]:
+    fields: list[FieldDescriptor] = list(cast(Descriptor, rows[0].DESCRIPTOR).fields)
+    return [
+        f
+        for f in fields
+        if f.name not in _WIDE
+        and not (
+            f.message_type is not None
+            and f.message_type.full_name == _TIMESTAMP
+            and f.name != "create_time"
+        )
+        and any(_cell(f, getattr(r, f.name)) for r in rows)
+    ]
+
+
+def _printable(text: str) -> str:
+    """``text`` with control characters escaped: names and labels are set by org
+    admins, and an escape sequence in one must not drive the operator's terminal."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+def _table(rows: list[list[str]], out: TextIO) -> None:
+    rows = [[_printable(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+
+
+def _flatten(message: Message, prefix: str = "") -> list[list[str]]:
+    """``field  value`` pairs, nested messages dotted, empty ones left out."""
+    pairs: list[list[str]] = []
+    for field in cast(Descriptor, message.DESCRIPTOR).fields:
+        value = getattr(message, field.name)
+        nested = (
+            field.message_type is not None
+            and not field.is_repeated
+            and field.message_type.full_name not in (_TIMESTAMP, _DURATION)
+        )
+        if nested:
+            pairs.extend(_flatten(value, f"{prefix}{field.name}."))
+            continue
+        cell = _cell(field, value)
+        # Zero in a nested message is proto3's "unset" (rate_limits.burst 0:
+        # the server's default), noise in a listing; at the top it is news
+        # (revoked_count 0).
+        if prefix and field.cpp_type in _NUMERIC and not value:
+            continue
+        if cell and field.name not in _WIDE:
+            pairs.append([prefix + field.name, cell])
+    return pairs
+
+
+def render(response: Message, output: str, out: TextIO, err: TextIO) -> None:
+    if output == "json":
+        # On a terminal, \u escapes for the same reason as _printable; a pipe
+        # gets the text as is (the JSON is equally valid either way).
+        text = json_format.MessageToJson(response, indent=2, ensure_ascii=out.isatty())
+        out.write(text + "\n")
+        return
+    fields = response.DESCRIPTOR.fields
+    lists = [
+        f
+        for f in fields
+        if f.is_repeated
+        and f.message_type is not None
+        and not f.message_type.GetOptions().map_entry
+    ]
+    if len(lists) == 1:
+        rows = list(getattr(response, lists[0].name))
+        if not rows:
+            err.write(f"no {lists[0].name.replace('_', ' ')}\n")
+        else:
+            columns = _columns(rows)
+            _table(
+                [[c.name.upper() for c in columns]]
+                + [[_cell(c, getattr(r, c.name)) for c in columns] for r in rows],
+                out,
+            )
+        token = getattr(response, "next_page_token", "")
+        if token:
+            err.write(f"more: --page-token {token}\n")
+        return
+    # GetAgentResponse{agent}: its fields, not "agent.name", "agent.state", ...
+    only = fields[0] if len(fields) == 1 else None
+    if only is not None and only.message_type is not None and not only.is_repeated:
+        pairs = _flatten(getattr(response, only.name))
+    else:
+        pairs = _flatten(response)
+    if pairs:
+        _table(pairs, out)
+    else:
+        out.write("done\n")
