@@ -42,7 +42,6 @@ from control_plane.api.connect_http import ConnectPages
 from control_plane.api.connection_servicer import ConnectionServicer
 from control_plane.api.grpc_pipeline import PipelineInterceptor
 from control_plane.api.http import build_http_app
-from control_plane.api.metrics import Metrics
 from control_plane.api.oauth_http import add_oauth_routes
 from control_plane.api.pipeline import Pipeline
 from control_plane.api.readiness import Readiness
@@ -56,6 +55,7 @@ from control_plane.connectors.loader import Catalog, ConnectorDefinitionError, l
 from control_plane.connectors.sandbox_routing import rewrite_for_sandbox
 from control_plane.domain.trust import is_loopback
 from control_plane.logs import get_logger
+from control_plane.metrics import Metrics
 from control_plane.net.guarded_http import FetchBudget, GuardedHttp
 from control_plane.services.agents import AgentService
 from control_plane.services.api_keys import ApiKeyService
@@ -410,6 +410,7 @@ class VaultStack:
 
 def build_vault(runtime: Runtime, http: aiohttp.ClientSession) -> VaultStack:
     db, barrier, clock, catalog = runtime.db, runtime.barrier, runtime.clock, runtime.catalog
+    metrics = runtime.metrics
     oauth_apps = OAuthApps(db, barrier)
     developer_secrets = DeveloperSecrets(db, barrier)
     refresher = RefreshCoordinator(
@@ -420,13 +421,14 @@ def build_vault(runtime: Runtime, http: aiohttp.ClientSession) -> VaultStack:
         oauth_apps,
         http,
         lease=dt.timedelta(seconds=runtime.settings.refresh_lease_seconds),
+        listeners=(lambda e: metrics.refresh(e.connector_id, e.outcome),),
     )
     return VaultStack(
         oauth_apps,
         developer_secrets,
         AccountVault(db, barrier, clock, oauth_apps, http),
         refresher,
-        Upstream(db, barrier, clock, catalog, refresher, http, developer_secrets),
+        Upstream(db, barrier, clock, catalog, refresher, http, developer_secrets, metrics),
         KeepAlive(db, clock, catalog, refresher),
     )
 
@@ -472,6 +474,7 @@ def build_connections(runtime: Runtime, vault: VaultStack, issuer: str) -> Conne
             links,
             ToolActionAudit(runtime.audit),
             confirmations,
+            runtime.metrics,
         ),
         ToolListingService(db, catalog, connectors, policies, links),
         confirmations,
@@ -627,7 +630,15 @@ def build_grpc_server(
             tokens.own_tokens,
             tokens.delegation,
             BulkRevocation(runtime.db, runtime.clock, runtime.feed),
-            RevocationWatch(runtime.db, runtime.barrier, runtime.clock, runtime.feed),
+            RevocationWatch(
+                runtime.db,
+                runtime.barrier,
+                runtime.clock,
+                runtime.feed,
+                on_live=lambda e: runtime.metrics.feed_lag(
+                    (runtime.clock.now() - e.revoke_time).total_seconds()
+                ),
+            ),
         ),
         server,
     )

@@ -40,17 +40,18 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from control_plane.api.authz import Rule
-from control_plane.api.metrics import Metrics
 from control_plane.audit.hook import AuditEvent, AuditSink
 from control_plane.domain.errors import (
     AgentAuthError,
     PermissionDenied,
+    ResourceExhausted,
     Unauthenticated,
     Unavailable,
 )
 from control_plane.domain.principals import Principal
 from control_plane.domain.scope import OrgScope
 from control_plane.logs import Throttled, get_logger
+from control_plane.metrics import Metrics
 
 T = TypeVar("T")
 
@@ -135,10 +136,16 @@ class Pipeline:
             if rule.rate_limited:
                 # Per org and per principal once authenticated (the org comes from the
                 # principal, never from the request); per client address before that.
-                if principal is not None and principal.org_id is not None:
-                    await self._limiter.check(principal.own_scope, principal.rate_key, call.peer)
-                else:
-                    await self._limiter.check(None, "", call.peer)
+                try:
+                    if principal is not None and principal.org_id is not None:
+                        await self._limiter.check(
+                            principal.own_scope, principal.rate_key, call.peer
+                        )
+                    else:
+                        await self._limiter.check(None, "", call.peer)
+                except ResourceExhausted:
+                    self._metrics.rate_limited(call.key)
+                    raise
             token = _principal.set(principal)
             try:
                 if not rule.audited:

@@ -71,6 +71,7 @@ from control_plane.domain.tool_scopes import parse_tool_scopes, tool_scope
 from control_plane.domain.validation import request_id as check_request_id
 from control_plane.ids import new_id
 from control_plane.logs import get_logger
+from control_plane.metrics import Metrics
 from control_plane.services.connectors import ConnectorConfigService
 from control_plane.services.tool_accounts import (
     USABLE,
@@ -174,6 +175,7 @@ class ToolExecutor:
         links: ConnectLinks,
         audit: ActionAudit,
         confirmations: ToolConfirmations,
+        metrics: Metrics,
         *,
         rng: Callable[[], float] = random.random,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -188,6 +190,7 @@ class ToolExecutor:
         self._links = links
         self._audit = audit
         self._confirmations = confirmations
+        self._metrics = metrics
         self._rng = rng
         self._sleep = sleep
         self._checkers: dict[str, ArgumentChecker] = {}
@@ -539,6 +542,8 @@ class ToolExecutor:
         except AgentAuthError as exc:  # left PENDING: a replay says the outcome is unknown
             log.warning("tool_action_outcome_unrecorded", action_id=action_id, reason=exc.reason)
         await self._audit.outcome(principal, action_id, prepared.tool.name, outcome)
+        code = "OK" if isinstance(outcome, out.Succeeded) else outcome.code
+        self._metrics.tool_outcome(prepared.connector.id, prepared.tool.name, code)
 
     async def _attempts(
         self,

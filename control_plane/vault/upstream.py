@@ -31,6 +31,7 @@ from control_plane.connectors.loader import Catalog
 from control_plane.connectors.model import Connector
 from control_plane.domain.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from control_plane.domain.scope import OrgScope
+from control_plane.metrics import Metrics
 from control_plane.net.bodies import read_capped
 from control_plane.storage.db import Database
 from control_plane.vault.accounts import open_secret
@@ -81,6 +82,7 @@ class Upstream:
         refresher: RefreshCoordinator,
         http: aiohttp.ClientSession,
         developer_secrets: DeveloperSecrets,
+        metrics: Metrics,
         *,
         max_response: int = MAX_RESPONSE,
     ) -> None:
@@ -91,6 +93,7 @@ class Upstream:
         self._refresher = refresher
         self._http = http
         self._developer_secrets = developer_secrets
+        self._metrics = metrics
         self._max_response = max_response
 
     async def perform(
@@ -207,14 +210,18 @@ class Upstream:
                     if k.lower() not in _DROPPED_RESPONSE_HEADERS
                 }
         except (aiohttp.ClientError, TimeoutError) as exc:
+            self._metrics.provider_error(connector.id, "unreachable")
             raise Unavailable(
                 "the provider is unreachable",
                 reason="UPSTREAM_UNAVAILABLE",
                 debug=type(exc).__name__,
             ) from None
         if len(body) > self._max_response:
+            self._metrics.provider_error(connector.id, "too_large")
             raise Unavailable("the provider's answer is too large", reason="UPSTREAM_TOO_LARGE")
         failure = classify_response(connector, status, reply, body, graphql=request.graphql)
+        if failure is not None:
+            self._metrics.provider_error(connector.id, failure.error_class)
         return UpstreamResponse(status, reply, body, failure)
 
     async def _revoke(self, scope: OrgScope, account_id: str, reason: str) -> None:
