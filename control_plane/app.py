@@ -94,6 +94,7 @@ from control_plane.storage.migrate import current_revision, head_revision, upgra
 from control_plane.tokens.keys import SigningKeyManager
 from control_plane.tokens.minting import Minter
 from control_plane.tokens.revocation_feed import RevocationFeed
+from control_plane.tracing import Tracing
 from control_plane.vault.accounts import AccountVault
 from control_plane.vault.barrier import Barrier
 from control_plane.vault.credentials import DeveloperSecrets, OAuthApps
@@ -136,10 +137,12 @@ class Runtime:
     services: ServiceContext
     metrics: Metrics
     limiter: RateLimiter
+    tracing: Tracing
 
     async def close(self) -> None:
         await self.limiter.close()
         await self.db.dispose()
+        self.tracing.shutdown()  # flushes buffered spans to the collector
 
 
 async def migrate(url: str) -> None:
@@ -216,6 +219,7 @@ async def open_runtime(
     *,
     clock: Clock | None = None,
     audit: AuditSink | None = None,
+    tracing: Tracing | None = None,
     existing_only: str = "",
 ) -> Runtime:
     """Open (and on a first start, create) the database, KEK and signing keys.
@@ -292,6 +296,7 @@ async def open_runtime(
         services,
         Metrics(),
         limiter,
+        tracing or Tracing.from_endpoint(settings.otlp_endpoint),
     )
 
 
@@ -410,7 +415,7 @@ class VaultStack:
 
 def build_vault(runtime: Runtime, http: aiohttp.ClientSession) -> VaultStack:
     db, barrier, clock, catalog = runtime.db, runtime.barrier, runtime.clock, runtime.catalog
-    metrics = runtime.metrics
+    metrics, tracing = runtime.metrics, runtime.tracing
     oauth_apps = OAuthApps(db, barrier)
     developer_secrets = DeveloperSecrets(db, barrier)
     refresher = RefreshCoordinator(
@@ -422,13 +427,24 @@ def build_vault(runtime: Runtime, http: aiohttp.ClientSession) -> VaultStack:
         http,
         lease=dt.timedelta(seconds=runtime.settings.refresh_lease_seconds),
         listeners=(lambda e: metrics.refresh(e.connector_id, e.outcome),),
+        tracing=tracing,
     )
     return VaultStack(
         oauth_apps,
         developer_secrets,
         AccountVault(db, barrier, clock, oauth_apps, http),
         refresher,
-        Upstream(db, barrier, clock, catalog, refresher, http, developer_secrets, metrics),
+        Upstream(
+            db,
+            barrier,
+            clock,
+            catalog,
+            refresher,
+            http,
+            developer_secrets,
+            metrics,
+            runtime.tracing,
+        ),
         KeepAlive(db, clock, catalog, refresher),
     )
 
@@ -475,6 +491,7 @@ def build_connections(runtime: Runtime, vault: VaultStack, issuer: str) -> Conne
             ToolActionAudit(runtime.audit),
             confirmations,
             runtime.metrics,
+            runtime.tracing,
         ),
         ToolListingService(db, catalog, connectors, policies, links),
         confirmations,
@@ -569,7 +586,9 @@ def pipeline_for(
 ) -> Pipeline:
     """authenticate → authorize → rate-limit → audit, over one authorization table."""
     authenticate = Authentication(tokens.api_keys, tokens.own_tokens, conns.flow)
-    return Pipeline(rules, authenticate, runtime.limiter, runtime.audit, runtime.metrics)
+    return Pipeline(
+        rules, authenticate, runtime.limiter, runtime.audit, runtime.metrics, runtime.tracing
+    )
 
 
 def build_grpc_server(

@@ -85,6 +85,7 @@ from control_plane.storage import models as m
 from control_plane.storage import rate_buckets
 from control_plane.storage.db import Database
 from control_plane.storage.units import OrgTx
+from control_plane.tracing import Tracing
 from control_plane.vault.barrier import Barrier
 from control_plane.vault.classify import parse_body
 from control_plane.vault.upstream import Upstream, UpstreamRequest, UpstreamResponse
@@ -176,6 +177,7 @@ class ToolExecutor:
         audit: ActionAudit,
         confirmations: ToolConfirmations,
         metrics: Metrics,
+        tracing: Tracing,
         *,
         rng: Callable[[], float] = random.random,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -191,6 +193,7 @@ class ToolExecutor:
         self._audit = audit
         self._confirmations = confirmations
         self._metrics = metrics
+        self._tracing = tracing
         self._rng = rng
         self._sleep = sleep
         self._checkers: dict[str, ArgumentChecker] = {}
@@ -476,7 +479,27 @@ class ToolExecutor:
         ends: float,
         emit: Callable[[out.Event], None],
     ) -> None:
-        """Call the provider and record the outcome: one unit, shielded from the caller."""
+        """Call the provider and record the outcome: one unit, shielded from the caller.
+
+        Traced, it is one span (its own trace: the stream outlives the request
+        pipeline's spans) with the provider calls as its children."""
+        tool = {"agentauth.connector": prepared.connector.id, "agentauth.tool": prepared.tool.name}
+        with self._tracing.span("execute_tool", attributes=tool) as span:
+            outcome = await self._call(principal, scope, prepared, action_id, digest, ends, emit)
+            if span is not None:
+                code = "OK" if isinstance(outcome, out.Succeeded) else outcome.code
+                span.set_attribute("agentauth.tool_code", code)
+
+    async def _call(
+        self,
+        principal: Principal,
+        scope: OrgScope,
+        prepared: _Prepared,
+        action_id: str,
+        digest: str,
+        ends: float,
+        emit: Callable[[out.Event], None],
+    ) -> out.Terminal:
         outcome: out.Terminal
         called = False  # whether a request may have reached the provider
         try:
@@ -500,6 +523,7 @@ class ToolExecutor:
             outcome = _unknown("the call failed inside agentauth")
         await self._finish(principal, scope, prepared, action_id, outcome)
         emit(outcome)
+        return outcome
 
     async def _confirmed(
         self,

@@ -34,6 +34,7 @@ from control_plane.domain.scope import OrgScope
 from control_plane.metrics import Metrics
 from control_plane.net.bodies import read_capped
 from control_plane.storage.db import Database
+from control_plane.tracing import CLIENT, Tracing, failed
 from control_plane.vault.accounts import open_secret
 from control_plane.vault.barrier import Barrier
 from control_plane.vault.classify import Failure, classify_response
@@ -83,6 +84,7 @@ class Upstream:
         http: aiohttp.ClientSession,
         developer_secrets: DeveloperSecrets,
         metrics: Metrics,
+        tracing: Tracing,
         *,
         max_response: int = MAX_RESPONSE,
     ) -> None:
@@ -94,6 +96,7 @@ class Upstream:
         self._http = http
         self._developer_secrets = developer_secrets
         self._metrics = metrics
+        self._tracing = tracing
         self._max_response = max_response
 
     async def perform(
@@ -191,6 +194,23 @@ class Upstream:
             )  # fmt: skip
         except ValueError:
             raise FailedPrecondition("the connector does not say where its key goes") from None
+        attributes = {"agentauth.connector": connector.id, "http.request.method": method}
+        with self._tracing.span("upstream", CLIENT, attributes) as span:
+            response = await self._exchange(connector, method, request, headers, params)
+            if span is not None:
+                span.set_attribute("http.response.status_code", response.status)
+                if response.failure is not None:
+                    failed(span, response.failure.error_class)
+            return response
+
+    async def _exchange(
+        self,
+        connector: Connector,
+        method: str,
+        request: UpstreamRequest,
+        headers: dict[str, str],
+        params: dict[str, str],
+    ) -> UpstreamResponse:
         try:
             async with self._http.request(
                 method,
