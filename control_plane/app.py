@@ -432,7 +432,7 @@ def build_vault(runtime: Runtime, http: aiohttp.ClientSession) -> VaultStack:
     return VaultStack(
         oauth_apps,
         developer_secrets,
-        AccountVault(db, barrier, clock, oauth_apps, http),
+        AccountVault(db, barrier, clock, oauth_apps, http, tracing),
         refresher,
         Upstream(
             db,
@@ -443,7 +443,7 @@ def build_vault(runtime: Runtime, http: aiohttp.ClientSession) -> VaultStack:
             http,
             developer_secrets,
             metrics,
-            runtime.tracing,
+            tracing,
         ),
         KeepAlive(db, clock, catalog, refresher),
     )

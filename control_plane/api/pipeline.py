@@ -39,8 +39,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from opentelemetry.trace import Span
-
 from control_plane.api.authz import Rule
 from control_plane.audit.hook import AuditEvent, AuditSink
 from control_plane.domain.errors import (
@@ -130,69 +128,66 @@ class Pipeline:
     async def run(self, call: Call, handler: Callable[[], Awaitable[T]]) -> T:
         """Run ``handler`` behind every stage; it sees the caller via :func:`current_principal`.
 
-        Traced, the call is one server span with a child per stage that ran."""
-        with self._tracing.span(call.key, SERVER, {"agentauth.transport": call.transport}) as root:
-            return await self._run(call, handler, root)
-
-    async def _run(self, call: Call, handler: Callable[[], Awaitable[T]], root: Span | None) -> T:
+        Traced, the call is one server span with a child per stage that ran (spans are
+        ``with`` blocks here, not coroutines: still one coroutine per call)."""
         start = time.perf_counter()
         code = "OK"
         span = self._tracing.span
-        try:
-            rule = self._rules.get(call.key)
-            if rule is None:
-                raise PermissionDenied(reason="METHOD_NOT_AUTHORIZED")
-            with span("authenticate"):
-                principal = await self._authenticated(rule, call)
-            with span("authorize"):
-                if not rule.public and principal.role not in rule.roles:
-                    raise PermissionDenied()
-            if rule.rate_limited:
-                with span("rate_limit"):
-                    await self._rate_limit(call, principal)
-            token = _principal.set(principal)
+        with span(call.key, SERVER, {"agentauth.transport": call.transport}) as root:
             try:
-                if not rule.audited:
-                    with span("handler"):
-                        return await handler()
-                return await self._audited(rule, call, principal, handler)
+                rule = self._rules.get(call.key)
+                if rule is None:
+                    raise PermissionDenied(reason="METHOD_NOT_AUTHORIZED")
+                with span("authenticate"):
+                    principal = await self._authenticated(rule, call)
+                with span("authorize"):
+                    if not rule.public and principal.role not in rule.roles:
+                        raise PermissionDenied()
+                if rule.rate_limited:
+                    # Per org and per principal once authenticated (the org comes from
+                    # the principal, never from the request); per client address before.
+                    with span("rate_limit"):
+                        try:
+                            if principal is not None and principal.org_id is not None:
+                                scope, key = principal.own_scope, principal.rate_key
+                                await self._limiter.check(scope, key, call.peer)
+                            else:
+                                await self._limiter.check(None, "", call.peer)
+                        except ResourceExhausted:
+                            self._metrics.rate_limited(call.key)
+                            raise
+                token = _principal.set(principal)
+                try:
+                    if not rule.audited:
+                        with span("handler"):
+                            return await handler()
+                    return await self._audited(rule, call, principal, handler)
+                finally:
+                    _principal.reset(token)
+            except AgentAuthError as exc:
+                code = exc.code
+                if root is not None:
+                    root.set_attribute("agentauth.reason", exc.reason)
+                # Failures are logged once here, at INFO (never with a value the caller
+                # sent); success stays at DEBUG: a log line per call costs more than a mint.
+                self._log.info(
+                    "rpc", action=call.key, code=exc.code, reason=exc.reason, debug=exc.debug
+                )
+                raise
+            except asyncio.CancelledError:
+                code = "CANCELLED"  # the caller went away (or the server is stopping)
+                raise
+            except BaseException:
+                code = "INTERNAL"
+                raise
             finally:
-                _principal.reset(token)
-        except AgentAuthError as exc:
-            code = exc.code
-            if root is not None:
-                root.set_attribute("agentauth.reason", exc.reason)
-            # Failures are logged once here, at INFO (never with a value the caller
-            # sent); success stays at DEBUG: a log line per call costs more than a mint.
-            self._log.info(
-                "rpc", action=call.key, code=exc.code, reason=exc.reason, debug=exc.debug
-            )
-            raise
-        except asyncio.CancelledError:
-            code = "CANCELLED"  # the caller went away (or the server is stopping)
-            raise
-        except BaseException:
-            code = "INTERNAL"
-            raise
-        finally:
-            elapsed = time.perf_counter() - start
-            self._metrics.observe(call.key, code, elapsed)
-            if root is not None:
-                root.set_attribute("agentauth.code", code)
-            if code == "OK" and self._debug.isEnabledFor(logging.DEBUG):
-                self._log.debug("rpc", action=call.key, code="OK", ms=round(elapsed * 1e3, 3))
-
-    async def _rate_limit(self, call: Call, principal: Principal | None) -> None:
-        # Per org and per principal once authenticated (the org comes from the
-        # principal, never from the request); per client address before that.
-        try:
-            if principal is not None and principal.org_id is not None:
-                await self._limiter.check(principal.own_scope, principal.rate_key, call.peer)
-            else:
-                await self._limiter.check(None, "", call.peer)
-        except ResourceExhausted:
-            self._metrics.rate_limited(call.key)
-            raise
+                elapsed = time.perf_counter() - start
+                self._metrics.observe(call.key, code, elapsed)
+                if root is not None:
+                    root.set_attribute("agentauth.code", code)
+                if code == "OK" and self._debug.isEnabledFor(logging.DEBUG):
+                    ms = round(elapsed * 1e3, 3)
+                    self._log.debug("rpc", action=call.key, code="OK", ms=ms)
 
     async def _authenticated(self, rule: Rule, call: Call) -> Any:
         credential = call.credential

@@ -93,7 +93,13 @@ async def test_execute_tool_traces_its_provider_and_token_endpoint_calls(traced:
     harness, exporter = traced
     now = [time.time()]
     async with tool_world(harness, clock=lambda: now[0]) as w:
-        await w.connect()
+        exporter.clear()
+        await w.connect()  # the OAuth callback exchanges the code at the token endpoint
+        [exchange] = named(list(exporter.get_finished_spans()), "token_endpoint")
+        assert exchange.kind == SpanKind.CLIENT
+        assert (exchange.attributes or {})["agentauth.grant"] == "authorization_code"
+        assert (exchange.attributes or {})["agentauth.connector"] == "gmail"
+        connect_spans = list(exporter.get_finished_spans())
         w.provider.responses[LIST] = {"messages": [{"id": "m1"}]}
         now[0] += 2 * 3600  # the access token died: a 401, a refresh, a retry
         exporter.clear()
@@ -118,7 +124,7 @@ async def test_execute_tool_traces_its_provider_and_token_endpoint_calls(traced:
     assert (refresh.attributes or {})["agentauth.grant"] == "refresh_token"
     assert len(tokens) >= 3  # the first pair and the refreshed access token, at least
     canaries = [*tokens, CANARY_CLIENT_SECRET, w.org.split("/")[1], w.user]
-    assert_no_attribute_carries(spans, canaries)
+    assert_no_attribute_carries(spans + connect_spans, canaries)
 
 
 def test_tracing_is_off_without_an_endpoint() -> None:
