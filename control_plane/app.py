@@ -142,7 +142,9 @@ class Runtime:
     async def close(self) -> None:
         await self.limiter.close()
         await self.db.dispose()
-        self.tracing.shutdown()  # flushes buffered spans to the collector
+        # Flushing buffered spans may wait on the collector (the exporter's own
+        # timeout bounds it): in a thread, so the loop's other shutdown work runs.
+        await asyncio.to_thread(self.tracing.shutdown)
 
 
 async def migrate(url: str) -> None:
