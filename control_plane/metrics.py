@@ -66,6 +66,7 @@ class Metrics:
             "ExecuteTool terminal outcomes, by connector, tool and outcome code.",
             ["connector", "tool", "code"], registry=r,
         )  # fmt: skip
+        self._rpc_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         self._feed_lag = Histogram(
             "agentauth_revocation_feed_lag_seconds",
             "Age of a revocation when a live WatchRevocations stream delivers it.",
@@ -74,8 +75,15 @@ class Metrics:
 
     def observe(self, method: str, code: str, seconds: float) -> None:
         """One handled call (the request pipeline's entry point)."""
-        self._rpcs.labels(method, code).inc()
-        self._rpc_seconds.labels(method, code).observe(seconds)
+        # ``labels()`` costs microseconds a call (argument checks, a lock); the
+        # children for a (method, code) pair are looked up once. The pairs are
+        # bounded: methods come from the authorization table, codes from gRPC's set.
+        children = self._rpc_children.get((method, code))
+        if children is None:
+            children = (self._rpcs.labels(method, code), self._rpc_seconds.labels(method, code))
+            self._rpc_children[(method, code)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def rate_limited(self, method: str) -> None:
         self._rate_limited.labels(method).inc()
