@@ -52,7 +52,8 @@ from bench._workload import workload_exchange
 EXCHANGE = "/agentauth.v1.TokenService/ExchangeToken"
 HEALTH = "/grpc.health.v1.Health/Check"
 GOAL = 1.1
-_COUNTER = re.compile(r'^agentauth_rpc_total\{method="([^"]+)",code="([^"]+)"\} (\d+)$', re.M)
+# prometheus_client writes labels in name order: code, then method.
+_COUNTER = re.compile(r'^agentauth_rpc_total\{code="([^"]+)",method="([^"]+)"\} ([0-9.e+]+)$', re.M)
 
 
 def reflected_messages(target: str, method: str) -> tuple[type[Any], type[Any]]:
@@ -75,10 +76,10 @@ def rpc_outcomes(http: str, method: str) -> Callable[[], tuple[int, int]]:
         with urllib.request.urlopen(http + "/metrics", timeout=30) as r:  # noqa: S310
             text = r.read().decode()
         ok = bad = 0
-        for m, code, n in _COUNTER.findall(text):
+        for code, m, n in _COUNTER.findall(text):
             # CANCELLED: a call the load generator abandoned when its round ended.
             if m == method and code != "CANCELLED":
-                ok, bad = (ok + int(n), bad) if code == "OK" else (ok, bad + int(n))
+                ok, bad = (ok + int(float(n)), bad) if code == "OK" else (ok, bad + int(float(n)))
         return ok, bad
 
     return outcomes

@@ -42,7 +42,6 @@ from control_plane.api.connect_http import ConnectPages
 from control_plane.api.connection_servicer import ConnectionServicer
 from control_plane.api.grpc_pipeline import PipelineInterceptor
 from control_plane.api.http import build_http_app
-from control_plane.api.metrics import Metrics
 from control_plane.api.oauth_http import add_oauth_routes
 from control_plane.api.pipeline import Pipeline
 from control_plane.api.readiness import Readiness
@@ -56,6 +55,7 @@ from control_plane.connectors.loader import Catalog, ConnectorDefinitionError, l
 from control_plane.connectors.sandbox_routing import rewrite_for_sandbox
 from control_plane.domain.trust import is_loopback
 from control_plane.logs import get_logger
+from control_plane.metrics import Metrics
 from control_plane.net.guarded_http import FetchBudget, GuardedHttp
 from control_plane.services.agents import AgentService
 from control_plane.services.api_keys import ApiKeyService
@@ -94,6 +94,7 @@ from control_plane.storage.migrate import current_revision, head_revision, upgra
 from control_plane.tokens.keys import SigningKeyManager
 from control_plane.tokens.minting import Minter
 from control_plane.tokens.revocation_feed import RevocationFeed
+from control_plane.tracing import Tracing
 from control_plane.vault.accounts import AccountVault
 from control_plane.vault.barrier import Barrier
 from control_plane.vault.credentials import DeveloperSecrets, OAuthApps
@@ -136,10 +137,14 @@ class Runtime:
     services: ServiceContext
     metrics: Metrics
     limiter: RateLimiter
+    tracing: Tracing
 
     async def close(self) -> None:
         await self.limiter.close()
         await self.db.dispose()
+        # Flushing buffered spans may wait on the collector (the exporter's own
+        # timeout bounds it): in a thread, so the loop's other shutdown work runs.
+        await asyncio.to_thread(self.tracing.shutdown)
 
 
 async def migrate(url: str) -> None:
@@ -216,6 +221,7 @@ async def open_runtime(
     *,
     clock: Clock | None = None,
     audit: AuditSink | None = None,
+    tracing: Tracing | None = None,
     existing_only: str = "",
 ) -> Runtime:
     """Open (and on a first start, create) the database, KEK and signing keys.
@@ -292,6 +298,7 @@ async def open_runtime(
         services,
         Metrics(),
         limiter,
+        tracing or Tracing.from_endpoint(settings.otlp_endpoint),
     )
 
 
@@ -410,6 +417,7 @@ class VaultStack:
 
 def build_vault(runtime: Runtime, http: aiohttp.ClientSession) -> VaultStack:
     db, barrier, clock, catalog = runtime.db, runtime.barrier, runtime.clock, runtime.catalog
+    metrics, tracing = runtime.metrics, runtime.tracing
     oauth_apps = OAuthApps(db, barrier)
     developer_secrets = DeveloperSecrets(db, barrier)
     refresher = RefreshCoordinator(
@@ -420,13 +428,25 @@ def build_vault(runtime: Runtime, http: aiohttp.ClientSession) -> VaultStack:
         oauth_apps,
         http,
         lease=dt.timedelta(seconds=runtime.settings.refresh_lease_seconds),
+        listeners=(lambda e: metrics.refresh(e.connector_id, e.outcome),),
+        tracing=tracing,
     )
     return VaultStack(
         oauth_apps,
         developer_secrets,
-        AccountVault(db, barrier, clock, oauth_apps, http),
+        AccountVault(db, barrier, clock, oauth_apps, http, tracing),
         refresher,
-        Upstream(db, barrier, clock, catalog, refresher, http, developer_secrets),
+        Upstream(
+            db,
+            barrier,
+            clock,
+            catalog,
+            refresher,
+            http,
+            developer_secrets,
+            metrics,
+            tracing,
+        ),
         KeepAlive(db, clock, catalog, refresher),
     )
 
@@ -472,6 +492,8 @@ def build_connections(runtime: Runtime, vault: VaultStack, issuer: str) -> Conne
             links,
             ToolActionAudit(runtime.audit),
             confirmations,
+            runtime.metrics,
+            runtime.tracing,
         ),
         ToolListingService(db, catalog, connectors, policies, links),
         confirmations,
@@ -566,7 +588,9 @@ def pipeline_for(
 ) -> Pipeline:
     """authenticate → authorize → rate-limit → audit, over one authorization table."""
     authenticate = Authentication(tokens.api_keys, tokens.own_tokens, conns.flow)
-    return Pipeline(rules, authenticate, runtime.limiter, runtime.audit, runtime.metrics)
+    return Pipeline(
+        rules, authenticate, runtime.limiter, runtime.audit, runtime.metrics, runtime.tracing
+    )
 
 
 def build_grpc_server(
@@ -627,7 +651,15 @@ def build_grpc_server(
             tokens.own_tokens,
             tokens.delegation,
             BulkRevocation(runtime.db, runtime.clock, runtime.feed),
-            RevocationWatch(runtime.db, runtime.barrier, runtime.clock, runtime.feed),
+            RevocationWatch(
+                runtime.db,
+                runtime.barrier,
+                runtime.clock,
+                runtime.feed,
+                on_live=lambda e: runtime.metrics.feed_lag(
+                    (runtime.clock.now() - e.revoke_time).total_seconds()
+                ),
+            ),
         ),
         server,
     )

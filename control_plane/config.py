@@ -142,6 +142,8 @@ class Settings:
     # Sandbox mode: every connector's provider URLs point at this loopback emulator
     # (`control-plane sandbox oauth <connector>` prints it). Loopback only.
     sandbox_url: str = field(default_factory=lambda: _env("SANDBOX_URL", ""))
+    # OTLP/HTTP traces endpoint (e.g. http://collector:4318/v1/traces); "" = no tracing.
+    otlp_endpoint: str = field(default_factory=lambda: _env("OTLP_ENDPOINT", ""))
     # URLs an org configures (OIDC discovery, JWKS) are fetched https only, never to
     # loopback, private, link-local, ... addresses (control_plane.domain.outbound).
     # OUTBOUND_ALLOW: comma-separated CIDRs and host names exempt from the address

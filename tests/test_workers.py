@@ -46,8 +46,8 @@ def _healthz_count(http: str) -> int:
     """This process's count of /healthz calls, from a fresh connection's /metrics."""
     with urllib.request.urlopen(http + "/metrics", timeout=10) as r:  # noqa: S310
         for line in r.read().decode().splitlines():
-            if line.startswith('agentauth_rpc_total{method="GET /healthz",code="OK"}'):
-                return int(line.rsplit(" ", 1)[1])
+            if line.startswith('agentauth_rpc_total{code="OK",method="GET /healthz"}'):
+                return int(float(line.rsplit(" ", 1)[1]))  # exposition values are floats
     return 0
 
 

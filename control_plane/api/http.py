@@ -16,10 +16,10 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from control_plane.api.metrics import Metrics
 from control_plane.api.pipeline import Call, Pipeline
 from control_plane.api.readiness import Readiness
 from control_plane.domain.errors import AgentAuthError, RequestTooLarge
+from control_plane.metrics import CONTENT_TYPE, Metrics
 from control_plane.tokens.keys import SigningKeyManager
 
 SECURITY_HEADERS = {
@@ -198,7 +198,7 @@ def build_http_app(
         )
 
     async def prometheus(_: web.Request) -> web.Response:
-        return web.Response(text=metrics.render(), content_type="text/plain")
+        return web.Response(body=metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
     app = web.Application(
         middlewares=[headers, pipeline_middleware(pipeline)],  # type: ignore[list-item]

@@ -40,17 +40,19 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from control_plane.api.authz import Rule
-from control_plane.api.metrics import Metrics
 from control_plane.audit.hook import AuditEvent, AuditSink
 from control_plane.domain.errors import (
     AgentAuthError,
     PermissionDenied,
+    ResourceExhausted,
     Unauthenticated,
     Unavailable,
 )
 from control_plane.domain.principals import Principal
 from control_plane.domain.scope import OrgScope
 from control_plane.logs import Throttled, get_logger
+from control_plane.metrics import Metrics
+from control_plane.tracing import SERVER, Tracing
 
 T = TypeVar("T")
 
@@ -100,8 +102,10 @@ class Pipeline:
         limiter: RateLimit,
         audit: AuditSink,
         metrics: Metrics,
+        tracing: Tracing,
     ) -> None:
         self._rules = rules
+        self._tracing = tracing
         self._authenticate = authenticate
         self._limiter = limiter
         self._audit = audit
@@ -122,49 +126,68 @@ class Pipeline:
         )
 
     async def run(self, call: Call, handler: Callable[[], Awaitable[T]]) -> T:
-        """Run ``handler`` behind every stage; it sees the caller via :func:`current_principal`."""
+        """Run ``handler`` behind every stage; it sees the caller via :func:`current_principal`.
+
+        Traced, the call is one server span with a child per stage that ran (spans are
+        ``with`` blocks here, not coroutines: still one coroutine per call)."""
         start = time.perf_counter()
         code = "OK"
-        try:
-            rule = self._rules.get(call.key)
-            if rule is None:
-                raise PermissionDenied(reason="METHOD_NOT_AUTHORIZED")
-            principal = await self._authenticated(rule, call)
-            if not rule.public and principal.role not in rule.roles:
-                raise PermissionDenied()
-            if rule.rate_limited:
-                # Per org and per principal once authenticated (the org comes from the
-                # principal, never from the request); per client address before that.
-                if principal is not None and principal.org_id is not None:
-                    await self._limiter.check(principal.own_scope, principal.rate_key, call.peer)
-                else:
-                    await self._limiter.check(None, "", call.peer)
-            token = _principal.set(principal)
+        span = self._tracing.span
+        with span(call.key, SERVER, {"agentauth.transport": call.transport}) as root:
             try:
-                if not rule.audited:
-                    return await handler()
-                return await self._audited(rule, call, principal, handler)
+                rule = self._rules.get(call.key)
+                if rule is None:
+                    raise PermissionDenied(reason="METHOD_NOT_AUTHORIZED")
+                with span("authenticate"):
+                    principal = await self._authenticated(rule, call)
+                with span("authorize"):
+                    if not rule.public and principal.role not in rule.roles:
+                        raise PermissionDenied()
+                if rule.rate_limited:
+                    # Per org and per principal once authenticated (the org comes from
+                    # the principal, never from the request); per client address before.
+                    with span("rate_limit"):
+                        try:
+                            if principal is not None and principal.org_id is not None:
+                                scope, key = principal.own_scope, principal.rate_key
+                                await self._limiter.check(scope, key, call.peer)
+                            else:
+                                await self._limiter.check(None, "", call.peer)
+                        except ResourceExhausted:
+                            self._metrics.rate_limited(call.key)
+                            raise
+                token = _principal.set(principal)
+                try:
+                    if not rule.audited:
+                        with span("handler"):
+                            return await handler()
+                    return await self._audited(rule, call, principal, handler)
+                finally:
+                    _principal.reset(token)
+            except AgentAuthError as exc:
+                code = exc.code
+                if root is not None:
+                    root.set_attribute("agentauth.reason", exc.reason)
+                # Failures are logged once here, at INFO (never with a value the caller
+                # sent); success stays at DEBUG: a log line per call costs more than a mint.
+                self._log.info(
+                    "rpc", action=call.key, code=exc.code, reason=exc.reason, debug=exc.debug
+                )
+                raise
+            except asyncio.CancelledError:
+                code = "CANCELLED"  # the caller went away (or the server is stopping)
+                raise
+            except BaseException:
+                code = "INTERNAL"
+                raise
             finally:
-                _principal.reset(token)
-        except AgentAuthError as exc:
-            code = exc.code
-            # Failures are logged once here, at INFO (never with a value the caller
-            # sent); success stays at DEBUG: a log line per call costs more than a mint.
-            self._log.info(
-                "rpc", action=call.key, code=exc.code, reason=exc.reason, debug=exc.debug
-            )
-            raise
-        except asyncio.CancelledError:
-            code = "CANCELLED"  # the caller went away (or the server is stopping)
-            raise
-        except BaseException:
-            code = "INTERNAL"
-            raise
-        finally:
-            elapsed = time.perf_counter() - start
-            self._metrics.observe(call.key, code, elapsed)
-            if code == "OK" and self._debug.isEnabledFor(logging.DEBUG):
-                self._log.debug("rpc", action=call.key, code="OK", ms=round(elapsed * 1e3, 3))
+                elapsed = time.perf_counter() - start
+                self._metrics.observe(call.key, code, elapsed)
+                if root is not None:
+                    root.set_attribute("agentauth.code", code)
+                if code == "OK" and self._debug.isEnabledFor(logging.DEBUG):
+                    ms = round(elapsed * 1e3, 3)
+                    self._log.debug("rpc", action=call.key, code="OK", ms=ms)
 
     async def _authenticated(self, rule: Rule, call: Call) -> Any:
         credential = call.credential
@@ -194,20 +217,25 @@ class Pipeline:
         def event(phase: str, outcome: str, reason: str = "") -> AuditEvent:
             return AuditEvent.of(action, phase, principal, outcome, reason, call.transport)
 
+        async def record(e: AuditEvent) -> None:
+            with self._tracing.span("audit", attributes={"agentauth.audit_phase": e.phase}):
+                await self._audit.record(e)
+
         try:
-            await self._audit.record(event("attempt", "pending"))
+            await record(event("attempt", "pending"))
         except Exception:
             raise Unavailable("audit log unavailable", reason="AUDIT_UNAVAILABLE") from None
         try:
-            result = await handler()
+            with self._tracing.span("handler"):
+                result = await handler()
         except AgentAuthError as exc:
-            await self._audit.record(event("outcome", exc.code, exc.reason))
+            await record(event("outcome", exc.code, exc.reason))
             raise
         except asyncio.CancelledError:
-            await self._audit.record(event("outcome", "CANCELLED", "CANCELLED"))
+            await record(event("outcome", "CANCELLED", "CANCELLED"))
             raise
         except Exception:
-            await self._audit.record(event("outcome", "INTERNAL", "INTERNAL"))
+            await record(event("outcome", "INTERNAL", "INTERNAL"))
             raise
-        await self._audit.record(event("outcome", "OK"))
+        await record(event("outcome", "OK"))
         return result

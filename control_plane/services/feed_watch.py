@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -49,6 +49,7 @@ class FeedWatch(Generic[E]):
         *,
         heartbeat: float = 30.0,
         batch: int = 100,
+        on_live: Callable[[E], None] | None = None,
     ) -> None:
         self.db = db
         self.barrier = barrier
@@ -56,6 +57,9 @@ class FeedWatch(Generic[E]):
         self.feed = feed
         self.heartbeat = heartbeat
         self.batch = batch
+        # Told of each event delivered after the backlog (the feed's lag is measured
+        # on these: a backlog event's age is how long the watcher was away).
+        self.on_live = on_live
 
     async def fetch(self, scope: OrgScope, seq: int, limit: int) -> list[tuple[int, E]]:
         """Events after ``seq``, oldest first, with their seq."""
@@ -85,6 +89,8 @@ class FeedWatch(Generic[E]):
             events = await self.fetch(scope, seq, self.batch)
             for event_seq, event in events:
                 seq = event_seq
+                if synced and self.on_live is not None:
+                    self.on_live(event)
                 yield WatchItem(event, await self._encode(scope, seq), False)
             if len(events) == self.batch:
                 continue  # more backlog

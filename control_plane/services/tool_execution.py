@@ -71,6 +71,7 @@ from control_plane.domain.tool_scopes import parse_tool_scopes, tool_scope
 from control_plane.domain.validation import request_id as check_request_id
 from control_plane.ids import new_id
 from control_plane.logs import get_logger
+from control_plane.metrics import Metrics
 from control_plane.services.connectors import ConnectorConfigService
 from control_plane.services.tool_accounts import (
     USABLE,
@@ -84,6 +85,7 @@ from control_plane.storage import models as m
 from control_plane.storage import rate_buckets
 from control_plane.storage.db import Database
 from control_plane.storage.units import OrgTx
+from control_plane.tracing import Tracing
 from control_plane.vault.barrier import Barrier
 from control_plane.vault.classify import parse_body
 from control_plane.vault.upstream import Upstream, UpstreamRequest, UpstreamResponse
@@ -174,6 +176,8 @@ class ToolExecutor:
         links: ConnectLinks,
         audit: ActionAudit,
         confirmations: ToolConfirmations,
+        metrics: Metrics,
+        tracing: Tracing,
         *,
         rng: Callable[[], float] = random.random,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -188,6 +192,8 @@ class ToolExecutor:
         self._links = links
         self._audit = audit
         self._confirmations = confirmations
+        self._metrics = metrics
+        self._tracing = tracing
         self._rng = rng
         self._sleep = sleep
         self._checkers: dict[str, ArgumentChecker] = {}
@@ -473,7 +479,27 @@ class ToolExecutor:
         ends: float,
         emit: Callable[[out.Event], None],
     ) -> None:
-        """Call the provider and record the outcome: one unit, shielded from the caller."""
+        """Call the provider and record the outcome: one unit, shielded from the caller.
+
+        Traced, it is one span (its own trace: the stream outlives the request
+        pipeline's spans) with the provider calls as its children."""
+        tool = {"agentauth.connector": prepared.connector.id, "agentauth.tool": prepared.tool.name}
+        with self._tracing.span("execute_tool", attributes=tool) as span:
+            outcome = await self._call(principal, scope, prepared, action_id, digest, ends, emit)
+            if span is not None:
+                code = "OK" if isinstance(outcome, out.Succeeded) else outcome.code
+                span.set_attribute("agentauth.tool_code", code)
+
+    async def _call(
+        self,
+        principal: Principal,
+        scope: OrgScope,
+        prepared: _Prepared,
+        action_id: str,
+        digest: str,
+        ends: float,
+        emit: Callable[[out.Event], None],
+    ) -> out.Terminal:
         outcome: out.Terminal
         called = False  # whether a request may have reached the provider
         try:
@@ -497,6 +523,7 @@ class ToolExecutor:
             outcome = _unknown("the call failed inside agentauth")
         await self._finish(principal, scope, prepared, action_id, outcome)
         emit(outcome)
+        return outcome
 
     async def _confirmed(
         self,
@@ -539,6 +566,8 @@ class ToolExecutor:
         except AgentAuthError as exc:  # left PENDING: a replay says the outcome is unknown
             log.warning("tool_action_outcome_unrecorded", action_id=action_id, reason=exc.reason)
         await self._audit.outcome(principal, action_id, prepared.tool.name, outcome)
+        code = "OK" if isinstance(outcome, out.Succeeded) else outcome.code
+        self._metrics.tool_outcome(prepared.connector.id, prepared.tool.name, code)
 
     async def _attempts(
         self,

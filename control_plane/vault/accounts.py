@@ -24,6 +24,7 @@ from control_plane.logs import get_logger
 from control_plane.storage import models as m
 from control_plane.storage.db import Database
 from control_plane.storage.units import OrgTx
+from control_plane.tracing import CLIENT, Tracing, failed
 from control_plane.vault.barrier import Barrier
 from control_plane.vault.credentials import OAuthApps
 from control_plane.vault.oauth_client import (
@@ -103,12 +104,14 @@ class AccountVault:
         clock: Clock,
         oauth_apps: OAuthApps,
         http: aiohttp.ClientSession,
+        tracing: Tracing,
     ) -> None:
         self._db = db
         self._barrier = barrier
         self._clock = clock
         self._apps = oauth_apps
         self._http = http
+        self._tracing = tracing
 
     async def set_api_key(
         self, tx: OrgTx, row: m.ConnectedAccount, api_key: str, hint: str, now: dt.datetime
@@ -141,15 +144,22 @@ class AccountVault:
         params = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
         if code_verifier is not None:
             params["code_verifier"] = code_verifier
+        attributes = {"agentauth.connector": connector.id, "agentauth.grant": "authorization_code"}
         try:
-            tokens = await request_token(
-                self._http,
-                connector,
-                fill_connection(connector.auth.token_url, account.connection_params),
-                app.client_id,
-                app.client_secret.reveal(),
-                params,
-            )
+            with self._tracing.span("token_endpoint", CLIENT, attributes) as span:
+                try:
+                    tokens = await request_token(
+                        self._http,
+                        connector,
+                        fill_connection(connector.auth.token_url, account.connection_params),
+                        app.client_id,
+                        app.client_secret.reveal(),
+                        params,
+                    )
+                except TokenEndpointError as exc:
+                    if span is not None and exc.status is not None:
+                        span.set_attribute("http.response.status_code", exc.status)
+                    raise
         except TokenEndpointError as exc:
             await self.mark_pending(scope, account_id, "TOKEN_EXCHANGE_FAILED")
             raise AuthorizationFailed("PROVIDER_" + exc.code.upper(), 502) from None
@@ -202,9 +212,16 @@ class AccountVault:
         except ValueError:  # a kept host that is not a plain https origin: not sent
             status = None
         else:
-            status = await revoke_token(
-                self._http, connector, url, app.client_id, app.client_secret.reveal(), token, hint
-            )
+            attributes = {"agentauth.connector": connector.id, "agentauth.token_hint": hint}
+            with self._tracing.span("revocation_endpoint", CLIENT, attributes) as span:
+                secret = app.client_secret.reveal()
+                status = await revoke_token(
+                    self._http, connector, url, app.client_id, secret, token, hint
+                )
+                if span is not None and status is not None:
+                    span.set_attribute("http.response.status_code", status)
+                if status is None or not 200 <= status < 300:
+                    failed(span, "revocation_failed")
         _log.info(
             "provider grant revoked"
             if status is not None and 200 <= status < 300

@@ -40,6 +40,7 @@ from control_plane.domain.errors import FailedPrecondition, NotFound, Unavailabl
 from control_plane.domain.scope import OrgScope
 from control_plane.logs import get_logger
 from control_plane.storage.db import Database
+from control_plane.tracing import CLIENT, Tracing
 from control_plane.vault.accounts import access_expiry, open_secret, store_secret
 from control_plane.vault.barrier import Barrier
 from control_plane.vault.classify import Failure, classify
@@ -136,8 +137,10 @@ class RefreshCoordinator:
         *,
         lease: dt.timedelta = LEASE,
         listeners: Sequence[Callable[[RefreshEvent], None]] = (),
+        tracing: Tracing,
     ) -> None:
         self.lease = lease
+        self.tracing = tracing
         self.db = db
         self.barrier = barrier
         self.clock = clock
@@ -367,14 +370,21 @@ class RefreshCoordinator:
         self._emit(RefreshEvent(org_id, account_id, c.id, "attempt"))
         url = fill_connection(c.auth.token_url, {**snap.connection, **snap.metadata})
         try:
-            tokens = await request_token(
-                self.http,
-                c,
-                url,
-                app.client_id,
-                app.client_secret.reveal(),
-                {"grant_type": "refresh_token", "refresh_token": refresh_token},
-            )
+            attributes = {"agentauth.connector": c.id, "agentauth.grant": "refresh_token"}
+            with self.tracing.span("token_endpoint", CLIENT, attributes) as span:
+                try:
+                    tokens = await request_token(
+                        self.http,
+                        c,
+                        url,
+                        app.client_id,
+                        app.client_secret.reveal(),
+                        {"grant_type": "refresh_token", "refresh_token": refresh_token},
+                    )
+                except TokenEndpointError as exc:
+                    if span is not None and exc.status is not None:
+                        span.set_attribute("http.response.status_code", exc.status)
+                    raise
         except TokenEndpointError as exc:
             failure = self._failure(c, exc)
             try:

@@ -31,8 +31,10 @@ from control_plane.connectors.loader import Catalog
 from control_plane.connectors.model import Connector
 from control_plane.domain.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
 from control_plane.domain.scope import OrgScope
+from control_plane.metrics import Metrics
 from control_plane.net.bodies import read_capped
 from control_plane.storage.db import Database
+from control_plane.tracing import CLIENT, Tracing, failed
 from control_plane.vault.accounts import open_secret
 from control_plane.vault.barrier import Barrier
 from control_plane.vault.classify import Failure, classify_response
@@ -81,6 +83,8 @@ class Upstream:
         refresher: RefreshCoordinator,
         http: aiohttp.ClientSession,
         developer_secrets: DeveloperSecrets,
+        metrics: Metrics,
+        tracing: Tracing,
         *,
         max_response: int = MAX_RESPONSE,
     ) -> None:
@@ -91,6 +95,8 @@ class Upstream:
         self._refresher = refresher
         self._http = http
         self._developer_secrets = developer_secrets
+        self._metrics = metrics
+        self._tracing = tracing
         self._max_response = max_response
 
     async def perform(
@@ -188,6 +194,23 @@ class Upstream:
             )  # fmt: skip
         except ValueError:
             raise FailedPrecondition("the connector does not say where its key goes") from None
+        attributes = {"agentauth.connector": connector.id, "http.request.method": method}
+        with self._tracing.span("upstream", CLIENT, attributes) as span:
+            response = await self._exchange(connector, method, request, headers, params)
+            if span is not None:
+                span.set_attribute("http.response.status_code", response.status)
+                if response.failure is not None:
+                    failed(span, response.failure.error_class)
+            return response
+
+    async def _exchange(
+        self,
+        connector: Connector,
+        method: str,
+        request: UpstreamRequest,
+        headers: dict[str, str],
+        params: dict[str, str],
+    ) -> UpstreamResponse:
         try:
             async with self._http.request(
                 method,
@@ -207,14 +230,18 @@ class Upstream:
                     if k.lower() not in _DROPPED_RESPONSE_HEADERS
                 }
         except (aiohttp.ClientError, TimeoutError) as exc:
+            self._metrics.provider_error(connector.id, "unreachable")
             raise Unavailable(
                 "the provider is unreachable",
                 reason="UPSTREAM_UNAVAILABLE",
                 debug=type(exc).__name__,
             ) from None
         if len(body) > self._max_response:
+            self._metrics.provider_error(connector.id, "too_large")
             raise Unavailable("the provider's answer is too large", reason="UPSTREAM_TOO_LARGE")
         failure = classify_response(connector, status, reply, body, graphql=request.graphql)
+        if failure is not None:
+            self._metrics.provider_error(connector.id, failure.error_class)
         return UpstreamResponse(status, reply, body, failure)
 
     async def _revoke(self, scope: OrgScope, account_id: str, reason: str) -> None:

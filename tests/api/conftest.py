@@ -26,6 +26,7 @@ from control_plane.config import Settings
 from control_plane.services.api_keys import ApiKeyService
 from control_plane.storage.db import Database
 from control_plane.storage.models import Base
+from control_plane.tracing import Tracing
 
 # A fixed public P-256 key (RFC 7515 A.3) for policies that need some JWKS.
 PUBLIC_JWK = {
@@ -190,7 +191,7 @@ def captured_logs() -> Iterator[io.StringIO]:
 
 @contextlib.asynccontextmanager
 async def start_harness(
-    database_url: str, tmp_path: Path, **settings: Any
+    database_url: str, tmp_path: Path, *, tracing: Tracing | None = None, **settings: Any
 ) -> AsyncIterator[Harness]:
     """The in-process control plane; ``settings`` override the test defaults."""
     options: dict[str, Any] = {
@@ -209,7 +210,7 @@ async def start_harness(
     s = Settings(**options)
     s.data_dir.mkdir(mode=0o700)
     audit = RecordingAuditSink()
-    runtime = await open_runtime(s, clock=SystemClock(), audit=audit)
+    runtime = await open_runtime(s, clock=SystemClock(), audit=audit, tracing=tracing)
     _, key = await ApiKeyService(runtime.services).create_platform_key("tests")
     servers = await start_servers(runtime)
     h = Harness(runtime, servers, audit, key, database_url, s.data_dir, [])

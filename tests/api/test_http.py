@@ -129,7 +129,8 @@ async def test_metrics_count_rpcs_by_method_and_code(harness) -> None:
     async with aiohttp.ClientSession() as http:
         async with http.get(harness.http + "/metrics") as r:
             text = await r.text()
-    line = 'agentauth_rpc_total{method="/agentauth.v1.AdminService/GetOrganization",code="OK"} 1'
+    # prometheus_client writes labels in name order
+    line = 'agentauth_rpc_total{code="OK",method="/agentauth.v1.AdminService/GetOrganization"} 1.0'
     assert line in text
     assert org.split("/")[1] not in text  # no org ids in metric labels
 

@@ -14,14 +14,15 @@ import aiohttp
 import pytest
 from sqlalchemy import text
 
+from control_plane.clock import Clock
 from control_plane.connectors.loader import load_catalog
 from control_plane.domain.errors import FailedPrecondition, Unavailable
-from control_plane.clock import Clock
 from control_plane.storage.db import Database
+from control_plane.tracing import Tracing
 from control_plane.vault.credentials import OAuthApps
 from control_plane.vault.refresh import RefreshCoordinator, RefreshEvent
-from tests.scopes import scope
 from tests.api.connect_helpers import browser, connect_world, consent, finish, start
+from tests.scopes import scope
 
 
 async def _connect(w: Any) -> str:
@@ -59,7 +60,7 @@ class Replica:
         self.events: list[RefreshEvent] = []
         self.coordinator = RefreshCoordinator(
             self.db, rt.barrier, self.clock, rt.catalog, OAuthApps(self.db, rt.barrier),
-            self.http, listeners=[self.events.append])
+            self.http, listeners=[self.events.append], tracing=Tracing())
 
     def keep_alive(self, catalog: Any) -> Any:
         from control_plane.vault.keepalive import KeepAlive
@@ -265,7 +266,6 @@ async def test_refresh_connected_account_rpc_errors_are_precise(harness: Any) ->
 async def test_keep_alive_refreshes_idle_accounts_once_across_replicas(
     harness: Any, replicas: Any
 ) -> None:
-    from control_plane.vault.keepalive import KeepAlive
 
     async with connect_world(harness, "gmail") as w:  # Google: 180 days of inactivity
         account = await _connect(w)
@@ -319,7 +319,6 @@ async def test_keep_alive_with_a_clock_before_and_past_googles_six_months(
     harness: Any, replicas: Any
 ) -> None:
     from control_plane.clock import FakeClock
-    from control_plane.vault.keepalive import KeepAlive
 
     fake = FakeClock(dt.datetime.now(dt.UTC))
     async with connect_world(harness, "gmail", clock=lambda: fake.now().timestamp()) as w:
