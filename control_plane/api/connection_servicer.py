@@ -30,7 +30,7 @@ _AUTH_TYPES = {
     "service_account": pb.CONNECTOR_AUTH_TYPE_SERVICE_ACCOUNT,
     "key_pair_jwt": pb.CONNECTOR_AUTH_TYPE_KEY_PAIR_JWT,
 }
-_TRUST = {"trusted": pb.OUTPUT_TRUST_TRUSTED, "untrusted": pb.OUTPUT_TRUST_UNTRUSTED}
+OUTPUT_TRUST = {"trusted": pb.OUTPUT_TRUST_TRUSTED, "untrusted": pb.OUTPUT_TRUST_UNTRUSTED}
 _SOURCE = {
     "NONE": pb.CREDENTIAL_SOURCE_NONE,
     "DEPLOYMENT": pb.CREDENTIAL_SOURCE_DEPLOYMENT,
@@ -60,7 +60,7 @@ def connector(v: ConnectorView) -> pb.Connector:
                 input_schema_json=t.input_schema_json,
                 scopes=list(t.scopes),
                 destructive=t.destructive,
-                output_trust=_TRUST[t.output_trust],
+                output_trust=OUTPUT_TRUST[t.output_trust],
                 enabled=t.enabled,
             )
             for t in v.tools

@@ -20,6 +20,7 @@ from agentauth.v1 import tool_pb2 as pb
 from agentauth.v1 import tool_pb2_grpc
 from google.protobuf import json_format, struct_pb2
 
+from control_plane.api.connection_servicer import OUTPUT_TRUST
 from control_plane.api.convert import ts
 from control_plane.api.pipeline import current_principal
 from control_plane.domain import names
@@ -37,7 +38,6 @@ from control_plane.services.tool_listing import ToolListing, ToolListingService
 CHUNK_THRESHOLD = 256 * 1024
 CHUNK_SIZE = 64 * 1024
 
-_TRUST = {"trusted": cpb.OUTPUT_TRUST_TRUSTED, "untrusted": cpb.OUTPUT_TRUST_UNTRUSTED}
 _CONNECTION = {
     "CONNECTED": pb.TOOL_CONNECTION_STATE_CONNECTED,
     "NOT_CONNECTED": pb.TOOL_CONNECTION_STATE_NOT_CONNECTED,
@@ -167,7 +167,7 @@ def _messages(event: out.Event) -> list[pb.ExecuteToolResponse]:
 def _result(event: out.Succeeded) -> list[pb.ExecuteToolResponse]:
     result = pb.ToolResult(
         upstream_status=event.status,
-        output_trust=_TRUST.get(event.output_trust, cpb.OUTPUT_TRUST_UNTRUSTED),
+        output_trust=OUTPUT_TRUST.get(event.output_trust, cpb.OUTPUT_TRUST_UNTRUSTED),
         content_type=event.content_type,
         next_cursor=event.next_cursor,
     )
@@ -193,7 +193,7 @@ def _tool(listing: ToolListing) -> pb.Tool:
         input_schema_json=json.dumps(t.input_schema, separators=(",", ":"), sort_keys=True),
         provider_scopes=list(t.scopes),
         destructive=t.destructive,
-        output_trust=_TRUST.get(t.output_trust, cpb.OUTPUT_TRUST_UNTRUSTED),
+        output_trust=OUTPUT_TRUST.get(t.output_trust, cpb.OUTPUT_TRUST_UNTRUSTED),
         cursor_argument=t.pagination.cursor_argument if t.pagination is not None else "",
         connection=pb.ToolConnection(
             state=_CONNECTION[listing.connection],

@@ -16,6 +16,16 @@ from collections.abc import Mapping
 from control_plane.connectors.model import AuthSpec
 
 
+def credential_slot(auth: AuthSpec) -> tuple[str, str, str] | None:
+    """``(location, name, prefix)`` of the connector's credential ("header" or "query"),
+    or None when it says nothing."""
+    if auth.type == "oauth2":
+        return "header", auth.token_header.name, auth.token_header.prefix
+    if auth.api_key is not None:
+        return auth.api_key.location, auth.api_key.name, auth.api_key.prefix
+    return None
+
+
 def place_credential(
     auth: AuthSpec,
     credential: str,
@@ -24,12 +34,10 @@ def place_credential(
 ) -> tuple[dict[str, str], dict[str, str]]:
     """``(headers, query)`` with the credential placed; ValueError when the connector
     does not say where its key goes."""
-    if auth.type == "oauth2":
-        location, name, prefix = "header", auth.token_header.name, auth.token_header.prefix
-    elif auth.api_key is not None:
-        location, name, prefix = auth.api_key.location, auth.api_key.name, auth.api_key.prefix
-    else:
+    slot = credential_slot(auth)
+    if slot is None:
         raise ValueError("the connector does not say where its credential goes")
+    location, name, prefix = slot
     out_headers = {k: v for k, v in headers.items() if k.lower() != name.lower()}
     out_query = dict(query)
     if location == "query":

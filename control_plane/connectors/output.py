@@ -37,8 +37,10 @@ def _at(doc: Any, path: str) -> Any:
     return doc
 
 
-def _header(headers: Mapping[str, str], name: str) -> str:
-    return next((v for k, v in headers.items() if k.lower() == name.lower()), "")
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """A response header's value, whatever its letter case; None when absent."""
+    lowered = name.lower()
+    return next((v for k, v in headers.items() if k.lower() == lowered), None)
 
 
 def _next_link(value: str) -> str | None:
@@ -55,7 +57,7 @@ def next_cursor(tool: Tool, body_doc: Any, headers: Mapping[str, str]) -> str:
     if paging is None:
         return ""
     if paging.link_param:
-        target = _next_link(_header(headers, "Link"))
+        target = _next_link(header(headers, "Link") or "")
         if target is None:
             return ""
         values = parse_qs(urlsplit(target).query).get(paging.link_param, [])

@@ -107,6 +107,10 @@ class ToolRule:
             return tool_name.split(".", 1)[0] == self.tool[:-2]
         return tool_name == self.tool
 
+    def admits_actor(self, actor_agent: str | None) -> bool:
+        """Whether this rule lets ``actor_agent`` run its tools (any agent when unset)."""
+        return self.agents is None or actor_agent in self.agents
+
     def applies(self, tool_name: str, groups: frozenset[str]) -> bool:
         return self.covers(tool_name) and (self.groups is None or bool(self.groups & groups))
 
@@ -153,7 +157,7 @@ def evaluate(
     member_of = frozenset(groups)
     applied = [r for r in policy.rules if r.applies(tool_name, member_of)]
     for rule in applied:
-        if rule.agents is not None and actor_agent not in rule.agents:
+        if not rule.admits_actor(actor_agent):
             raise PolicyDenied("this agent may not run the tool", rule.id)
         for constraint in rule.constraints:
             if not constraint.admits(arguments):

@@ -50,7 +50,7 @@ from control_plane import deadlines
 from control_plane.clock import Clock
 from control_plane.connectors.loader import Catalog
 from control_plane.connectors.model import Connector, Tool
-from control_plane.connectors.output import next_cursor, shape
+from control_plane.connectors.output import header, next_cursor, shape
 from control_plane.connectors.requests import build_request
 from control_plane.domain import names
 from control_plane.domain import tool_outcome as out
@@ -380,12 +380,13 @@ class ToolExecutor:
     async def _check_account(
         self, principal: Principal, scope: OrgScope, tool: Tool, account: m.ConnectedAccount
     ) -> None:
-        if account.state == "PENDING":
+        problem = _account_problem(tool, account)
+        if problem == "PENDING":
             url = await self._links.for_account(principal, scope.org_id, account.id)
             raise _Refused(_not_connected(account.state_reason or "PENDING", url))
-        if account.state == "REVOKED":
+        if problem == "REVOKED":
             raise _Refused(await self._revoked(principal, scope, account.id, account.state_reason))
-        if account.state not in USABLE:
+        if problem == "ERROR":
             raise _Refused(
                 out.Failed(
                     out.UPSTREAM_ERROR,
@@ -393,10 +394,9 @@ class ToolExecutor:
                     "the account is in error (the connector's OAuth app needs an operator)",
                 )
             )
-        granted = set(account.granted_scopes)
-        if any(s not in granted for s in tool.scopes):
+        if problem == "SCOPES":
             url = await self._links.for_account(principal, scope.org_id, account.id)
-            raise _Refused(_scope_insufficient(tool, sorted(granted), url))
+            raise _Refused(_scope_insufficient(tool, sorted(account.granted_scopes), url))
 
     # ------------------------------------------------------------------ idempotency
 
@@ -701,7 +701,7 @@ class ToolExecutor:
         )
 
     def _succeeded(self, tool: Tool, response: UpstreamResponse) -> out.Terminal:
-        content_type = _header(response.headers, "Content-Type").split(";")[0].strip()
+        content_type = (header(response.headers, "Content-Type") or "").split(";")[0].strip()
         doc, text = parse_body(response.body)
         cursor = next_cursor(tool, doc, response.headers)
         data: Any = text if doc is None and response.body else shape(tool, doc)
@@ -781,6 +781,20 @@ def _arguments_hash(tool: str, arguments: Mapping[str, Any], account: str) -> st
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _account_problem(tool: Tool, account: m.ConnectedAccount) -> str | None:
+    """What stops ``account`` from running ``tool`` (PENDING, REVOKED, ERROR, SCOPES),
+    or None; :meth:`ToolExecutor._check_account` turns it into the refusal."""
+    if account.state == "PENDING":
+        return "PENDING"
+    if account.state == "REVOKED":
+        return "REVOKED"
+    if account.state not in USABLE:
+        return "ERROR"
+    if not set(tool.scopes) <= set(account.granted_scopes):
+        return "SCOPES"
+    return None
+
+
 def _ready(connector: Connector, tool: Tool, account: m.ConnectedAccount | None) -> bool:
     """Nothing stands between the call and the provider (else a refusal follows)."""
     if connector.auth.type == "developer_secret":
@@ -788,8 +802,7 @@ def _ready(connector: Connector, tool: Tool, account: m.ConnectedAccount | None)
     return (
         connector.auth.type in ("oauth2", "api_key")
         and account is not None
-        and account.state in USABLE
-        and set(tool.scopes) <= set(account.granted_scopes)
+        and _account_problem(tool, account) is None
     )
 
 
@@ -869,11 +882,6 @@ def _retry_hint(exc: AgentAuthError) -> float | None:
             with contextlib.suppress(ValueError):
                 return float(str(value))
     return None
-
-
-def _header(headers: Mapping[str, str], name: str) -> str:
-    lowered = name.lower()
-    return next((v for k, v in headers.items() if k.lower() == lowered), "")
 
 
 def _upstream_meta(response: UpstreamResponse) -> dict[str, str]:

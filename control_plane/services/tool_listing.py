@@ -84,11 +84,7 @@ class ToolListingService:
                     for t in connector.tools
                     if t.name in enabled
                     and grant.allows(t.name)
-                    and all(
-                        r.agents is None or actor in r.agents
-                        for r in rules
-                        if r.applies(t.name, groups)
-                    )
+                    and all(r.admits_actor(actor) for r in rules if r.applies(t.name, groups))
                 ]
                 if not tools:
                     continue

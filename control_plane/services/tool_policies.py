@@ -14,6 +14,8 @@ and ``approvers`` of a ``ToolRule`` this module returns are ids (``{agent}`` of
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from control_plane.domain import names
 from control_plane.domain import validation as v
 from control_plane.domain.entities import Page, ToolPolicyRuleView
@@ -136,25 +138,11 @@ def _validate(org_id: str, spec: ToolRuleSpec) -> dict[str, object]:
             F + "tool", "must be connector.tool, connector.* or * (lower-case names)"
         ) from None
 
-    if len(spec.agents) > MAX_AGENTS:
-        raise field_error(F + "agents", f"at most {MAX_AGENTS} agents")
-    agent_ids = []
-    for agent in spec.agents:
-        parsed = names.parse_child(agent, "agents", F + "agents")
-        if parsed.org_id != org_id:
-            raise field_error(F + "agents", "must be agents of the rule's organization")
-        agent_ids.append(parsed.id)
+    agent_ids = _ids_in_org(spec.agents, "agents", "agents", org_id, MAX_AGENTS)
 
     groups = v.groups(list(spec.groups), F + "groups")
 
-    if len(spec.approvers) > MAX_APPROVERS:
-        raise field_error(F + "approvers", f"at most {MAX_APPROVERS} approvers")
-    approver_ids = []
-    for approver in spec.approvers:
-        parsed = names.parse_child(approver, "users", F + "approvers")
-        if parsed.org_id != org_id:
-            raise field_error(F + "approvers", "must be users of the rule's organization")
-        approver_ids.append(parsed.id)
+    approver_ids = _ids_in_org(spec.approvers, "users", "approvers", org_id, MAX_APPROVERS)
     approver_groups = v.groups(list(spec.approver_groups), F + "approver_groups")
     if (approver_ids or approver_groups) and not spec.confirm:
         field = F + ("approvers" if approver_ids else "approver_groups")
@@ -215,3 +203,18 @@ def _strings(values: object) -> list[str]:
     if not isinstance(values, list) or not all(isinstance(x, str) for x in values):
         raise TypeError("a stored list of strings is not one")
     return values
+
+
+def _ids_in_org(
+    values: Sequence[str], collection: str, field: str, org_id: str, most: int
+) -> list[str]:
+    """The ids of ``orgs/{org}/{collection}/{id}`` names, all of the rule's org."""
+    if len(values) > most:
+        raise field_error(F + field, f"at most {most} {field}")
+    ids = []
+    for value in values:
+        parsed = names.parse_child(value, collection, F + field)
+        if parsed.org_id != org_id:
+            raise field_error(F + field, f"must be {collection} of the rule's organization")
+        ids.append(parsed.id)
+    return ids

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from control_plane.connectors.model import Connector, ErrorRule
+from control_plane.connectors.output import header
 
 MAX_RETRY_AFTER = 3600.0
 
@@ -43,14 +44,6 @@ def _values(doc: Any, parts: list[str]) -> list[Any]:
     return []
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    lowered = name.lower()
-    for key, value in headers.items():
-        if key.lower() == lowered:
-            return value
-    return None
-
-
 def _matches(
     rule: ErrorRule, phase: str, status: int, doc: Any, text: str, headers: Mapping[str, str]
 ) -> bool:
@@ -63,7 +56,7 @@ def _matches(
         if not any(v in wanted for v in _values(doc, path.split("."))):
             return False
     for name, pattern in rule.header.items():
-        value = _header(headers, name)
+        value = header(headers, name)
         if value is None or not re.search(pattern, value):
             return False
     return True
@@ -90,14 +83,14 @@ def _seconds(value: str | None, *, epoch: bool = False) -> float | None:
 
 def _retry_after(rule: ErrorRule | None, doc: Any, headers: Mapping[str, str]) -> float | None:
     if rule is None or rule.retry_after is None:
-        return _seconds(_header(headers, "Retry-After"))
+        return _seconds(header(headers, "Retry-After"))
     if rule.retry_after == "body_retry_after":
         for v in _values(doc, ["retry_after"]) + _values(doc, ["error", "retry_after"]):
             if isinstance(v, int | float) and not isinstance(v, bool):
                 return _seconds(str(v))
         return None
     epoch = rule.retry_after == "reset_epoch_header"
-    return _seconds(_header(headers, rule.retry_after_header), epoch=epoch)
+    return _seconds(header(headers, rule.retry_after_header), epoch=epoch)
 
 
 def parse_body(raw: bytes) -> tuple[Any, str]:
@@ -161,7 +154,7 @@ def _generic(phase: str, status: int, doc: Any, headers: Mapping[str, str]) -> F
     code = doc.get("error") if isinstance(doc, dict) else None
     if isinstance(code, dict):
         code = code.get("code")
-    retry = _seconds(_header(headers, "Retry-After"))
+    retry = _seconds(header(headers, "Retry-After"))
     if phase == "token":
         if code == "invalid_grant":
             return Failure("refresh_race", "INVALID_GRANT")

@@ -26,7 +26,7 @@ import aiohttp
 
 from control_plane.clock import Clock
 from control_plane.connectors.authorize import fill_connection
-from control_plane.connectors.credentials import place_credential
+from control_plane.connectors.credentials import credential_slot, place_credential
 from control_plane.connectors.loader import Catalog
 from control_plane.connectors.model import Connector
 from control_plane.domain.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
@@ -257,12 +257,8 @@ class Upstream:
 def _refuse_credentials(connector: Connector, request: UpstreamRequest) -> None:
     """The caller never sets a credential: not ``Authorization`` or a cookie, and not
     the header or query parameter the connector's own credential goes in."""
-    auth = connector.auth
-    name = ""
-    if auth.type == "oauth2":
-        name = auth.token_header.name
-    elif auth.api_key is not None:
-        name = auth.api_key.name
+    slot = credential_slot(connector.auth)
+    name = slot[1] if slot is not None else ""
     refused = _CREDENTIAL_HEADERS | {name.lower()}
     if any(h.lower() in refused for h in request.headers) or any(
         q.lower() == name.lower() for q in request.query
