@@ -14,12 +14,14 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 from urllib.parse import parse_qsl, unquote
 
 from aiohttp import web
 
-from control_plane.connectors.model import Tool
+from control_plane.connectors.model import Connector, Tool
+from control_plane.connectors.sandbox_routing import rewrite_for_sandbox, sandbox_url
 from control_plane.sandbox._loopback import LoopbackServer, json_response
 
 #: status, JSON body (bytes: sent raw), headers
@@ -133,3 +135,42 @@ async def request_body(request: web.Request) -> Any:
     if request.content_type == "application/x-www-form-urlencoded":
         return dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
     return raw.decode("utf-8", "replace")
+
+
+class ServedConnector:
+    """The loopback server's life cycle and URLs, shared by the emulators of a connector
+    (OAuth and API-key): ``async with`` starts and stops it; ``connector_for_sandbox``
+    points a copy of the connector here."""
+
+    connector: Connector
+    server: LoopbackServer
+
+    async def start(self, *, host: str = "127.0.0.1", port: int = 0) -> str:
+        return await self.server.start(host=host, port=port)
+
+    async def stop(self) -> None:
+        await self.server.stop()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @property
+    def base_url(self) -> str:
+        return self.server.url
+
+    def sandbox_url(self, real_url: str) -> str:
+        """``https://host/path?q`` -> ``{base_url}/host/path?q``."""
+        return sandbox_url(self.base_url, real_url)
+
+    def connector_for_sandbox(self, connector: Connector | None = None) -> Connector:
+        """A copy of the connector whose endpoints and tool URLs point here."""
+        return rewrite_for_sandbox(connector or self.connector, self.base_url)

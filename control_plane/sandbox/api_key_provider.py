@@ -28,19 +28,18 @@ import asyncio
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
 
 from control_plane.connectors.model import Connector, Tool
-from control_plane.connectors.sandbox_routing import rewrite_for_sandbox, sandbox_url
 from control_plane.sandbox._loopback import LoopbackServer, json_response
 from control_plane.sandbox._resource_api import (
     ApiRequest,
     CallbackServer,
     Reply,
+    ServedConnector,
     fingerprint,
     redact,
     reply,
@@ -76,7 +75,7 @@ class KeyFaults:
     delay: float = 0.0
 
 
-class SandboxApiKeyProvider:
+class SandboxApiKeyProvider(ServedConnector):
     """A loopback emulator of ``connector``'s API, for connectors authenticated by a key.
 
     ``async with SandboxApiKeyProvider(catalog.get("stripe"), valid_keys=[key]) as p``
@@ -122,37 +121,7 @@ class SandboxApiKeyProvider:
             lambda: [web.route("*", "/{tail:.*}", self._dispatch)]
         )
 
-    # --- lifecycle and URLs ----------------------------------------------------------
-
-    async def start(self, *, host: str = "127.0.0.1", port: int = 0) -> str:
-        return await self.server.start(host=host, port=port)
-
-    async def stop(self) -> None:
-        await self.server.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    @property
-    def base_url(self) -> str:
-        return self.server.url
-
-    def sandbox_url(self, real_url: str) -> str:
-        """``https://host/path?q`` -> ``{base_url}/host/path?q``."""
-        return sandbox_url(self.base_url, real_url)
-
-    def connector_for_sandbox(self, connector: Connector | None = None) -> Connector:
-        """A copy of the connector whose API base and tool URLs point here."""
-        return rewrite_for_sandbox(connector or self.connector, self.base_url)
+    # --- keys (life cycle and URLs: ServedConnector) ----------------------------------
 
     def new_key(self) -> str:
         """A fresh key in the provider's format, accepted from now on."""

@@ -68,19 +68,18 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
 
 from aiohttp import web
 
 from control_plane.connectors.model import Connector, Tool
-from control_plane.connectors.sandbox_routing import rewrite_for_sandbox, sandbox_url
 from control_plane.sandbox._loopback import LoopbackServer, json_response
 from control_plane.sandbox._resource_api import (
     ApiRequest,
     CallbackServer,
     Reply,
+    ServedConnector,
     request_body,
     tool_routes,
 )
@@ -245,7 +244,7 @@ def _stringify(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
-class SandboxProvider:
+class SandboxProvider(ServedConnector):
     """A loopback emulator of ``connector``'s OAuth 2.0 provider and resource API.
 
     ``async with SandboxProvider(catalog.get("gmail")) as provider`` serves on
@@ -312,43 +311,13 @@ class SandboxProvider:
             lambda: [web.route("*", "/{tail:.*}", self._dispatch)]
         )
 
-    # --- lifecycle and URLs ----------------------------------------------------------
-
-    async def start(self, *, host: str = "127.0.0.1", port: int = 0) -> str:
-        return await self.server.start(host=host, port=port)
-
-    async def stop(self) -> None:
-        await self.server.stop()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
-
-    @property
-    def base_url(self) -> str:
-        return self.server.url
+    # --- URLs (life cycle and the others: ServedConnector) ---------------------------
 
     @property
     def issuer(self) -> str:
         """The RFC 9207 ``iss`` sent: the connector's issuer mapped onto the sandbox."""
         issuer = self.connector.auth.issuer
         return self.sandbox_url(issuer) if issuer else self.base_url
-
-    def sandbox_url(self, real_url: str) -> str:
-        """``https://host/path?q`` -> ``{base_url}/host/path?q`` (see :mod:`.routing`)."""
-        return sandbox_url(self.base_url, real_url)
-
-    def connector_for_sandbox(self, connector: Connector | None = None) -> Connector:
-        """A copy of the connector whose endpoints, tool URLs and issuer point here."""
-        return rewrite_for_sandbox(connector or self.connector, self.base_url)
 
     # --- test helpers ---------------------------------------------------------------
 
