@@ -50,7 +50,12 @@ from aiohttp import web
 from control_plane.connectors.loader import load_catalog
 from control_plane.sandbox import kubernetes_issuer as k8s
 from control_plane.sandbox._jose import ALGORITHMS
-from control_plane.sandbox._loopback import LoopbackServer, json_response, require_loopback
+from control_plane.sandbox._loopback import (
+    LoopbackServer,
+    json_response,
+    require_loopback,
+    require_loopback_url,
+)
 from control_plane.sandbox.api_key_provider import KEY_AUTH_TYPES, SandboxApiKeyProvider
 from control_plane.sandbox.oauth_provider import SandboxProvider
 from control_plane.sandbox.oidc_idp import EntraIdentityProvider, OktaIdentityProvider
@@ -271,13 +276,25 @@ def _key(args: argparse.Namespace) -> tuple[LoopbackServer, Callable[[], list[st
 
 
 async def _serve(
-    server: LoopbackServer, lines: Callable[[], list[str]], host: str, port: int
+    server: LoopbackServer,
+    lines: Callable[[], list[str]],
+    host: str,
+    port: int,
+    expose_as: str | None = None,
 ) -> int:
     try:
-        await server.start(host=host, port=port)
+        await server.start(host=host, port=port, expose_as=expose_as)
     except OSError as exc:
-        print(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        where = "0.0.0.0" if expose_as else host  # noqa: S104
+        print(f"error: cannot listen on {where}:{port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
+    if expose_as:
+        print(
+            f"warning: listening on every interface (port {port}) as {expose_as}: anyone "
+            "who reaches this port can mint tokens; publish it on the host's loopback only",
+            file=sys.stderr,
+            flush=True,
+        )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -290,6 +307,13 @@ async def _serve(
             loop.remove_signal_handler(sig)
         await server.stop()
     return 0
+
+
+def _loopback_url(value: str) -> str:
+    try:
+        return require_loopback_url(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _loopback_host(value: str) -> str:
@@ -365,6 +389,15 @@ def _parser(prog: str) -> argparse.ArgumentParser:
             default="127.0.0.1",
             help="loopback address only (default %(default)s)",
         )
+        each.add_argument(
+            "--expose-as",
+            type=_loopback_url,
+            metavar="URL",
+            help="in a container whose port the host publishes on its own loopback "
+            "only: listen on every interface of the container and advertise URL "
+            "(http://127.0.0.1:PORT, the host's side) instead of --host "
+            "(deploy/docker-compose.sandbox.yml)",
+        )
     return parser
 
 
@@ -389,7 +422,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m control_plane
         file=sys.stderr,
         flush=True,
     )
-    return asyncio.run(_serve(server, lines, args.host, args.port))
+    return asyncio.run(_serve(server, lines, args.host, args.port, args.expose_as))
 
 
 if __name__ == "__main__":

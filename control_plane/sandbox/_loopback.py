@@ -2,7 +2,8 @@
 
 An emulator is a small aiohttp app bound to a loopback address only (it holds
 signing keys that mint tokens for any identity, so it must never be reachable
-from another machine), with per-path request counters and fault injection, in
+from another machine; the one exception, ``expose_as``, is a container whose
+port the host publishes on its own loopback), with per-path request counters and fault injection, in
 the spirit of SPIRE's fake datastore: the real wire format, plus knobs that
 make a relying party's retry and caching behaviour observable.
 """
@@ -15,11 +16,12 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from types import TracebackType
 from typing import Any, Self
+from urllib.parse import urlsplit
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-__all__ = ["LoopbackServer", "json_response", "require_loopback"]
+__all__ = ["LoopbackServer", "json_response", "require_loopback", "require_loopback_url"]
 
 
 def require_loopback(host: str) -> str:
@@ -54,6 +56,27 @@ def json_response(
     )
     response.content_type = content_type
     return response
+
+
+def require_loopback_url(url: str) -> str:
+    """Return ``url`` (``http://<loopback IP>:<port>``, no path) without a trailing
+    slash, or raise ValueError: what an exposed emulator may advertise."""
+    parts = urlsplit(url.rstrip("/"))
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if (
+        parts.scheme != "http"
+        or port is None
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or parts.username is not None
+    ):
+        raise ValueError(f"expected http://<loopback IP>:<port>, got {url!r}")
+    require_loopback(parts.hostname or "")
+    return f"http://{parts.netloc}"
 
 
 class LoopbackServer:
@@ -108,11 +131,19 @@ class LoopbackServer:
             return json_response({"error": "injected fault", "status": status}, status=status)
         return await handler(request)
 
-    async def start(self, *, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Bind ``host:port`` (port 0 picks a free one) and return the base URL."""
+    async def start(
+        self, *, host: str = "127.0.0.1", port: int = 0, expose_as: str | None = None
+    ) -> str:
+        """Bind ``host:port`` (port 0 picks a free one) and return the base URL.
+
+        ``expose_as`` is for a container whose port the host publishes on *its*
+        loopback (deploy/docker-compose.sandbox.yml): listen on every interface of
+        the container instead, and advertise that URL (a loopback URL of the host,
+        see :func:`require_loopback_url`) as the base of every URL and ``iss``."""
         if self._runner is not None:
             raise RuntimeError("already started")
-        host = require_loopback(host)
+        advertised = require_loopback_url(expose_as) if expose_as is not None else None
+        host = "0.0.0.0" if advertised is not None else require_loopback(host)  # noqa: S104
         app = web.Application(middlewares=[self._count_and_inject])
         app.add_routes([*self._routes(), *self._extra_routes])
         runner = web.AppRunner(app, access_log=None)
@@ -126,7 +157,7 @@ class LoopbackServer:
         self._runner = runner
         bound_port = runner.addresses[0][1]
         netloc = f"[{host}]" if ":" in host else host
-        self._url = f"http://{netloc}:{bound_port}"
+        self._url = advertised or f"http://{netloc}:{bound_port}"
         return self._url
 
     async def stop(self) -> None:

@@ -145,8 +145,10 @@ class ServedConnector:
     connector: Connector
     server: LoopbackServer
 
-    async def start(self, *, host: str = "127.0.0.1", port: int = 0) -> str:
-        return await self.server.start(host=host, port=port)
+    async def start(
+        self, *, host: str = "127.0.0.1", port: int = 0, expose_as: str | None = None
+    ) -> str:
+        return await self.server.start(host=host, port=port, expose_as=expose_as)
 
     async def stop(self) -> None:
         await self.server.stop()

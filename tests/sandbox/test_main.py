@@ -174,3 +174,63 @@ def test_key_needs_a_key_connector(capsys: pytest.CaptureFixture[str]) -> None:
         main(["key", "gmail", "--port", "0"])
     assert exited.value.code == 2
     assert "one of: ['stripe', 'weather', 'web_search']" in capsys.readouterr().err
+
+
+async def _answers_on(http: aiohttp.ClientSession, url: str) -> bool:
+    try:
+        async with http.get(url) as resp:
+            return resp.status == 200
+    except aiohttp.ClientConnectionError:
+        return False
+
+
+async def test_expose_as_listens_on_every_interface_and_advertises_the_hosts_url(
+    http: aiohttp.ClientSession,
+) -> None:
+    # A container publishing port P on the host's loopback as Q: the emulator listens
+    # on all of the container's interfaces (127.0.0.2 stands for one that is not
+    # 127.0.0.1 here) and every URL it prints, serves or signs names the host's side.
+    port, advertised = _free_port(), f"http://127.0.0.1:{_free_port()}"
+    argv = ("kubernetes", "--port", str(port), "--expose-as", advertised + "/")
+    async with _sandbox(*argv, expect=4) as run:
+        assert run.urls["issuer"] == advertised
+        other = f"http://127.0.0.2:{port}"
+        status, _, doc = await get_json(http, other + "/.well-known/openid-configuration")
+        assert status == 200 and doc["issuer"] == advertised
+        assert doc["jwks_uri"] == advertised + "/openid/v1/jwks"
+        body = {"namespace": "default", "service_account": "agent", "audiences": ["x"]}
+        status, minted = await _post(http, other + "/issue", body)
+        assert status == 200
+        assert jwt.decode(minted["token"], options={"verify_signature": False})["iss"] == advertised
+    assert run.returncode == 0, run.stderr
+    assert f"as {advertised}" in run.stderr and "loopback only" in run.stderr
+
+
+async def test_without_expose_as_only_loopback_answers(http: aiohttp.ClientSession) -> None:
+    port = _free_port()
+    async with _sandbox("kubernetes", "--port", str(port), expect=4) as run:
+        assert await _answers_on(http, run.urls["discovery"])
+        assert not await _answers_on(
+            http, f"http://127.0.0.2:{port}/.well-known/openid-configuration"
+        )
+    assert "every interface" not in run.stderr
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.0.0.1:8705",  # the emulators speak http
+        "http://10.0.0.5:8705",  # advertised to the host's loopback only
+        "http://sandbox:8705",  # a name could resolve to anything
+        "http://127.0.0.1",  # the published port must be explicit
+        "http://127.0.0.1:8705/x",  # a base URL, no path
+        "http://user@127.0.0.1:8705",
+    ],
+)
+def test_expose_as_takes_a_loopback_base_url_only(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["oauth", "gmail", "--port", "0", "--expose-as", url])
+    assert exited.value.code == 2
+    assert "--expose-as" in capsys.readouterr().err
