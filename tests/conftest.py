@@ -59,7 +59,8 @@ class PgServer:
         asyncio.run(upgrade(self.url))
 
     def new_database(self) -> str:
-        """Another empty, migrated database (for tests that need their own)."""
+        """Another empty database, not migrated (for tests that need their own and
+        migrate it themselves, e.g. through `control-plane migrate`)."""
         import psycopg
 
         name = f"agentauth_test_{uuid.uuid4().hex[:12]}"
