@@ -5,6 +5,13 @@ composition root (:mod:`control_plane.app`). The registry is the runtime's own, 
 ``prometheus_client``'s global default, so that two servers in one process (the
 tests run many) never share or collide on a series.
 
+Under ``serve --workers N`` each worker is a process of its own, and a scrape reaches
+whichever one the kernel hands the connection to. The parent therefore gives its
+workers one fresh directory (:data:`MULTIPROCESS_DIR_ENV`, prometheus_client's
+multiprocess mode): every worker's values live in files there, and any worker's
+``/metrics`` answers the sum over all of them, including workers that died and were
+replaced (a counter never goes back).
+
 Labels are bounded, operator-controlled vocabularies only: the RPC method or
 route, a status code, a connector id and a tool name from the catalog, an outcome
 or error class. Never an org id, a principal, a token or any value a caller sent.
@@ -12,8 +19,17 @@ or error class. Never an org id, a principal, a token or any value a caller sent
 
 from __future__ import annotations
 
+import os
+
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+
+#: Set by the ``--workers`` parent for its workers (read by prometheus_client when it
+#: is imported, so only a process started with it set stores its values in files).
+MULTIPROCESS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+__all__ = ["CONTENT_TYPE", "MULTIPROCESS_DIR_ENV", "Metrics", "forget_worker"]
 
 #: Seconds: from a cached-key mint (well under a millisecond) to a tool call that
 #: waits on a slow provider or a human confirmation.
@@ -26,9 +42,22 @@ LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 
+def forget_worker(directory: str, pid: int) -> None:
+    """A worker has exited: its counters and histograms stay in the sum (they only
+    ever add up); its live gauges, were there any, would be dropped."""
+    mark_process_dead(pid, directory)  # type: ignore[no-untyped-call]
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        #: What ``/metrics`` renders: this runtime's registry, or under ``--workers``
+        #: one that reads every worker's files.
+        self._exposed = self.registry
+        shared = os.environ.get(MULTIPROCESS_DIR_ENV)
+        if shared:
+            self._exposed = CollectorRegistry(auto_describe=True)
+            MultiProcessCollector(self._exposed, path=shared)  # type: ignore[no-untyped-call]
         r = self.registry
         self._rpcs = Counter(
             "agentauth_rpc", "RPCs and HTTP routes handled, by method and status code.",
@@ -107,4 +136,4 @@ class Metrics:
         self._feed_lag.observe(max(0.0, seconds))
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return generate_latest(self._exposed)

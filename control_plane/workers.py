@@ -17,6 +17,8 @@ load balancer in front of N single-process replicas would do, without one.
 * Default: 1 on the embedded SQLite (a single writer: more processes would only
   queue on its lock), and the CPUs this process may run on (at most 8) on
   PostgreSQL, where every replica is stateless.
+* The workers share one fresh metrics directory (:mod:`control_plane.metrics`), so
+  a scrape of any of them counts all of them; it is removed when the parent stops.
 """
 
 from __future__ import annotations
@@ -24,14 +26,17 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 
 from control_plane.config import Settings, parse_listen
 from control_plane.logs import get_logger
+from control_plane.metrics import MULTIPROCESS_DIR_ENV, forget_worker
 
 log = get_logger("agentauth.workers")
 MAX_AUTO_WORKERS = 8
@@ -62,7 +67,13 @@ def fixed_ports(settings: Settings) -> bool:
 def run_workers(settings: Settings, workers: int, worker_argv: Sequence[str]) -> int:
     """Start ``workers`` children of ``serve --worker``; return when they have stopped."""
     issuer = settings.effective_issuer
-    env = {**os.environ, "AGENTAUTH_REUSE_PORT": "1", "AGENTAUTH_ISSUER": issuer}
+    shared_metrics = tempfile.mkdtemp(prefix="agentauth-metrics-")
+    env = {
+        **os.environ,
+        "AGENTAUTH_REUSE_PORT": "1",
+        "AGENTAUTH_ISSUER": issuer,
+        MULTIPROCESS_DIR_ENV: shared_metrics,
+    }
     command = [sys.executable, "-m", "control_plane", "serve", "--worker", *worker_argv]
     stopping = False
     children: dict[int, subprocess.Popen[bytes]] = {}
@@ -98,6 +109,7 @@ def run_workers(settings: Settings, workers: int, worker_argv: Sequence[str]) ->
                 if code is None:
                     continue
                 del children[index]
+                forget_worker(shared_metrics, child.pid)
                 if stopping:
                     continue
                 failures += 1
@@ -113,3 +125,4 @@ def run_workers(settings: Settings, workers: int, worker_argv: Sequence[str]) ->
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        shutil.rmtree(shared_metrics, ignore_errors=True)

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -43,12 +44,33 @@ def _wait(predicate: Any, timeout: float = 60) -> None:
 
 
 def _healthz_count(http: str) -> int:
-    """This process's count of /healthz calls, from a fresh connection's /metrics."""
+    """The count of /healthz calls a fresh connection's /metrics reports."""
     with urllib.request.urlopen(http + "/metrics", timeout=10) as r:  # noqa: S310
         for line in r.read().decode().splitlines():
             if line.startswith('agentauth_rpc_total{code="OK",method="GET /healthz"}'):
                 return int(float(line.rsplit(" ", 1)[1]))  # exposition values are floats
     return 0
+
+
+def _owners_of_connections(port: int, pids: list[int]) -> set[int]:
+    """Which of ``pids`` hold an established connection accepted on local ``port``
+    (/proc/net/tcp gives the socket inodes, /proc/PID/fd who holds them)."""
+    inodes: set[str] = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port = int(fields[1].rsplit(":", 1)[1], 16)
+        if local_port == port and fields[3] == "01":  # TCP_ESTABLISHED
+            inodes.add(fields[9])
+    owners = set()
+    for pid in pids:
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in inodes:
+                owners.add(pid)
+    return owners
 
 
 def _ready(http: str) -> bool:
@@ -102,20 +124,41 @@ def test_workers_share_the_ports_are_replaced_and_stop_together(
     try:
         _wait(lambda: len(_children(parent.pid)) == 2 and _ready(http))
         first = _children(parent.pid)
-        # Connections spread over both: fresh connections see two different counters.
+
+        # Connections spread over both workers (once both listen): hold 20 open at a
+        # time and see who accepted them.
+        def both_accept() -> bool:
+            held = [socket.create_connection(("127.0.0.1", http_port)) for _ in range(20)]
+            try:
+                time.sleep(0.2)
+                return _owners_of_connections(http_port, first) == set(first)
+            finally:
+                for conn in held:
+                    conn.close()
+
+        _wait(both_accept, timeout=30)
+        # Whichever worker a scrape reaches, it counts the calls both of them served.
+        before = _healthz_count(http)
         for _ in range(40):
-            _ready(http)
-        seen: set[int] = set()
-        _wait(lambda: seen.add(_healthz_count(http)) or len(seen) >= 2, timeout=30)
-        # A dead worker is replaced.
+            assert _ready(http)
+        assert {_healthz_count(http) for _ in range(10)} == {before + 40}
+        # A dead worker is replaced, and what it counted is still counted.
         os.kill(first[0], signal.SIGKILL)
         _wait(lambda: len(_children(parent.pid)) == 2 and first[0] not in _children(parent.pid))
         _wait(lambda: _ready(http))
+        assert _healthz_count(http) >= before + 40
+        shared = [
+            d
+            for d in Path(tempfile.gettempdir()).glob("agentauth-metrics-*")
+            if any(f.name.endswith(f"_{first[0]}.db") for f in d.iterdir())
+        ]
+        assert len(shared) == 1  # the dead worker's values are still there
         # SIGTERM stops the parent and every worker.
         workers = _children(parent.pid)
         parent.send_signal(signal.SIGTERM)
         assert parent.wait(timeout=60) == 0
         _wait(lambda: not any(_alive(p) for p in workers), timeout=30)
+        assert not any(d.exists() for d in shared)  # the metrics directory goes with it
     finally:
         if parent.poll() is None:
             parent.kill()
@@ -198,6 +241,7 @@ class _FakeChild:
     started: list[_FakeChild] = []
 
     def __init__(self, *_: Any, **__: Any) -> None:
+        self.pid = 2**22 + len(_FakeChild.started)  # above pid_max: no real process
         self.signalled = False
         self.dies_first = not _FakeChild.started  # the first one crashes
         _FakeChild.started.append(self)
