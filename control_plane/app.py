@@ -261,6 +261,7 @@ async def open_runtime(
             algorithm="EdDSA" if settings.signing_algorithm == "EdDSA" else "ES256",
             jwks_cache_ttl=settings.jwks_cache_ttl,
             max_token_ttl=settings.max_token_ttl,
+            publish_lag=dt.timedelta(seconds=settings.key_reload_seconds),
         )
         await keys.load()
         if not existing_only:

@@ -98,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
         (
             "rotate-signing",
             "add a signing key: servers publish it at their next key reload, "
-            "it signs after one JWKS cache TTL",
+            "it signs one reload interval plus one JWKS cache TTL later",
         ),
         ("list", "list signing keys and their state"),
         ("taint", "emergency: withdraw a signing key from JWKS at once"),
@@ -151,7 +151,8 @@ async def _keys(settings: Settings, args: argparse.Namespace) -> None:
                 f"new signing key {kid}: stored; running servers publish it in JWKS at "
                 "their next key reload (every AGENTAUTH_KEY_RELOAD_SECONDS, default 30 s); "
                 f"it signs from {new.activate_time:%Y-%m-%dT%H:%M:%SZ} "
-                "(one JWKS cache TTL from now)"
+                "(one key reload interval plus one JWKS cache TTL from now, so that no "
+                "verifier still holds a JWKS without it)"
             )
         elif args.keys_command == "taint":
             await runtime.keys.taint(args.kid)

@@ -11,9 +11,11 @@ row's timestamps by :mod:`control_plane.tokens.lifecycle`; see there for the
 rules. Operational consequences:
 
 * Replicas pick up keys created elsewhere (another replica, the CLI) on their
-  next :meth:`~SigningKeyManager.load`; the reload interval must be well below
-  ``jwks_cache_ttl``, because a replica that has not seen a new key keeps
-  signing with its predecessor after the switch.
+  next :meth:`~SigningKeyManager.load`, so a new key is in every replica's JWKS
+  only ``publish_lag`` (the reload interval) after it is stored. It starts to
+  sign ``publish_lag + jwks_cache_ttl`` after that: a verifier may have fetched
+  the JWKS from a replica that had not reloaded yet just before it did, and must
+  have let that copy expire before the first token under the new kid arrives.
 * Storage is untrusted (the barrier's model): the published JWK is derived
   from the unsealed private key on every load, and the stored ``public_jwk``
   must agree, so someone who can write the table still cannot get a key of
@@ -134,16 +136,21 @@ class SigningKeyManager:
         algorithm: Algorithm = "ES256",
         jwks_cache_ttl: dt.timedelta = dt.timedelta(minutes=5),
         max_token_ttl: dt.timedelta = dt.timedelta(minutes=15),
+        publish_lag: dt.timedelta = dt.timedelta(0),
     ) -> None:
         if algorithm not in ("ES256", "EdDSA"):
             raise ValueError("algorithm must be ES256 or EdDSA")
         if jwks_cache_ttl <= dt.timedelta(0) or max_token_ttl <= dt.timedelta(0):
             raise ValueError("jwks_cache_ttl and max_token_ttl must be positive")
+        if publish_lag < dt.timedelta(0):
+            raise ValueError("publish_lag must not be negative")
         self._db = db
         self._barrier = barrier
         self._clock = clock
         self._algorithm: Algorithm = algorithm
         self._cache_ttl = jwks_cache_ttl
+        #: From storing a key to its first signature (see the module docstring).
+        self._activation_delay = publish_lag + jwks_cache_ttl
         self._max_token_ttl = max_token_ttl
         self._keys: tuple[_Key, ...] = ()
         self._loaded = False
@@ -298,10 +305,11 @@ class SigningKeyManager:
         return kid
 
     async def rotate(self) -> str:
-        """Add the next key: published now, signing one JWKS cache TTL from now."""
+        """Add the next key: published now (by every replica within ``publish_lag``),
+        signing ``publish_lag`` + one JWKS cache TTL from now."""
         async with self._locked() as tx:
             now = self._clock.now()
-            kid = await self._create(tx, publish=now, activate=now + self._cache_ttl)
+            kid = await self._create(tx, publish=now, activate=now + self._activation_delay)
         await self.load()
         return kid
 
@@ -323,7 +331,7 @@ class SigningKeyManager:
             ):
                 kid = None
             else:
-                kid = await self._create(tx, publish=now, activate=now + self._cache_ttl)
+                kid = await self._create(tx, publish=now, activate=now + self._activation_delay)
         if kid is not None:
             await self.load()
         return kid

@@ -102,6 +102,40 @@ async def test_rotate_publishes_at_once_and_signs_after_one_cache_ttl(
     assert published(manager) == [old, new]
 
 
+async def test_no_verifier_meets_a_new_kid_while_another_replica_has_not_published_it(
+    make_manager: MakeManager, clock: FakeClock
+) -> None:
+    # Two replicas; B reloads keys every RELOAD. A verifier fetches B's JWKS the
+    # instant before B's reload and caches it for one CACHE_TTL: the first token
+    # under the new kid (from A) must come after that copy expired.
+    reload = dt.timedelta(seconds=30)
+    a, old = await bootstrapped(make_manager, publish_lag=reload)
+    b = make_manager(publish_lag=reload)
+    await b.load()
+    clock.advance(dt.timedelta(hours=1))
+    new = await a.rotate()
+    clock.advance(reload - dt.timedelta(microseconds=1))
+    cached_from_b = b.jwks()  # B has not reloaded yet
+    assert [k["kid"] for k in cached_from_b["keys"]] == [old]
+    cache_expires = clock.now() + CACHE_TTL
+    clock.advance(dt.timedelta(microseconds=1))
+    await b.load()  # B's reload: now it publishes the new key
+    assert published(b) == [old, new]
+    while True:  # up to and including the last instant that copy is used
+        token = a.sign(CLAIMS)
+        verify_compact(token, cached_from_b, algorithms=["ES256"])  # no unknown kid
+        if clock.now() == cache_expires:
+            break
+        clock.advance(min(dt.timedelta(seconds=15), cache_expires - clock.now()))
+    clock.advance(dt.timedelta(microseconds=1))
+    assert signer(a) == new  # and not a moment later than needed
+
+
+def test_a_negative_publish_lag_is_refused(make_manager: MakeManager) -> None:
+    with pytest.raises(ValueError, match="publish_lag"):
+        make_manager(publish_lag=-SECOND)
+
+
 async def test_retired_key_stays_published_for_the_max_token_lifetime(
     make_manager: MakeManager, clock: FakeClock
 ) -> None:
