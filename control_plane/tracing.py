@@ -10,6 +10,10 @@ token, a URL (a provider's may carry an API key in its query), an exception's
 message, a principal or an org id — traces leave the process for a collector that
 is often run by someone else, so they are held to the rule of the metric labels.
 Exceptions are recorded as their class name only.
+
+A server stream's span outlives any one ``with`` block: :meth:`Tracing.start` opens
+it without making it current, :meth:`Tracing.current` makes it the parent of what
+runs inside a block (each step of the stream), and the stream ends it itself.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from collections.abc import Iterator, Mapping
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, use_span
 
 Attributes = Mapping[str, str | int | float | bool]
 
@@ -63,6 +67,33 @@ class Tracing:
         if self._tracer is None:
             return _OFF
         return self._span(self._tracer, name, kind, attributes)
+
+    def start(
+        self, name: str, kind: SpanKind = INTERNAL, attributes: Attributes | None = None
+    ) -> Span | None:
+        """A span that is not current yet and ends only when its holder calls ``end()``
+        (a server stream's: it lives across many steps); ``None`` when off."""
+        if self._tracer is None:
+            return None
+        return self._tracer.start_span(
+            name,
+            kind=kind,
+            attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+
+    @staticmethod
+    def current(span: Span | None) -> contextlib.AbstractContextManager[Span | None]:
+        """``span`` as the parent of the spans started inside the block; it is neither
+        ended nor marked failed here (its holder decides how it ends).
+
+        Keep the block within one step of a generator, never around a ``yield``: a
+        stream abandoned by its caller is closed later from another task, where the
+        context attached before the ``yield`` could not be detached."""
+        if span is None:
+            return _OFF
+        return use_span(span, record_exception=False, set_status_on_exception=False)
 
     @staticmethod
     @contextlib.contextmanager

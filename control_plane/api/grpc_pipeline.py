@@ -280,11 +280,10 @@ class PipelineInterceptor(grpc.aio.ServerInterceptor):
                     return await opened
 
                 try:
-                    messages = await pipeline.run(self._call(method, context), open_stream)
-                    if messages is None:
-                        return
-                    async for item in messages:
-                        yield item
+                    call = self._call(method, context)
+                    async with contextlib.aclosing(pipeline.stream(call, open_stream)) as messages:
+                        async for item in messages:
+                            yield item
                 except (grpc.aio.AbortError, grpc.RpcError):
                     raise
                 except Exception as exc:

@@ -20,6 +20,9 @@ every RPC. It is one coroutine per call, not one layer of coroutines per stage.
   HTTP routes are audited under their gRPC twin's action name, with the transport
   recorded beside it.
 
+A server stream (:meth:`Pipeline.stream`) runs the same chain to open it, then hands
+on its messages; traced, its server span lasts until the stream ends.
+
 A request its transport could not read (a gRPC message too large for its method
 or not decodable) never enters the chain: :meth:`Pipeline.refused_unread` counts
 it and logs it at most once per interval per reason, since anyone can send them.
@@ -35,9 +38,11 @@ import asyncio
 import contextvars
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
+
+from opentelemetry.trace import Span
 
 from control_plane.api.authz import Rule
 from control_plane.audit.hook import AuditEvent, AuditSink
@@ -52,7 +57,7 @@ from control_plane.domain.principals import Principal
 from control_plane.domain.scope import OrgScope
 from control_plane.logs import Throttled, get_logger
 from control_plane.metrics import Metrics
-from control_plane.tracing import SERVER, Tracing
+from control_plane.tracing import SERVER, Tracing, failed
 
 T = TypeVar("T")
 
@@ -74,6 +79,26 @@ def current_principal() -> Principal:
 
 def optional_principal() -> Principal | None:
     return _principal.get()
+
+
+class _Outcome:
+    __slots__ = ("code",)
+
+    def __init__(self) -> None:
+        self.code = "OK"
+
+
+_outcome: contextvars.ContextVar[_Outcome | None] = contextvars.ContextVar(
+    "agentauth_stream_outcome", default=None
+)
+
+
+def stream_outcome(code: str) -> None:
+    """Say how the running stream ended when it ends without an error but not OK (a
+    tool call's error code): its server span ends with this code. Untraced, a no-op."""
+    outcome = _outcome.get()
+    if outcome is not None:
+        outcome.code = code
 
 
 class Authenticator(Protocol):
@@ -125,15 +150,22 @@ class Pipeline:
             exc.reason, "rpc_refused_unread", action=key, code=exc.code, reason=exc.reason
         )
 
-    async def run(self, call: Call, handler: Callable[[], Awaitable[T]]) -> T:
+    async def run(
+        self, call: Call, handler: Callable[[], Awaitable[T]], stream_span: Span | None = None
+    ) -> T:
         """Run ``handler`` behind every stage; it sees the caller via :func:`current_principal`.
 
         Traced, the call is one server span with a child per stage that ran (spans are
-        ``with`` blocks here, not coroutines: still one coroutine per call)."""
+        ``with`` blocks here, not coroutines: still one coroutine per call). A stream's
+        opening runs under the stream's span (``stream_span``), which :meth:`stream` ends."""
         start = time.perf_counter()
         code = "OK"
         span = self._tracing.span
-        with span(call.key, SERVER, {"agentauth.transport": call.transport}) as root:
+        if stream_span is None:
+            opened = span(call.key, SERVER, {"agentauth.transport": call.transport})
+        else:
+            opened = self._tracing.current(stream_span)
+        with opened as root:
             try:
                 rule = self._rules.get(call.key)
                 if rule is None:
@@ -189,6 +221,71 @@ class Pipeline:
                     ms = round(elapsed * 1e3, 3)
                     self._log.debug("rpc", action=call.key, code="OK", ms=ms)
 
+    async def stream(
+        self, call: Call, open_stream: Callable[[], Awaitable[AsyncIterator[T] | None]]
+    ) -> AsyncGenerator[T, None]:
+        """Open a server stream behind every stage (as :meth:`run`), then yield its messages.
+
+        The metrics count the opening, as for any call. Traced, the server span lasts
+        as long as the stream: every step of the stream runs with it current, so the
+        spans the stream's handler starts (and the tasks it starts) are its children,
+        and it ends with the stream: the code of the error that ended it, ``CANCELLED``
+        when the caller went away (the stream is closed unfinished), else what the
+        handler said with :func:`stream_outcome` (``OK`` by default). Untraced, this is
+        the plain loop: one generator per call, no context switching per message."""
+        root = self._tracing.start(call.key, SERVER, {"agentauth.transport": call.transport})
+        if root is None:
+            messages = await self.run(call, open_stream)
+            try:
+                if messages is not None:
+                    async for item in messages:
+                        yield item
+            finally:
+                await _close(messages)
+            return
+        code = "OK"
+        messages = None
+        outcome = _Outcome()
+        try:
+            with self._tracing.current(root):
+                messages = await self.run(call, open_stream, root)
+            if messages is None:
+                return
+            # One step at a time under the span: nothing stays attached while the
+            # message is handed on, since whoever resumes us next may be another task.
+            while True:
+                bound = _outcome.set(outcome)
+                try:
+                    with self._tracing.current(root):
+                        item = await anext(messages)
+                except StopAsyncIteration:
+                    break
+                finally:
+                    _outcome.reset(bound)
+                yield item
+            code = outcome.code
+            if code != "OK":
+                failed(root, code)
+        except AgentAuthError as exc:
+            code = exc.code
+            root.set_attribute("agentauth.reason", exc.reason)
+            failed(root, type(exc).__name__)
+            raise
+        except (asyncio.CancelledError, GeneratorExit):
+            # The caller went away: its task was cancelled mid-step, or the stream was
+            # closed unfinished between two messages.
+            code = "CANCELLED"
+            failed(root, "CancelledError")
+            raise
+        except BaseException as exc:
+            code = "INTERNAL"
+            failed(root, type(exc).__name__)
+            raise
+        finally:
+            root.set_attribute("agentauth.code", code)
+            root.end()
+            await _close(messages)
+
     async def _authenticated(self, rule: Rule, call: Call) -> Any:
         credential = call.credential
         if rule.auth not in ("bearer", "tool_token"):
@@ -239,3 +336,11 @@ class Pipeline:
             raise
         await record(event("outcome", "OK"))
         return result
+
+
+async def _close(messages: AsyncIterator[Any] | None) -> None:
+    """Close a stream's messages now, in this context (an async generator left for the
+    garbage collector would be closed later, from another task)."""
+    aclose = getattr(messages, "aclose", None)
+    if aclose is not None:
+        await aclose()

@@ -22,7 +22,7 @@ from google.protobuf import json_format, struct_pb2
 
 from control_plane.api.connection_servicer import OUTPUT_TRUST
 from control_plane.api.convert import ts
-from control_plane.api.pipeline import current_principal
+from control_plane.api.pipeline import current_principal, stream_outcome
 from control_plane.domain import names
 from control_plane.domain import tool_outcome as out
 from control_plane.domain.errors import field_error
@@ -83,8 +83,8 @@ class ToolServicer(tool_pb2_grpc.ToolServiceServicer):
             timeout=timeout,
         )
         check_call(call)
-        # The principal is read here, while the pipeline has it bound; the stream
-        # itself runs after the pipeline returned.
+        # The principal is read here, while the pipeline has it bound; the stream's
+        # messages are read after the pipeline's stages, when it no longer is.
         return _stream(self.executor.events(current_principal(), call))
 
     async def ConfirmAction(
@@ -125,6 +125,8 @@ def _confirmation(c: ConfirmationView) -> pb.ToolConfirmation:
 
 async def _stream(events: AsyncIterator[out.Event]) -> AsyncIterator[pb.ExecuteToolResponse]:
     async for event in events:
+        if isinstance(event, out.Failed):  # the RPC succeeds; its trace says the tool failed
+            stream_outcome(event.code)
         for message in _messages(event):
             yield message
 

@@ -30,12 +30,19 @@ current actor. Here, in order, with nothing touching the network before step 6:
 Steps 7-8 run as one shielded task: a caller that goes away does not cancel a
 provider call halfway or leave it without an outcome record; shutdown waits
 for these tasks (:meth:`ToolExecutor.drain`) and records the ones it has to stop.
+
+Traced, each step is a span under the RPC's server span, which the stream keeps
+current while it runs (the task inherits it): ``prepare`` (1-5, and the intent
+when it is written in the same transaction), ``intent`` (6), ``replay`` for a
+repeated request_id, ``confirmation`` and ``provider`` (7, the vault's client spans
+below it), ``outcome`` (8). Attributes name catalog tools and outcome codes only.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import datetime as dt
 import hashlib
 import json
@@ -85,7 +92,7 @@ from control_plane.storage import models as m
 from control_plane.storage import rate_buckets
 from control_plane.storage.db import Database
 from control_plane.storage.units import OrgTx
-from control_plane.tracing import Tracing
+from control_plane.tracing import Attributes, Tracing
 from control_plane.vault.barrier import Barrier
 from control_plane.vault.classify import parse_body
 from control_plane.vault.upstream import Upstream, UpstreamRequest, UpstreamResponse
@@ -209,40 +216,60 @@ class ToolExecutor:
         ceiling = min(call.timeout or DEFAULT_TIMEOUT, MAX_TIMEOUT)
         ends = time.monotonic() + deadlines.budget(ceiling)
         action_id = new_id()
-        try:
+        # Traced, each stage is a span of its own under the RPC's (current in each step
+        # of the stream); none stays open across a yield.
+        span = self._tracing.span
+        refused: out.Failed | None = None
+        with span("prepare") as checks:
             try:
-                prepared = await self._prepare(principal, scope, caller, call, action_id)
-            except AlreadyExists:  # a concurrent call took the request_id meanwhile
-                prepared = await self._prepare(principal, scope, caller, call, action_id)
-        except _Refused as refused:
+                try:
+                    prepared = await self._prepare(principal, scope, caller, call, action_id)
+                except AlreadyExists:  # a concurrent call took the request_id meanwhile
+                    prepared = await self._prepare(principal, scope, caller, call, action_id)
+            except _Refused as exc:
+                refused = exc.failed
+            if checks is not None:
+                checks.set_attributes(self._named(call.tool))
+                if refused is not None:
+                    checks.set_attribute("agentauth.tool_code", refused.code)
+        if refused is not None:
             # An unknown name is the caller's text: the audit names only catalog tools.
-            known = self._catalog.get(call.tool.split(".", 1)[0])
-            target = call.tool if known is not None and known.tool(call.tool) else "(unknown)"
-            await self._audit.outcome(principal, action_id, target, refused.failed)
-            yield refused.failed
+            target = call.tool if self._named(call.tool) else "(unknown)"
+            with span("outcome", attributes={"agentauth.tool_code": refused.code}):
+                await self._audit.outcome(principal, action_id, target, refused)
+            yield refused
             return
         account = prepared.account
         shown = account_name(scope.org_id, account.id) if account is not None else ""
         digest = _arguments_hash(prepared.tool.name, prepared.arguments, shown)
-        claimed = None
-        if not prepared.recorded:
-            claimed = await self._claim(scope, caller, call, prepared, action_id, digest)
+        with span("intent"):
+            claimed = None
+            if not prepared.recorded:
+                claimed = await self._claim(scope, caller, call, prepared, action_id, digest)
+            if not isinstance(claimed, m.ToolAction):
+                try:
+                    await self._audit.intent(principal, action_id, prepared.tool.name)
+                except Unavailable:
+                    # No audit record, no action (and no record of one that never
+                    # happened, so a retry with the same request_id is a new call, not
+                    # an unknown outcome).
+                    async with self._db.org_tx(scope) as tx:
+                        await tx.tool_actions.delete(action_id)
+                    raise
         if isinstance(claimed, m.ToolAction):  # the same request_id was seen before
-            async for event in self._replay(scope, claimed, digest, prepared, shown, ends):
+            with span("replay"):
+                replayed = await self._replay(scope, claimed, digest, prepared, shown, ends)
+            for event in replayed:
                 yield event
             return
-        try:
-            await self._audit.intent(principal, action_id, prepared.tool.name)
-        except Unavailable:
-            # No audit record, no action (and no record of one that never happened, so
-            # a retry with the same request_id is a new call, not an unknown outcome).
-            async with self._db.org_tx(scope) as tx:
-                await tx.tool_actions.delete(action_id)
-            raise
         yield out.Accepted(action_id, shown)
         events: asyncio.Queue[out.Event] = asyncio.Queue()
+        # The task's context is a copy of this one, taken here (create_task copies it):
+        # its spans join the RPC's trace, as children of the RPC's span, even when the
+        # caller has gone and that span has ended.
         task = asyncio.create_task(
-            self._run(principal, scope, prepared, action_id, digest, ends, events.put_nowait)
+            self._run(principal, scope, prepared, action_id, digest, ends, events.put_nowait),
+            context=contextvars.copy_context(),
         )
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
@@ -277,6 +304,14 @@ class ToolExecutor:
         return removed
 
     # ------------------------------------------------------------------ before
+
+    def _named(self, name: str) -> dict[str, str]:
+        """The span attributes naming a catalog tool; none for a name that is not one
+        (the caller's text)."""
+        connector = self._catalog.get(name.split(".", 1)[0])
+        if connector is None or connector.tool(name) is None:
+            return {}
+        return {"agentauth.connector": connector.id, "agentauth.tool": name}
 
     def _checker(self, tool: Tool) -> ArgumentChecker:
         checker = self._checkers.get(tool.name)
@@ -436,36 +471,39 @@ class ToolExecutor:
         prepared: _Prepared,
         shown: str,
         ends: float,
-    ) -> AsyncIterator[out.Event]:
+    ) -> list[out.Event]:
+        """The first call's events (once it has an outcome), for a repeated request_id."""
         if earlier.tool != prepared.tool.name or earlier.arguments_hash != digest:
-            yield out.Failed(
-                out.INVALID_ARGUMENTS,
-                "REQUEST_ID_REUSED",
-                "this request_id was used for a different call",
-            )
-            return
+            return [
+                out.Failed(
+                    out.INVALID_ARGUMENTS,
+                    "REQUEST_ID_REUSED",
+                    "this request_id was used for a different call",
+                )
+            ]
         row: m.ToolAction | None = earlier
         while row is not None and row.state == "PENDING":
             if row.create_time < self._clock.now() - STALE_PENDING:
-                yield out.Accepted(row.id, shown, replayed=True)
-                yield _unknown("the first call with this request_id never recorded an outcome")
-                return
+                return [
+                    out.Accepted(row.id, shown, replayed=True),
+                    _unknown("the first call with this request_id never recorded an outcome"),
+                ]
             if time.monotonic() >= ends:
-                yield out.Failed(
-                    out.TIMEOUT,
-                    "IN_PROGRESS",
-                    "the first call with this request_id is still running",
-                    retryable=True,
-                )
-                return
+                return [
+                    out.Failed(
+                        out.TIMEOUT,
+                        "IN_PROGRESS",
+                        "the first call with this request_id is still running",
+                        retryable=True,
+                    )
+                ]
             await self._sleep(min(0.2, max(0.0, ends - time.monotonic())))
             async with self._db.org_tx(scope) as tx:
                 row = await tx.tool_actions.get(earlier.id)
         if row is None or row.outcome is None:
             raise Unavailable("the earlier action disappeared", reason="ACTION_CONFLICT")
         raw = await self._barrier.open(scope, "tool_actions", row.id, "outcome", row.outcome)
-        yield out.Accepted(row.id, shown, replayed=True)
-        yield out.from_record(raw)
+        return [out.Accepted(row.id, shown, replayed=True), out.from_record(raw)]
 
     # ------------------------------------------------------------------ the provider
 
@@ -481,36 +519,34 @@ class ToolExecutor:
     ) -> None:
         """Call the provider and record the outcome: one unit, shielded from the caller.
 
-        Traced, it is one span (its own trace: the stream outlives the request
-        pipeline's spans) with the provider calls as its children."""
-        tool = {"agentauth.connector": prepared.connector.id, "agentauth.tool": prepared.tool.name}
-        with self._tracing.span("execute_tool", attributes=tool) as span:
-            outcome = await self._call(principal, scope, prepared, action_id, digest, ends, emit)
-            if span is not None:
-                code = "OK" if isinstance(outcome, out.Succeeded) else outcome.code
-                span.set_attribute("agentauth.tool_code", code)
-
-    async def _call(
-        self,
-        principal: Principal,
-        scope: OrgScope,
-        prepared: _Prepared,
-        action_id: str,
-        digest: str,
-        ends: float,
-        emit: Callable[[out.Event], None],
-    ) -> out.Terminal:
+        Traced: a ``confirmation`` span for a human's confirmation, a ``provider`` span
+        around the attempts (each provider request and refresh a client span under it,
+        each wait before a retry a ``retry_wait``), then the ``outcome`` span."""
+        span = self._tracing.span
         outcome: out.Terminal
         called = False  # whether a request may have reached the provider
         try:
             async with asyncio.timeout(max(0.0, ends - time.monotonic())):
                 refused = None
                 if prepared.confirming:  # a human confirms first (or the call ends here)
-                    refused = await self._confirmed(
-                        principal, prepared, action_id, digest, ends, emit
-                    )
+                    with span("confirmation") as confirming:
+                        refused = await self._confirmed(
+                            principal, prepared, action_id, digest, ends, emit
+                        )
+                        if confirming is not None and refused is not None:
+                            confirming.set_attribute("agentauth.tool_code", refused.code)
                 called = refused is None
-                outcome = refused or await self._attempts(principal, scope, prepared, ends, emit)
+                if refused is not None:
+                    outcome = refused
+                else:
+                    named = {
+                        "agentauth.connector": prepared.connector.id,
+                        "agentauth.tool": prepared.tool.name,
+                    }
+                    with span("provider", attributes=named) as calling:
+                        outcome = await self._attempts(principal, scope, prepared, ends, emit)
+                        if calling is not None:
+                            calling.set_attribute("agentauth.tool_code", _code(outcome))
         except TimeoutError:
             outcome = _cut_short(prepared, called, "DEADLINE_EXCEEDED", "the call ran out of time")
         except asyncio.CancelledError:
@@ -523,7 +559,6 @@ class ToolExecutor:
             outcome = _unknown("the call failed inside agentauth")
         await self._finish(principal, scope, prepared, action_id, outcome)
         emit(outcome)
-        return outcome
 
     async def _confirmed(
         self,
@@ -556,17 +591,20 @@ class ToolExecutor:
         action_id: str,
         outcome: out.Terminal,
     ) -> None:
-        sealed = await self._barrier.seal(
-            scope, "tool_actions", action_id, "outcome", out.to_record(outcome)
-        )
-        state = "SUCCEEDED" if isinstance(outcome, out.Succeeded) else "FAILED"
-        try:
-            async with self._db.org_tx(scope) as tx:
-                await tx.tool_actions.finish(action_id, state, sealed, self._clock.now())
-        except AgentAuthError as exc:  # left PENDING: a replay says the outcome is unknown
-            log.warning("tool_action_outcome_unrecorded", action_id=action_id, reason=exc.reason)
-        await self._audit.outcome(principal, action_id, prepared.tool.name, outcome)
-        code = "OK" if isinstance(outcome, out.Succeeded) else outcome.code
+        code = _code(outcome)
+        with self._tracing.span("outcome", attributes={"agentauth.tool_code": code}):
+            sealed = await self._barrier.seal(
+                scope, "tool_actions", action_id, "outcome", out.to_record(outcome)
+            )
+            state = "SUCCEEDED" if isinstance(outcome, out.Succeeded) else "FAILED"
+            try:
+                async with self._db.org_tx(scope) as tx:
+                    await tx.tool_actions.finish(action_id, state, sealed, self._clock.now())
+            except AgentAuthError as exc:  # left PENDING: a replay says the outcome is unknown
+                log.warning(
+                    "tool_action_outcome_unrecorded", action_id=action_id, reason=exc.reason
+                )
+            await self._audit.outcome(principal, action_id, prepared.tool.name, outcome)
         self._metrics.tool_outcome(prepared.connector.id, prepared.tool.name, code)
 
     async def _attempts(
@@ -667,7 +705,9 @@ class ToolExecutor:
                 )
             attempt += 1
             emit(out.RetryScheduled(delay, why, attempt))
-            await self._sleep(delay)
+            waiting: Attributes = {"agentauth.attempt": attempt, "agentauth.retry_reason": why}
+            with self._tracing.span("retry_wait", attributes=waiting):
+                await self._sleep(delay)
 
     def _backoff(self, attempt: int) -> float:
         """Full jitter: a random wait up to BACKOFF_BASE * 2^(attempt-1)."""
@@ -766,6 +806,10 @@ class ToolExecutor:
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _code(outcome: out.Terminal) -> str:
+    return "OK" if isinstance(outcome, out.Succeeded) else outcome.code
 
 
 def agent_id(actor: str) -> str:
