@@ -1,4 +1,8 @@
-"""Responses as a compact table (the default) or as proto3 JSON (``--output json``)."""
+"""Responses as a compact table (the default) or as proto3 JSON (``--output json``).
+
+A watch stream's messages come one line each (:class:`EventLines`): a table
+row under one header, or one JSON object per line.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,10 @@ from google.protobuf.message import Message
 
 from agentauth.cli._request import enum_label
 
-__all__ = ["render"]
+__all__ = ["EventLines", "is_event", "printable", "render"]
 
+# A watch message's bookkeeping: where to resume, and "the backlog is delivered".
+_BOOKKEEPING = frozenset({"cursor", "synced"})
 # Too long for a table cell; --output json has them.
 _WIDE = frozenset({"jwks_json", "input_schema_json", "description"})
 _TIMESTAMP = "google.protobuf.Timestamp"
@@ -61,7 +67,7 @@ def _columns(rows: list[Message]) -> list[FieldDescriptor]:
     ]
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
     """``text`` with control characters escaped: names and labels are set by org
     admins, and an escape sequence in one must not drive the operator's terminal."""
     if text.isprintable():
@@ -70,7 +76,7 @@ def _printable(text: str) -> str:
 
 
 def _table(rows: list[list[str]], out: TextIO) -> None:
-    rows = [[_printable(c) for c in row] for row in rows]
+    rows = [[printable(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
@@ -102,7 +108,7 @@ def _flatten(message: Message, prefix: str = "") -> list[list[str]]:
 
 def render(response: Message, output: str, out: TextIO, err: TextIO) -> None:
     if output == "json":
-        # On a terminal, \u escapes for the same reason as _printable; a pipe
+        # On a terminal, \u escapes for the same reason as printable; a pipe
         # gets the text as is (the JSON is equally valid either way).
         text = json_format.MessageToJson(response, indent=2, ensure_ascii=out.isatty())
         out.write(text + "\n")
@@ -140,3 +146,33 @@ def render(response: Message, output: str, out: TextIO, err: TextIO) -> None:
         _table(pairs, out)
     else:
         out.write("done\n")
+
+
+def is_event(message: Message) -> bool:
+    """Whether a watch message reports something (not only a synced mark or heartbeat)."""
+    return any(f.name not in _BOOKKEEPING for f, _ in message.ListFields())
+
+
+class EventLines:
+    """Writes a watch stream's messages as they come, one line each, flushed at once
+    (a pipe into another program sees each event when it happens)."""
+
+    def __init__(self, descriptor: Descriptor, output: str, out: TextIO) -> None:
+        self._output = output
+        self._out = out
+        self._columns = [f for f in descriptor.fields if f.name not in _BOOKKEEPING]
+        self._header = output == "table"
+
+    def write(self, message: Message) -> None:
+        if self._output == "json":
+            text = json_format.MessageToJson(message, indent=None, ensure_ascii=self._out.isatty())
+            self._out.write(text + "\n")
+        else:
+            # Rows cannot be aligned before the events exist: cells are separated
+            # by two spaces, and an empty one is "-" so that columns stay countable.
+            if self._header:
+                self._out.write("  ".join(c.name.upper() for c in self._columns) + "\n")
+                self._header = False
+            cells = [printable(_cell(c, getattr(message, c.name))) or "-" for c in self._columns]
+            self._out.write("  ".join(cells) + "\n")
+        self._out.flush()
