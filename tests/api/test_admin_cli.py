@@ -390,8 +390,11 @@ async def test_tool_list_and_execute_with_an_access_token(
         }
         code, out, err = await cli.run("tool", "list", token_file=token)
         assert code == 0, err
-        assert out.splitlines()[0].split()[0] == "NAME"
-        assert any(line.split()[0] == LIST_CUSTOMERS for line in out.splitlines())
+        header, *rows = out.splitlines()
+        # The connection's fields are columns of their own, not a JSON blob.
+        assert header.split()[0] == "NAME" and "CONNECTION.STATE" in header.split()
+        [row] = [r.split() for r in rows if r.split()[0] == LIST_CUSTOMERS]
+        assert "connected" in row and account in row
 
         args = tmp_path / "args.json"
         args.write_text(json.dumps({"limit": 2}))

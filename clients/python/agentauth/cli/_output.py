@@ -19,7 +19,7 @@ __all__ = ["EventLines", "is_event", "printable", "render"]
 # A watch message's bookkeeping: where to resume, and "the backlog is delivered".
 _BOOKKEEPING = frozenset({"cursor", "synced"})
 # Too long for a table cell; --output json has them.
-_WIDE = frozenset({"jwks_json", "input_schema_json", "description"})
+_WIDE = frozenset({"jwks_json", "input_schema_json", "description", "connect_url"})
 _TIMESTAMP = "google.protobuf.Timestamp"
 _DURATION = "google.protobuf.Duration"
 _NUMERIC = frozenset(
@@ -52,18 +52,54 @@ def _cell(field: FieldDescriptor, value: Any) -> str:
     return str(value)
 
 
-def _columns(rows: list[Message]) -> list[FieldDescriptor]:
-    fields: list[FieldDescriptor] = list(cast(Descriptor, rows[0].DESCRIPTOR).fields)
+# A table column: the field's path from the row (one level into a nested
+# message, e.g. a tool's connection.state) and the field itself.
+_Column = tuple[tuple[str, ...], FieldDescriptor]
+
+
+def _nested(field: FieldDescriptor) -> bool:
+    message = field.message_type
+    return (
+        message is not None
+        and not field.is_repeated
+        and message.full_name not in (_TIMESTAMP, _DURATION)
+    )
+
+
+def _leaves(descriptor: Descriptor, prefix: tuple[str, ...] = ()) -> list[_Column]:
+    columns: list[_Column] = []
+    for field in descriptor.fields:
+        path = (*prefix, field.name)
+        message = field.message_type
+        if message is not None and _nested(field) and not prefix:
+            columns.extend(_leaves(message, path))
+        else:
+            columns.append((path, field))
+    return columns
+
+
+def _row_cell(row: Message, column: _Column) -> str:
+    path, field = column
+    value: Any = row
+    for name in path:
+        value = getattr(value, name)
+    # As in _flatten: zero in a nested message is proto3's "unset".
+    if len(path) > 1 and field.cpp_type in _NUMERIC and not value:
+        return ""
+    return _cell(field, value)
+
+
+def _columns(rows: list[Message]) -> list[_Column]:
     return [
-        f
-        for f in fields
+        (path, f)
+        for path, f in _leaves(cast(Descriptor, rows[0].DESCRIPTOR))
         if f.name not in _WIDE
         and not (
             f.message_type is not None
             and f.message_type.full_name == _TIMESTAMP
             and f.name != "create_time"
         )
-        and any(_cell(f, getattr(r, f.name)) for r in rows)
+        and any(_row_cell(r, (path, f)) for r in rows)
     ]
 
 
@@ -128,8 +164,8 @@ def render(response: Message, output: str, out: TextIO, err: TextIO) -> None:
         else:
             columns = _columns(rows)
             _table(
-                [[c.name.upper() for c in columns]]
-                + [[_cell(c, getattr(r, c.name)) for c in columns] for r in rows],
+                [[".".join(path).upper() for path, _ in columns]]
+                + [[_row_cell(r, c) for c in columns] for r in rows],
                 out,
             )
         token = getattr(response, "next_page_token", "")
