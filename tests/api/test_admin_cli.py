@@ -363,6 +363,45 @@ async def test_ctrl_c_ends_a_watch_with_exit_0_and_no_traceback(cli: Cli) -> Non
     assert b"Traceback" not in err and out == b""
 
 
+async def test_a_watch_piped_into_a_reader_that_stops_ends_quietly(
+    harness: Any, cli: Cli, tmp_path: Path
+) -> None:
+    """``agentauth token watch-revocations ... | head -1``: the next event after the
+    reader left ends the watch with status 0, not a BrokenPipeError traceback."""
+    import os
+    import subprocess
+    import sys
+
+    org = (await cli.json("org", "create", "--display-name", "Piped"))["organization"]["name"]
+    token = await _service_account_token(cli, harness, tmp_path, org)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    read_end, write_end = os.pipe()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "agentauth.cli", "token", "watch-revocations", org, "-o", "json",
+         "--target", cli.target, "--admin-key-file", str(cli.key_file)],
+        stdout=write_end, stderr=subprocess.PIPE, env=env,
+    )
+    os.close(write_end)
+    try:
+        # The first line is the synced mark (JSON lines carry them): the reader
+        # takes it and goes away.
+        first = await asyncio.wait_for(asyncio.to_thread(os.read, read_end, 4096), 30)
+        assert json.loads(first.splitlines()[0])["synced"] is True
+        os.close(read_end)
+        code, _, err = await cli.run("token", "revoke", "--token-file", str(token))
+        assert code == 0, err
+        returncode = await asyncio.to_thread(proc.wait, 30)
+        stderr = proc.stderr.read() if proc.stderr else b""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+    assert returncode == 0, stderr
+    assert b"Traceback" not in stderr and b"BrokenPipe" not in stderr
+
+
 LIST_CUSTOMERS = "stripe.list_customers"
 REFUND = "stripe.create_refund"
 

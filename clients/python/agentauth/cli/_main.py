@@ -296,6 +296,11 @@ def main(
             _resume(state, err)
             return 0
         response = asyncio.run(_call(cmd, request, args, credential))
+        render(response, args.output, out, err)
+    except BrokenPipeError:
+        # The reader went away (`agentauth ... | head -1`): it has what it wanted.
+        _silence(out)
+        return 0
     except UsageError as exc:
         err.write(f"agentauth: {exc}\n")
         return 2
@@ -314,8 +319,15 @@ def main(
             _resume(state, err)
             return 0  # Ctrl-C is how a watch is meant to end
         return 130
-    render(response, args.output, out, err)
     return 0
+
+
+def _silence(out: TextIO) -> None:
+    """Points a closed stdout at /dev/null, so that flushing it at exit does not
+    raise BrokenPipeError again (Python's own advice for SIGPIPE)."""
+    if out is sys.stdout:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def _resume(state: WatchState, err: TextIO) -> None:
