@@ -1,4 +1,4 @@
-"""The ``agentauth`` admin CLI: ``agentauth GROUP VERB [flags]``, one RPC per command."""
+"""The ``agentauth`` admin CLI: ``agentauth [SHARED FLAGS] GROUP VERB [flags]``, one RPC each."""
 
 from agentauth.cli._main import main
 

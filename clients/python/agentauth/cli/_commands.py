@@ -5,8 +5,9 @@ fields (see ``_request``), so a field added to a proto shows up as a flag
 without touching this file. A row only says what the descriptor cannot:
 which field is the positional argument, which fields are secrets (read from
 a file or stdin, never from the command line), which are fixed by the verb
-(``connector enable`` sets ``enabled``), and which output-only fields of a
-resource to leave out.
+(``connector enable`` sets ``enabled``), which output-only fields of a
+resource to leave out, which credential the call takes, and how a streaming
+RPC is read.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["COMMANDS", "HINTS", "Command"]
+__all__ = ["COMMANDS", "HINTS", "KEY", "TOKEN", "TOOL_STREAM", "WATCH", "Command"]
 
 # Fields the server sets; offering them as flags would only mislead.
 OUTPUT_ONLY = frozenset(
@@ -57,14 +58,34 @@ HINTS: dict[str, str] = {
     "TrustPolicy.service_accounts": "orgs/{org}/serviceAccounts/{sa} the agent may act as",
     "DelegationRule.delegator": "orgs/{org}/agents/{agent} that hands on",
     "DelegationRule.delegate": "orgs/{org}/agents/{agent} it may hand on to",
+    "ListToolsRequest.connector": "only this connector's tools, e.g. gmail",
+    "ExecuteToolRequest.connected_account": "orgs/{org}/connectedAccounts/{id}; "
+    "none: the principal's default",
+    "ExecuteToolRequest.request_id": "idempotency key: the same key within 24 hours "
+    "returns the first call's outcome",
+    "ConfirmActionRequest.approver": "the human who decided, orgs/{org}/users/{user}",
+    "ConfirmActionRequest.approve": "--approve runs the call, --no-approve denies it",
+    "WatchRevocationsRequest.cursor": "resume after this cursor; none: every revocation "
+    "of unexpired tokens",
+    "WatchConnectedAccountsRequest.cursor": "resume after this cursor; none: from now",
 }
+
+# How a command authenticates: ``key`` is the --admin-key-file credential (an
+# admin API key, or a service-account token for the calls that take one);
+# ``token`` is one of our access tokens (service-account or delegated) from
+# --token-file or AGENTAUTH_TOKEN: ToolService runs no tools for an admin key.
+KEY = "key"
+TOKEN = "token"
+# How a server-streaming RPC is read (unary calls: "").
+TOOL_STREAM = "tool"  # progress to stderr, then one result or error
+WATCH = "watch"  # one line per event until Ctrl-C, --max-events or --timeout
 
 
 @dataclass(frozen=True)
 class Command:
     group: str
     verb: str
-    service: str  # attribute of ControlPlaneClient: admin, tokens, connections
+    service: str  # attribute of ControlPlaneClient: admin, tokens, connections, tools
     rpc: str
     help: str
     # The request field (dotted for a nested one) taken as the positional argument.
@@ -79,6 +100,8 @@ class Command:
     required: tuple[str, ...] = ()
     # For Update* RPCs taking a FieldMask: the mask is the set of flags given.
     update_mask: str = ""
+    auth: str = KEY
+    stream: str = ""
 
 
 def _crud(
@@ -388,4 +411,65 @@ COMMANDS: tuple[Command, ...] = (
         required=("grant_type",),
     ),
     Command("token", "jwks", "tokens", "GetJwks", "the server's public signing keys"),
+    # watches
+    Command(
+        "token",
+        "watch-revocations",
+        "tokens",
+        "WatchRevocations",
+        "print the revocations of PARENT (orgs/{org}) as they happen",
+        positional="parent",
+        stream=WATCH,
+    ),
+    Command(
+        "account",
+        "watch",
+        "connections",
+        "WatchConnectedAccounts",
+        "print the connected-account changes of PARENT (orgs/{org}) as they happen",
+        positional="parent",
+        stream=WATCH,
+    ),
+    # tools: run with an access token, decided with an admin key or a
+    # service-account token holding confirmations:decide
+    Command(
+        "tool",
+        "list",
+        "tools",
+        "ListTools",
+        "the tools the access token may run, with the principal's connection for each",
+        auth=TOKEN,
+    ),
+    Command(
+        "tool",
+        "execute",
+        "tools",
+        "ExecuteTool",
+        "run one tool call (TOOL: CONNECTOR.TOOL): progress on stderr, then its result",
+        positional="tool",
+        rename={"arguments": "args"},
+        # The shared --timeout is the call's bound: sent here, and the deadline.
+        hide=("timeout",),
+        auth=TOKEN,
+        stream=TOOL_STREAM,
+    ),
+    Command(
+        "tool",
+        "confirm",
+        "tools",
+        "ConfirmAction",
+        "record a human's decision on a tool call held for confirmation "
+        "(orgs/{org}/toolConfirmations/{id}); the key: an org admin key, or a "
+        "service-account token holding confirmations:decide",
+        positional="name",
+        required=("approver", "approve"),
+    ),
+    Command(
+        "tool",
+        "confirmation",
+        "tools",
+        "GetToolConfirmation",
+        "show a tool confirmation as the server holds it (what the approver decides on)",
+        positional="name",
+    ),
 )

@@ -1,4 +1,8 @@
-"""Responses as a compact table (the default) or as proto3 JSON (``--output json``)."""
+"""Responses as a compact table (the default) or as proto3 JSON (``--output json``).
+
+A watch stream's messages come one line each (:class:`EventLines`): a table
+row under one header, or one JSON object per line.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,12 @@ from google.protobuf.message import Message
 
 from agentauth.cli._request import enum_label
 
-__all__ = ["render"]
+__all__ = ["EventLines", "is_event", "printable", "render"]
 
+# A watch message's bookkeeping: where to resume, and "the backlog is delivered".
+_BOOKKEEPING = frozenset({"cursor", "synced"})
 # Too long for a table cell; --output json has them.
-_WIDE = frozenset({"jwks_json", "input_schema_json", "description"})
+_WIDE = frozenset({"jwks_json", "input_schema_json", "description", "connect_url"})
 _TIMESTAMP = "google.protobuf.Timestamp"
 _DURATION = "google.protobuf.Duration"
 _NUMERIC = frozenset(
@@ -46,22 +52,58 @@ def _cell(field: FieldDescriptor, value: Any) -> str:
     return str(value)
 
 
-def _columns(rows: list[Message]) -> list[FieldDescriptor]:
-    fields: list[FieldDescriptor] = list(cast(Descriptor, rows[0].DESCRIPTOR).fields)
+# A table column: the field's path from the row (one level into a nested
+# message, e.g. a tool's connection.state) and the field itself.
+_Column = tuple[tuple[str, ...], FieldDescriptor]
+
+
+def _nested(field: FieldDescriptor) -> bool:
+    message = field.message_type
+    return (
+        message is not None
+        and not field.is_repeated
+        and message.full_name not in (_TIMESTAMP, _DURATION)
+    )
+
+
+def _leaves(descriptor: Descriptor, prefix: tuple[str, ...] = ()) -> list[_Column]:
+    columns: list[_Column] = []
+    for field in descriptor.fields:
+        path = (*prefix, field.name)
+        message = field.message_type
+        if message is not None and _nested(field) and not prefix:
+            columns.extend(_leaves(message, path))
+        else:
+            columns.append((path, field))
+    return columns
+
+
+def _row_cell(row: Message, column: _Column) -> str:
+    path, field = column
+    value: Any = row
+    for name in path:
+        value = getattr(value, name)
+    # As in _flatten: zero in a nested message is proto3's "unset".
+    if len(path) > 1 and field.cpp_type in _NUMERIC and not value:
+        return ""
+    return _cell(field, value)
+
+
+def _columns(rows: list[Message]) -> list[_Column]:
     return [
-        f
-        for f in fields
+        (path, f)
+        for path, f in _leaves(cast(Descriptor, rows[0].DESCRIPTOR))
         if f.name not in _WIDE
         and not (
             f.message_type is not None
             and f.message_type.full_name == _TIMESTAMP
             and f.name != "create_time"
         )
-        and any(_cell(f, getattr(r, f.name)) for r in rows)
+        and any(_row_cell(r, (path, f)) for r in rows)
     ]
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
     """``text`` with control characters escaped: names and labels are set by org
     admins, and an escape sequence in one must not drive the operator's terminal."""
     if text.isprintable():
@@ -70,7 +112,7 @@ def _printable(text: str) -> str:
 
 
 def _table(rows: list[list[str]], out: TextIO) -> None:
-    rows = [[_printable(c) for c in row] for row in rows]
+    rows = [[printable(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
@@ -102,7 +144,7 @@ def _flatten(message: Message, prefix: str = "") -> list[list[str]]:
 
 def render(response: Message, output: str, out: TextIO, err: TextIO) -> None:
     if output == "json":
-        # On a terminal, \u escapes for the same reason as _printable; a pipe
+        # On a terminal, \u escapes for the same reason as printable; a pipe
         # gets the text as is (the JSON is equally valid either way).
         text = json_format.MessageToJson(response, indent=2, ensure_ascii=out.isatty())
         out.write(text + "\n")
@@ -122,8 +164,8 @@ def render(response: Message, output: str, out: TextIO, err: TextIO) -> None:
         else:
             columns = _columns(rows)
             _table(
-                [[c.name.upper() for c in columns]]
-                + [[_cell(c, getattr(r, c.name)) for c in columns] for r in rows],
+                [[".".join(path).upper() for path, _ in columns]]
+                + [[_row_cell(r, c) for c in columns] for r in rows],
                 out,
             )
         token = getattr(response, "next_page_token", "")
@@ -140,3 +182,33 @@ def render(response: Message, output: str, out: TextIO, err: TextIO) -> None:
         _table(pairs, out)
     else:
         out.write("done\n")
+
+
+def is_event(message: Message) -> bool:
+    """Whether a watch message reports something (not only a synced mark or heartbeat)."""
+    return any(f.name not in _BOOKKEEPING for f, _ in message.ListFields())
+
+
+class EventLines:
+    """Writes a watch stream's messages as they come, one line each, flushed at once
+    (a pipe into another program sees each event when it happens)."""
+
+    def __init__(self, descriptor: Descriptor, output: str, out: TextIO) -> None:
+        self._output = output
+        self._out = out
+        self._columns = [f for f in descriptor.fields if f.name not in _BOOKKEEPING]
+        self._header = output == "table"
+
+    def write(self, message: Message) -> None:
+        if self._output == "json":
+            text = json_format.MessageToJson(message, indent=None, ensure_ascii=self._out.isatty())
+            self._out.write(text + "\n")
+        else:
+            # Rows cannot be aligned before the events exist: cells are separated
+            # by two spaces, and an empty one is "-" so that columns stay countable.
+            if self._header:
+                self._out.write("  ".join(c.name.upper() for c in self._columns) + "\n")
+                self._header = False
+            cells = [printable(_cell(c, getattr(message, c.name))) or "-" for c in self._columns]
+            self._out.write("  ".join(cells) + "\n")
+        self._out.flush()

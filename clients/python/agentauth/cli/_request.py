@@ -2,7 +2,8 @@
 
 Scalars become ``--field``; repeated scalars repeat the flag; maps take
 ``KEY=VALUE``; enums offer their value names without the type's prefix, in
-lower case (``--kind private-key-jwt``); a ``Duration`` takes ``3600s``; the
+lower case (``--kind private-key-jwt``); a ``Duration`` takes ``3600s``; a
+``Struct`` (a tool call's arguments) takes a JSON object or ``@PATH``; the
 fields of the resource a request carries (``CreateUserRequest.user``) are
 flattened into the same flags. Secret fields take ``--field-file PATH`` (``-``
 for stdin) instead, so a secret never sits in the shell history or in ``ps``.
@@ -39,6 +40,7 @@ __all__ = [
 _TIMESTAMP = "google.protobuf.Timestamp"
 _DURATION = "google.protobuf.Duration"
 _FIELD_MASK = "google.protobuf.FieldMask"
+_STRUCT = "google.protobuf.Struct"
 _MAX_DEPTH = 2  # Organization.rate_limits.burst is as deep as a flag goes
 
 
@@ -112,7 +114,7 @@ def _walk(cmd: Command, descriptor: Descriptor, prefix: tuple[str, ...]) -> Iter
         if message is not None and not _is_map(field):
             if message.full_name in (_TIMESTAMP, _FIELD_MASK):
                 continue
-            if message.full_name != _DURATION:
+            if message.full_name not in (_DURATION, _STRUCT):
                 if not _is_repeated(field) and depth < _MAX_DEPTH:
                     yield from _walk(cmd, message, path)
                 continue
@@ -145,6 +147,8 @@ def add_flags(parser: argparse.ArgumentParser, cmd: Command, descriptor: Descrip
             kwargs.update(action="append", metavar="KEY=VALUE", help=f"{where}, repeatable")
         elif field.enum_type is not None:
             kwargs.update(choices=enum_choices(field.enum_type), help=where)
+        elif field.message_type is not None and field.message_type.full_name == _STRUCT:
+            kwargs.update(metavar="JSON", help=f"{where}: a JSON object, or @PATH (@- for stdin)")
         elif field.message_type is not None:  # Duration
             kwargs.update(metavar="SECONDS", help=f"{where}, e.g. 3600s")
         elif field.type == FieldDescriptor.TYPE_BOOL:
@@ -175,6 +179,11 @@ def read_secret(path: str) -> str:
     return secret
 
 
+def _json_text(value: str) -> str:
+    """``value``, or the text of the file it names as ``@PATH`` (``@-``: stdin)."""
+    return read_secret(value[1:]) if value.startswith("@") else value
+
+
 def _set(request: Message, path: tuple[str, ...], field: FieldDescriptor, value: Any) -> None:
     parent = request
     for part in path[:-1]:
@@ -193,6 +202,11 @@ def _set(request: Message, path: tuple[str, ...], field: FieldDescriptor, value:
             getattr(parent, name).FromJsonString(text if text.endswith("s") else text + "s")
         except ValueError:
             raise UsageError(f"{text!r} is not a duration like 3600s") from None
+    elif field.message_type is not None and field.message_type.full_name == _STRUCT:
+        try:
+            json_format.Parse(_json_text(str(value)), getattr(parent, name))
+        except json_format.ParseError as err:
+            raise UsageError(f"{name}: not a JSON object: {err}") from None
     elif field.enum_type is not None:
         setattr(parent, name, _enum_number(field.enum_type, str(value)))
     elif _is_repeated(field):
@@ -219,7 +233,7 @@ def build_request(
     descriptor = cast(Descriptor, request.DESCRIPTOR)
     raw = getattr(args, "request_json", None)
     if raw:
-        text = read_secret(raw[1:]) if raw.startswith("@") else raw
+        text = _json_text(raw)
         try:
             json_format.Parse(text, request)
         except json_format.ParseError as err:
