@@ -31,18 +31,18 @@ __all__ = ["main"]
 
 def _credential(cmd: Command, args: argparse.Namespace) -> str:
     if cmd.auth == TOKEN:
-        if args.token_file:
-            return read_secret(args.token_file)
-        token = os.environ.get("AGENTAUTH_TOKEN", "").strip()
-        if not token:
-            raise UsageError("no access token: set AGENTAUTH_TOKEN or pass --token-file")
-        return token
-    if args.admin_key_file:
-        return read_secret(args.admin_key_file)
-    key = os.environ.get("AGENTAUTH_ADMIN_KEY", "").strip()
-    if not key:
-        raise UsageError("no API key: set AGENTAUTH_ADMIN_KEY or pass --admin-key-file")
-    return key
+        return _secret(args.token_file, "AGENTAUTH_TOKEN", "--token-file", "access token")
+    return _secret(args.admin_key_file, "AGENTAUTH_ADMIN_KEY", "--admin-key-file", "API key")
+
+
+def _secret(path: str | None, env: str, flag: str, what: str) -> str:
+    """The secret from the file ``flag`` names (``-``: stdin), else from ``env``."""
+    if path:
+        return read_secret(path)
+    value = os.environ.get(env, "").strip()
+    if not value:
+        raise UsageError(f"no {what}: set {env} or pass {flag}")
+    return value
 
 
 def _client(args: argparse.Namespace, credential: str, timeout: float | None) -> ControlPlaneClient:
