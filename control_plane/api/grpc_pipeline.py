@@ -281,7 +281,9 @@ class PipelineInterceptor(grpc.aio.ServerInterceptor):
 
                 try:
                     call = self._call(method, context)
-                    async with contextlib.aclosing(pipeline.stream(call, open_stream)) as messages:
+                    async with contextlib.aclosing(
+                        pipeline.run_stream(call, open_stream)
+                    ) as messages:
                         async for item in messages:
                             yield item
                 except (grpc.aio.AbortError, grpc.RpcError):

@@ -20,7 +20,7 @@ every RPC. It is one coroutine per call, not one layer of coroutines per stage.
   HTTP routes are audited under their gRPC twin's action name, with the transport
   recorded beside it.
 
-A server stream (:meth:`Pipeline.stream`) runs the same chain to open it, then hands
+A server stream (:meth:`Pipeline.run_stream`) runs the same chain to open it, then hands
 on its messages; traced, its server span lasts until the stream ends.
 
 A request its transport could not read (a gRPC message too large for its method
@@ -157,7 +157,7 @@ class Pipeline:
 
         Traced, the call is one server span with a child per stage that ran (spans are
         ``with`` blocks here, not coroutines: still one coroutine per call). A stream's
-        opening runs under the stream's span (``stream_span``), which :meth:`stream` ends."""
+        opening runs under the stream's span (``stream_span``), which :meth:`run_stream` ends."""
         start = time.perf_counter()
         code = "OK"
         span = self._tracing.span
@@ -221,7 +221,7 @@ class Pipeline:
                     ms = round(elapsed * 1e3, 3)
                     self._log.debug("rpc", action=call.key, code="OK", ms=ms)
 
-    async def stream(
+    async def run_stream(
         self, call: Call, open_stream: Callable[[], Awaitable[AsyncIterator[T] | None]]
     ) -> AsyncGenerator[T, None]:
         """Open a server stream behind every stage (as :meth:`run`), then yield its messages.

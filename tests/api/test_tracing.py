@@ -386,7 +386,7 @@ async def _streamed(tracing: Tracing, closed: list[bool]) -> AsyncGenerator[int,
         {key: PUBLIC}, _no_credentials, _Unlimited(), RecordingAuditSink(), Metrics(), tracing
     )
     # As the gRPC wrapper does: closing it closes the pipeline's stream at once.
-    opened = pipeline.stream(Call(key, "grpc", None, None), open_stream)
+    opened = pipeline.run_stream(Call(key, "grpc", None, None), open_stream)
     async with contextlib.aclosing(opened) as messages:
         async for item in messages:
             yield item
