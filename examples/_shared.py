@@ -17,13 +17,19 @@ import os
 import re
 import sys
 import uuid
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urljoin
 
 import aiohttp
+from agentauth import ControlPlaneClient
+from agentauth.v1 import admin_pb2 as pb
+from agentauth.v1 import trust_policy_pb2 as trust
 
 GRPC_TARGET = os.environ.get("AGENTAUTH_GRPC_TARGET", "127.0.0.1:50051")
 HTTP_URL = os.environ.get("AGENTAUTH_HTTP_URL", "http://127.0.0.1:8080").rstrip("/")
+#: The sandbox cluster issuer (`python -m control_plane.sandbox kubernetes --port 8701`).
+K8S_ISSUER_URL = os.environ.get("K8S_ISSUER_URL", "http://127.0.0.1:8701").rstrip("/")
 
 
 def admin_key() -> str:
@@ -75,6 +81,46 @@ async def kubernetes_workload_token(
         async with http.post(issuer_url + "/issue", json=body) as resp:
             resp.raise_for_status()
             return str((await resp.json())["token"])
+
+
+async def workload_agents(
+    admin: ControlPlaneClient,
+    org: str,
+    agents: Mapping[str, tuple[Sequence[str], Sequence[str]]],
+) -> dict[str, str]:
+    """Register each agent ``name -> (scopes, audiences)`` of ``org`` and trust it as
+    the pod tokens of service account agents/NAME from the sandbox cluster issuer,
+    addressed to "agentauth", acting as the org's service account (workload_identity.py
+    walks through a trust policy field by field). Returns name -> the agent's resource
+    name."""
+    sa = (
+        (await admin.admin.ListServiceAccounts(pb.ListServiceAccountsRequest(parent=org)))
+        .service_accounts[0]
+        .name
+    )
+    registered: dict[str, str] = {}
+    for name, (scopes, audiences) in agents.items():
+        registered[name] = (
+            await admin.admin.RegisterAgent(
+                pb.RegisterAgentRequest(parent=org, agent=pb.Agent(display_name=name))
+            )
+        ).agent.name
+        await admin.admin.CreateTrustPolicy(
+            pb.CreateTrustPolicyRequest(
+                parent=registered[name],
+                trust_policy=trust.TrustPolicy(
+                    kind=trust.TRUST_POLICY_KIND_WORKLOAD_TOKEN,
+                    issuer=K8S_ISSUER_URL,
+                    discovery_url=K8S_ISSUER_URL + "/.well-known/openid-configuration",
+                    audience="agentauth",
+                    subject=f"system:serviceaccount:agents:{name}",
+                    service_accounts=[sa],
+                    scopes=list(scopes),
+                    audiences=list(audiences),
+                ),
+            )
+        )
+    return registered
 
 
 def _hidden(page: str, name: str) -> str:

@@ -19,23 +19,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 
 from _shared import (
     GRPC_TARGET,
+    K8S_ISSUER_URL,
     admin_key,
     check,
     claims,
     issuer,
     kubernetes_workload_token,
     step,
+    workload_agents,
 )
 from agentauth import AgentTokenSource, ControlPlaneClient
 from agentauth.v1 import admin_pb2 as pb
 from agentauth.v1 import token_pb2 as tpb
-from agentauth.v1 import trust_policy_pb2 as trust
 
-K8S_ISSUER_URL = os.environ.get("K8S_ISSUER_URL", "http://127.0.0.1:8701").rstrip("/")
 DOCS_API = "https://docs.internal.example"
 # Each agent's trust policy: the scopes it may ever hold (the backend only delegates).
 AGENTS = {
@@ -65,34 +64,15 @@ async def main() -> None:
                 pb.CreateUserRequest(parent=org, user=pb.User(external_id="alice"))
             )
         ).user.name
-        sa = (
-            (await admin.admin.ListServiceAccounts(pb.ListServiceAccountsRequest(parent=org)))
-            .service_accounts[0]
-            .name
+        # the backend's token is for agentauth itself (to call DelegateToken)
+        agents = await workload_agents(
+            admin,
+            org,
+            {
+                name: (scopes, [our_issuer] if name == "backend" else [DOCS_API])
+                for name, scopes in AGENTS.items()
+            },
         )
-        agents: dict[str, str] = {}
-        for name, scopes in AGENTS.items():
-            agents[name] = (
-                await admin.admin.RegisterAgent(
-                    pb.RegisterAgentRequest(parent=org, agent=pb.Agent(display_name=name))
-                )
-            ).agent.name
-            await admin.admin.CreateTrustPolicy(
-                pb.CreateTrustPolicyRequest(
-                    parent=agents[name],
-                    trust_policy=trust.TrustPolicy(
-                        kind=trust.TRUST_POLICY_KIND_WORKLOAD_TOKEN,
-                        issuer=K8S_ISSUER_URL,
-                        discovery_url=K8S_ISSUER_URL + "/.well-known/openid-configuration",
-                        audience="agentauth",
-                        subject=f"system:serviceaccount:agents:{name}",
-                        service_accounts=[sa],
-                        scopes=scopes,
-                        # the backend's token is for agentauth itself (to call DelegateToken)
-                        audiences=[our_issuer] if name == "backend" else [DOCS_API],
-                    ),
-                )
-            )
         for delegator, delegate in (("orchestrator", "researcher"), ("researcher", "summarizer")):
             await admin.admin.CreateDelegationRule(
                 pb.CreateDelegationRuleRequest(

@@ -27,6 +27,7 @@ import os
 
 from _shared import (
     GRPC_TARGET,
+    K8S_ISSUER_URL,
     admin_key,
     check,
     click_through_consent,
@@ -34,13 +35,12 @@ from _shared import (
     kubernetes_workload_token,
     step,
     unique,
+    workload_agents,
 )
 from agentauth import AgentTokenSource, ControlPlaneClient, ToolNotConnected
 from agentauth.v1 import admin_pb2 as pb
 from agentauth.v1 import connection_pb2 as cpb
-from agentauth.v1 import trust_policy_pb2 as trust
 
-K8S_ISSUER_URL = os.environ.get("K8S_ISSUER_URL", "http://127.0.0.1:8701").rstrip("/")
 TOOL = "gmail.list_messages"
 
 
@@ -64,32 +64,8 @@ async def set_up_org(our_issuer: str) -> str:
                 )
             )
         )
-        sa = (
-            (await admin.admin.ListServiceAccounts(pb.ListServiceAccountsRequest(parent=org)))
-            .service_accounts[0]
-            .name
-        )
-        agent = (
-            await admin.admin.RegisterAgent(
-                pb.RegisterAgentRequest(parent=org, agent=pb.Agent(display_name="mail-agent"))
-            )
-        ).agent.name
         # Tool calls take a token addressed to agentauth itself with a tools: scope.
-        await admin.admin.CreateTrustPolicy(
-            pb.CreateTrustPolicyRequest(
-                parent=agent,
-                trust_policy=trust.TrustPolicy(
-                    kind=trust.TRUST_POLICY_KIND_WORKLOAD_TOKEN,
-                    issuer=K8S_ISSUER_URL,
-                    discovery_url=K8S_ISSUER_URL + "/.well-known/openid-configuration",
-                    audience="agentauth",
-                    subject="system:serviceaccount:agents:mail-agent",
-                    service_accounts=[sa],
-                    scopes=[f"tools:{TOOL}"],
-                    audiences=[our_issuer],
-                ),
-            )
-        )
+        await workload_agents(admin, org, {"mail-agent": ([f"tools:{TOOL}"], [our_issuer])})
     step(f"org {org}: Gmail enabled, agent mail-agent may run {TOOL}")
     return org
 

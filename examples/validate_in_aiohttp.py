@@ -18,17 +18,23 @@ Environment:
 from __future__ import annotations
 
 import asyncio
-import os
 
 import aiohttp
-from _shared import GRPC_TARGET, admin_key, check, issuer, kubernetes_workload_token, step
+from _shared import (
+    GRPC_TARGET,
+    K8S_ISSUER_URL,
+    admin_key,
+    check,
+    issuer,
+    kubernetes_workload_token,
+    step,
+    workload_agents,
+)
 from agentauth import AgentTokenSource, AsyncTokenValidator, ControlPlaneClient
 from agentauth.integrations.aiohttp_auth import validator_middleware, verified_token
 from agentauth.v1 import admin_pb2 as pb
-from agentauth.v1 import trust_policy_pb2 as trust
 from aiohttp import web
 
-K8S_ISSUER_URL = os.environ.get("K8S_ISSUER_URL", "http://127.0.0.1:8701").rstrip("/")
 BILLING_API = "https://billing.internal"
 
 
@@ -67,30 +73,8 @@ async def agent_tokens() -> tuple[str, str]:
                 pb.CreateOrganizationRequest(organization=pb.Organization(display_name="Acme"))
             )
         ).organization.name
-        sa = (
-            (await admin.admin.ListServiceAccounts(pb.ListServiceAccountsRequest(parent=org)))
-            .service_accounts[0]
-            .name
-        )
-        agent = (
-            await admin.admin.RegisterAgent(
-                pb.RegisterAgentRequest(parent=org, agent=pb.Agent(display_name="reporter"))
-            )
-        ).agent.name
-        await admin.admin.CreateTrustPolicy(
-            pb.CreateTrustPolicyRequest(
-                parent=agent,
-                trust_policy=trust.TrustPolicy(
-                    kind=trust.TRUST_POLICY_KIND_WORKLOAD_TOKEN,
-                    issuer=K8S_ISSUER_URL,
-                    discovery_url=K8S_ISSUER_URL + "/.well-known/openid-configuration",
-                    audience="agentauth",
-                    subject="system:serviceaccount:agents:reporter",
-                    service_accounts=[sa],
-                    scopes=["invoices:read", "invoices:list"],
-                    audiences=[BILLING_API],
-                ),
-            )
+        await workload_agents(
+            admin, org, {"reporter": (["invoices:read", "invoices:list"], [BILLING_API])}
         )
     jwt = await kubernetes_workload_token(K8S_ISSUER_URL, "agents", "reporter", "agentauth")
     async with ControlPlaneClient(GRPC_TARGET) as cp:

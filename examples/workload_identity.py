@@ -16,12 +16,12 @@ Environment:
 from __future__ import annotations
 
 import asyncio
-import os
 import tempfile
 from pathlib import Path
 
 from _shared import (
     GRPC_TARGET,
+    K8S_ISSUER_URL,
     admin_key,
     check,
     claims,
@@ -33,7 +33,6 @@ from agentauth import AgentAuthError, AgentTokenSource, ControlPlaneClient, work
 from agentauth.v1 import admin_pb2 as pb
 from agentauth.v1 import trust_policy_pb2 as trust
 
-K8S_ISSUER_URL = os.environ.get("K8S_ISSUER_URL", "http://127.0.0.1:8701").rstrip("/")
 BILLING_API = "https://billing.internal"
 
 
