@@ -24,7 +24,9 @@ import shutil
 import statistics
 import struct
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -316,6 +318,31 @@ def h2load_grpc(
         )
 
     return run
+
+
+#: py-spy, on PATH or next to this Python (``pip install py-spy``).
+PY_SPY = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+
+
+def profiled(
+    pid: int, run: Run, seconds: int, spy: str, flags: Sequence[str] = (), prefix: str = "profile-"
+) -> tuple[Path, Load]:
+    """py-spy samples process ``pid`` at 250 Hz (raw folded stacks, ``record -f raw``:
+    no browser needed) for ``seconds`` while ``run`` drives it at c=32. Returns where the
+    stacks are and the load's result."""
+    out = Path(tempfile.mkdtemp(prefix=prefix)) / "raw.txt"
+    recorder = subprocess.Popen(  # noqa: S603 - our own profiler, fixed arguments
+        [spy, "record", "-f", "raw", "-r", "250", *flags, "-o", str(out)]
+        + ["--pid", str(pid), "--duration", str(seconds)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    result: dict[str, Load] = {}
+    worker = threading.Thread(target=lambda: result.update(load=run(32, seconds)))
+    worker.start()
+    recorder.wait()
+    worker.join()
+    return out, result["load"]
 
 
 def percentile(sorted_values: Sequence[float], p: float) -> float:

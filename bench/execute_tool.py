@@ -41,10 +41,7 @@ import collections
 import json
 import os
 import re
-import shutil
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -64,8 +61,8 @@ from google.protobuf import struct_pb2
 
 from bench._harness import Replica, cluster_on_postgres, parser
 from bench._load import (
+    PY_SPY,
     CpuSample,
-    Load,
     Result,
     Run,
     Target,
@@ -74,6 +71,7 @@ from bench._load import (
     h2load_grpc,
     print_table,
     process_tree,
+    profiled,
     verdict,
     wrk,
 )
@@ -384,7 +382,7 @@ def main() -> None:
     )
     ap.add_argument(
         "--py-spy",
-        default=shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy")),
+        default=PY_SPY,
         help="the py-spy executable (default: on PATH, else next to this Python)",
     )
     ap.add_argument(
@@ -641,20 +639,9 @@ def trace_statements(world: World, pg_log: Path, calls: int = 10) -> str:
 def run_profile(server: Replica, run: Run, seconds: float, spy: str) -> str:
     """py-spy samples ``server`` (raw folded stacks) while ``run`` drives it at c=32."""
     assert server.proc is not None
-    out = Path(tempfile.mkdtemp(prefix="execute-tool-profile-")) / "raw.txt"
     whole = max(4, int(seconds))
-    recorder = subprocess.Popen(  # noqa: S603
-        [spy, "record", "-f", "raw", "-r", "250", "--nonblocking", "--threads", "-o", str(out)]
-        + ["--pid", str(server.proc.pid), "--duration", str(whole)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    result: dict[str, Load] = {}
-    worker = threading.Thread(target=lambda: result.update(load=run(32, whole)))
-    worker.start()
-    recorder.wait()
-    worker.join()
-    load = result["load"]
+    flags = ("--nonblocking", "--threads")
+    out, load = profiled(server.proc.pid, run, whole, spy, flags, "execute-tool-profile-")
     calls = load.requests
     samples = sum(int(x.rpartition(" ")[2]) for x in out.read_text().splitlines() if x)
     return (

@@ -13,15 +13,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import re
-import shutil
-import subprocess
-import sys
-import tempfile
-import threading
 from pathlib import Path
 
 from bench._harness import cluster_on_postgres, parser
-from bench._load import h2load_grpc, wrk
+from bench._load import PY_SPY, h2load_grpc, profiled, wrk
 from bench._workload import workload_exchange
 from bench.grpc_vs_http import EXCHANGE, reflected_messages, rpc_outcomes
 
@@ -58,7 +53,6 @@ def main() -> None:
     ap.add_argument("--transport", choices=("grpc", "http"), default="grpc")
     ap.add_argument("--top", type=int, default=40)
     args = ap.parse_args()
-    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     with cluster_on_postgres(args.database_url, 1) as (replicas, key):
         server = replicas[0]
         assert server.proc is not None
@@ -74,32 +68,7 @@ def main() -> None:
         else:
             run = wrk(server.http + "/oauth2/token", fixture.form(), '"access_token"')
         run(32, 2)  # warm up: keys, caches, prepared statements
-        out = Path(tempfile.mkdtemp()) / "profile.txt"
-        seconds = max(4, int(args.seconds))
-        recorder = subprocess.Popen(  # noqa: S603
-            [
-                spy,
-                "record",
-                "-f",
-                "raw",
-                "-r",
-                "250",
-                "-o",
-                str(out),
-                "--pid",
-                str(server.proc.pid),
-                "--duration",
-                str(seconds),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        result: dict[str, object] = {}
-        worker = threading.Thread(target=lambda: result.update(load=run(32, seconds)))
-        worker.start()
-        recorder.wait()
-        worker.join()
-    load = result["load"]
+        out, load = profiled(server.proc.pid, run, max(4, int(args.seconds)), PY_SPY)
     print(f"{args.transport} exchange at c=32: {load}")
     print(fold(out, args.top))
 
