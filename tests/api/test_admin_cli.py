@@ -194,25 +194,11 @@ async def test_mint_then_revoke_all_for_the_user(
     backend = (await cli.json("agent", "create", org, "--display-name", "backend"))["agent"]["name"]
     worker = (await cli.json("agent", "create", org, "--display-name", "worker"))["agent"]["name"]
     async with KubernetesIssuer() as k8s:
-        for agent, name, audiences in (
-            (backend, "backend", [harness.servers.tokens.issuer]),
-            (worker, "worker", ["https://api.example"]),
-        ):
-            await cli.json(
-                "trust-policy", "create", agent, "--kind", "workload-token", "--issuer", k8s.issuer,
-                "--discovery-url", k8s.issuer + "/.well-known/openid-configuration",
-                "--audience", "agentauth", "--subject", f"system:serviceaccount:agents:{name}",
-                "--service-accounts", sa, "--scopes", "read",
-                *[a for aud in audiences for a in ("--audiences", aud)],
-            )
-        workload = tmp_path / "workload.jwt"
-        workload.write_text(k8s.issue(namespace="agents", service_account="backend", audiences=["agentauth"]))
-        exchanged = await cli.json(
-            "token", "exchange", "--grant-type", TOKEN_EXCHANGE, "--subject-token-file", str(workload),
-            "--subject-token-type", JWT_TYPE, "--organization", org,
-        )
+        await _trust_workload(cli, k8s, backend, "backend", sa, harness.servers.tokens.issuer)
+        await _trust_workload(cli, k8s, worker, "worker", sa, "https://api.example")
+        exchanged = await _backend_exchange(cli, k8s, tmp_path, org)
     backend_key = tmp_path / "backend.token"
-    backend_key.write_text(exchanged["accessToken"])
+    backend_key.write_text(exchanged)
     minted = await cli.json(
         "token", "mint", "--user", user, "--agent", worker, "--scope", "read",
         "--audience", "https://api.example", key_file=backend_key,
@@ -253,21 +239,35 @@ async def _service_account_token(cli: Cli, harness: Any, tmp_path: Path, org: st
     sa = (await cli.json("service-account", "list", org))["serviceAccounts"][0]["name"]
     agent = (await cli.json("agent", "create", org, "--display-name", "backend"))["agent"]["name"]
     async with KubernetesIssuer() as k8s:
-        await cli.json(
-            "trust-policy", "create", agent, "--kind", "workload-token", "--issuer", k8s.issuer,
-            "--discovery-url", k8s.issuer + "/.well-known/openid-configuration",
-            "--audience", "agentauth", "--subject", "system:serviceaccount:agents:backend",
-            "--service-accounts", sa, "--scopes", "read", "--audiences", harness.servers.tokens.issuer,
-        )
-        workload = tmp_path / "workload.jwt"
-        workload.write_text(k8s.issue(namespace="agents", service_account="backend", audiences=["agentauth"]))
-        exchanged = await cli.json(
-            "token", "exchange", "--grant-type", TOKEN_EXCHANGE, "--subject-token-file", str(workload),
-            "--subject-token-type", JWT_TYPE, "--organization", org,
-        )
+        await _trust_workload(cli, k8s, agent, "backend", sa, harness.servers.tokens.issuer)
+        exchanged = await _backend_exchange(cli, k8s, tmp_path, org)
     path = tmp_path / "sa.token"
-    path.write_text(exchanged["accessToken"])
+    path.write_text(exchanged)
     return path
+
+
+async def _trust_workload(
+    cli: Cli, k8s: KubernetesIssuer, agent: str, name: str, sa: str, audience: str
+) -> None:
+    """Through the CLI: ``agent`` is the pod tokens of service account agents/NAME,
+    acting as ``sa`` with scope read for ``audience``."""
+    await cli.json(
+        "trust-policy", "create", agent, "--kind", "workload-token", "--issuer", k8s.issuer,
+        "--discovery-url", k8s.issuer + "/.well-known/openid-configuration",
+        "--audience", "agentauth", "--subject", f"system:serviceaccount:agents:{name}",
+        "--service-accounts", sa, "--scopes", "read", "--audiences", audience,
+    )  # fmt: skip
+
+
+async def _backend_exchange(cli: Cli, k8s: KubernetesIssuer, tmp_path: Path, org: str) -> str:
+    """Through the CLI: the agents/backend pod token exchanged for an access token."""
+    workload = tmp_path / "workload.jwt"
+    workload.write_text(k8s.issue(namespace="agents", service_account="backend", audiences=["agentauth"]))
+    exchanged = await cli.json(
+        "token", "exchange", "--grant-type", TOKEN_EXCHANGE, "--subject-token-file", str(workload),
+        "--subject-token-type", JWT_TYPE, "--organization", org,
+    )  # fmt: skip
+    return str(exchanged["accessToken"])
 
 
 async def _stderr_says(err: io.StringIO, text: str, task: asyncio.Task[Any]) -> str:
