@@ -120,10 +120,8 @@ def main(
         # The reader went away (`agentauth ... | head -1`): it has what it wanted.
         _silence(out)
         return 0
-    except UsageError as exc:
-        err.write(f"agentauth: {exc}\n")
-        return 2
-    except ValueError as exc:  # e.g. a key that cannot be a header; the message never holds it
+    except (UsageError, ValueError) as exc:
+        # ValueError: e.g. a key that cannot be a header (the message never holds it).
         err.write(f"agentauth: {exc}\n")
         return 2
     except AgentAuthError as exc:
