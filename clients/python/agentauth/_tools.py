@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -210,6 +210,20 @@ def call_deadline(timeout: float | None) -> float:
     return (timeout if timeout is not None else SERVER_DEFAULT_TIMEOUT) + DEADLINE_GRACE
 
 
+def joined_chunks(chunks: Sequence[bytes]) -> Any:
+    """The value a chunked result's ``output_chunk`` pieces spell (JSON text; none: None).
+
+    Raises ToolStreamIncomplete when they do not make whole JSON."""
+    text = b"".join(chunks)
+    try:
+        return json.loads(text.decode("utf-8")) if text else None
+    except (UnicodeDecodeError, ValueError):
+        # Never the text itself: it is the provider's data.
+        raise ToolStreamIncomplete(
+            f"the chunked result is not complete JSON ({len(text)} bytes received)"
+        ) from None
+
+
 class _ToolStream:
     """Folds the messages of one ExecuteTool stream into its outcome."""
 
@@ -255,14 +269,7 @@ class _ToolStream:
 
     def _result(self, result: tool_pb2.ToolResult) -> ToolCallResult:
         if result.chunked:
-            text = b"".join(self._chunks)
-            try:
-                data = json.loads(text.decode("utf-8")) if text else None
-            except (UnicodeDecodeError, ValueError):
-                # Never the text itself: it is the provider's data.
-                raise ToolStreamIncomplete(
-                    f"the chunked result is not complete JSON ({len(text)} bytes received)"
-                ) from None
+            data = joined_chunks(self._chunks)
         else:
             data = value_to_python(result.data) if result.HasField("data") else None
         accepted = self._accepted or tool_pb2.ToolCallAccepted()

@@ -20,7 +20,8 @@ from google.protobuf import json_format, struct_pb2
 from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 
-from agentauth._tools import call_deadline
+from agentauth._tool_errors import ToolStreamIncomplete
+from agentauth._tools import call_deadline, joined_chunks
 from agentauth.cli._output import EventLines, is_event, printable
 from agentauth.cli._request import UsageError, enum_label
 from agentauth.v1 import connection_pb2, tool_pb2
@@ -69,14 +70,10 @@ def _error_line(error: tool_pb2.ToolError) -> str:
 
 def _assemble(result: tool_pb2.ToolResult, chunks: list[bytes]) -> None:
     """Puts a chunked result's data back together in ``result.data``."""
-    text = b"".join(chunks)
     try:
-        json_format.Parse(text.decode("utf-8") or "null", result.data)
-    except (UnicodeDecodeError, json_format.ParseError):
-        # Never the text itself: it is the provider's data.
-        raise ToolCallFailed(
-            f"the chunked result is not complete JSON ({len(text)} bytes received)"
-        ) from None
+        json_format.ParseDict(joined_chunks(chunks), result.data)
+    except ToolStreamIncomplete as exc:
+        raise ToolCallFailed(str(exc)) from None
     # The data is whole now: nothing for the reader to put together.
     result.chunked = False
 
