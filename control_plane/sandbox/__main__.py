@@ -51,6 +51,7 @@ from control_plane.connectors.loader import load_catalog
 from control_plane.sandbox import kubernetes_issuer as k8s
 from control_plane.sandbox._jose import ALGORITHMS
 from control_plane.sandbox._loopback import (
+    EVERY_INTERFACE,
     LoopbackServer,
     json_response,
     require_loopback,
@@ -285,7 +286,7 @@ async def _serve(
     try:
         await server.start(host=host, port=port, expose_as=expose_as)
     except OSError as exc:
-        where = "0.0.0.0" if expose_as else host  # noqa: S104
+        where = EVERY_INTERFACE if expose_as else host
         print(f"error: cannot listen on {where}:{port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     if expose_as:

@@ -21,7 +21,17 @@ from urllib.parse import urlsplit
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-__all__ = ["LoopbackServer", "json_response", "require_loopback", "require_loopback_url"]
+__all__ = [
+    "EVERY_INTERFACE",
+    "LoopbackServer",
+    "json_response",
+    "require_loopback",
+    "require_loopback_url",
+]
+
+
+#: Where an ``expose_as`` emulator listens: every interface of its container.
+EVERY_INTERFACE = "0.0.0.0"  # noqa: S104
 
 
 def require_loopback(host: str) -> str:
@@ -143,7 +153,7 @@ class LoopbackServer:
         if self._runner is not None:
             raise RuntimeError("already started")
         advertised = require_loopback_url(expose_as) if expose_as is not None else None
-        host = "0.0.0.0" if advertised is not None else require_loopback(host)  # noqa: S104
+        host = EVERY_INTERFACE if advertised is not None else require_loopback(host)
         app = web.Application(middlewares=[self._count_and_inject])
         app.add_routes([*self._routes(), *self._extra_routes])
         runner = web.AppRunner(app, access_log=None)
