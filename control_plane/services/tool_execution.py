@@ -119,7 +119,7 @@ log = get_logger("agentauth.tools")
 class ToolPolicySource(Protocol):
     async def rules(self, tx: OrgTx) -> tuple[ToolRule, ...]: ...
 
-    async def groups_of(self, tx: OrgTx, user_id: str) -> frozenset[str]: ...
+    async def owner_groups(self, tx: OrgTx, owner: tuple[str, str]) -> frozenset[str]: ...
 
 
 class ActionAudit(Protocol):
@@ -357,10 +357,7 @@ class ToolExecutor:
         async with self._db.org_tx(scope) as tx:
             enabled = await self._connectors.enabled_tools(tx, connector) or ()
             rules = await self._policies.rules(tx)
-            kind, owner_id = caller.owner
-            groups = (
-                await self._policies.groups_of(tx, owner_id) if kind == "users" else frozenset()
-            )
+            groups = await self._policies.owner_groups(tx, caller.owner)
             try:
                 decision = evaluate(
                     ToolPolicy(frozenset(enabled), rules),

@@ -71,10 +71,7 @@ class ToolListingService:
         chosen: list[tuple[Connector, list[Tool], _Status]] = []
         async with self._db.org_tx(scope) as tx:
             rules = await self._policies.rules(tx)
-            kind, owner_id = caller.owner
-            groups = (
-                await self._policies.groups_of(tx, owner_id) if kind == "users" else frozenset()
-            )
+            groups = await self._policies.owner_groups(tx, caller.owner)
             for connector in sorted(self._catalog, key=lambda c: c.id):
                 if connector_filter and connector.id != connector_filter:
                     continue

@@ -80,6 +80,12 @@ class ToolPolicies(TenantCrud[m.ToolPolicyRule, ToolPolicyRuleView]):
         row = await tx.users.fields(user_id, "groups")
         return frozenset() if row is None else frozenset(_strings(row.groups))
 
+    async def owner_groups(self, tx: OrgTx, owner: tuple[str, str]) -> frozenset[str]:
+        """The groups rules see for a token's subject (``TokenCaller.owner``): a user's,
+        none for a service account."""
+        kind, owner_id = owner
+        return await self.groups_of(tx, owner_id) if kind == "users" else frozenset()
+
     # ------------------------------------------------------------ AdminService
 
     async def create(
