@@ -28,7 +28,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -343,6 +343,14 @@ def profiled(
     recorder.wait()
     worker.join()
     return out, result["load"]
+
+
+def raw_stacks(path: Path) -> Iterator[tuple[list[str], int]]:
+    """The samples of a py-spy ``record -f raw`` file: (frames outermost first, count)."""
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack:
+            yield stack.split(";"), int(count)
 
 
 def percentile(sorted_values: Sequence[float], p: float) -> float:

@@ -72,6 +72,7 @@ from bench._load import (
     print_table,
     process_tree,
     profiled,
+    raw_stacks,
     verdict,
     wrk,
 )
@@ -538,14 +539,10 @@ def layers(path: Path) -> str:
     where = re.compile(r"\((.*?):\d+\)")
     shares: collections.Counter[str] = collections.Counter()
     total = 0
-    for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack:
-            continue
-        n = int(count)
+    for frames, n in raw_stacks(path):
         total += n
         layer = "native code outside any Python frame"
-        for frame in reversed(stack.split(";")):
+        for frame in reversed(frames):
             found = where.search(frame)
             file = found.group(1) if found else ""
             if file.endswith("control_plane/cli.py"):  # the loop itself, under `serve`
@@ -643,7 +640,7 @@ def run_profile(server: Replica, run: Run, seconds: float, spy: str) -> str:
     flags = ("--nonblocking", "--threads")
     out, load = profiled(server.proc.pid, run, whole, spy, flags, "execute-tool-profile-")
     calls = load.requests
-    samples = sum(int(x.rpartition(" ")[2]) for x in out.read_text().splitlines() if x)
+    samples = sum(n for _, n in raw_stacks(out))
     return (
         f"{calls} calls in {whole}s under py-spy (250 Hz, --nonblocking), "
         f"{1e3 * samples / 250 / max(1, calls):.1f} ms of non-idle samples per call, "

@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from bench._harness import cluster_on_postgres, parser
-from bench._load import PY_SPY, h2load_grpc, profiled, wrk
+from bench._load import PY_SPY, h2load_grpc, profiled, raw_stacks, wrk
 from bench._workload import workload_exchange
 from bench.grpc_vs_http import EXCHANGE, reflected_messages, rpc_outcomes
 
@@ -27,14 +27,10 @@ def fold(path: Path, top: int) -> str:
     inclusive: collections.Counter[str] = collections.Counter()
     own: collections.Counter[str] = collections.Counter()
     total = 0
-    for line in path.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack:
-            continue
-        n = int(count)
+    for frames, n in raw_stacks(path):
         total += n
         names = []
-        for frame in stack.split(";"):
+        for frame in frames:
             m = _FRAME.match(frame)
             where = m.group(2).split("site-packages/")[-1].split("control_plane/")[-1] if m else ""
             names.append(f"{m.group(1)} [{where}]" if m else frame)
